@@ -1,0 +1,104 @@
+# Palpo's build. `make run` and `make test` work on a fresh Debian machine
+# with Go (1.21 or newer) installed: Go fetches the exact toolchain below by
+# itself, and missing Debian packages are installed with apt-get.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+export GOTOOLCHAIN := go1.27.3
+GO ?= go
+
+# Everything that builds without the GUI's cgo/OpenGL parts. The root package
+# (main.go) needs Fyne's OpenGL driver when built with cgo, so it is only
+# vetted without cgo and built by `make build`.
+PKGS := ./app/... ./assets/... ./cmd/... ./p2p/... ./server/... ./ui/...
+
+# Debian packages for the desktop (Fyne) build, from shared/DESIGN.md.
+GUI_DEBS := gcc libc6-dev pkg-config libgl1-mesa-dev libx11-dev libxcursor-dev \
+	libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
+# The race detector needs a C compiler.
+TEST_DEBS := gcc libc6-dev
+
+VERSION ?= 0.1.0-dev
+LDFLAGS := -s -w -X github.com/palpo-im/palpo-desktop/app.Version=$(VERSION)
+
+# apt_install installs the Debian packages in $(1) that are missing, and says so.
+define apt_install
+	@if ! command -v dpkg >/dev/null; then \
+		echo "Not a Debian system: make sure these are installed: $(1)"; \
+	else \
+		missing=""; \
+		for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then \
+			sudo=""; [ "$$(id -u)" -ne 0 ] && sudo=sudo; \
+			echo "Installing missing Debian packages:$$missing"; \
+			$$sudo apt-get update -qq; \
+			DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+		fi; \
+	fi
+endef
+
+.PHONY: all run test lint build build-headless deps test-deps check-go spec-coverage bench bench-startup clean
+
+all: build
+
+check-go:
+	@command -v $(GO) >/dev/null || { echo "Go is not installed. Install Go 1.21 or newer (Debian: apt-get install golang-go from bookworm-backports, or the tarball from go.dev); it fetches Go $(GOTOOLCHAIN:go%=%) by itself."; exit 1; }
+	@echo "Using $$($(GO) version) (GOTOOLCHAIN=$(GOTOOLCHAIN))"
+
+## deps: install the Debian packages the desktop (GUI) build needs
+deps:
+	$(call apt_install,$(GUI_DEBS))
+
+test-deps:
+	$(call apt_install,$(TEST_DEBS))
+
+## run: run Palpo; the desktop app with a display, the headless server without
+run: check-go
+	@if [ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ]; then \
+		echo "Display found: building the desktop app (the first build compiles OpenGL code and takes several minutes)."; \
+		$(MAKE) --no-print-directory build; \
+		./bin/palpo $(ARGS); \
+	else \
+		echo "No display found: building and running the headless server (palpo serve)."; \
+		$(MAKE) --no-print-directory build-headless; \
+		./bin/palpo-headless serve $(ARGS); \
+	fi
+
+## build: the desktop app binary bin/palpo (cgo, Fyne)
+build: check-go deps
+	@echo "Building bin/palpo (desktop app and server)"
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/palpo .
+
+## build-headless: a server-only binary bin/palpo-headless, no cgo needed
+build-headless: check-go
+	@echo "Building bin/palpo-headless (server only, no desktop app)"
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/palpo-headless .
+
+## lint: gofmt, go vet and staticcheck
+lint: check-go
+	@echo "Checking gofmt"
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	@echo "Running go vet and staticcheck"
+	CGO_ENABLED=0 $(GO) vet ./...
+	CGO_ENABLED=0 $(GO) tool staticcheck ./...
+
+## test: lint, then every test that builds without the GUI, with the race detector
+test: check-go test-deps lint
+	@echo "Running tests (race detector on)"
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## spec-coverage: regenerate docs/spec-coverage.md from the spec's OpenAPI files
+spec-coverage: check-go
+	$(GO) run ./cmd/spec-coverage -spec ../shared/matrix-spec/data/api/client-server -out docs/spec-coverage.md
+
+## bench: Go benchmarks of the hot paths
+bench: check-go
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## bench-startup: start-up time to the first /versions and idle memory of palpo serve
+bench-startup: build-headless
+	$(GO) run ./cmd/startup-bench -binary ./bin/palpo-headless
+
+clean:
+	rm -rf bin dist

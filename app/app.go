@@ -1,0 +1,200 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/palpo-im/palpo-desktop/server"
+	"github.com/palpo-im/palpo-desktop/server/config"
+)
+
+// State is where the server is in its life.
+type State string
+
+// The server's states, as the desktop app shows them.
+const (
+	StateStopped  State = "stopped"
+	StateStarting State = "starting"
+	StateRunning  State = "running"
+	StateError    State = "error"
+)
+
+// Status is a snapshot of the application for display.
+type Status struct {
+	State      State
+	Err        error
+	ServerName string
+	ClientURL  string
+	Started    time.Time
+}
+
+// App owns one data directory and the server running on it.
+type App struct {
+	dataDir string
+	cfg     *config.Config
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	srv    *server.Server
+	state  State
+	err    error
+	failed chan error
+	done   chan struct{} // closed by Stop, ends watch
+}
+
+// Open prepares the data directory (creating it and a default palpo.toml on
+// first start) and loads the config. logOut receives the log, formatted as
+// the config says.
+func Open(dataDir string, logOut io.Writer) (*App, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", dataDir, err)
+	}
+	cfgPath := filepath.Join(dataDir, config.FileName)
+	if _, err := os.Stat(cfgPath); errors.Is(err, fs.ErrNotExist) {
+		if err := os.WriteFile(cfgPath, []byte(config.Example), 0o600); err != nil {
+			return nil, fmt.Errorf("write default config: %w", err)
+		}
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	return &App{dataDir: dataDir, cfg: cfg, log: NewLogger(logOut, cfg.Log), state: StateStopped}, nil
+}
+
+// NewLogger builds the slog logger the config asks for.
+func NewLogger(w io.Writer, c config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// DataDir is the data directory.
+func (a *App) DataDir() string { return a.dataDir }
+
+// Config is the loaded config.
+func (a *App) Config() *config.Config { return a.cfg }
+
+// Logger is the application's logger.
+func (a *App) Logger() *slog.Logger { return a.log }
+
+// Start opens the server and starts listening. On failure the app is in the
+// error state with the reason, and the error is returned.
+func (a *App) Start() error {
+	a.mu.Lock()
+	if a.srv != nil {
+		a.mu.Unlock()
+		return errors.New("already running")
+	}
+	a.state, a.err = StateStarting, nil
+	a.mu.Unlock()
+
+	srv, err := server.New(context.Background(), a.cfg, a.dataDir, a.log)
+	if err == nil {
+		if err = srv.Start(); err != nil {
+			_ = srv.Shutdown(context.Background())
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.state, a.err = StateError, err
+		return err
+	}
+	a.srv, a.state = srv, StateRunning
+	a.failed = make(chan error, 1)
+	a.done = make(chan struct{})
+	go a.watch(srv, a.done)
+	return nil
+}
+
+// watch moves the app to the error state if a listener dies while serving.
+func (a *App) watch(srv *server.Server, done <-chan struct{}) {
+	var err error
+	select {
+	case <-done:
+		return
+	case err = <-srv.Err():
+	}
+	a.mu.Lock()
+	if a.srv == srv {
+		a.state, a.err = StateError, err
+		select {
+		case a.failed <- err:
+		default:
+		}
+	}
+	a.mu.Unlock()
+}
+
+// Failed yields an error when the running server fails on its own.
+func (a *App) Failed() <-chan error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.failed
+}
+
+// Stop shuts the server down gracefully: no new requests, in-flight ones get
+// the configured time to finish, and the database is closed cleanly.
+func (a *App) Stop() error {
+	a.mu.Lock()
+	srv := a.srv
+	a.srv = nil
+	if srv != nil {
+		close(a.done)
+	}
+	a.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	timeout := time.Duration(a.cfg.HTTP.ShutdownTimeoutSeconds) * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	a.mu.Lock()
+	if err != nil {
+		a.state, a.err = StateError, err
+	} else {
+		a.state, a.err = StateStopped, nil
+	}
+	a.mu.Unlock()
+	if err == nil {
+		a.log.Info("Palpo stopped cleanly")
+	}
+	return err
+}
+
+// Status reports the current state for display.
+func (a *App) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := Status{State: a.state, Err: a.err, ServerName: a.cfg.ServerName}
+	if a.srv != nil {
+		st.ClientURL = a.srv.ClientURL()
+		st.Started = a.srv.Started()
+	} else if a.cfg.PublicBaseURL != "" {
+		st.ClientURL = a.cfg.PublicBaseURL
+	} else {
+		st.ClientURL = server.BaseURLForListenAddr(a.cfg.Listen[0])
+	}
+	return st
+}
+
+// Server returns the running server, or nil.
+func (a *App) Server() *server.Server {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.srv
+}

@@ -1,0 +1,193 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/palpo-im/palpo-desktop/server/config"
+)
+
+// Version is Palpo's version, set at build time with
+// -ldflags "-X github.com/palpo-im/palpo-desktop/app.Version=…".
+var Version = "0.1.0-dev"
+
+// GUI is the desktop app as the command line sees it; package main fills it
+// in, because only a cgo build carries Fyne.
+type GUI struct {
+	// Available is false in builds without the desktop app (CGO_ENABLED=0).
+	Available bool
+	// Run runs the window on the calling (main) goroutine until the user
+	// quits, starting and stopping the server through a.
+	Run func(a *App) error
+}
+
+// Env is the outside world the command line runs in, injectable for tests.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	GOOS           string
+	// Signals, when non-nil, replaces SIGINT/SIGTERM as the stop request.
+	Signals context.Context
+	// Ready, when non-nil, is called once the server is serving.
+	Ready func(a *App)
+}
+
+// DefaultEnv is the real process environment.
+func DefaultEnv() Env {
+	return Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, GOOS: runtime.GOOS}
+}
+
+const usage = `Palpo: a personal Matrix homeserver.
+
+Usage:
+  palpo [--headless] [--data-dir DIR]   open the desktop app, or serve headless
+                                        when there is no display
+  palpo serve [--data-dir DIR]          run the server without a window
+  palpo version                         print the version
+  palpo config example                  print a fully commented example config
+  palpo help                            show this help
+
+Options:
+  --data-dir DIR   where Palpo keeps its config, database and keys
+                   (also: the PALPO_DATA_DIR environment variable)
+  --headless       never open a window; same as "palpo serve"
+
+Without --data-dir, data lives in $XDG_DATA_HOME/palpo on Linux,
+%AppData%\Palpo on Windows and ~/Library/Application Support/Palpo on macOS.
+`
+
+// Main runs the palpo command line and returns the process exit code.
+func Main(args []string, gui GUI, env Env) int {
+	fs := flag.NewFlagSet("palpo", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() { fmt.Fprint(env.Stderr, usage) }
+	dataDir := fs.String("data-dir", "", "data directory")
+	headless := fs.Bool("headless", false, "run without a window")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	rest := fs.Args()
+	cmd := ""
+	if len(rest) > 0 {
+		cmd, rest = rest[0], rest[1:]
+	}
+	switch cmd {
+	case "":
+		if *headless || !gui.Available || !hasDisplay(env) {
+			return serve(*dataDir, env)
+		}
+		return runDesktop(*dataDir, gui, env)
+	case "serve":
+		sub := flag.NewFlagSet("palpo serve", flag.ContinueOnError)
+		sub.SetOutput(env.Stderr)
+		sub.Usage = fs.Usage
+		subDir := sub.String("data-dir", *dataDir, "data directory")
+		if err := sub.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
+		}
+		if sub.NArg() > 0 {
+			fmt.Fprintf(env.Stderr, "palpo serve: unexpected argument %q\n", sub.Arg(0))
+			return 2
+		}
+		return serve(*subDir, env)
+	case "version":
+		fmt.Fprintf(env.Stdout, "palpo %s (%s, %s/%s, desktop app: %v)\n", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH, gui.Available)
+		return 0
+	case "config":
+		if len(rest) == 1 && rest[0] == "example" {
+			fmt.Fprint(env.Stdout, config.Example)
+			return 0
+		}
+		fmt.Fprintln(env.Stderr, "usage: palpo config example")
+		return 2
+	case "help":
+		fmt.Fprint(env.Stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(env.Stderr, "palpo: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+// hasDisplay tells whether a window can be shown: on Linux and the BSDs
+// only with an X11 or Wayland display; Windows and macOS always have one.
+func hasDisplay(env Env) bool {
+	switch env.GOOS {
+	case "windows", "darwin":
+		return true
+	}
+	return env.Getenv("DISPLAY") != "" || env.Getenv("WAYLAND_DISPLAY") != ""
+}
+
+func openApp(dataDirFlag string, env Env) (*App, error) {
+	if dataDirFlag == "" && env.Getenv(EnvDataDir) != "" {
+		dataDirFlag = env.Getenv(EnvDataDir)
+	}
+	dir, err := ResolveDataDir(dataDirFlag)
+	if err != nil {
+		return nil, err
+	}
+	return Open(dir, env.Stderr)
+}
+
+// serve runs the server headless until SIGINT or SIGTERM.
+func serve(dataDirFlag string, env Env) int {
+	a, err := openApp(dataDirFlag, env)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "palpo: %v\n", err)
+		return 1
+	}
+	stop := env.Signals
+	if stop == nil {
+		var cancel context.CancelFunc
+		stop, cancel = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer cancel()
+	}
+	a.Logger().Info("starting Palpo", "version", Version, "data_dir", a.DataDir())
+	if err := a.Start(); err != nil {
+		a.Logger().Error("Palpo could not start", "error", err)
+		return 1
+	}
+	if env.Ready != nil {
+		env.Ready(a)
+	}
+	code := 0
+	select {
+	case <-stop.Done():
+		a.Logger().Info("shutting down")
+	case err := <-a.Failed():
+		a.Logger().Error("server failed", "error", err)
+		code = 1
+	}
+	if err := a.Stop(); err != nil {
+		a.Logger().Error("unclean shutdown", "error", err)
+		return 1
+	}
+	return code
+}
+
+func runDesktop(dataDirFlag string, gui GUI, env Env) int {
+	a, err := openApp(dataDirFlag, env)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "palpo: %v\n", err)
+		return 1
+	}
+	if err := gui.Run(a); err != nil {
+		a.Logger().Error("desktop app failed", "error", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,90 @@
+package clientapi
+
+import (
+	"html/template"
+	"net/http"
+
+	"github.com/palpo-im/palpo-desktop/server/httpapi"
+)
+
+// SupportedVersions are the spec versions advertised at /versions. Clients
+// refuse servers that lack the versions they need (Element wants v1.1 or
+// later); the endpoints behind them are listed, honestly counted, in
+// docs/spec-coverage.md. We stop at v1.12 because v1.15 and later make clients
+// expect /_matrix/client/v1/auth_metadata (OAuth 2.0), which Palpo does not
+// offer yet.
+var SupportedVersions = []string{
+	"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
+	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12",
+}
+
+// unstableFeatures are the MSCs advertised at /versions. It grows as they
+// are implemented (org.matrix.simplified_msc3575 with sliding sync).
+var unstableFeatures = map[string]bool{}
+
+func (a *API) registerDiscovery(rt *httpapi.Router) {
+	rt.Handle(http.MethodGet, "/_matrix/client/versions", a.versions)
+	rt.Handle(http.MethodGet, "/.well-known/matrix/client", a.wellKnown)
+	rt.Handle(http.MethodGet, "/{$}", a.rootPage)
+}
+
+type versionsResponse struct {
+	Versions         []string        `json:"versions"`
+	UnstableFeatures map[string]bool `json:"unstable_features"`
+}
+
+func (a *API) versions(w http.ResponseWriter, r *http.Request) error {
+	return httpapi.WriteJSON(w, http.StatusOK, versionsResponse{
+		Versions:         SupportedVersions,
+		UnstableFeatures: unstableFeatures,
+	})
+}
+
+type wellKnownResponse struct {
+	Homeserver struct {
+		BaseURL string `json:"base_url"`
+	} `json:"m.homeserver"`
+}
+
+func (a *API) wellKnown(w http.ResponseWriter, r *http.Request) error {
+	var resp wellKnownResponse
+	resp.Homeserver.BaseURL = a.deps.BaseURL()
+	return httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
+var rootTemplate = template.Must(template.New("root").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Palpo Matrix server</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 40em; margin: 3em auto; padding: 0 1em; line-height: 1.5; color: #1d2d35; }
+code { background: #eef3f5; padding: .1em .3em; border-radius: 4px; }
+h1 { color: #0d8a73; }
+</style>
+</head>
+<body>
+<h1>Palpo is running</h1>
+<p>This is <strong>Palpo</strong>, a Matrix homeserver for <code>{{.ServerName}}</code>.
+There is nothing to see here in a browser: chat with a Matrix client instead.</p>
+<h2>Connect a client</h2>
+<ol>
+<li>Open <a href="https://element.io/download">Element</a>, FluffyChat, Nheko or another Matrix client.</li>
+<li>Choose to sign in with another server (Element: "Edit" next to the homeserver).</li>
+<li>Enter <code>{{.BaseURL}}</code> as the homeserver address.</li>
+<li>Sign in with the account the owner of this server made for you.</li>
+</ol>
+<p>User IDs on this server look like <code>@name:{{.ServerName}}</code>.</p>
+</body>
+</html>
+`))
+
+func (a *API) rootPage(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	// The template is static and was parsed at start-up, so an error here
+	// can only be the client going away; there is no response left to fix.
+	_ = rootTemplate.Execute(w, struct{ ServerName, BaseURL string }{a.deps.ServerName, a.deps.BaseURL()})
+	return nil
+}

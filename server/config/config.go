@@ -1,0 +1,214 @@
+// Package config holds Palpo's typed configuration: the TOML file in the data
+// directory, its defaults (which serve a personal server on this computer) and
+// the validation that turns a bad value into a message saying how to fix it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// FileName is the name of the config file inside the data directory.
+const FileName = "palpo.toml"
+
+// Config is the whole of palpo.toml. Every field has a default (see Default)
+// and a comment in the example config (see Example).
+type Config struct {
+	// ServerName is the domain part of every user ID and room alias. It can
+	// never change once users or rooms exist.
+	ServerName string `toml:"server_name"`
+	// PublicBaseURL is the address clients are told to use. Empty means
+	// "derived from the first listen address".
+	PublicBaseURL string `toml:"public_baseurl"`
+	// Listen lists host:port pairs for the client (and later federation) API.
+	Listen []string `toml:"listen"`
+
+	HTTP     HTTP     `toml:"http"`
+	Database Database `toml:"database"`
+	Log      Log      `toml:"log"`
+}
+
+// HTTP configures the HTTP front door.
+type HTTP struct {
+	// MaxRequestBytes bounds every request body except media uploads.
+	MaxRequestBytes int64 `toml:"max_request_bytes"`
+	// ShutdownTimeoutSeconds is how long in-flight requests get to finish
+	// on shutdown before connections are closed.
+	ShutdownTimeoutSeconds int `toml:"shutdown_timeout_seconds"`
+}
+
+// Database configures the embedded SQLite database.
+type Database struct {
+	// Path of the SQLite file; relative paths are inside the data directory.
+	Path string `toml:"path"`
+	// Readers is the size of the read-only connection pool.
+	Readers int `toml:"readers"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+// Default returns the configuration of a personal server on this computer.
+func Default() *Config {
+	return &Config{
+		ServerName: "localhost",
+		Listen:     []string{"127.0.0.1:8008"},
+		HTTP: HTTP{
+			MaxRequestBytes:        1 << 20,
+			ShutdownTimeoutSeconds: 10,
+		},
+		Database: Database{Path: "palpo.db", Readers: 4},
+		Log:      Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads a TOML config file on top of the defaults and validates it.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(string(data))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes TOML text on top of the defaults and validates the result.
+// Unknown keys are errors: a typo must not silently fall back to a default.
+func Parse(text string) (*Config, error) {
+	cfg := Default()
+	md, err := toml.Decode(text, cfg)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, fmt.Errorf("line %d: %s", perr.Position.Line, perr.Message)
+		}
+		return nil, err
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("unknown key %s: check the spelling against `palpo config example`", strings.Join(keys, ", "))
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Validate checks every value and names the key and the fix in its error.
+func (c *Config) Validate() error {
+	if err := ValidateServerName(c.ServerName); err != nil {
+		return fmt.Errorf("server_name %q: %w; use a host name such as \"localhost\" or \"example.org\"", c.ServerName, err)
+	}
+	if c.PublicBaseURL != "" {
+		u, err := url.Parse(c.PublicBaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("public_baseurl %q: must be an http:// or https:// URL such as \"https://matrix.example.org\", or empty", c.PublicBaseURL)
+		}
+	}
+	if len(c.Listen) == 0 {
+		return errors.New("listen: must name at least one address, such as [\"127.0.0.1:8008\"]")
+	}
+	for _, addr := range c.Listen {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("listen %q: %v; use host:port such as \"127.0.0.1:8008\"", addr, err)
+		}
+		if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+			return fmt.Errorf("listen %q: host must be an IP address or \"localhost\"", addr)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			return fmt.Errorf("listen %q: port must be a number from 0 to 65535", addr)
+		}
+	}
+	if c.HTTP.MaxRequestBytes < 64<<10 {
+		return fmt.Errorf("http.max_request_bytes %d: must be at least 65536 (one event); the default is 1048576", c.HTTP.MaxRequestBytes)
+	}
+	if c.HTTP.ShutdownTimeoutSeconds < 0 {
+		return fmt.Errorf("http.shutdown_timeout_seconds %d: must not be negative", c.HTTP.ShutdownTimeoutSeconds)
+	}
+	if strings.TrimSpace(c.Database.Path) == "" {
+		return errors.New("database.path: must not be empty; the default is \"palpo.db\"")
+	}
+	if c.Database.Readers < 1 || c.Database.Readers > 64 {
+		return fmt.Errorf("database.readers %d: must be between 1 and 64; the default is 4", c.Database.Readers)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level %q: must be one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format %q: must be \"text\" or \"json\"", c.Log.Format)
+	}
+	return nil
+}
+
+// ValidateServerName checks a server name against the grammar in the spec's
+// appendix (hostname, IPv4 literal or bracketed IPv6 literal, optional port).
+func ValidateServerName(name string) error {
+	if name == "" {
+		return errors.New("must not be empty")
+	}
+	if len(name) > 230 {
+		return errors.New("is longer than 230 characters")
+	}
+	host := name
+	if strings.HasPrefix(name, "[") {
+		end := strings.Index(name, "]")
+		if end < 0 {
+			return errors.New("has an unclosed IPv6 bracket")
+		}
+		if ip := net.ParseIP(name[1:end]); ip == nil || ip.To4() != nil {
+			return errors.New("has an invalid IPv6 literal")
+		}
+		rest := name[end+1:]
+		if rest != "" {
+			return validatePort(strings.TrimPrefix(rest, ":"), strings.HasPrefix(rest, ":"))
+		}
+		return nil
+	}
+	if i := strings.LastIndexByte(name, ':'); i >= 0 {
+		host = name[:i]
+		if err := validatePort(name[i+1:], true); err != nil {
+			return err
+		}
+	}
+	if host == "" {
+		return errors.New("has no host name")
+	}
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return fmt.Errorf("contains %q; only letters, digits, '-' and '.' are allowed", r)
+		}
+	}
+	return nil
+}
+
+func validatePort(port string, hadColon bool) error {
+	if !hadColon {
+		return errors.New("has characters after the IPv6 literal")
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 || port != strconv.Itoa(p) {
+		return fmt.Errorf("has an invalid port %q", port)
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+// Package httpapi is Palpo's HTTP core: the router, the middleware every
+// request passes through (panic recovery, logging, CORS, body limits), JSON
+// request decoding, and the one place that turns an error into a Matrix error
+// response. The client and federation APIs register their routes on it.
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// HandlerFunc serves one endpoint. It writes its success response itself
+// (usually with WriteJSON) and returns an error otherwise; the router turns
+// that error into exactly one Matrix error response.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Route is one method and path pattern served by the router, in
+// net/http.ServeMux pattern syntax ({name} and {name...} wildcards).
+type Route struct {
+	Method string
+	Path   string
+}
+
+// RouteOption adjusts how one route is served.
+type RouteOption func(*endpoint)
+
+// MaxBody overrides the request body limit for one route; media uploads use
+// it to stream bodies far larger than the default limit.
+func MaxBody(limit int64) RouteOption {
+	return func(e *endpoint) { e.maxBody = limit }
+}
+
+type endpoint struct {
+	handler HandlerFunc
+	maxBody int64
+}
+
+// pathHandler dispatches the methods registered for one path pattern, so an
+// implemented path with the wrong method gets 405 M_UNRECOGNIZED (the spec's
+// answer) rather than ServeMux's plain-text 405.
+type pathHandler struct {
+	router  *Router
+	methods map[string]*endpoint
+}
+
+// Router maps Matrix paths to handlers and applies the middleware.
+type Router struct {
+	mux            *http.ServeMux
+	paths          map[string]*pathHandler
+	routes         []Route
+	log            *slog.Logger
+	defaultMaxBody int64
+}
+
+// NewRouter returns a router whose request bodies are limited to maxBody
+// bytes unless a route says otherwise.
+func NewRouter(log *slog.Logger, maxBody int64) *Router {
+	rt := &Router{
+		mux:            http.NewServeMux(),
+		paths:          map[string]*pathHandler{},
+		log:            log,
+		defaultMaxBody: maxBody,
+	}
+	// Anything no route matches is an unknown endpoint.
+	rt.mux.Handle("/", rt.wrap(func(http.ResponseWriter, *http.Request) error {
+		return ErrUnrecognized
+	}))
+	return rt
+}
+
+// Handle registers h for method and pattern. Registering the same method and
+// pattern twice panics, as ServeMux does: it is a programming error.
+func (rt *Router) Handle(method, pattern string, h HandlerFunc, opts ...RouteOption) {
+	e := &endpoint{handler: h, maxBody: rt.defaultMaxBody}
+	for _, o := range opts {
+		o(e)
+	}
+	ph, ok := rt.paths[pattern]
+	if !ok {
+		ph = &pathHandler{router: rt, methods: map[string]*endpoint{}}
+		rt.paths[pattern] = ph
+		rt.mux.Handle(pattern, ph)
+	}
+	if _, dup := ph.methods[method]; dup {
+		panic("httpapi: duplicate route " + method + " " + pattern)
+	}
+	ph.methods[method] = e
+	rt.routes = append(rt.routes, Route{Method: method, Path: pattern})
+}
+
+// Routes lists every registered route in registration order.
+func (rt *Router) Routes() []Route { return slices.Clone(rt.routes) }
+
+// ServeHTTP runs the middleware and then the matching route.
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt.middleware(rt.mux).ServeHTTP(w, r)
+}
+
+func (ph *pathHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	e, ok := ph.methods[method]
+	if !ok {
+		allowed := make([]string, 0, len(ph.methods))
+		for m := range ph.methods {
+			allowed = append(allowed, m)
+		}
+		slices.Sort(allowed)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		ph.router.wrap(func(http.ResponseWriter, *http.Request) error {
+			return ErrMethodNotAllowed
+		}).ServeHTTP(w, r)
+		return
+	}
+	if e.maxBody > 0 {
+		if r.ContentLength > e.maxBody {
+			// Refuse before reading a byte of a body we will not accept.
+			ph.router.writeError(w, r, errTooLarge(e.maxBody))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, e.maxBody)
+	}
+	ph.router.wrap(e.handler).ServeHTTP(w, r)
+}
+
+// wrap adapts a HandlerFunc to http.Handler, sending its error to writeError.
+func (rt *Router) wrap(h HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			rt.writeError(w, r, err)
+		}
+	})
+}

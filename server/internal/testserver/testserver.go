@@ -1,0 +1,119 @@
+// Package testserver starts a complete Palpo server in-process on a random
+// loopback port with a temporary data directory, for tests that drive it
+// with a real Matrix client library.
+package testserver
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+
+	"github.com/palpo-im/palpo-desktop/server"
+	"github.com/palpo-im/palpo-desktop/server/config"
+)
+
+// Server is a running test server.
+type Server struct {
+	*server.Server
+	// URL is the server's base URL, such as http://127.0.0.1:41234.
+	URL string
+	// DataDir is the temporary data directory; it survives Restart.
+	DataDir string
+	// Config is the configuration the server runs with.
+	Config *config.Config
+
+	t    testing.TB
+	logs *lockedBuffer
+}
+
+// Option adjusts the test server's config before it starts.
+type Option func(*config.Config)
+
+// New starts a server and stops it when the test ends. Its log is printed
+// only if the test fails.
+func New(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	for _, o := range opts {
+		o(cfg)
+	}
+	s := &Server{DataDir: t.TempDir(), Config: cfg, t: t, logs: &lockedBuffer{}}
+	s.start()
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.logs.String())
+		}
+	})
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	log := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := server.New(context.Background(), s.Config, s.DataDir, log)
+	if err != nil {
+		s.t.Fatalf("start test server: %v", err)
+	}
+	if err := srv.Start(); err != nil {
+		s.t.Fatalf("start test server: %v", err)
+	}
+	s.Server = srv
+	s.URL = "http://" + srv.Addrs()[0].String()
+}
+
+func (s *Server) stop() {
+	if s.Server == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Server.Shutdown(ctx); err != nil {
+		s.t.Errorf("stop test server: %v", err)
+	}
+	s.Server = nil
+}
+
+// Restart stops the server and starts it again on the same data directory,
+// as a person closing and reopening the app would (the port may change).
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.stop()
+	s.start()
+}
+
+// Client returns a mautrix client for the server with no user logged in.
+func (s *Server) Client() *mautrix.Client {
+	s.t.Helper()
+	c, err := mautrix.NewClient(s.URL, "", "")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c
+}
+
+// Logs returns everything the server has logged so far.
+func (s *Server) Logs() string { return s.logs.String() }
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,225 @@
+// Package server assembles the homeserver: it opens the database, loads the
+// signing key, builds the router with every API, and runs the HTTP listeners.
+// It has no GUI imports; the desktop app and `palpo serve` both drive it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/federation"
+
+	"github.com/palpo-im/palpo-desktop/server/clientapi"
+	"github.com/palpo-im/palpo-desktop/server/config"
+	"github.com/palpo-im/palpo-desktop/server/httpapi"
+	"github.com/palpo-im/palpo-desktop/server/identity"
+	"github.com/palpo-im/palpo-desktop/server/storage"
+)
+
+// Server is one running homeserver.
+type Server struct {
+	cfg     *config.Config
+	dataDir string
+	log     *slog.Logger
+
+	db     *storage.DB
+	key    *federation.SigningKey
+	router *httpapi.Router
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	http      *http.Server
+	serveErr  chan error
+	started   time.Time
+	closed    bool
+}
+
+// New opens the server's state in dataDir (database, signing key) and builds
+// its routes, without listening yet.
+func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid config: %w", err)
+	}
+	key, err := identity.LoadOrCreate(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	dbPath := cfg.Database.Path
+	if !filepath.IsAbs(dbPath) {
+		dbPath = filepath.Join(dataDir, dbPath)
+	}
+	db, err := storage.Open(ctx, dbPath, cfg.Database.Readers)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkServerName(ctx, db, cfg.ServerName); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, dataDir: dataDir, log: log, db: db, key: key}
+	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
+	clientapi.Register(s.router, clientapi.Deps{
+		ServerName: cfg.ServerName,
+		BaseURL:    s.ClientURL,
+	})
+	return s, nil
+}
+
+// checkServerName records the server name in a new database and refuses to
+// run an existing database under another name: every user ID, room and
+// signature in it is tied to the name it was created with.
+func checkServerName(ctx context.Context, db *storage.DB, name string) error {
+	stored, ok, err := db.Meta(ctx, storage.MetaServerName)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return db.SetMeta(ctx, storage.MetaServerName, name)
+	}
+	if stored != name {
+		return fmt.Errorf("server_name is %q in the config, but the database %s was created for %q; "+
+			"a server name can never change. Set server_name = %q in palpo.toml, or start with a new data directory",
+			name, db.Path(), stored, stored)
+	}
+	return nil
+}
+
+// Handler is the full HTTP handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.router }
+
+// Routes lists every endpoint the server serves.
+func (s *Server) Routes() []httpapi.Route { return s.router.Routes() }
+
+// ServerName is the configured server name.
+func (s *Server) ServerName() string { return s.cfg.ServerName }
+
+// SigningKey is the server's ed25519 signing key.
+func (s *Server) SigningKey() *federation.SigningKey { return s.key }
+
+// DB is the server's database (for the admin tools and tests).
+func (s *Server) DB() *storage.DB { return s.db }
+
+// Start binds every listen address and serves on them in the background. A
+// port that cannot be bound fails Start, so the user hears about it at once.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.http != nil {
+		return errors.New("server already started")
+	}
+	var lns []net.Listener
+	for _, addr := range s.cfg.Listen {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return fmt.Errorf("listen on %s: %w (is another Palpo or program using that port? change listen in palpo.toml)", addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	s.listeners = lns
+	s.http = &http.Server{
+		Handler:           s.router,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.serveErr = make(chan error, len(lns))
+	s.started = time.Now()
+	for _, ln := range lns {
+		go func() {
+			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.serveErr <- err
+			}
+		}()
+	}
+	s.log.Info("Palpo is ready: connect your Matrix client to "+s.clientURLLocked(), "server_name", s.cfg.ServerName, "url", s.clientURLLocked())
+	return nil
+}
+
+// Addrs returns the addresses actually bound (ports resolved).
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]net.Addr, len(s.listeners))
+	for i, ln := range s.listeners {
+		out[i] = ln.Addr()
+	}
+	return out
+}
+
+// Started is when Start succeeded (zero before).
+func (s *Server) Started() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started
+}
+
+// Err returns a channel that yields an error if a listener fails while
+// serving.
+func (s *Server) Err() <-chan error { return s.serveErr }
+
+// ClientURL is the address a client should use: public_baseurl when set,
+// otherwise derived from the first bound listener.
+func (s *Server) ClientURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clientURLLocked()
+}
+
+func (s *Server) clientURLLocked() string {
+	if s.cfg.PublicBaseURL != "" {
+		return s.cfg.PublicBaseURL
+	}
+	addr := s.cfg.Listen[0]
+	if len(s.listeners) > 0 {
+		addr = s.listeners[0].Addr().String()
+	}
+	return BaseURLForListenAddr(addr)
+}
+
+// BaseURLForListenAddr turns a listen address into the URL a client on this
+// computer should type: loopback and wildcard addresses become "localhost",
+// which is what people expect to see (and what Element's docs show).
+func BaseURLForListenAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || host == "localhost" || (ip != nil && (ip.IsLoopback() || ip.IsUnspecified())) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// Shutdown stops accepting requests, lets in-flight ones finish until ctx
+// ends, and closes the database cleanly.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	srv := s.http
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	var errs []error
+	if srv != nil {
+		if err := srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			srv.Close()
+		}
+	}
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close database: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,128 @@
+// Package storage owns Palpo's SQL: opening the SQLite database, the schema
+// migrations, and one file of queries per domain. Nothing outside this package
+// writes SQL.
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+)
+
+// DB is the database: one writer connection, because SQLite allows a single
+// writer at a time and queueing in Go is cheaper than SQLITE_BUSY retries,
+// and a pool of read-only connections, which WAL lets run beside the writer.
+type DB struct {
+	path   string
+	writer *sql.DB
+	reader *sql.DB
+}
+
+// Open opens (creating if needed) the SQLite database at path and applies
+// pending migrations. It refuses a database written by a newer Palpo.
+func Open(ctx context.Context, path string, readers int) (*DB, error) {
+	return open(ctx, path, readers, len(migrations))
+}
+
+func open(ctx context.Context, path string, readers, migrateTo int) (*DB, error) {
+	if readers < 1 {
+		readers = 1
+	}
+	writer, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+	// Ping forces the first connection so a bad path fails here, and so the
+	// WAL journal mode is set before any reader connects.
+	if err := writer.PingContext(ctx); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	db := &DB{path: path, writer: writer}
+	if err := db.migrate(ctx, migrateTo); err != nil {
+		writer.Close()
+		return nil, err
+	}
+	reader, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open database %s for reading: %w", path, err)
+	}
+	reader.SetMaxOpenConns(readers)
+	reader.SetMaxIdleConns(readers)
+	db.reader = reader
+	return db, nil
+}
+
+// dsn builds the modernc.org/sqlite connection string. Pragmas are set per
+// connection so every pooled connection gets them.
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	// NORMAL in WAL mode is durable against process crashes; FULL also
+	// survives power loss at the cost of an fsync per commit. We choose FULL:
+	// "loses nothing" is the promise, and commits are not our bottleneck.
+	q.Add("_pragma", "synchronous(FULL)")
+	if readOnly {
+		q.Add("_pragma", "query_only(ON)")
+	} else {
+		// BEGIN IMMEDIATE takes the write lock up front, so a transaction
+		// never fails half-way through on a lock upgrade.
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// Path is the database file's path.
+func (db *DB) Path() string { return db.path }
+
+// Close checkpoints the WAL into the main file and closes every connection.
+func (db *DB) Close() error {
+	var errs []error
+	if db.reader != nil {
+		errs = append(errs, db.reader.Close())
+	}
+	if db.writer != nil {
+		// A clean checkpoint leaves a self-contained database file behind,
+		// which is what a person copying the data directory expects.
+		if _, err := db.writer.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			errs = append(errs, fmt.Errorf("checkpoint: %w", err))
+		}
+		errs = append(errs, db.writer.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// WriteTx runs fn in one write transaction, committing when fn returns nil.
+func (db *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that both pools answer.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.writer.PingContext(ctx); err != nil {
+		return err
+	}
+	return db.reader.PingContext(ctx)
+}
