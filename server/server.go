@@ -16,6 +16,7 @@ import (
 
 	"maunium.net/go/mautrix/federation"
 
+	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/clientapi"
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
@@ -29,9 +30,10 @@ type Server struct {
 	dataDir string
 	log     *slog.Logger
 
-	db     *storage.DB
-	key    *federation.SigningKey
-	router *httpapi.Router
+	db       *storage.DB
+	key      *federation.SigningKey
+	accounts *accounts.Service
+	router   *httpapi.Router
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -64,10 +66,12 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		return nil, err
 	}
 	s := &Server{cfg: cfg, dataDir: dataDir, log: log, db: db, key: key}
+	s.accounts = accounts.New(db, cfg, log)
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
 	clientapi.Register(s.router, clientapi.Deps{
 		ServerName: cfg.ServerName,
 		BaseURL:    s.ClientURL,
+		Accounts:   s.accounts,
 	})
 	return s, nil
 }
@@ -102,6 +106,9 @@ func (s *Server) ServerName() string { return s.cfg.ServerName }
 
 // SigningKey is the server's ed25519 signing key.
 func (s *Server) SigningKey() *federation.SigningKey { return s.key }
+
+// Accounts is the accounts service (for the admin tools and tests).
+func (s *Server) Accounts() *accounts.Service { return s.accounts }
 
 // DB is the server's database (for the admin tools and tests).
 func (s *Server) DB() *storage.DB { return s.db }

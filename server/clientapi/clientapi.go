@@ -4,6 +4,11 @@
 package clientapi
 
 import (
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 )
 
@@ -14,16 +19,69 @@ type Deps struct {
 	// BaseURL returns the URL clients should use; it is a func because the
 	// listening port may only be known after the listener is bound.
 	BaseURL func() string
+	// Accounts owns registration, login, devices and profiles.
+	Accounts *accounts.Service
 }
 
 // API holds the client API's handlers.
 type API struct {
-	deps Deps
+	deps     Deps
+	accounts *accounts.Service
 }
 
 // Register adds every client-server endpoint to rt.
 func Register(rt *httpapi.Router, deps Deps) *API {
-	a := &API{deps: deps}
+	a := &API{deps: deps, accounts: deps.Accounts}
 	a.registerDiscovery(rt)
+	a.registerRegistration(rt)
+	a.registerLogin(rt)
+	a.registerAccount(rt)
+	a.registerCapabilities(rt)
+	a.registerDevices(rt)
+	a.registerProfile(rt)
 	return a
+}
+
+// Path prefixes of the client API's versions.
+const (
+	v3 = "/_matrix/client/v3"
+	v1 = "/_matrix/client/v1"
+	r0 = "/_matrix/client/r0"
+)
+
+// authedHandler serves a request from a logged-in user.
+type authedHandler func(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error
+
+// authed wraps h with access-token authentication: the token comes from the
+// Authorization header or, for old clients, the access_token query parameter.
+func (a *API) authed(h authedHandler) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		c, err := a.accounts.AuthenticateToken(r.Context(), accessToken(r), clientIP(r), r.UserAgent())
+		if err != nil {
+			return err
+		}
+		return h(w, r, c)
+	}
+}
+
+// accessToken extracts the access token of a request, or "".
+func accessToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+// clientIP is the address the request came from. Palpo is reached directly
+// (no reverse proxy in front of a desktop app), so forwarded-for headers are
+// not trusted: anyone could forge them to dodge rate limits.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

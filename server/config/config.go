@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -30,9 +31,55 @@ type Config struct {
 	// Listen lists host:port pairs for the client (and later federation) API.
 	Listen []string `toml:"listen"`
 
-	HTTP     HTTP     `toml:"http"`
-	Database Database `toml:"database"`
-	Log      Log      `toml:"log"`
+	Registration Registration `toml:"registration"`
+	Auth         Auth         `toml:"auth"`
+	RateLimits   RateLimits   `toml:"rate_limits"`
+	HTTP         HTTP         `toml:"http"`
+	Database     Database     `toml:"database"`
+	Log          Log          `toml:"log"`
+}
+
+// Registration modes.
+const (
+	RegistrationOpen   = "open"   // anyone who reaches the server may register
+	RegistrationToken  = "token"  // only with an invite (registration token)
+	RegistrationClosed = "closed" // only the owner creates accounts
+)
+
+// Registration configures who may create accounts and how.
+type Registration struct {
+	Mode string `toml:"mode"`
+	// MinPasswordLength is the shortest password accepted.
+	MinPasswordLength int `toml:"min_password_length"`
+	// ReservedUsernames are regular expressions; a user name matching one
+	// can only be created by an admin (M_EXCLUSIVE otherwise).
+	ReservedUsernames []string `toml:"reserved_usernames"`
+	// SharedSecret enables Synapse-compatible shared-secret registration
+	// (/_synapse/admin/v1/register) when not empty.
+	SharedSecret string `toml:"shared_secret"`
+}
+
+// Auth configures tokens.
+type Auth struct {
+	// AccessTokenLifetimeSeconds applies to clients that ask for refresh
+	// tokens; other clients' access tokens live until logout.
+	AccessTokenLifetimeSeconds int `toml:"access_token_lifetime_seconds"`
+	// LoginTokenLifetimeSeconds is how long an m.login.token stays valid.
+	LoginTokenLifetimeSeconds int `toml:"login_token_lifetime_seconds"`
+}
+
+// RateLimits bound how fast one address or account may try logins and
+// registrations: Burst attempts at once, then one per PerSecond⁻¹ seconds.
+type RateLimits struct {
+	LoginPerAddress    RateLimit `toml:"login_per_address"`
+	LoginPerAccount    RateLimit `toml:"login_failures_per_account"`
+	RegisterPerAddress RateLimit `toml:"register_per_address"`
+}
+
+// RateLimit is a token bucket.
+type RateLimit struct {
+	PerSecond float64 `toml:"per_second"`
+	Burst     int     `toml:"burst"`
 }
 
 // HTTP configures the HTTP front door.
@@ -63,6 +110,20 @@ func Default() *Config {
 	return &Config{
 		ServerName: "localhost",
 		Listen:     []string{"127.0.0.1:8008"},
+		Registration: Registration{
+			Mode:              RegistrationToken,
+			MinPasswordLength: 8,
+			ReservedUsernames: []string{},
+		},
+		Auth: Auth{
+			AccessTokenLifetimeSeconds: 3600,
+			LoginTokenLifetimeSeconds:  120,
+		},
+		RateLimits: RateLimits{
+			LoginPerAddress:    RateLimit{PerSecond: 0.2, Burst: 10},
+			LoginPerAccount:    RateLimit{PerSecond: 0.05, Burst: 5},
+			RegisterPerAddress: RateLimit{PerSecond: 0.1, Burst: 5},
+		},
 		HTTP: HTTP{
 			MaxRequestBytes:        1 << 20,
 			ShutdownTimeoutSeconds: 10,
@@ -134,6 +195,34 @@ func (c *Config) Validate() error {
 		}
 		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 			return fmt.Errorf("listen %q: port must be a number from 0 to 65535", addr)
+		}
+	}
+	switch c.Registration.Mode {
+	case RegistrationOpen, RegistrationToken, RegistrationClosed:
+	default:
+		return fmt.Errorf("registration.mode %q: must be \"open\", \"token\" or \"closed\"", c.Registration.Mode)
+	}
+	if c.Registration.MinPasswordLength < 1 || c.Registration.MinPasswordLength > 128 {
+		return fmt.Errorf("registration.min_password_length %d: must be between 1 and 128; the default is 8", c.Registration.MinPasswordLength)
+	}
+	for _, pattern := range c.Registration.ReservedUsernames {
+		if _, err := regexp.Compile(pattern); err != nil {
+			return fmt.Errorf("registration.reserved_usernames %q: not a valid regular expression: %v", pattern, err)
+		}
+	}
+	if c.Auth.AccessTokenLifetimeSeconds < 60 {
+		return fmt.Errorf("auth.access_token_lifetime_seconds %d: must be at least 60", c.Auth.AccessTokenLifetimeSeconds)
+	}
+	if c.Auth.LoginTokenLifetimeSeconds < 10 || c.Auth.LoginTokenLifetimeSeconds > 3600 {
+		return fmt.Errorf("auth.login_token_lifetime_seconds %d: must be between 10 and 3600", c.Auth.LoginTokenLifetimeSeconds)
+	}
+	for key, rl := range map[string]RateLimit{
+		"login_per_address":          c.RateLimits.LoginPerAddress,
+		"login_failures_per_account": c.RateLimits.LoginPerAccount,
+		"register_per_address":       c.RateLimits.RegisterPerAddress,
+	} {
+		if rl.PerSecond <= 0 || rl.Burst < 1 {
+			return fmt.Errorf("rate_limits.%s: per_second must be above 0 and burst at least 1", key)
 		}
 	}
 	if c.HTTP.MaxRequestBytes < 64<<10 {

@@ -27,6 +27,42 @@ public_baseurl = ""
 # and laptops on your home network connect.
 listen = ["127.0.0.1:8008"]
 
+[registration]
+# Who may create an account:
+#   "token"  - only people with an invite (a registration token made in the
+#              desktop app or with "palpo token create"); the default
+#   "open"   - anyone who can reach this server
+#   "closed" - nobody; the owner creates accounts ("palpo user add")
+mode = "token"
+
+# The shortest password accepted for new accounts and password changes.
+min_password_length = 8
+
+# Regular expressions for user names that only an admin may create, such as
+# ["^admin$", "^bot_.*"]. Others trying them get M_EXCLUSIVE.
+reserved_usernames = []
+
+# A secret for Synapse-compatible shared-secret registration
+# (/_synapse/admin/v1/register, used by scripts and register_new_matrix_user).
+# Empty disables it. Anyone who knows it can create admin accounts.
+shared_secret = ""
+
+[auth]
+# Clients that ask for refresh tokens get access tokens that expire after
+# this many seconds and refresh them. Other clients' tokens last until logout.
+access_token_lifetime_seconds = 3600
+
+# How long a single-use login token (m.login.token, for signing in a phone
+# from the desktop app) stays valid, in seconds.
+login_token_lifetime_seconds = 120
+
+# Rate limits against password guessing: "burst" attempts at once, then
+# "per_second" more each second (0.2 = one every five seconds).
+[rate_limits]
+login_per_address = { per_second = 0.2, burst = 10 }
+login_failures_per_account = { per_second = 0.05, burst = 5 }
+register_per_address = { per_second = 0.1, burst = 5 }
+
 [http]
 # The largest request body accepted, in bytes, for everything except media
 # uploads (those have their own limit). Matrix events are at most 65536 bytes.

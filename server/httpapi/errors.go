@@ -20,6 +20,15 @@ func errTooLarge(limit int64) mautrix.RespError {
 	return mautrix.MTooLarge.WithMessage(fmt.Sprintf("Request body is larger than the limit of %d bytes", limit))
 }
 
+// BodyError is an error whose response is not a plain Matrix error: the
+// user-interactive authentication answer (401 with flows and a session) is
+// one. The router writes Body as JSON with Status.
+type BodyError interface {
+	error
+	Status() int
+	Body() any
+}
+
 // writeError is the one place that writes Matrix error responses. A
 // mautrix.RespError goes to the client as it is; anything else is a bug or
 // an outage, so it is logged and the client gets a generic M_UNKNOWN that
@@ -28,7 +37,11 @@ func (rt *Router) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	var resp mautrix.RespError
 	var respPtr *mautrix.RespError
 	var maxBytes *http.MaxBytesError
+	var bodyErr BodyError
 	switch {
+	case errors.As(err, &bodyErr):
+		_ = WriteJSON(w, bodyErr.Status(), bodyErr.Body())
+		return
 	case errors.As(err, &respPtr) && respPtr != nil:
 		resp = *respPtr
 	case errors.As(err, &resp):

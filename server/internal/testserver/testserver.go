@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/palpo-im/palpo-desktop/server"
+	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/config"
 )
 
@@ -40,6 +41,10 @@ func New(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = []string{"127.0.0.1:0"}
+	// Generous rate limits, so tests that log in often are not slowed down;
+	// tests of the limits themselves set their own.
+	generous := config.RateLimit{PerSecond: 1000, Burst: 1000}
+	cfg.RateLimits = config.RateLimits{LoginPerAddress: generous, LoginPerAccount: generous, RegisterPerAddress: generous}
 	for _, o := range opts {
 		o(cfg)
 	}
@@ -94,6 +99,56 @@ func (s *Server) Client() *mautrix.Client {
 	c, err := mautrix.NewClient(s.URL, "", "")
 	if err != nil {
 		s.t.Fatal(err)
+	}
+	return c
+}
+
+// DefaultPassword is the password RegisterUser gives accounts.
+const DefaultPassword = "correct horse battery staple"
+
+// RegisterUser creates an account directly through the accounts service
+// (not through /register, so tests of other endpoints do not depend on it)
+// and returns a client logged in as it, on a new device.
+func (s *Server) RegisterUser(localpart string) *mautrix.Client {
+	s.t.Helper()
+	return s.registerUser(localpart, false)
+}
+
+// RegisterAdmin is RegisterUser for an admin account.
+func (s *Server) RegisterAdmin(localpart string) *mautrix.Client {
+	s.t.Helper()
+	return s.registerUser(localpart, true)
+}
+
+func (s *Server) registerUser(localpart string, admin bool) *mautrix.Client {
+	s.t.Helper()
+	res, err := s.Accounts().CreateAccount(context.Background(), accounts.NewAccount{
+		Localpart: localpart, Password: DefaultPassword, Admin: admin, ByAdmin: true,
+		Login: &accounts.SessionParams{DisplayName: "test device"},
+	})
+	if err != nil {
+		s.t.Fatalf("register %s: %v", localpart, err)
+	}
+	c, err := mautrix.NewClient(s.URL, res.UserID, res.AccessToken)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	c.DeviceID = res.DeviceID
+	return c
+}
+
+// Login logs an existing user in on a new device through /login.
+func (s *Server) Login(localpart, password string) *mautrix.Client {
+	s.t.Helper()
+	c := s.Client()
+	_, err := c.Login(context.Background(), &mautrix.ReqLogin{
+		Type:             mautrix.AuthTypePassword,
+		Identifier:       mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: localpart},
+		Password:         password,
+		StoreCredentials: true,
+	})
+	if err != nil {
+		s.t.Fatalf("login %s: %v", localpart, err)
 	}
 	return c
 }

@@ -1,0 +1,5 @@
+package clientapi
+
+import "github.com/palpo-im/palpo-desktop/server/httpapi"
+
+func (a *API) registerDevices(rt *httpapi.Router) {}
