@@ -37,11 +37,13 @@ type Env struct {
 	Signals context.Context
 	// Ready, when non-nil, is called once the server is serving.
 	Ready func(a *App)
+	// Stdin is where `palpo user` reads passwords; nil means none.
+	Stdin io.Reader
 }
 
 // DefaultEnv is the real process environment.
 func DefaultEnv() Env {
-	return Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, GOOS: runtime.GOOS}
+	return Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv, GOOS: runtime.GOOS}
 }
 
 const usage = `Palpo: a personal Matrix homeserver.
@@ -50,6 +52,10 @@ Usage:
   palpo [--headless] [--data-dir DIR]   open the desktop app, or serve headless
                                         when there is no display
   palpo serve [--data-dir DIR]          run the server without a window
+  palpo user COMMAND [--data-dir DIR]   manage accounts: add, list, passwd,
+                                        deactivate ("palpo user help")
+  palpo token COMMAND [--data-dir DIR]  manage invites (registration tokens):
+                                        create, list ("palpo token help")
   palpo version                         print the version
   palpo config example                  print a fully commented example config
   palpo help                            show this help
@@ -113,6 +119,10 @@ func Main(args []string, gui GUI, env Env) int {
 		}
 		fmt.Fprintln(env.Stderr, "usage: palpo config example")
 		return 2
+	case "user":
+		return userCommand(*dataDir, rest, env)
+	case "token":
+		return tokenCommand(*dataDir, rest, env)
 	case "help":
 		fmt.Fprint(env.Stdout, usage)
 		return 0

@@ -17,10 +17,12 @@ import (
 	"maunium.net/go/mautrix/federation"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
+	"github.com/palpo-im/palpo-desktop/server/admin"
 	"github.com/palpo-im/palpo-desktop/server/clientapi"
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/identity"
+	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
@@ -33,6 +35,7 @@ type Server struct {
 	db       *storage.DB
 	key      *federation.SigningKey
 	accounts *accounts.Service
+	rooms    *rooms.Service
 	router   *httpapi.Router
 
 	mu        sync.Mutex
@@ -67,12 +70,21 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	}
 	s := &Server{cfg: cfg, dataDir: dataDir, log: log, db: db, key: key}
 	s.accounts = accounts.New(db, cfg, log)
+	s.rooms = rooms.New(db, cfg.ServerName, key, log)
+	// Accounts and rooms need each other: deactivation leaves rooms, a
+	// profile change updates member events, and member events carry the
+	// profile. The interfaces keep the packages independent.
+	s.accounts.Rooms = s.rooms
+	s.accounts.Profiles = s.rooms
+	s.rooms.Profiles = s.accounts
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
 	clientapi.Register(s.router, clientapi.Deps{
 		ServerName: cfg.ServerName,
 		BaseURL:    s.ClientURL,
 		Accounts:   s.accounts,
+		Rooms:      s.rooms,
 	})
+	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts})
 	return s, nil
 }
 
@@ -109,6 +121,9 @@ func (s *Server) SigningKey() *federation.SigningKey { return s.key }
 
 // Accounts is the accounts service (for the admin tools and tests).
 func (s *Server) Accounts() *accounts.Service { return s.accounts }
+
+// Rooms is the rooms service (for the admin tools and tests).
+func (s *Server) Rooms() *rooms.Service { return s.rooms }
 
 // DB is the server's database (for the admin tools and tests).
 func (s *Server) DB() *storage.DB { return s.db }

@@ -64,6 +64,9 @@ type Service struct {
 	uia      *uiaStore
 	limiters limiters
 
+	// loginTokens limits POST /login/get_token per user (login_token.go).
+	loginTokens *limiter
+
 	seenMu sync.Mutex
 	seen   map[id.DeviceID]time.Time // last TouchDevice per device
 }
@@ -81,6 +84,7 @@ func New(db *storage.DB, cfg *config.Config, log *slog.Logger) *Service {
 		limiters:   newLimiters(cfg.RateLimits),
 		seen:       map[id.DeviceID]time.Time{},
 	}
+	s.loginTokens = newLimiter(loginTokenRate)
 	for _, p := range cfg.Registration.ReservedUsernames {
 		s.reservedRE = append(s.reservedRE, regexp.MustCompile(p)) // validated by config
 	}

@@ -134,7 +134,7 @@ func (s *Service) LoginWithPassword(ctx context.Context, user, password string, 
 	}
 	userID, err := s.ResolveUser(user)
 	if err != nil {
-		_, _ = VerifyPassword(dummyHash, password)
+		_, _ = VerifyPassword(dummyHash(), password)
 		return nil, ErrInvalidLogin
 	}
 	if err := s.checkPasswordLimited(ctx, userID, password, p.IP); err != nil {
@@ -154,7 +154,7 @@ func (s *Service) checkPasswordLimited(ctx context.Context, userID id.UserID, pa
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
-	hash := dummyHash
+	hash := dummyHash()
 	if u != nil && u.PasswordHash != "" {
 		hash = u.PasswordHash
 	}

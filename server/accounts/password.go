@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -67,8 +68,16 @@ func VerifyPassword(hash, password string) (bool, error) {
 }
 
 // dummyHash is verified against when a login names an unknown user, so the
-// answer takes as long as for a real one and does not reveal which users exist.
-var dummyHash, _ = HashPassword("palpo-dummy-password")
+// answer takes as long as for a real one and does not reveal which users
+// exist. It is made on first use: hashing costs 19 MiB that an idle server
+// should not hold from start-up.
+var dummyHash = sync.OnceValue(func() string {
+	h, err := HashPassword("palpo-dummy-password")
+	if err != nil {
+		panic(err)
+	}
+	return h
+})
 
 // CheckPasswordStrength enforces the configured password policy.
 func (s *Service) CheckPasswordStrength(password string) error {

@@ -73,8 +73,12 @@ func (l *limiter) refill(key string, now time.Time) *bucket {
 		l.buckets[key] = b
 		return b
 	}
-	b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
+	// A clock that steps back (tests move Service.Now) must not drain the
+	// bucket: only time moving forward refills it.
+	if elapsed := now.Sub(b.last); elapsed > 0 {
+		b.tokens = math.Min(l.burst, b.tokens+elapsed.Seconds()*l.rate)
+		b.last = now
+	}
 	return b
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
+	"github.com/palpo-im/palpo-desktop/server/rooms"
 )
 
 // Deps is what the client API needs from the rest of the server.
@@ -21,17 +22,20 @@ type Deps struct {
 	BaseURL func() string
 	// Accounts owns registration, login, devices and profiles.
 	Accounts *accounts.Service
+	// Rooms owns rooms, their events and membership.
+	Rooms *rooms.Service
 }
 
 // API holds the client API's handlers.
 type API struct {
 	deps     Deps
 	accounts *accounts.Service
+	rooms    *rooms.Service
 }
 
 // Register adds every client-server endpoint to rt.
 func Register(rt *httpapi.Router, deps Deps) *API {
-	a := &API{deps: deps, accounts: deps.Accounts}
+	a := &API{deps: deps, accounts: deps.Accounts, rooms: deps.Rooms}
 	a.registerDiscovery(rt)
 	a.registerRegistration(rt)
 	a.registerLogin(rt)
@@ -39,6 +43,8 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerCapabilities(rt)
 	a.registerDevices(rt)
 	a.registerProfile(rt)
+	a.registerRooms(rt)
+	a.registerRoomEvents(rt)
 	return a
 }
 

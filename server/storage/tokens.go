@@ -176,6 +176,13 @@ JOIN users u ON u.user_id = r.user_id WHERE r.token_hash = $1 AND u.deactivated 
 		if _, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE refresh_hash = $1`, oldHash); err != nil {
 			return fmt.Errorf("refresh: %w", err)
 		}
+		// Using a refresh token retires the one it replaced, as using its
+		// access token does (MarkAccessTokenUsed): otherwise a client that
+		// refreshes twice without a request between would keep its first
+		// refresh token valid for ever.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE replaced_by = $1`, oldHash); err != nil {
+			return fmt.Errorf("refresh: %w", err)
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET replaced_by = $2 WHERE token_hash = $1`, oldHash, newRefreshHash); err != nil {
 			return fmt.Errorf("refresh: %w", err)
 		}

@@ -1,0 +1,546 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/accounts"
+	"github.com/palpo-im/palpo-desktop/server/admin"
+	"github.com/palpo-im/palpo-desktop/server/config"
+	"github.com/palpo-im/palpo-desktop/server/storage"
+)
+
+// The `palpo user` and `palpo token` commands manage accounts and invites
+// from the command line. They open the database directly, so they work
+// whether the server is stopped or running: SQLite in WAL mode with a busy
+// timeout lets two processes write safely, and the accounts service keeps no
+// cache of users or tokens that the running server could hold stale (it
+// checks every access token against the database, so a password change or
+// deactivation here takes effect there at once).
+
+// The admin API reports app's version; server must not import app, so app
+// hands it over once at start-up (see admin.Version).
+func init() { admin.Version = Version }
+
+const userUsage = `Usage:
+  palpo user add NAME [--admin] [--password-file FILE] [--display-name NAME]
+  palpo user list
+  palpo user passwd NAME [--password-file FILE] [--logout-devices]
+  palpo user deactivate NAME [--erase]
+
+NAME is a user name (alice) or a full user ID (@alice:example.org).
+Without --password-file the password is read from standard input: typed
+twice without echo at a terminal, otherwise the first line.
+Every command also takes --data-dir DIR.
+`
+
+const tokenUsage = `Usage:
+  palpo token create [--uses N] [--expires DURATION] [--token TEXT]
+  palpo token list
+
+A registration token is an invite: whoever has it can create an account.
+--uses limits how many accounts it can create (default: unlimited);
+--expires is how long it stays valid, such as 72h or 7d (default: forever).
+"create" prints the token alone on its last line, for scripts.
+Every command also takes --data-dir DIR.
+`
+
+// usageError is a command line the command does not understand (exit 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// runAdminCommand runs one `palpo user|token SUB` command and maps its
+// outcome to an exit code: 0 done, 1 failed, 2 not understood.
+func runAdminCommand(group, usage, dataDirFlag string, args []string, env Env,
+	commands map[string]func(fs *flag.FlagSet) func(ctx context.Context, t *adminTool, args []string) error) int {
+	dataDir, args, err := leadingDataDir(dataDirFlag, args)
+	if err == nil && len(args) == 0 {
+		err = usageError{"missing command"}
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "palpo %s: %v\n\n%s", group, err, usage)
+		return 2
+	}
+	sub := args[0]
+	if sub == "help" || sub == "-h" || sub == "--help" {
+		fmt.Fprint(env.Stdout, usage)
+		return 0
+	}
+	build, ok := commands[sub]
+	if !ok {
+		fmt.Fprintf(env.Stderr, "palpo %s: unknown command %q\n\n%s", group, sub, usage)
+		return 2
+	}
+	name := "palpo " + group + " " + sub
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&dataDir, "data-dir", dataDir, "data directory")
+	run := build(fs)
+	pos, err := parseInterspersed(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(env.Stdout, usage)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%s: %v\n\n%s", name, err, usage)
+		return 2
+	}
+	t, err := openAdminTool(dataDir, env)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	err = run(context.Background(), t, pos)
+	if cerr := t.Close(); cerr != nil {
+		// The command's writes are committed; only the tidy-up failed.
+		fmt.Fprintf(env.Stderr, "%s: warning: closing the database: %v\n", name, cerr)
+	}
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(env.Stderr, "%s: %v\n\n%s", name, err, usage)
+		return 2
+	case err != nil:
+		fmt.Fprintf(env.Stderr, "%s: %s\n", name, cliMessage(err))
+		return 1
+	}
+	return 0
+}
+
+// cliMessage is an error as a person reads it: a Matrix error's message
+// without its code.
+func cliMessage(err error) string {
+	var re mautrix.RespError
+	if errors.As(err, &re) && re.Err != "" {
+		return re.Err
+	}
+	return err.Error()
+}
+
+// leadingDataDir takes a --data-dir given between the group and the
+// command (`palpo user --data-dir D add …`).
+func leadingDataDir(dataDir string, args []string) (string, []string, error) {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		arg := strings.TrimLeft(args[0], "-")
+		switch {
+		case arg == "data-dir" && len(args) > 1:
+			dataDir, args = args[1], args[2:]
+		case strings.HasPrefix(arg, "data-dir="):
+			dataDir, args = strings.TrimPrefix(arg, "data-dir="), args[1:]
+		default:
+			return "", nil, usageError{fmt.Sprintf("unexpected %q before the command", args[0])}
+		}
+	}
+	return dataDir, args, nil
+}
+
+// parseInterspersed parses flags anywhere among the arguments (`user add
+// alice --admin`), which the flag package alone stops at the first
+// non-flag; it returns the other arguments in order.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func exactArgs(args []string, names ...string) error {
+	if len(args) < len(names) {
+		return usageError{"missing " + strings.Join(names[len(args):], " ")}
+	}
+	if len(args) > len(names) {
+		return usageError{fmt.Sprintf("unexpected argument %q", args[len(names)])}
+	}
+	return nil
+}
+
+// adminTool is the accounts service opened directly on a data directory's
+// database, with the same config (password policy, reserved names, server
+// name) the server uses.
+type adminTool struct {
+	env      Env
+	cfg      *config.Config
+	db       *storage.DB
+	accounts *accounts.Service
+}
+
+func openAdminTool(dataDirFlag string, env Env) (*adminTool, error) {
+	a, err := openApp(dataDirFlag, env)
+	if err != nil {
+		return nil, err
+	}
+	cfg := a.Config()
+	dbPath := cfg.Database.Path
+	if !filepath.IsAbs(dbPath) {
+		dbPath = filepath.Join(a.DataDir(), dbPath)
+	}
+	ctx := context.Background()
+	db, err := storage.Open(ctx, dbPath, 1)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDatabaseServerName(ctx, db, cfg.ServerName); err != nil {
+		db.Close()
+		return nil, err
+	}
+	// Only warnings and errors: the command prints its own result.
+	log := NewLogger(env.Stderr, config.Log{Level: "warn", Format: cfg.Log.Format})
+	return &adminTool{env: env, cfg: cfg, db: db, accounts: accounts.New(db, cfg, log)}, nil
+}
+
+// checkDatabaseServerName is the server's start-up check (server.New):
+// accounts made here carry the server name, so a database created for
+// another name must be refused, and a new database is stamped with this one.
+func checkDatabaseServerName(ctx context.Context, db *storage.DB, name string) error {
+	stored, ok, err := db.Meta(ctx, storage.MetaServerName)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return db.SetMeta(ctx, storage.MetaServerName, name)
+	}
+	if stored != name {
+		return fmt.Errorf("server_name is %q in the config, but the database %s was created for %q; "+
+			"set server_name = %q in palpo.toml", name, db.Path(), stored, stored)
+	}
+	return nil
+}
+
+func (t *adminTool) Close() error { return t.db.Close() }
+
+// user resolves NAME (a localpart or a full user ID of this server).
+func (t *adminTool) user(name string) (id.UserID, error) {
+	userID, err := t.accounts.ResolveUser(name)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a user of this server (%s)", name, t.cfg.ServerName)
+	}
+	return userID, nil
+}
+
+// existingUser resolves NAME and requires the account to exist.
+func (t *adminTool) existingUser(ctx context.Context, name string) (id.UserID, error) {
+	userID, err := t.user(name)
+	if err != nil {
+		return "", err
+	}
+	if _, err := t.accounts.GetUser(ctx, userID); err != nil {
+		var re mautrix.RespError
+		if errors.As(err, &re) && re.ErrCode == mautrix.MNotFound.ErrCode {
+			return "", fmt.Errorf("no user %s", userID)
+		}
+		return "", err
+	}
+	return userID, nil
+}
+
+// newPassword reads a new password from file, or from standard input:
+// twice without echo at a terminal, else the first line (for scripts:
+// `echo "$PW" | palpo user add bob`).
+func (t *adminTool) newPassword(file string) (string, error) {
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read password file: %w", err)
+		}
+		pw := strings.TrimRight(string(data), "\r\n")
+		if pw == "" {
+			return "", fmt.Errorf("password file %s is empty", file)
+		}
+		return pw, nil
+	}
+	in := t.env.Stdin
+	if in == nil {
+		return "", errors.New("no password: use --password-file or give it on standard input")
+	}
+	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return promptPassword(int(f.Fd()), t.env.Stderr)
+	}
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return "", errors.New("no password given on standard input")
+	}
+	return pw, nil
+}
+
+func promptPassword(fd int, out io.Writer) (string, error) {
+	read := func(prompt string) (string, error) {
+		fmt.Fprint(out, prompt)
+		b, err := term.ReadPassword(fd)
+		fmt.Fprintln(out)
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		return string(b), nil
+	}
+	pw, err := read("New password: ")
+	if err != nil {
+		return "", err
+	}
+	again, err := read("Repeat password: ")
+	if err != nil {
+		return "", err
+	}
+	if pw != again {
+		return "", errors.New("the passwords do not match")
+	}
+	if pw == "" {
+		return "", errors.New("the password is empty")
+	}
+	return pw, nil
+}
+
+// userCommand runs `palpo user …`.
+func userCommand(dataDirFlag string, args []string, env Env) int {
+	return runAdminCommand("user", userUsage, dataDirFlag, args, env, map[string]func(*flag.FlagSet) func(context.Context, *adminTool, []string) error{
+		"add":        userAdd,
+		"list":       userList,
+		"passwd":     userPasswd,
+		"deactivate": userDeactivate,
+	})
+}
+
+// tokenCommand runs `palpo token …`.
+func tokenCommand(dataDirFlag string, args []string, env Env) int {
+	return runAdminCommand("token", tokenUsage, dataDirFlag, args, env, map[string]func(*flag.FlagSet) func(context.Context, *adminTool, []string) error{
+		"create": tokenCreate,
+		"list":   tokenList,
+	})
+}
+
+func userAdd(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error {
+	isAdmin := fs.Bool("admin", false, "make the user a server admin")
+	pwFile := fs.String("password-file", "", "read the password from this file")
+	displayName := fs.String("display-name", "", "the user's display name")
+	return func(ctx context.Context, t *adminTool, args []string) error {
+		if err := exactArgs(args, "NAME"); err != nil {
+			return err
+		}
+		userID, err := t.user(args[0])
+		if err != nil {
+			return err
+		}
+		// Check the name before asking for a password, so nobody types
+		// one twice only to hear the name was wrong.
+		if err := t.accounts.ValidateLocalpart(userID.Localpart()); err != nil {
+			return err
+		}
+		if _, err := t.accounts.GetUser(ctx, userID); err == nil {
+			return fmt.Errorf("user %s already exists", userID)
+		}
+		pw, err := t.newPassword(*pwFile)
+		if err != nil {
+			return err
+		}
+		if _, err := t.accounts.CreateAccount(ctx, accounts.NewAccount{
+			Localpart: userID.Localpart(), Password: pw, Admin: *isAdmin, ByAdmin: true, DisplayName: *displayName,
+		}); err != nil {
+			return err
+		}
+		kind := "user"
+		if *isAdmin {
+			kind = "admin"
+		}
+		fmt.Fprintf(t.env.Stdout, "Created %s %s\n", kind, userID)
+		return nil
+	}
+}
+
+func userList(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error {
+	return func(ctx context.Context, t *adminTool, args []string) error {
+		if err := exactArgs(args); err != nil {
+			return err
+		}
+		w := tabwriter.NewWriter(t.env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "USER\tADMIN\tSTATUS\tDISPLAY NAME\tCREATED")
+		for from := 0; ; {
+			users, total, err := t.accounts.ListUsers(ctx, accounts.UserQuery{From: from, Limit: accounts.DefaultUserPageSize})
+			if err != nil {
+				return err
+			}
+			for _, u := range users {
+				admin, status := "no", "active"
+				if u.Admin {
+					admin = "yes"
+				}
+				if u.Deactivated {
+					status = "deactivated"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", u.UserID, admin, status, u.DisplayName,
+					time.UnixMilli(u.CreatedTS).Local().Format("2006-01-02 15:04"))
+			}
+			from += len(users)
+			if len(users) == 0 || from >= total {
+				break
+			}
+		}
+		return w.Flush()
+	}
+}
+
+func userPasswd(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error {
+	pwFile := fs.String("password-file", "", "read the password from this file")
+	logout := fs.Bool("logout-devices", false, "sign the user out on every device")
+	return func(ctx context.Context, t *adminTool, args []string) error {
+		if err := exactArgs(args, "NAME"); err != nil {
+			return err
+		}
+		userID, err := t.existingUser(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		pw, err := t.newPassword(*pwFile)
+		if err != nil {
+			return err
+		}
+		if err := t.accounts.SetPasswordByAdmin(ctx, nil, userID, pw, *logout); err != nil {
+			return err
+		}
+		fmt.Fprintf(t.env.Stdout, "Changed the password of %s\n", userID)
+		return nil
+	}
+}
+
+func userDeactivate(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error {
+	erase := fs.Bool("erase", false, "also remove the display name and avatar")
+	return func(ctx context.Context, t *adminTool, args []string) error {
+		if err := exactArgs(args, "NAME"); err != nil {
+			return err
+		}
+		userID, err := t.existingUser(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		// This service has no rooms service attached (accounts.Service.Rooms
+		// is nil), so the user does not leave their rooms here: the account
+		// is closed (password, devices and tokens gone) but its memberships
+		// stay. Leaving rooms needs the running server (its rooms service
+		// sends the leave events); until the CLI can ask it to, use the
+		// admin API or the desktop app on a running server for users who
+		// are in rooms.
+		if err := t.accounts.Deactivate(ctx, userID, *erase); err != nil {
+			return err
+		}
+		fmt.Fprintf(t.env.Stdout, "Deactivated %s\n", userID)
+		return nil
+	}
+}
+
+// parseExpiry reads a lifetime: a Go duration (90m, 72h) or whole days (7d).
+func parseExpiry(s string) (time.Duration, error) {
+	var d time.Duration
+	var err error
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		var n int
+		n, err = strconv.Atoi(days)
+		d = time.Duration(n) * 24 * time.Hour
+		if n > 100*365 {
+			err = errors.New("too long")
+		}
+	} else {
+		d, err = time.ParseDuration(s)
+	}
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--expires %q: give a positive duration such as 72h or 7d", s)
+	}
+	return d, nil
+}
+
+func tokenCreate(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error {
+	uses := fs.String("uses", "", "how many accounts the token can create (default: unlimited)")
+	expires := fs.String("expires", "", "how long the token stays valid, such as 72h or 7d (default: forever)")
+	text := fs.String("token", "", "the token's text (default: 16 random characters)")
+	return func(ctx context.Context, t *adminTool, args []string) error {
+		if err := exactArgs(args); err != nil {
+			return err
+		}
+		var n accounts.NewRegistrationToken
+		n.Token = *text
+		if *uses != "" {
+			u, err := strconv.Atoi(*uses)
+			if err != nil || u < 0 {
+				return fmt.Errorf("--uses %q: give a number of uses, 0 or more", *uses)
+			}
+			n.UsesAllowed = &u
+		}
+		if *expires != "" {
+			d, err := parseExpiry(*expires)
+			if err != nil {
+				return err
+			}
+			ms := time.Now().Add(d).UnixMilli()
+			n.ExpiryTime = &ms
+		}
+		tok, err := t.accounts.CreateRegistrationToken(ctx, n)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(t.env.Stdout, "Created a registration token (%s, %s). Whoever has it can create an account:\n%s\n",
+			usesText(tok), expiryText(tok), tok.Token)
+		return nil
+	}
+}
+
+func usesText(t *accounts.RegistrationTokenInfo) string {
+	if t.UsesAllowed == nil {
+		return fmt.Sprintf("%d used, unlimited uses", t.Completed)
+	}
+	return fmt.Sprintf("%d of %d uses", t.Completed, *t.UsesAllowed)
+}
+
+func expiryText(t *accounts.RegistrationTokenInfo) string {
+	if t.ExpiryTime == nil {
+		return "never expires"
+	}
+	return "expires " + time.UnixMilli(*t.ExpiryTime).Local().Format("2006-01-02 15:04")
+}
+
+func tokenList(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error {
+	return func(ctx context.Context, t *adminTool, args []string) error {
+		if err := exactArgs(args); err != nil {
+			return err
+		}
+		list, err := t.accounts.RegistrationTokens(ctx, nil)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UnixMilli()
+		w := tabwriter.NewWriter(t.env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "TOKEN\tSTATUS\tUSES\tEXPIRY")
+		for i := range list {
+			tok := &list[i]
+			status := "valid"
+			if !tok.Valid(now) {
+				status = "used up or expired"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", tok.Token, status, usesText(tok), expiryText(tok))
+		}
+		return w.Flush()
+	}
+}

@@ -1,0 +1,235 @@
+package clientapi
+
+import (
+	"io"
+	"net/http"
+	"strings"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/accounts"
+	"github.com/palpo-im/palpo-desktop/server/httpapi"
+	"github.com/palpo-im/palpo-desktop/server/rooms"
+)
+
+// Room creation and membership (spec: "Rooms" and "Room membership").
+func (a *API) registerRooms(rt *httpapi.Router) {
+	rt.Handle(http.MethodPost, v3+"/createRoom", a.authed(a.createRoom))
+	rt.Handle(http.MethodPost, v3+"/join/{roomIdOrAlias}", a.authed(a.joinByIDOrAlias))
+	rt.Handle(http.MethodPost, v3+"/knock/{roomIdOrAlias}", a.authed(a.knock))
+	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/join", a.authed(a.joinRoom))
+	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/invite", a.authed(a.membershipOf(event.MembershipInvite)))
+	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/kick", a.authed(a.membershipOf(event.MembershipLeave)))
+	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/ban", a.authed(a.membershipOf(event.MembershipBan)))
+	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/unban", a.authed(a.unban))
+	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/leave", a.authed(a.leave))
+	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/forget", a.authed(a.forget))
+	rt.Handle(http.MethodGet, v3+"/joined_rooms", a.authed(a.joinedRooms))
+	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/upgrade", a.authed(a.upgradeRoom))
+}
+
+// readOptionalJSON decodes a body that clients may leave empty.
+func readOptionalJSON(r *http.Request, v any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return httpapi.ReadJSON(r, v) // reports the body-limit error
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return nil
+	}
+	return httpapi.DecodeJSON(body, v)
+}
+
+// roomIDParam parses the {roomId} path parameter.
+func roomIDParam(r *http.Request) (id.RoomID, error) {
+	roomID := id.RoomID(r.PathValue("roomId"))
+	if !strings.HasPrefix(string(roomID), "!") || len(roomID) < 2 {
+		return "", mautrix.MInvalidParam.WithMessage("Invalid room ID")
+	}
+	return roomID, nil
+}
+
+func (a *API) createRoom(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	var req rooms.CreateRoomRequest
+	if err := httpapi.ReadJSON(r, &req); err != nil {
+		return err
+	}
+	roomID, err := a.rooms.CreateRoom(r.Context(), c.UserID, &req)
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]id.RoomID{"room_id": roomID})
+}
+
+type membershipBody struct {
+	UserID id.UserID `json:"user_id"`
+	Reason string    `json:"reason"`
+}
+
+// resolveRoom accepts a room ID or a local alias.
+func (a *API) resolveRoom(r *http.Request, idOrAlias string) (id.RoomID, error) {
+	switch {
+	case strings.HasPrefix(idOrAlias, "!"):
+		return id.RoomID(idOrAlias), nil
+	case strings.HasPrefix(idOrAlias, "#"):
+		return a.rooms.ResolveAlias(r.Context(), id.RoomAlias(idOrAlias))
+	}
+	return "", mautrix.MInvalidParam.WithMessage("Expected a room ID or a room alias")
+}
+
+func (a *API) join(w http.ResponseWriter, r *http.Request, c *accounts.Caller, roomID id.RoomID, membership event.Membership) error {
+	var body membershipBody
+	if err := readOptionalJSON(r, &body); err != nil {
+		return err
+	}
+	_, err := a.rooms.ChangeMembership(r.Context(), rooms.MembershipChange{
+		Sender: c.UserID, Target: c.UserID, RoomID: roomID, Membership: membership, Reason: body.Reason,
+	})
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]id.RoomID{"room_id": roomID})
+}
+
+func (a *API) joinByIDOrAlias(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	roomID, err := a.resolveRoom(r, r.PathValue("roomIdOrAlias"))
+	if err != nil {
+		return err
+	}
+	return a.join(w, r, c, roomID, event.MembershipJoin)
+}
+
+func (a *API) knock(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	roomID, err := a.resolveRoom(r, r.PathValue("roomIdOrAlias"))
+	if err != nil {
+		return err
+	}
+	return a.join(w, r, c, roomID, event.MembershipKnock)
+}
+
+func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	roomID, err := roomIDParam(r)
+	if err != nil {
+		return err
+	}
+	return a.join(w, r, c, roomID, event.MembershipJoin)
+}
+
+// membershipOf serves invite, kick and ban: a change to another user.
+func (a *API) membershipOf(m event.Membership) authedHandler {
+	return func(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+		roomID, err := roomIDParam(r)
+		if err != nil {
+			return err
+		}
+		var body membershipBody
+		if err := httpapi.ReadJSON(r, &body); err != nil {
+			return err
+		}
+		if _, _, err := body.UserID.ParseAndValidateRelaxed(); err != nil {
+			return mautrix.MInvalidParam.WithMessage("user_id must be a valid user ID")
+		}
+		if m == event.MembershipLeave && body.UserID == c.UserID {
+			return mautrix.MForbidden.WithMessage("Use /leave to leave a room")
+		}
+		_, err = a.rooms.ChangeMembership(r.Context(), rooms.MembershipChange{
+			Sender: c.UserID, Target: body.UserID, RoomID: roomID, Membership: m, Reason: body.Reason,
+		})
+		if err != nil {
+			return err
+		}
+		return httpapi.WriteJSON(w, http.StatusOK, struct{}{})
+	}
+}
+
+func (a *API) unban(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	roomID, err := roomIDParam(r)
+	if err != nil {
+		return err
+	}
+	var body membershipBody
+	if err := httpapi.ReadJSON(r, &body); err != nil {
+		return err
+	}
+	if _, _, err := body.UserID.ParseAndValidateRelaxed(); err != nil {
+		return mautrix.MInvalidParam.WithMessage("user_id must be a valid user ID")
+	}
+	current, err := a.rooms.MembershipOf(r.Context(), roomID, body.UserID)
+	if err != nil {
+		return err
+	}
+	if current != event.MembershipBan {
+		return mautrix.MForbidden.WithMessage(string(body.UserID) + " is not banned")
+	}
+	_, err = a.rooms.ChangeMembership(r.Context(), rooms.MembershipChange{
+		Sender: c.UserID, Target: body.UserID, RoomID: roomID, Membership: event.MembershipLeave, Reason: body.Reason,
+	})
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})
+}
+
+func (a *API) leave(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	roomID, err := roomIDParam(r)
+	if err != nil {
+		return err
+	}
+	var body membershipBody
+	if err := readOptionalJSON(r, &body); err != nil {
+		return err
+	}
+	_, err = a.rooms.ChangeMembership(r.Context(), rooms.MembershipChange{
+		Sender: c.UserID, Target: c.UserID, RoomID: roomID, Membership: event.MembershipLeave, Reason: body.Reason,
+	})
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})
+}
+
+func (a *API) forget(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	roomID, err := roomIDParam(r)
+	if err != nil {
+		return err
+	}
+	if err := a.rooms.Forget(r.Context(), c.UserID, roomID); err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})
+}
+
+func (a *API) joinedRooms(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	rs, err := a.rooms.JoinedRooms(r.Context(), c.UserID)
+	if err != nil {
+		return err
+	}
+	if rs == nil {
+		rs = []id.RoomID{}
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string][]id.RoomID{"joined_rooms": rs})
+}
+
+func (a *API) upgradeRoom(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	roomID, err := roomIDParam(r)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		NewVersion         id.RoomVersion `json:"new_version"`
+		AdditionalCreators []id.UserID    `json:"additional_creators"`
+	}
+	if err := httpapi.ReadJSON(r, &body); err != nil {
+		return err
+	}
+	if body.NewVersion == "" {
+		return accounts.MMissingParam.WithMessage("Missing new_version")
+	}
+	newRoom, err := a.rooms.Upgrade(r.Context(), c.UserID, roomID, body.NewVersion, body.AdditionalCreators)
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]id.RoomID{"replacement_room": newRoom})
+}

@@ -1,0 +1,154 @@
+package rooms
+
+import (
+	"context"
+	jsonv1 "encoding/json"
+	"encoding/json/v2"
+	"errors"
+	"fmt"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/federation/pdu"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/storage"
+)
+
+// Event is a stored room event: the PDU and where it sits.
+type Event struct {
+	PDU         *pdu.PDU
+	ID          id.EventID
+	RoomID      id.RoomID
+	Version     id.RoomVersion
+	StreamPos   int64
+	StateBefore int64
+	StateAfter  int64
+	RedactedBy  id.EventID
+	Rejected    bool
+}
+
+// IsState tells whether the event is a state event.
+func (e *Event) IsState() bool { return e.PDU.StateKey != nil }
+
+// StateKey returns the state key ("" for message events).
+func (e *Event) StateKey() string {
+	if e.PDU.StateKey == nil {
+		return ""
+	}
+	return *e.PDU.StateKey
+}
+
+// Membership is content.membership of a member event.
+func (e *Event) Membership() event.Membership {
+	var c struct {
+		Membership event.Membership `json:"membership"`
+	}
+	_ = jsonv1.Unmarshal(e.PDU.Content, &c)
+	return c.Membership
+}
+
+func (s *Service) fromStored(ctx context.Context, se *storage.Event) (*Event, error) {
+	r, err := s.room(ctx, se.RoomID)
+	if err != nil {
+		return nil, err
+	}
+	var p pdu.PDU
+	if err := json.Unmarshal(se.PDU, &p); err != nil {
+		return nil, fmt.Errorf("parse stored event %s: %w", se.EventID, err)
+	}
+	p.InternalMeta.EventID = se.EventID
+	p.InternalMeta.Rejected = se.Rejected
+	return &Event{
+		PDU: &p, ID: se.EventID, RoomID: se.RoomID, Version: r.Version, StreamPos: se.StreamPos,
+		StateBefore: se.StateBefore, StateAfter: se.StateAfter, RedactedBy: se.RedactedBy, Rejected: se.Rejected,
+	}, nil
+}
+
+// Events loads events by ID (from memory when cached); missing IDs are
+// absent from the result.
+func (s *Service) Events(ctx context.Context, ids []id.EventID) (map[id.EventID]*Event, error) {
+	out := make(map[id.EventID]*Event, len(ids))
+	var missing []id.EventID
+	for _, evID := range ids {
+		if ev := s.cache.event(evID); ev != nil {
+			out[evID] = ev
+		} else {
+			missing = append(missing, evID)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	stored, err := s.db.GetEvents(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	for evID, se := range stored {
+		ev, err := s.fromStored(ctx, se)
+		if err != nil {
+			return nil, err
+		}
+		s.cache.putEvent(ev)
+		out[evID] = ev
+	}
+	return out, nil
+}
+
+// errEventNotFound is M_NOT_FOUND for an event.
+var errEventNotFound = errors.New("event not found")
+
+// event loads one event.
+func (s *Service) event(ctx context.Context, evID id.EventID) (*Event, error) {
+	evs, err := s.Events(ctx, []id.EventID{evID})
+	if err != nil {
+		return nil, err
+	}
+	ev, ok := evs[evID]
+	if !ok {
+		return nil, errEventNotFound
+	}
+	return ev, nil
+}
+
+// pdus adapts Events to what mautrix's eventauth wants: the PDUs in the
+// order asked, nil where unknown.
+func (s *Service) pdus(ctx context.Context) func(ids []id.EventID) ([]*pdu.PDU, error) {
+	return func(ids []id.EventID) ([]*pdu.PDU, error) {
+		evs, err := s.Events(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]*pdu.PDU, len(ids))
+		for i, evID := range ids {
+			if ev, ok := evs[evID]; ok {
+				out[i] = ev.PDU
+			}
+		}
+		return out, nil
+	}
+}
+
+// ClientEvent turns the event into the client-server format, redacted (with
+// unsigned.redacted_because) if a redaction applies to it.
+func (s *Service) ClientEvent(ctx context.Context, ev *Event) (*event.Event, error) {
+	p := ev.PDU
+	if ev.RedactedBy != "" {
+		p = p.Clone().Redact(ev.Version)
+	}
+	ce, err := p.ToClientEvent(ev.Version)
+	if err != nil {
+		return nil, fmt.Errorf("client event %s: %w", ev.ID, err)
+	}
+	ce.ID = ev.ID
+	ce.RoomID = ev.RoomID
+	if ev.RedactedBy != "" {
+		red, err := s.event(ctx, ev.RedactedBy)
+		if err != nil {
+			return nil, fmt.Errorf("load redaction of %s: %w", ev.ID, err)
+		}
+		if ce.Unsigned.RedactedBecause, err = s.ClientEvent(ctx, red); err != nil {
+			return nil, err
+		}
+	}
+	return ce, nil
+}

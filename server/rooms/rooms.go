@@ -1,0 +1,138 @@
+// Package rooms is the room event graph: it builds, signs and checks PDUs,
+// stores them in the DAG with compact state snapshots, and offers the room
+// operations of the client API (create, send, state, membership, redaction).
+// Local events take the same path federated ones will: every event is a real
+// PDU of its room version, authorised by the spec's auth rules.
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/federation"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/storage"
+)
+
+// DefaultRoomVersion is the version of new rooms unless a client asks for
+// another (the spec's recommended default).
+const DefaultRoomVersion = id.RoomV12
+
+// SupportedRoomVersions are the versions Palpo creates and joins, all
+// stable. Versions 1–5 use older event formats and are not supported.
+var SupportedRoomVersions = []id.RoomVersion{id.RoomV6, id.RoomV7, id.RoomV8, id.RoomV9, id.RoomV10, id.RoomV11, id.RoomV12}
+
+// IsSupportedVersion tells whether Palpo handles a room version.
+func IsSupportedVersion(v id.RoomVersion) bool {
+	for _, s := range SupportedRoomVersions {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Listener hears about every event persisted, in stream order; the sync
+// notifier is one.
+type Listener func(ev *Event)
+
+// Service is the rooms service.
+type Service struct {
+	db         *storage.DB
+	serverName string
+	key        *federation.SigningKey
+	log        *slog.Logger
+
+	// Now is the clock for origin_server_ts; tests may replace it.
+	Now func() time.Time
+
+	// Profiles fills display names and avatars into member events.
+	Profiles ProfileSource
+
+	locks  roomLocks
+	cache  *cache
+	listen []Listener
+}
+
+// New builds the rooms service.
+func New(db *storage.DB, serverName string, key *federation.SigningKey, log *slog.Logger) *Service {
+	return &Service{
+		db:         db,
+		serverName: serverName,
+		key:        key,
+		log:        log,
+		Now:        time.Now,
+		cache:      newCache(),
+	}
+}
+
+// OnEvent registers a listener for new events. Register listeners before
+// the server starts serving.
+func (s *Service) OnEvent(l Listener) { s.listen = append(s.listen, l) }
+
+// roomLocks serialises event creation per room: an event's prev_events and
+// state must be computed and persisted without another event of the same
+// room slipping in between. Different rooms proceed in parallel (up to the
+// database's single writer).
+type roomLocks struct {
+	mu    sync.Mutex
+	locks map[id.RoomID]*sync.Mutex
+}
+
+func (l *roomLocks) lock(roomID id.RoomID) func() {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = map[id.RoomID]*sync.Mutex{}
+	}
+	m, ok := l.locks[roomID]
+	if !ok {
+		m = &sync.Mutex{}
+		l.locks[roomID] = m
+	}
+	l.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+// Errors the room operations answer with.
+var (
+	errRoomNotFound = mautrix.MNotFound.WithMessage("Room not found")
+	errNotInRoom    = mautrix.MForbidden.WithMessage("You are not in this room")
+)
+
+// room is what the service needs to know about a room.
+type room struct {
+	ID      id.RoomID
+	Version id.RoomVersion
+}
+
+func (s *Service) room(ctx context.Context, roomID id.RoomID) (*room, error) {
+	if r := s.cache.room(roomID); r != nil {
+		return r, nil
+	}
+	r, err := s.db.GetRoom(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errRoomNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load room %s: %w", roomID, err)
+	}
+	rm := &room{ID: r.RoomID, Version: r.RoomVersion}
+	s.cache.putRoom(rm)
+	return rm, nil
+}
+
+// RoomVersion returns a room's version, or M_NOT_FOUND.
+func (s *Service) RoomVersion(ctx context.Context, roomID id.RoomID) (id.RoomVersion, error) {
+	r, err := s.room(ctx, roomID)
+	if err != nil {
+		return "", err
+	}
+	return r.Version, nil
+}

@@ -1,0 +1,124 @@
+package rooms
+
+import (
+	"bytes"
+	"context"
+	"errors"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// Send sends a message event. A transaction ID the device already used
+// returns the event sent then, so a client's retry never sends twice.
+func (s *Service) Send(ctx context.Context, sender id.UserID, device id.DeviceID, roomID id.RoomID, evType string, content []byte, txnID string) (id.EventID, error) {
+	if evID, err := s.db.TxnEvent(ctx, sender, device, txnID); err != nil || evID != "" {
+		return evID, err
+	}
+	r, err := s.room(ctx, roomID)
+	if err != nil {
+		return "", err
+	}
+	if evType == event.EventRedaction.Type {
+		// Redactions have their own endpoint, which checks the target.
+		return "", mautrix.MForbidden.WithMessage("Use the /redact endpoint to redact events")
+	}
+	p := &proto{Sender: sender, Type: evType, Content: content, TxnDevice: device, TxnID: txnID}
+	evs, err := s.sendEvents(ctx, r, []*proto{p}, false)
+	if err != nil {
+		// A concurrent retry of the same transaction may have won the race
+		// (the room lock serialises them, the event_txns key rejects the
+		// second): answer with its event.
+		if evID, txErr := s.db.TxnEvent(ctx, sender, device, txnID); txErr == nil && evID != "" {
+			return evID, nil
+		}
+		return "", err
+	}
+	return evs[0].ID, nil
+}
+
+// SetState sends a state event. Sending content identical to the current
+// state's returns the existing event, as Synapse does, so clients that
+// re-send state do not spam the room.
+func (s *Service) SetState(ctx context.Context, sender id.UserID, roomID id.RoomID, evType, stateKey string, content []byte) (id.EventID, error) {
+	r, err := s.room(ctx, roomID)
+	if err != nil {
+		return "", err
+	}
+	if evType == event.StateCreate.Type {
+		return "", mautrix.MForbidden.WithMessage("The create event cannot be replaced")
+	}
+	if cur, err := s.CurrentStateEvent(ctx, roomID, evType, stateKey); err != nil {
+		return "", err
+	} else if cur != nil && cur.PDU.Sender == sender && sameJSON(cur.PDU.Content, content) {
+		return cur.ID, nil
+	}
+	p := &proto{Sender: sender, Type: evType, StateKey: &stateKey, Content: content}
+	evs, err := s.sendEvents(ctx, r, []*proto{p}, false)
+	if err != nil {
+		return "", err
+	}
+	return evs[0].ID, nil
+}
+
+func sameJSON(a, b []byte) bool {
+	ca, err1 := canonical(a)
+	cb, err2 := canonical(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ca, cb)
+}
+
+// Redact sends a redaction of target. The auth rules let anyone with the
+// redact power level redact; senders may redact their own events.
+func (s *Service) Redact(ctx context.Context, sender id.UserID, device id.DeviceID, roomID id.RoomID, target id.EventID, reason, txnID string) (id.EventID, error) {
+	if evID, err := s.db.TxnEvent(ctx, sender, device, txnID); err != nil || evID != "" {
+		return evID, err
+	}
+	r, err := s.room(ctx, roomID)
+	if err != nil {
+		return "", err
+	}
+	content := map[string]any{}
+	if reason != "" {
+		content["reason"] = reason
+	}
+	if r.Version.RedactsInContent() {
+		content["redacts"] = target
+	}
+	p, err := newProto(sender, event.EventRedaction.Type, nil, content)
+	if err != nil {
+		return "", err
+	}
+	p.Redacts, p.TxnDevice, p.TxnID = target, device, txnID
+	// The redaction itself is authorised by the auth rules (redact level);
+	// whether it applies to the target (same sender or enough power) is
+	// decided here, before it is sent.
+	tgt, err := s.event(ctx, target)
+	if err != nil && !errors.Is(err, errEventNotFound) {
+		return "", err
+	}
+	if tgt != nil && tgt.RoomID != roomID {
+		tgt = nil
+	}
+	if tgt == nil {
+		return "", mautrix.MNotFound.WithMessage("Event not found")
+	}
+	if tgt.PDU.Sender != sender {
+		state, err := s.CurrentState(ctx, roomID)
+		if err != nil {
+			return "", err
+		}
+		pl, err := s.powerLevels(ctx, r, state)
+		if err != nil {
+			return "", err
+		}
+		if pl.GetUserLevel(sender) < pl.Redact() {
+			return "", mautrix.MForbidden.WithMessage("You may not redact other people's events")
+		}
+	}
+	evs, err := s.sendEvents(ctx, r, []*proto{p}, false)
+	if err != nil {
+		return "", err
+	}
+	return evs[0].ID, nil
+}

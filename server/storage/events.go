@@ -1,0 +1,357 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"maunium.net/go/mautrix/federation/pdu"
+	"maunium.net/go/mautrix/id"
+)
+
+// StateKey names one piece of room state (type and state key); it is
+// mautrix's type so state maps pass between layers without copying.
+type StateKey = pdu.StateKey
+
+// Event is a stored room event.
+type Event struct {
+	StreamPos      int64
+	EventID        id.EventID
+	RoomID         id.RoomID
+	Type           string
+	StateKey       *string
+	Sender         id.UserID
+	Depth          int64
+	OriginServerTS int64
+	PDU            []byte
+	Rejected       bool
+	StateBefore    int64
+	StateAfter     int64
+	RedactedBy     id.EventID
+}
+
+// NewEvent is an event to persist with what it does to its room.
+type NewEvent struct {
+	Event
+	PrevEvents []id.EventID
+	// NewRoom, for a create event, is the room row to insert.
+	NewRoom *Room
+	// StateDelta, for an accepted state event, is the state it changes;
+	// persisting makes a new state group from StateBefore and the delta
+	// (or a full snapshot when FullState is set, to cap delta chains).
+	StateDelta map[StateKey]id.EventID
+	FullState  map[StateKey]id.EventID
+	// Membership is content.membership of an m.room.member event.
+	Membership string
+	// Txn records the client transaction that sent the event.
+	TxnUserID   id.UserID
+	TxnDeviceID id.DeviceID
+	TxnID       string
+	// Redacts is the event an accepted redaction applies to.
+	Redacts id.EventID
+	// ChainLen is set by PersistEvents: the delta chain length of the state
+	// group the event made.
+	ChainLen int
+}
+
+// MaxChainLen is how many deltas may follow a full snapshot; state lookups
+// read at most this many groups.
+const MaxChainLen = 50
+
+// PersistEvents stores events of one room in one transaction, in order,
+// each with its state group, forward extremities and current state. It
+// returns the stream positions assigned. The caller holds the room's lock.
+func (db *DB) PersistEvents(ctx context.Context, evs []*NewEvent, nowTS int64) ([]int64, error) {
+	positions := make([]int64, len(evs))
+	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+		var lastAfter int64
+		for i, ev := range evs {
+			// StateBefore -1: the state after the previous event of this
+			// batch, whose group is only known now.
+			if ev.StateBefore < 0 {
+				ev.StateBefore = lastAfter
+			}
+			pos, err := persistEvent(ctx, tx, ev, nowTS)
+			if err != nil {
+				return fmt.Errorf("persist event %s: %w", ev.EventID, err)
+			}
+			positions[i] = pos
+			lastAfter = ev.StateAfter
+		}
+		return nil
+	})
+	return positions, err
+}
+
+func persistEvent(ctx context.Context, tx *sql.Tx, ev *NewEvent, nowTS int64) (int64, error) {
+	if ev.NewRoom != nil {
+		r := ev.NewRoom
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1, $2, $3, $4)`,
+			r.RoomID, r.RoomVersion, r.Creator, r.CreatedTS); err != nil {
+			return 0, fmt.Errorf("insert room: %w", err)
+		}
+	}
+	stateAfter := ev.StateBefore
+	if !ev.Rejected && (ev.StateDelta != nil || ev.FullState != nil) {
+		g, chainLen, err := insertStateGroup(ctx, tx, ev.RoomID, ev.StateBefore, ev.StateDelta, ev.FullState)
+		if err != nil {
+			return 0, err
+		}
+		stateAfter, ev.ChainLen = g, chainLen
+	}
+	ev.StateAfter = stateAfter
+	var before, after any
+	if ev.StateBefore > 0 {
+		before = ev.StateBefore
+	}
+	if stateAfter > 0 {
+		after = stateAfter
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, sender, depth, origin_server_ts, pdu, rejected, state_before, state_after)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		ev.EventID, ev.RoomID, ev.Type, ev.StateKey, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), ev.Rejected, before, after)
+	if err != nil {
+		return 0, fmt.Errorf("insert event: %w", err)
+	}
+	pos, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	ev.StreamPos = pos
+	if ev.Rejected {
+		return pos, nil
+	}
+	for _, prev := range ev.PrevEvents {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2`, ev.RoomID, prev); err != nil {
+			return 0, fmt.Errorf("update extremities: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)`, ev.RoomID, ev.EventID); err != nil {
+		return 0, fmt.Errorf("update extremities: %w", err)
+	}
+	if ev.StateKey != nil && (ev.StateDelta != nil || ev.FullState != nil) {
+		var membership any
+		if ev.Type == "m.room.member" {
+			membership = ev.Membership
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO current_state (room_id, type, state_key, event_id, membership) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership`,
+			ev.RoomID, ev.Type, *ev.StateKey, ev.EventID, membership); err != nil {
+			return 0, fmt.Errorf("update current state: %w", err)
+		}
+	}
+	if ev.TxnID != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO event_txns (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)`,
+			ev.TxnUserID, ev.TxnDeviceID, ev.TxnID, ev.EventID, nowTS); err != nil {
+			return 0, fmt.Errorf("record transaction: %w", err)
+		}
+	}
+	if ev.Redacts != "" {
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET redacted_by = $2 WHERE event_id = $1 AND room_id = $3 AND redacted_by IS NULL`,
+			ev.Redacts, ev.EventID, ev.RoomID); err != nil {
+			return 0, fmt.Errorf("apply redaction: %w", err)
+		}
+	}
+	return pos, nil
+}
+
+func insertStateGroup(ctx context.Context, tx *sql.Tx, roomID id.RoomID, prev int64, delta, full map[StateKey]id.EventID) (int64, int, error) {
+	entries := delta
+	var prevGroup any
+	chainLen := 0
+	if full == nil && prev > 0 {
+		if err := tx.QueryRowContext(ctx, `SELECT chain_len FROM state_groups WHERE group_id = $1`, prev).Scan(&chainLen); err != nil {
+			return 0, 0, fmt.Errorf("read state group %d: %w", prev, err)
+		}
+		chainLen++
+		prevGroup = prev
+	}
+	if full != nil {
+		entries = full
+		chainLen = 0
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO state_groups (room_id, prev_group, chain_len) VALUES ($1, $2, $3)`, roomID, prevGroup, chainLen)
+	if err != nil {
+		return 0, 0, fmt.Errorf("insert state group: %w", err)
+	}
+	g, err := res.LastInsertId()
+	if err != nil {
+		return 0, 0, err
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)`)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stmt.Close()
+	for k, ev := range entries {
+		var evID any
+		if ev != "" {
+			evID = ev
+		}
+		if _, err := stmt.ExecContext(ctx, g, k.Type, k.StateKey, evID); err != nil {
+			return 0, 0, fmt.Errorf("insert state entry: %w", err)
+		}
+	}
+	return g, chainLen, nil
+}
+
+// ChainLen returns how many deltas a state group sits on.
+func (db *DB) ChainLen(ctx context.Context, group int64) (int, error) {
+	var n int
+	err := db.reader.QueryRowContext(ctx, `SELECT chain_len FROM state_groups WHERE group_id = $1`, group).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("read state group %d: %w", group, err)
+	}
+	return n, nil
+}
+
+// StateGroup returns a group's own entries ("" event ID: removed) and the
+// group it is a delta on (0 for a full snapshot).
+func (db *DB) StateGroup(ctx context.Context, group int64) (map[StateKey]id.EventID, int64, error) {
+	var prev sql.NullInt64
+	if err := db.reader.QueryRowContext(ctx, `SELECT prev_group FROM state_groups WHERE group_id = $1`, group).Scan(&prev); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, 0, ErrNotFound
+		}
+		return nil, 0, fmt.Errorf("read state group %d: %w", group, err)
+	}
+	rows, err := db.reader.QueryContext(ctx, `SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = $1`, group)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read state group %d: %w", group, err)
+	}
+	defer rows.Close()
+	out := map[StateKey]id.EventID{}
+	for rows.Next() {
+		var k StateKey
+		var ev sql.NullString
+		if err := rows.Scan(&k.Type, &k.StateKey, &ev); err != nil {
+			return nil, 0, err
+		}
+		out[k] = id.EventID(ev.String)
+	}
+	return out, prev.Int64, rows.Err()
+}
+
+const eventColumns = `stream_pos, event_id, room_id, type, state_key, sender, depth, origin_server_ts, pdu, rejected,
+COALESCE(state_before, 0), COALESCE(state_after, 0), COALESCE(redacted_by, '')`
+
+func scanEvent(s scanner) (*Event, error) {
+	var e Event
+	var stateKey sql.NullString
+	var pduText string
+	if err := s.Scan(&e.StreamPos, &e.EventID, &e.RoomID, &e.Type, &stateKey, &e.Sender, &e.Depth, &e.OriginServerTS, &pduText, &e.Rejected,
+		&e.StateBefore, &e.StateAfter, &e.RedactedBy); err != nil {
+		return nil, err
+	}
+	if stateKey.Valid {
+		e.StateKey = &stateKey.String
+	}
+	e.PDU = []byte(pduText)
+	return &e, nil
+}
+
+// GetEvent returns one event, or ErrNotFound.
+func (db *DB) GetEvent(ctx context.Context, eventID id.EventID) (*Event, error) {
+	e, err := scanEvent(db.reader.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = $1`, eventID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get event %s: %w", eventID, err)
+	}
+	return e, nil
+}
+
+// GetEvents returns the events among ids that exist, keyed by ID.
+func (db *DB) GetEvents(ctx context.Context, ids []id.EventID) (map[id.EventID]*Event, error) {
+	out := make(map[id.EventID]*Event, len(ids))
+	const batch = 500
+	for start := 0; start < len(ids); start += batch {
+		chunk := ids[start:min(start+batch, len(ids))]
+		args := make([]any, len(chunk))
+		marks := make([]string, len(chunk))
+		for i, ev := range chunk {
+			args[i] = ev
+			marks[i] = fmt.Sprintf("$%d", i+1)
+		}
+		rows, err := db.reader.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id IN (`+strings.Join(marks, ",")+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("get events: %w", err)
+		}
+		for rows.Next() {
+			e, err := scanEvent(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("get events: %w", err)
+			}
+			out[e.EventID] = e
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ForwardExtremities lists a room's forward extremities.
+func (db *DB) ForwardExtremities(ctx context.Context, roomID id.RoomID) ([]id.EventID, error) {
+	rows, err := db.reader.QueryContext(ctx, `SELECT event_id FROM forward_extremities WHERE room_id = $1 ORDER BY event_id`, roomID)
+	if err != nil {
+		return nil, fmt.Errorf("forward extremities: %w", err)
+	}
+	defer rows.Close()
+	var out []id.EventID
+	for rows.Next() {
+		var e id.EventID
+		if err := rows.Scan(&e); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// CurrentState returns a room's whole current state.
+func (db *DB) CurrentState(ctx context.Context, roomID id.RoomID) (map[StateKey]id.EventID, error) {
+	rows, err := db.reader.QueryContext(ctx, `SELECT type, state_key, event_id FROM current_state WHERE room_id = $1`, roomID)
+	if err != nil {
+		return nil, fmt.Errorf("current state of %s: %w", roomID, err)
+	}
+	defer rows.Close()
+	out := map[StateKey]id.EventID{}
+	for rows.Next() {
+		var k StateKey
+		var ev id.EventID
+		if err := rows.Scan(&k.Type, &k.StateKey, &ev); err != nil {
+			return nil, err
+		}
+		out[k] = ev
+	}
+	return out, rows.Err()
+}
+
+// CurrentStateEvent returns the event ID holding one piece of current state,
+// or "".
+func (db *DB) CurrentStateEvent(ctx context.Context, roomID id.RoomID, evType, stateKey string) (id.EventID, error) {
+	var ev id.EventID
+	err := db.reader.QueryRowContext(ctx, `SELECT event_id FROM current_state WHERE room_id = $1 AND type = $2 AND state_key = $3`, roomID, evType, stateKey).Scan(&ev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("current state: %w", err)
+	}
+	return ev, nil
+}
+
+// MaxStreamPos is the newest event stream position (0 when there are none).
+func (db *DB) MaxStreamPos(ctx context.Context) (int64, error) {
+	var n sql.NullInt64
+	if err := db.reader.QueryRowContext(ctx, `SELECT MAX(stream_pos) FROM events`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("max stream position: %w", err)
+	}
+	return n.Int64, nil
+}
