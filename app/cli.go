@@ -53,9 +53,10 @@ Usage:
                                         when there is no display
   palpo serve [--data-dir DIR]          run the server without a window
   palpo user COMMAND [--data-dir DIR]   manage accounts: add, list, passwd,
-                                        deactivate ("palpo user help")
+                                        deactivate, reactivate ("palpo user
+                                        help" explains them)
   palpo token COMMAND [--data-dir DIR]  manage invites (registration tokens):
-                                        create, list ("palpo token help")
+                                        "palpo token help"
   palpo version                         print the version
   palpo config example                  print a fully commented example config
   palpo help                            show this help

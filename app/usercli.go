@@ -41,6 +41,7 @@ const userUsage = `Usage:
   palpo user list
   palpo user passwd NAME [--password-file FILE] [--logout-devices]
   palpo user deactivate NAME [--erase]
+  palpo user reactivate NAME [--password-file FILE]
 
 NAME is a user name (alice) or a full user ID (@alice:example.org).
 Without --password-file the password is read from standard input: typed
@@ -323,6 +324,7 @@ func userCommand(dataDirFlag string, args []string, env Env) int {
 		"list":       userList,
 		"passwd":     userPasswd,
 		"deactivate": userDeactivate,
+		"reactivate": userReactivate,
 	})
 }
 
@@ -415,6 +417,11 @@ func userPasswd(fs *flag.FlagSet) func(context.Context, *adminTool, []string) er
 		if err != nil {
 			return err
 		}
+		// A password alone would not let a deactivated user in again;
+		// say so rather than pretend it did.
+		if u, err := t.accounts.GetUser(ctx, userID); err == nil && u.Deactivated {
+			return fmt.Errorf("%s is deactivated; use \"palpo user reactivate\" to give it a new password and reopen it", userID)
+		}
 		pw, err := t.newPassword(*pwFile)
 		if err != nil {
 			return err
@@ -448,6 +455,34 @@ func userDeactivate(fs *flag.FlagSet) func(context.Context, *adminTool, []string
 			return err
 		}
 		fmt.Fprintf(t.env.Stdout, "Deactivated %s\n", userID)
+		return nil
+	}
+}
+
+// userReactivate reopens a deactivated account with a new password (it
+// lost its old one). It does not rejoin the rooms it left.
+func userReactivate(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error {
+	pwFile := fs.String("password-file", "", "read the password from this file")
+	return func(ctx context.Context, t *adminTool, args []string) error {
+		if err := exactArgs(args, "NAME"); err != nil {
+			return err
+		}
+		userID, err := t.existingUser(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if u, err := t.accounts.GetUser(ctx, userID); err == nil && !u.Deactivated {
+			return fmt.Errorf("%s is not deactivated", userID)
+		}
+		pw, err := t.newPassword(*pwFile)
+		if err != nil {
+			return err
+		}
+		off := false
+		if _, _, err := t.accounts.CreateOrModifyUser(ctx, nil, userID, accounts.UserChanges{Deactivated: &off, Password: &pw}); err != nil {
+			return err
+		}
+		fmt.Fprintf(t.env.Stdout, "Reactivated %s\n", userID)
 		return nil
 	}
 }

@@ -132,8 +132,20 @@ func TestUserCommands(t *testing.T) {
 			t.Fatal("deactivated alice can still log in")
 		}
 	})
-	// The user name stays taken.
+	// The user name stays taken, and a new password does not reopen it.
 	failsCLI(t, goodPassword+"\n", 1, "already exists", "user", "add", "alice", "--data-dir", dir)
+	failsCLI(t, goodPassword+"\n", 1, "is deactivated", "user", "passwd", "alice", "--data-dir", dir)
+	failsCLI(t, "short\n", 1, "at least 8 characters", "user", "reactivate", "alice", "--data-dir", dir)
+	out = mustCLI(t, "back again password\n", "user", "reactivate", "alice", "--data-dir", dir)
+	if !strings.Contains(out, "Reactivated @alice:localhost") {
+		t.Fatalf("reactivate: %q", out)
+	}
+	withTool(t, dir, func(ctx context.Context, s *accounts.Service) {
+		if err := s.CheckPassword(ctx, "@alice:localhost", "back again password"); err != nil {
+			t.Fatalf("reactivated alice cannot log in: %v", err)
+		}
+	})
+	failsCLI(t, goodPassword+"\n", 1, "is not deactivated", "user", "reactivate", "alice", "--data-dir", dir)
 }
 
 func TestUserCommandsRefuseBadInput(t *testing.T) {
@@ -156,6 +168,7 @@ func TestUserCommandsRefuseBadInput(t *testing.T) {
 		{goodPassword, 1, "no user @ghost:localhost", []string{"user", "passwd", "ghost"}},
 		{"short\n", 1, "at least 8 characters", []string{"user", "passwd", "alice"}},
 		{"", 1, "no user @ghost:localhost", []string{"user", "deactivate", "ghost"}},
+		{goodPassword, 1, "no user @ghost:localhost", []string{"user", "reactivate", "ghost"}},
 		{"", 2, "missing NAME", []string{"user", "add"}},
 		{"", 2, "unexpected argument", []string{"user", "add", "bob", "carol"}},
 		{"", 2, "unexpected argument", []string{"user", "list", "everyone"}},
@@ -172,6 +185,11 @@ func TestUserCommandsRefuseBadInput(t *testing.T) {
 	} {
 		args := append(tc.args, "--data-dir", dir)
 		failsCLI(t, tc.stdin, tc.code, tc.want, args...)
+	}
+	for _, group := range []string{"user", "token"} {
+		if out := mustCLI(t, "", group, "help"); !strings.Contains(out, "palpo "+group+" ") {
+			t.Errorf("palpo %s help: %q", group, out)
+		}
 	}
 	// Nothing was created by the refused commands.
 	withTool(t, dir, func(ctx context.Context, s *accounts.Service) {

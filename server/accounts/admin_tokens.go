@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/big"
 	"strings"
+	"time"
 
 	"maunium.net/go/mautrix"
 
@@ -119,8 +120,16 @@ func (s *Service) CreateRegistrationToken(ctx context.Context, n NewRegistration
 		if err != nil {
 			return nil, err
 		}
-		s.log.Info("registration token created", "uses_allowed", t.UsesAllowed, "expiry_time", t.ExpiryTime)
+		// The token itself is an invite, so it stays out of the log.
 		info := s.tokenInfo(t)
+		var uses, expiry any = "unlimited", "never"
+		if info.UsesAllowed != nil {
+			uses = *info.UsesAllowed
+		}
+		if info.ExpiryTime != nil {
+			expiry = time.UnixMilli(*info.ExpiryTime).UTC()
+		}
+		s.log.Info("registration token created", "uses_allowed", uses, "expires", expiry)
 		return &info, nil
 	}
 	return nil, mautrix.MUnknown.WithMessage("Could not generate an unused token; ask for a longer one")
