@@ -109,9 +109,13 @@ func persistEvent(ctx context.Context, tx *sql.Tx, ev *NewEvent, nowTS int64) (i
 	if stateAfter > 0 {
 		after = stateAfter
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, sender, depth, origin_server_ts, pdu, rejected, state_before, state_after)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		ev.EventID, ev.RoomID, ev.Type, ev.StateKey, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), ev.Rejected, before, after)
+	var membership any
+	if ev.Type == "m.room.member" && ev.Membership != "" {
+		membership = ev.Membership
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, state_before, state_after)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), ev.Rejected, before, after)
 	if err != nil {
 		return 0, fmt.Errorf("insert event: %w", err)
 	}
@@ -132,10 +136,6 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		return 0, fmt.Errorf("update extremities: %w", err)
 	}
 	if ev.StateKey != nil && (ev.StateDelta != nil || ev.FullState != nil) {
-		var membership any
-		if ev.Type == "m.room.member" {
-			membership = ev.Membership
-		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO current_state (room_id, type, state_key, event_id, membership) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership`,
 			ev.RoomID, ev.Type, *ev.StateKey, ev.EventID, membership); err != nil {

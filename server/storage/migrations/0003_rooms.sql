@@ -15,6 +15,7 @@ CREATE TABLE events (
 	room_id          TEXT NOT NULL REFERENCES rooms (room_id),
 	type             TEXT NOT NULL,
 	state_key        TEXT,                  -- NULL for message events
+	membership       TEXT,                  -- content.membership of m.room.member events
 	sender           TEXT NOT NULL,
 	depth            INTEGER NOT NULL,
 	origin_server_ts INTEGER NOT NULL,
@@ -26,6 +27,8 @@ CREATE TABLE events (
 );
 CREATE INDEX events_room_stream ON events (room_id, stream_pos);
 CREATE INDEX events_room_type_state ON events (room_id, type, state_key);
+-- A user's membership history across rooms, in stream order (for /sync).
+CREATE INDEX events_member_stream ON events (state_key, stream_pos) WHERE type = 'm.room.member';
 
 -- The events of a room that no other event references yet: the next
 -- local event's prev_events.

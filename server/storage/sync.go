@@ -1,0 +1,126 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"maunium.net/go/mautrix/id"
+)
+
+// RoomEvents returns up to limit events of a room with stream positions in
+// (from, to], the newest ones when there are more (and then more=true),
+// oldest first. Rejected events are never returned.
+func (db *DB) RoomEvents(ctx context.Context, roomID id.RoomID, from, to int64, limit int) ([]*Event, bool, error) {
+	rows, err := db.reader.QueryContext(ctx, `SELECT `+eventColumns+` FROM events
+WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 AND rejected = 0
+ORDER BY stream_pos DESC LIMIT $4`, roomID, from, to, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("room events: %w", err)
+	}
+	defer rows.Close()
+	var out []*Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, false, fmt.Errorf("room events: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	more := len(out) > limit
+	if more {
+		out = out[:limit]
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, more, nil
+}
+
+// RoomEventsForward returns up to limit events of a room with stream
+// positions in (from, to], oldest first, and whether more follow.
+func (db *DB) RoomEventsForward(ctx context.Context, roomID id.RoomID, from, to int64, limit int) ([]*Event, bool, error) {
+	rows, err := db.reader.QueryContext(ctx, `SELECT `+eventColumns+` FROM events
+WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 AND rejected = 0
+ORDER BY stream_pos ASC LIMIT $4`, roomID, from, to, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("room events: %w", err)
+	}
+	defer rows.Close()
+	var out []*Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, false, fmt.Errorf("room events: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	more := len(out) > limit
+	if more {
+		out = out[:limit]
+	}
+	return out, more, nil
+}
+
+// MembershipEvent is a user's membership of a room as of some position.
+type MembershipEvent struct {
+	RoomID     id.RoomID
+	EventID    id.EventID
+	Membership string
+	StreamPos  int64
+}
+
+// MembershipsAt returns, for every room the user ever had a membership
+// in, the latest membership event at or before stream position pos.
+func (db *DB) MembershipsAt(ctx context.Context, userID id.UserID, pos int64) ([]MembershipEvent, error) {
+	// SQLite returns the row holding MAX() for the bare columns of an
+	// aggregate query; PostgreSQL will need DISTINCT ON here.
+	rows, err := db.reader.QueryContext(ctx, `SELECT room_id, event_id, COALESCE(membership, ''), MAX(stream_pos) FROM events
+WHERE type = 'm.room.member' AND state_key = $1 AND stream_pos <= $2 AND rejected = 0
+GROUP BY room_id`, userID, pos)
+	if err != nil {
+		return nil, fmt.Errorf("memberships of %s: %w", userID, err)
+	}
+	defer rows.Close()
+	var out []MembershipEvent
+	for rows.Next() {
+		var m MembershipEvent
+		if err := rows.Scan(&m.RoomID, &m.EventID, &m.Membership, &m.StreamPos); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// LastEventAt returns the newest event of a room at or before stream
+// position pos, or ErrNotFound.
+func (db *DB) LastEventAt(ctx context.Context, roomID id.RoomID, pos int64) (*Event, error) {
+	e, err := scanEvent(db.reader.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM events
+WHERE room_id = $1 AND stream_pos <= $2 AND rejected = 0 ORDER BY stream_pos DESC LIMIT 1`, roomID, pos))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("last event: %w", err)
+	}
+	return e, nil
+}
+
+// TxnIDOf returns the transaction ID a device sent an event with, for
+// unsigned.transaction_id in that device's sync.
+func (db *DB) TxnIDOf(ctx context.Context, userID id.UserID, deviceID id.DeviceID, eventID id.EventID) (string, error) {
+	var txn string
+	err := db.reader.QueryRowContext(ctx, `SELECT txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id = $3`, userID, deviceID, eventID).Scan(&txn)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return txn, err
+}
