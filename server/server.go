@@ -24,6 +24,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/identity"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/storage"
+	"github.com/palpo-im/palpo-desktop/server/syncer"
 )
 
 // Server is one running homeserver.
@@ -36,6 +37,7 @@ type Server struct {
 	key      *federation.SigningKey
 	accounts *accounts.Service
 	rooms    *rooms.Service
+	sync     *syncer.Service
 	router   *httpapi.Router
 
 	mu        sync.Mutex
@@ -47,7 +49,10 @@ type Server struct {
 }
 
 // New opens the server's state in dataDir (database, signing key) and builds
-// its routes, without listening yet.
+// its routes, without listening yet. New must start nothing (no listener, no
+// background work): the command line builds a Server without Start to run an
+// admin operation with every service hook wired while the server is stopped
+// (app/usercli.go); background work belongs in Start.
 func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid config: %w", err)
@@ -77,12 +82,14 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.accounts.Rooms = s.rooms
 	s.accounts.Profiles = s.rooms
 	s.rooms.Profiles = s.accounts
+	s.sync = syncer.New(db, s.rooms, log)
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
 	clientapi.Register(s.router, clientapi.Deps{
 		ServerName: cfg.ServerName,
 		BaseURL:    s.ClientURL,
 		Accounts:   s.accounts,
 		Rooms:      s.rooms,
+		Sync:       s.sync,
 	})
 	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts})
 	return s, nil
@@ -124,6 +131,9 @@ func (s *Server) Accounts() *accounts.Service { return s.accounts }
 
 // Rooms is the rooms service (for the admin tools and tests).
 func (s *Server) Rooms() *rooms.Service { return s.rooms }
+
+// Sync is the sync engine (for tests and the admin tools).
+func (s *Server) Sync() *syncer.Service { return s.sync }
 
 // DB is the server's database (for the admin tools and tests).
 func (s *Server) DB() *storage.DB { return s.db }

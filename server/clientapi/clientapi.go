@@ -11,6 +11,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
+	"github.com/palpo-im/palpo-desktop/server/syncer"
 )
 
 // Deps is what the client API needs from the rest of the server.
@@ -24,6 +25,8 @@ type Deps struct {
 	Accounts *accounts.Service
 	// Rooms owns rooms, their events and membership.
 	Rooms *rooms.Service
+	// Sync is the /sync engine; it also owns filters and account data.
+	Sync *syncer.Service
 }
 
 // API holds the client API's handlers.
@@ -31,11 +34,12 @@ type API struct {
 	deps     Deps
 	accounts *accounts.Service
 	rooms    *rooms.Service
+	syncEngine    *syncer.Service
 }
 
 // Register adds every client-server endpoint to rt.
 func Register(rt *httpapi.Router, deps Deps) *API {
-	a := &API{deps: deps, accounts: deps.Accounts, rooms: deps.Rooms}
+	a := &API{deps: deps, accounts: deps.Accounts, rooms: deps.Rooms, syncEngine: deps.Sync}
 	a.registerDiscovery(rt)
 	a.registerRegistration(rt)
 	a.registerLogin(rt)
@@ -45,6 +49,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerProfile(rt)
 	a.registerRooms(rt)
 	a.registerRoomEvents(rt)
+	a.registerSync(rt)
 	return a
 }
 

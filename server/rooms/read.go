@@ -10,19 +10,12 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// visibility is what decides whether a user may see an event: the room's
-// history visibility and the user's membership at that point of the room.
+// canSee decides whether a user may see an event: the room's history
+// visibility and the user's membership at that point of the room.
 func (s *Service) canSee(ctx context.Context, user id.UserID, ev *Event) (bool, error) {
-	// State at the event: for the user's own membership event the state
-	// after it (you see your own join), otherwise the state before it.
 	state, err := s.StateBefore(ctx, ev)
 	if err != nil {
 		return false, err
-	}
-	if ev.PDU.Type == event.StateMember.Type && ev.StateKey() == string(user) {
-		if state, err = s.StateAfter(ctx, ev); err != nil {
-			return false, err
-		}
 	}
 	keys := []pdu.StateKey{
 		{Type: event.StateHistoryVisibility.Type},
@@ -43,6 +36,18 @@ func (s *Service) canSee(ctx context.Context, user id.UserID, ev *Event) (bool, 
 	if m, ok := evs[keys[1]]; ok {
 		membership = m.Membership()
 	}
+	// For the user's own membership event, the better of the membership
+	// before and after it counts (as Synapse does): you see your own join,
+	// and your own leave or kick, which is how a client learns it left.
+	if ev.PDU.Type == event.StateMember.Type && ev.StateKey() == string(user) {
+		if after := ev.Membership(); membershipRank(after) < membershipRank(membership) {
+			membership = after
+		}
+		if membership == event.MembershipInvite || membership == event.MembershipKnock {
+			// Rejecting an invite or retracting a knock: the user sees it.
+			return true, nil
+		}
+	}
 	// The spec's algorithm ("History visibility" in the client-server API).
 	switch {
 	case visibility == event.HistoryVisibilityWorldReadable:
@@ -59,6 +64,22 @@ func (s *Service) canSee(ctx context.Context, user id.UserID, ev *Event) (bool, 
 		return membership == event.MembershipInvite, nil
 	}
 	return false, nil
+}
+
+// membershipRank orders memberships from most to least privileged, for
+// history visibility.
+func membershipRank(m event.Membership) int {
+	switch m {
+	case event.MembershipJoin:
+		return 0
+	case event.MembershipInvite:
+		return 1
+	case event.MembershipKnock:
+		return 2
+	case event.MembershipLeave:
+		return 3
+	}
+	return 4
 }
 
 // errNoSuchEvent is the one answer for an event that does not exist and an

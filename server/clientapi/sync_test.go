@@ -1,0 +1,366 @@
+package clientapi_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
+)
+
+func syncOnce(t *testing.T, c *mautrix.Client, since, filter string, timeout time.Duration) *mautrix.RespSync {
+	t.Helper()
+	resp, err := c.FullSyncRequest(context.Background(), mautrix.ReqSync{Since: since, FilterID: filter, Timeout: int(timeout.Milliseconds())})
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	return resp
+}
+
+// timelineBodies returns the bodies of the m.room.message events in a
+// joined room's timeline.
+func timelineBodies(resp *mautrix.RespSync, roomID id.RoomID) []string {
+	jr := resp.Rooms.Join[roomID]
+	if jr == nil {
+		return nil
+	}
+	var out []string
+	for _, ev := range jr.Timeline.Events {
+		if ev.Type == event.EventMessage {
+			out = append(out, ev.Content.Raw["body"].(string))
+		}
+	}
+	return out
+}
+
+func TestSyncInitialAndIncremental(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "Sync room"})
+	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendMessageEvent(ctx, roomID, event.EventMessage, map[string]any{"msgtype": "m.text", "body": "one"}, mautrix.ReqSendEvent{TransactionID: "tx-one"}); err != nil {
+		t.Fatal(err)
+	}
+
+	first := syncOnce(t, alice, "", "", 0)
+	jr := first.Rooms.Join[roomID]
+	if jr == nil {
+		t.Fatalf("initial sync lacks the room: %+v", first.Rooms)
+	}
+	if got := timelineBodies(first, roomID); len(got) != 1 || got[0] != "one" {
+		t.Fatalf("initial timeline %v", got)
+	}
+	// The sending device sees its transaction ID.
+	for _, ev := range jr.Timeline.Events {
+		if ev.Type == event.EventMessage && ev.Unsigned.TransactionID != "tx-one" {
+			t.Fatalf("transaction_id %q", ev.Unsigned.TransactionID)
+		}
+	}
+	names := 0
+	for _, ev := range append(jr.State.Events, jr.Timeline.Events...) {
+		if ev.Type == event.StateRoomName {
+			names++
+		}
+	}
+	if names != 1 {
+		t.Fatalf("room name appears %d times in state+timeline", names)
+	}
+	if jr.Summary.JoinedMemberCount == nil || *jr.Summary.JoinedMemberCount != 2 {
+		t.Fatalf("summary %+v", jr.Summary)
+	}
+
+	// Nothing new: a zero-timeout sync returns no rooms and the same token.
+	idle := syncOnce(t, alice, first.NextBatch, "", 0)
+	if len(idle.Rooms.Join) != 0 || idle.NextBatch != first.NextBatch {
+		t.Fatalf("idle sync: %+v next %s vs %s", idle.Rooms, idle.NextBatch, first.NextBatch)
+	}
+
+	// Each message appears exactly once across consecutive syncs.
+	since := first.NextBatch
+	var seen []string
+	for i := range 5 {
+		if _, err := bob.SendText(ctx, roomID, fmt.Sprintf("m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		resp := syncOnce(t, alice, since, "", 0)
+		seen = append(seen, timelineBodies(resp, roomID)...)
+		since = resp.NextBatch
+	}
+	if fmt.Sprint(seen) != "[m0 m1 m2 m3 m4]" {
+		t.Fatalf("messages across syncs: %v", seen)
+	}
+
+	// A since from before a restart still works.
+	if _, err := bob.SendText(ctx, roomID, "after restart"); err != nil {
+		t.Fatal(err)
+	}
+	ts.Restart()
+	alice.HomeserverURL = mustParse(t, ts.URL)
+	resp := syncOnce(t, alice, since, "", 0)
+	if got := timelineBodies(resp, roomID); len(got) != 1 || got[0] != "after restart" {
+		t.Fatalf("sync across restart: %v", got)
+	}
+}
+
+func TestSyncLongPollWakes(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	since := syncOnce(t, alice, "", "", 0).NextBatch
+
+	type result struct {
+		resp *mautrix.RespSync
+		took time.Duration
+	}
+	poll := func(c *mautrix.Client, since string) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			start := time.Now()
+			resp, err := c.FullSyncRequest(ctx, mautrix.ReqSync{Since: since, Timeout: 20000})
+			if err != nil {
+				t.Error(err)
+			}
+			ch <- result{resp, time.Since(start)}
+		}()
+		return ch
+	}
+	// Message: wakes the long-poll well before its timeout.
+	ch := poll(alice, since)
+	waitForWaiters(t, ts, 1)
+	if _, err := bob.SendText(ctx, roomID, "wake up"); err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if got := timelineBodies(r.resp, roomID); len(got) != 1 || r.took > 10*time.Second {
+		t.Fatalf("message wake: %v after %v", got, r.took)
+	}
+	since = r.resp.NextBatch
+
+	// Account data wakes it too.
+	ch = poll(alice, since)
+	waitForWaiters(t, ts, 1)
+	if err := alice.SetAccountData(ctx, "org.example.settings", map[string]any{"theme": "dark"}); err != nil {
+		t.Fatal(err)
+	}
+	r = <-ch
+	if len(r.resp.AccountData.Events) != 1 || r.resp.AccountData.Events[0].Type.Type != "org.example.settings" {
+		t.Fatalf("account data wake: %+v", r.resp.AccountData)
+	}
+	// An invite wakes the invitee, who is not in the room yet.
+	carol := ts.RegisterUser("carol")
+	carolSince := syncOnce(t, carol, "", "", 0).NextBatch
+	ch = poll(carol, carolSince)
+	waitForWaiters(t, ts, 1)
+	if _, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: carol.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	r = <-ch
+	inv := r.resp.Rooms.Invite[roomID]
+	if inv == nil || len(inv.State.Events) == 0 {
+		t.Fatalf("invite: %+v", r.resp.Rooms)
+	}
+}
+
+// waitForWaiters waits until n users have a long-poll registered, so a
+// test sends its change only once the sync is really waiting.
+func waitForWaiters(t *testing.T, ts *testserver.Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for ts.Sync().Notifier().Waiting() < n {
+		if time.Now().After(deadline) {
+			t.Fatal("sync never started waiting")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestSyncLimitedAndGapFill(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{})
+	since := syncOnce(t, alice, "", "", 0).NextBatch
+	for i := range 25 {
+		if _, err := alice.SendText(ctx, roomID, fmt.Sprintf("g%02d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp := syncOnce(t, alice, since, "", 0)
+	jr := resp.Rooms.Join[roomID]
+	if !jr.Timeline.Limited || len(jr.Timeline.Events) != 10 || jr.Timeline.PrevBatch == "" {
+		t.Fatalf("limited timeline: limited=%v n=%d prev=%q", jr.Timeline.Limited, len(jr.Timeline.Events), jr.Timeline.PrevBatch)
+	}
+	got := timelineBodies(resp, roomID)
+	// Fill the gap back to since with /messages: exactly the missing events.
+	var gap []string
+	from := jr.Timeline.PrevBatch
+	for {
+		page, err := alice.Messages(ctx, roomID, from, since, mautrix.DirectionBackward, nil, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range page.Chunk {
+			if ev.Type == event.EventMessage {
+				gap = append([]string{ev.Content.Raw["body"].(string)}, gap...)
+			}
+		}
+		if page.End == "" {
+			break
+		}
+		from = page.End
+	}
+	all := append(gap, got...)
+	for i, b := range all {
+		if b != fmt.Sprintf("g%02d", i) {
+			t.Fatalf("gap fill gives %v", all)
+		}
+	}
+	if len(all) != 25 {
+		t.Fatalf("%d messages after gap fill, want 25: %v", len(all), all)
+	}
+	// Forward pagination from the start of the gap returns them in order.
+	page, err := alice.Messages(ctx, roomID, since, "", mautrix.DirectionForward, nil, 3)
+	if err != nil || len(page.Chunk) != 3 || page.Chunk[0].Content.Raw["body"] != "g00" || page.End == "" {
+		t.Fatalf("forward page: %+v %v", page, err)
+	}
+}
+
+func TestSyncFilters(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	roomA := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	roomB := roomCreate(t, alice, &mautrix.ReqCreateRoom{})
+	if _, err := bob.JoinRoomByID(ctx, roomA); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		bob.SendText(ctx, roomA, fmt.Sprintf("b%d", i))
+		alice.SendText(ctx, roomA, fmt.Sprintf("a%d", i))
+	}
+	alice.SendMessageEvent(ctx, roomA, event.NewEventType("org.example.custom"), map[string]any{})
+	filter := &mautrix.Filter{Room: &mautrix.RoomFilter{
+		NotRooms: []id.RoomID{roomB},
+		Timeline: &mautrix.FilterPart{Limit: 4, Senders: []id.UserID{bob.UserID}, Types: []event.Type{{Type: "m.room.*"}}},
+		State:    &mautrix.FilterPart{LazyLoadMembers: true},
+	}}
+	created, err := alice.CreateFilter(ctx, filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := syncOnce(t, alice, "", created.FilterID, 0)
+	if _, ok := resp.Rooms.Join[roomB]; ok {
+		t.Fatal("not_rooms ignored")
+	}
+	jr := resp.Rooms.Join[roomA]
+	for _, ev := range jr.Timeline.Events {
+		if ev.Sender != bob.UserID || ev.Type.Type == "org.example.custom" {
+			t.Fatalf("filter let through %s from %s", ev.Type.Type, ev.Sender)
+		}
+	}
+	if len(jr.Timeline.Events) != 4 {
+		t.Fatalf("limit 4 gave %d events", len(jr.Timeline.Events))
+	}
+	// Lazy loading: member events only for the timeline's senders and alice.
+	for _, ev := range jr.State.Events {
+		if ev.Type == event.StateMember && id.UserID(*ev.StateKey) != bob.UserID && id.UserID(*ev.StateKey) != alice.UserID {
+			t.Fatalf("lazy loading sent member %s", *ev.StateKey)
+		}
+	}
+	// Inline filter JSON works too.
+	inline := `{"room":{"timeline":{"limit":1}}}`
+	raw, err := alice.MakeRequest(ctx, http.MethodGet, ts.URL+"/_matrix/client/v3/sync?filter="+url.QueryEscape(inline), nil, nil)
+	if err != nil || len(raw) == 0 {
+		t.Fatalf("inline filter: %v", err)
+	}
+	// Stored filters round-trip and are private.
+	got, err := alice.MakeRequest(ctx, http.MethodGet, ts.URL+"/_matrix/client/v3/user/"+string(alice.UserID)+"/filter/"+created.FilterID, nil, nil)
+	if err != nil || len(got) == 0 {
+		t.Fatalf("get filter: %v", err)
+	}
+	_, err = bob.MakeRequest(ctx, http.MethodGet, ts.URL+"/_matrix/client/v3/user/"+string(alice.UserID)+"/filter/"+created.FilterID, nil, nil)
+	roomErr(t, "someone else's filter", err, 403, "M_FORBIDDEN")
+	_, err = bob.FullSyncRequest(ctx, mautrix.ReqSync{FilterID: created.FilterID + "9"})
+	roomErr(t, "unknown filter ID", err, 400, "M_INVALID_PARAM")
+	_, err = alice.MakeRequest(ctx, http.MethodGet, ts.URL+"/_matrix/client/v3/sync?filter="+url.QueryEscape(`{"room":`), nil, nil)
+	roomErr(t, "bad inline filter", err, 400, "M_BAD_JSON")
+	_, err = alice.MakeFullRequest(ctx, mautrix.FullRequest{Method: http.MethodPost, URL: ts.URL + "/_matrix/client/v3/user/" + string(alice.UserID) + "/filter", RequestBytes: []byte(`{"room": {"timeline": {"limit": "ten"}}}`)})
+	roomErr(t, "bad filter body", err, 400, "M_BAD_JSON")
+}
+
+func TestSyncBadTokens(t *testing.T) {
+	ts := testserver.New(t)
+	alice := ts.RegisterUser("alice")
+	for _, since := range []string{"garbage", "s", "s1_x", "s-1", "s999999999"} {
+		_, err := alice.FullSyncRequest(context.Background(), mautrix.ReqSync{Since: since})
+		roomErr(t, "since "+since, err, 400, "M_INVALID_PARAM")
+	}
+	_, err := alice.MakeRequest(context.Background(), http.MethodGet, ts.URL+"/_matrix/client/v3/sync?timeout=soon", nil, nil)
+	roomErr(t, "bad timeout", err, 400, "M_INVALID_PARAM")
+	_, err = ts.Client().FullSyncRequest(context.Background(), mautrix.ReqSync{})
+	roomErr(t, "no token", err, 401, "M_MISSING_TOKEN")
+}
+
+func TestSyncLeaveAndAccountData(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	bob.JoinRoomByID(ctx, roomID)
+	since := syncOnce(t, bob, "", "", 0).NextBatch
+	if err := bob.SetRoomAccountData(ctx, roomID, "org.example.room", map[string]any{"pinned": true}); err != nil {
+		t.Fatal(err)
+	}
+	resp := syncOnce(t, bob, since, "", 0)
+	if jr := resp.Rooms.Join[roomID]; jr == nil || len(jr.AccountData.Events) != 1 {
+		t.Fatalf("room account data: %+v", resp.Rooms.Join[roomID])
+	}
+	var got map[string]any
+	if err := bob.GetAccountData(ctx, "org.example.none", &got); err == nil {
+		t.Fatal("missing account data returned")
+	} else {
+		roomErr(t, "missing account data", err, 404, "M_NOT_FOUND")
+	}
+	since = resp.NextBatch
+	if _, err := alice.KickUser(ctx, roomID, &mautrix.ReqKickUser{UserID: bob.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	resp = syncOnce(t, bob, since, "", 0)
+	lr := resp.Rooms.Leave[roomID]
+	if lr == nil || len(lr.Timeline.Events) == 0 || lr.Timeline.Events[len(lr.Timeline.Events)-1].Content.Raw["membership"] != "leave" {
+		t.Fatalf("leave section: %+v %+v", resp.Rooms, lr)
+	}
+	if _, ok := resp.Rooms.Join[roomID]; ok {
+		t.Fatal("left room still in join")
+	}
+	// Afterwards the room is gone from incremental syncs and, without
+	// include_leave, from initial ones.
+	if again := syncOnce(t, bob, resp.NextBatch, "", 0); len(again.Rooms.Leave)+len(again.Rooms.Join) != 0 {
+		t.Fatalf("left room keeps coming: %+v", again.Rooms)
+	}
+	if initial := syncOnce(t, bob, "", "", 0); initial.Rooms.Leave[roomID] != nil {
+		t.Fatal("initial sync without include_leave shows the left room")
+	}
+	err := bob.SetAccountData(ctx, "m.fully_read", map[string]any{})
+	roomErr(t, "m.fully_read via account data", err, 405, "M_BAD_JSON")
+	_, err = bob.MakeFullRequest(ctx, mautrix.FullRequest{Method: http.MethodPut, URL: ts.URL + "/_matrix/client/v3/user/" + string(alice.UserID) + "/account_data/x", RequestJSON: map[string]any{}})
+	roomErr(t, "someone else's account data", err, 403, "M_FORBIDDEN")
+}

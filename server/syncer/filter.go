@@ -1,0 +1,191 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/canonicaljson"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/storage"
+)
+
+// defaultTimelineLimit is the number of timeline events per room when the
+// filter does not say (Synapse's default).
+const defaultTimelineLimit = 10
+
+// maxTimelineLimit bounds what a filter may ask for per room.
+const maxTimelineLimit = 1000
+
+// SaveFilter validates and stores a filter, returning its ID.
+func (s *Service) SaveFilter(ctx context.Context, user id.UserID, raw []byte) (string, error) {
+	if _, err := parseFilter(raw); err != nil {
+		return "", err
+	}
+	canon, err := canonicaljson.CanonicalJSON(raw)
+	if err != nil {
+		return "", mautrix.MBadJSON.WithMessage("Filter is not valid JSON")
+	}
+	filterID, err := s.db.SaveFilter(ctx, user, canon)
+	if err != nil {
+		return "", err
+	}
+	return strconv.FormatInt(filterID, 10), nil
+}
+
+// GetFilter returns a stored filter's JSON, or M_NOT_FOUND.
+func (s *Service) GetFilter(ctx context.Context, user id.UserID, filterID string) (json.RawMessage, error) {
+	n, err := strconv.ParseInt(filterID, 10, 64)
+	if err != nil || n < 0 {
+		return nil, mautrix.MNotFound.WithMessage("No such filter")
+	}
+	raw, err := s.db.GetFilter(ctx, user, n)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, mautrix.MNotFound.WithMessage("No such filter")
+	}
+	return raw, err
+}
+
+func parseFilter(raw []byte) (*mautrix.Filter, error) {
+	var f mautrix.Filter
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return nil, mautrix.MBadJSON.WithMessage("Invalid filter: " + err.Error())
+	}
+	if f.EventFormat != "" && f.EventFormat != mautrix.EventFormatClient && f.EventFormat != mautrix.EventFormatFederation {
+		return nil, mautrix.MBadJSON.WithMessage("Invalid filter: event_format must be client or federation")
+	}
+	for _, part := range []*mautrix.FilterPart{f.AccountData, f.Presence, roomPart(&f, "timeline"), roomPart(&f, "state"), roomPart(&f, "ephemeral"), roomPart(&f, "account_data")} {
+		if part != nil && part.Limit < 0 {
+			return nil, mautrix.MBadJSON.WithMessage("Invalid filter: limit must not be negative")
+		}
+	}
+	return &f, nil
+}
+
+func roomPart(f *mautrix.Filter, which string) *mautrix.FilterPart {
+	if f.Room == nil {
+		return nil
+	}
+	switch which {
+	case "timeline":
+		return f.Room.Timeline
+	case "state":
+		return f.Room.State
+	case "ephemeral":
+		return f.Room.Ephemeral
+	case "account_data":
+		return f.Room.AccountData
+	}
+	return nil
+}
+
+// ResolveFilter reads a sync's filter parameter: a stored filter ID or
+// inline JSON (which starts with '{').
+func (s *Service) ResolveFilter(ctx context.Context, user id.UserID, param string) (*mautrix.Filter, error) {
+	if param == "" {
+		return &mautrix.Filter{}, nil
+	}
+	if strings.HasPrefix(strings.TrimSpace(param), "{") {
+		return parseFilter([]byte(param))
+	}
+	raw, err := s.GetFilter(ctx, user, param)
+	if err != nil {
+		return nil, mautrix.MInvalidParam.WithMessage("Unknown filter ID " + param)
+	}
+	return parseFilter(raw)
+}
+
+// matchType matches an event type against a filter pattern, where '*' is
+// a wildcard for any sequence of characters.
+func matchType(pattern, t string) bool {
+	if !strings.Contains(pattern, "*") {
+		return pattern == t
+	}
+	parts := strings.Split(pattern, "*")
+	if !strings.HasPrefix(t, parts[0]) {
+		return false
+	}
+	t = t[len(parts[0]):]
+	for i, p := range parts[1:] {
+		if i == len(parts)-2 {
+			return strings.HasSuffix(t, p)
+		}
+		idx := strings.Index(t, p)
+		if idx < 0 {
+			return false
+		}
+		t = t[idx+len(p):]
+	}
+	return true
+}
+
+// allows applies a filter part's type, sender and URL rules to an event.
+func allows(p *mautrix.FilterPart, ev *event.Event) bool {
+	if p == nil {
+		return true
+	}
+	for _, nt := range p.NotTypes {
+		if matchType(nt.Type, ev.Type.Type) {
+			return false
+		}
+	}
+	if p.Types != nil {
+		ok := false
+		for _, t := range p.Types {
+			if matchType(t.Type, ev.Type.Type) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, ns := range p.NotSenders {
+		if ns == ev.Sender {
+			return false
+		}
+	}
+	if p.Senders != nil {
+		ok := false
+		for _, snd := range p.Senders {
+			if snd == ev.Sender {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if p.ContainsURL != nil {
+		_, has := ev.Content.Raw["url"]
+		if has != *p.ContainsURL {
+			return false
+		}
+	}
+	return true
+}
+
+// allowsRoom applies rooms / not_rooms.
+func allowsRoom(rooms, notRooms []id.RoomID, roomID id.RoomID) bool {
+	for _, r := range notRooms {
+		if r == roomID {
+			return false
+		}
+	}
+	if rooms == nil {
+		return true
+	}
+	for _, r := range rooms {
+		if r == roomID {
+			return true
+		}
+	}
+	return false
+}

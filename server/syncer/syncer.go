@@ -1,0 +1,145 @@
+// Package syncer is the /sync engine: stream tokens, the notifier that
+// wakes long-polls, and the assembly of a sync response from room events,
+// state, account data and ephemeral events. (Named syncer rather than sync
+// so it does not shadow the standard library's sync package.)
+package syncer
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/rooms"
+	"github.com/palpo-im/palpo-desktop/server/storage"
+)
+
+// Service is the sync engine.
+type Service struct {
+	db       *storage.DB
+	rooms    *rooms.Service
+	notifier *Notifier
+	log      *slog.Logger
+}
+
+// New builds the sync engine and subscribes it to new room events.
+func New(db *storage.DB, roomsSvc *rooms.Service, log *slog.Logger) *Service {
+	s := &Service{db: db, rooms: roomsSvc, notifier: NewNotifier(), log: log}
+	roomsSvc.OnEvent(s.onRoomEvent)
+	return s
+}
+
+// Notifier is the engine's notifier, for other services that write
+// streams (account data, to-device, typing, receipts).
+func (s *Service) Notifier() *Notifier { return s.notifier }
+
+// onRoomEvent wakes the room's members, and the target of a membership
+// change (an invited user is not a member yet; a kicked one no longer is).
+func (s *Service) onRoomEvent(ev *rooms.Event) {
+	users, err := s.db.Members(context.Background(), ev.RoomID, string(event.MembershipJoin))
+	if err != nil {
+		s.log.Warn("sync notifier: list members", "room", ev.RoomID, "error", err)
+	}
+	if ev.PDU.Type == event.StateMember.Type {
+		users = append(users, id.UserID(ev.StateKey()))
+	}
+	s.notifier.Wake(users...)
+}
+
+// Current returns the newest position of every stream.
+func (s *Service) Current(ctx context.Context) (Token, error) {
+	var t Token
+	var err error
+	if t.Events, err = s.db.MaxStreamPos(ctx); err != nil {
+		return t, err
+	}
+	if t.AccountData, err = s.db.MaxAccountDataStream(ctx); err != nil {
+		return t, err
+	}
+	if t.Receipts, err = s.db.MaxReceiptStream(ctx); err != nil {
+		return t, err
+	}
+	return t, nil
+}
+
+// Request is one /sync call.
+type Request struct {
+	User      id.UserID
+	Device    id.DeviceID
+	Since     *Token // nil for an initial sync
+	Timeout   time.Duration
+	FullState bool
+	Filter    *mautrix.Filter
+}
+
+// Sync answers a /sync: at once when there is news (or for an initial
+// sync), otherwise after waiting up to the timeout for some.
+func (s *Service) Sync(ctx context.Context, req *Request) (*mautrix.RespSync, error) {
+	// Listen before looking, so a change between the look and the wait
+	// still wakes us.
+	l := s.notifier.Listen(req.User)
+	defer l.Close()
+	deadline := time.Now().Add(req.Timeout)
+	for {
+		cur, err := s.Current(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if req.Since != nil {
+			if err := req.Since.Exceeds(cur); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := s.build(ctx, req, cur)
+		if err != nil {
+			return nil, err
+		}
+		if req.Since == nil || req.FullState || !isEmpty(resp) || req.Timeout <= 0 {
+			return resp, nil
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return resp, nil
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-l.C:
+			timer.Stop()
+		case <-timer.C:
+			// One last look: the answer carries the newest token either way.
+			return resp, nil
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		}
+		l.Close()
+		l = s.notifier.Listen(req.User)
+	}
+}
+
+func isEmpty(r *mautrix.RespSync) bool {
+	return r.Rooms.IsZero() && r.AccountData.IsZero() && r.Presence.IsZero() && r.ToDevice.IsZero() && r.DeviceLists.IsZero()
+}
+
+// build assembles the response for the range (since, cur].
+func (s *Service) build(ctx context.Context, req *Request, cur Token) (*mautrix.RespSync, error) {
+	resp := &mautrix.RespSync{
+		NextBatch:      cur.String(),
+		FallbackKeys:   []id.KeyAlgorithm{},
+		DeviceOTKCount: mautrix.OTKCount{},
+	}
+	var since Token
+	if req.Since != nil {
+		since = *req.Since
+	}
+	if err := s.roomsSection(ctx, req, since, cur, resp); err != nil {
+		return nil, err
+	}
+	if err := s.accountDataSection(ctx, req, since, cur, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
