@@ -31,10 +31,10 @@ type Deps struct {
 
 // API holds the client API's handlers.
 type API struct {
-	deps     Deps
-	accounts *accounts.Service
-	rooms    *rooms.Service
-	syncEngine    *syncer.Service
+	deps       Deps
+	accounts   *accounts.Service
+	rooms      *rooms.Service
+	syncEngine *syncer.Service
 }
 
 // Register adds every client-server endpoint to rt.
