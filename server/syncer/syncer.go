@@ -62,6 +62,10 @@ func (s *Service) Current(ctx context.Context) (Token, error) {
 	if t.Receipts, err = s.db.MaxReceiptStream(ctx); err != nil {
 		return t, err
 	}
+	t.Typing = s.typingPosition()
+	if t.Presence, err = s.presencePosition(ctx); err != nil {
+		return t, err
+	}
 	return t, nil
 }
 
@@ -139,6 +143,15 @@ func (s *Service) build(ctx context.Context, req *Request, cur Token) (*mautrix.
 		return nil, err
 	}
 	if err := s.accountDataSection(ctx, req, since, cur, resp); err != nil {
+		return nil, err
+	}
+	if err := s.ephemeralSection(ctx, req, since, cur, resp); err != nil {
+		return nil, err
+	}
+	if err := s.presenceSection(ctx, req, since, cur, resp); err != nil {
+		return nil, err
+	}
+	if err := s.unreadCounts(ctx, req, resp); err != nil {
 		return nil, err
 	}
 	return resp, nil

@@ -19,15 +19,12 @@ type Token struct {
 	Typing      int64
 	ToDevice    int64
 	DeviceLists int64
-}
-
-func (t Token) fields() []*int64 {
-	return []*int64{&t.Events, &t.AccountData, &t.Receipts, &t.Typing, &t.ToDevice, &t.DeviceLists}
+	Presence    int64
 }
 
 // String is the token's text form, as sent to clients.
 func (t Token) String() string {
-	vals := []int64{t.Events, t.AccountData, t.Receipts, t.Typing, t.ToDevice, t.DeviceLists}
+	vals := []int64{t.Events, t.AccountData, t.Receipts, t.Typing, t.ToDevice, t.DeviceLists, t.Presence}
 	parts := make([]string, len(vals))
 	for i, v := range vals {
 		parts[i] = strconv.FormatInt(v, 10)
@@ -46,7 +43,7 @@ func ParseToken(s string) (Token, error) {
 		return t, errBadToken
 	}
 	parts := strings.Split(rest, "_")
-	ptrs := []*int64{&t.Events, &t.AccountData, &t.Receipts, &t.Typing, &t.ToDevice, &t.DeviceLists}
+	ptrs := []*int64{&t.Events, &t.AccountData, &t.Receipts, &t.Typing, &t.ToDevice, &t.DeviceLists, &t.Presence}
 	if len(parts) > len(ptrs) {
 		return t, errBadToken
 	}
@@ -63,12 +60,13 @@ func ParseToken(s string) (Token, error) {
 // After tells whether t is ahead of o in any stream.
 func (t Token) After(o Token) bool {
 	return t.Events > o.Events || t.AccountData > o.AccountData || t.Receipts > o.Receipts ||
-		t.Typing > o.Typing || t.ToDevice > o.ToDevice || t.DeviceLists > o.DeviceLists
+		t.Typing > o.Typing || t.ToDevice > o.ToDevice || t.DeviceLists > o.DeviceLists || t.Presence > o.Presence
 }
 
 // Exceeds reports a token from the future: a position beyond what this
 // server has written, which means the client's token belongs to another
-// (or a reset) database.
+// (or a reset) database. Typing is in memory and exempt: its positions are
+// timestamps, compared only to find what changed.
 func (t Token) Exceeds(current Token) error {
 	if t.Events > current.Events || t.AccountData > current.AccountData || t.Receipts > current.Receipts ||
 		t.ToDevice > current.ToDevice || t.DeviceLists > current.DeviceLists {
