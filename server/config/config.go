@@ -122,7 +122,7 @@ func Default() *Config {
 		RateLimits: RateLimits{
 			LoginPerAddress:    RateLimit{PerSecond: 0.2, Burst: 10},
 			LoginPerAccount:    RateLimit{PerSecond: 0.05, Burst: 5},
-			RegisterPerAddress: RateLimit{PerSecond: 0.1, Burst: 5},
+			RegisterPerAddress: RateLimit{PerSecond: 0.2, Burst: 15},
 		},
 		HTTP: HTTP{
 			MaxRequestBytes:        1 << 20,
