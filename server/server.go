@@ -174,6 +174,12 @@ func (s *Server) Start() error {
 		}()
 	}
 	s.log.Info("Palpo is ready: connect your Matrix client to "+s.clientURLLocked(), "server_name", s.cfg.ServerName, "url", s.clientURLLocked())
+	// A new headless server has nobody who can sign in yet: say how to fix
+	// that, since registration needs an invite by default.
+	if n, err := s.db.CountUsers(context.Background(), true); err == nil && n == 0 {
+		s.log.Info("No accounts yet: create the first one with `palpo user add NAME --admin`, " +
+			"or invite people with `palpo token create`")
+	}
 	return nil
 }
 
