@@ -63,6 +63,12 @@ func (s *Service) Current(ctx context.Context) (Token, error) {
 		return t, err
 	}
 	t.Typing = s.typingPosition()
+	if t.ToDevice, err = s.toDevicePosition(ctx); err != nil {
+		return t, err
+	}
+	if t.DeviceLists, err = s.deviceListPosition(ctx); err != nil {
+		return t, err
+	}
 	if t.Presence, err = s.presencePosition(ctx); err != nil {
 		return t, err
 	}
@@ -152,6 +158,12 @@ func (s *Service) build(ctx context.Context, req *Request, cur Token) (*mautrix.
 		return nil, err
 	}
 	if err := s.unreadCounts(ctx, req, resp); err != nil {
+		return nil, err
+	}
+	if err := s.toDeviceSection(ctx, req, since, cur, resp); err != nil {
+		return nil, err
+	}
+	if err := s.e2eeSection(ctx, req, since, cur, resp); err != nil {
 		return nil, err
 	}
 	return resp, nil
