@@ -25,7 +25,7 @@ type DB struct {
 // Open opens (creating if needed) the SQLite database at path and applies
 // pending migrations. It refuses a database written by a newer Palpo.
 func Open(ctx context.Context, path string, readers int) (*DB, error) {
-	return open(ctx, path, readers, len(migrations))
+	return open(ctx, path, readers, LatestSchemaVersion())
 }
 
 func open(ctx context.Context, path string, readers, migrateTo int) (*DB, error) {
