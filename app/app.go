@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gofrs/flock"
+
 	"github.com/palpo-im/palpo-desktop/server"
 	"github.com/palpo-im/palpo-desktop/server/config"
 )
@@ -44,6 +46,7 @@ type App struct {
 
 	mu     sync.Mutex
 	srv    *server.Server
+	lock   *flock.Flock // the data directory's lock, held while srv runs (control.go)
 	state  State
 	err    error
 	failed chan error
@@ -91,7 +94,10 @@ func (a *App) Config() *config.Config { return a.cfg }
 func (a *App) Logger() *slog.Logger { return a.log }
 
 // Start opens the server and starts listening. On failure the app is in the
-// error state with the reason, and the error is returned.
+// error state with the reason, and the error is returned. While the server
+// runs the app holds the data directory's lock (a second server on the same
+// directory fails with *AlreadyRunningError) and publishes control.json for
+// the admin commands.
 func (a *App) Start() error {
 	a.mu.Lock()
 	if a.srv != nil {
@@ -101,10 +107,11 @@ func (a *App) Start() error {
 	a.state, a.err = StateStarting, nil
 	a.mu.Unlock()
 
-	srv, err := server.New(context.Background(), a.cfg, a.dataDir, a.log)
+	lock, err := lockDataDir(a.dataDir)
+	var srv *server.Server
 	if err == nil {
-		if err = srv.Start(); err != nil {
-			_ = srv.Shutdown(context.Background())
+		if srv, err = a.startServer(); err != nil {
+			_ = lock.Unlock()
 		}
 	}
 	a.mu.Lock()
@@ -113,11 +120,38 @@ func (a *App) Start() error {
 		a.state, a.err = StateError, err
 		return err
 	}
-	a.srv, a.state = srv, StateRunning
+	a.srv, a.lock, a.state = srv, lock, StateRunning
 	a.failed = make(chan error, 1)
 	a.done = make(chan struct{})
 	go a.watch(srv, a.done)
 	return nil
+}
+
+// startServer builds and starts the server and publishes the local control
+// file; the caller holds the data directory's lock. The file is written
+// here rather than in server.Start because it belongs with the lock: only
+// the process that owns the directory may say where its server is (tests
+// and the offline admin commands build servers that publish nothing).
+func (a *App) startServer() (*server.Server, error) {
+	// A file left by a server that crashed names a dead address and
+	// secret; remove it so no command tries them while this one starts.
+	if err := removeControlFile(a.dataDir); err != nil {
+		return nil, err
+	}
+	srv, err := server.New(context.Background(), a.cfg, a.dataDir, a.log)
+	if err != nil {
+		return nil, err
+	}
+	token := srv.Accounts().NewControlToken()
+	err = srv.Start()
+	if err == nil {
+		err = writeControlFile(a.dataDir, controlFile{URL: controlURL(srv.Addrs()), Token: token})
+	}
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		return nil, err
+	}
+	return srv, nil
 }
 
 // watch moves the app to the error state if a listener dies while serving.
@@ -150,8 +184,8 @@ func (a *App) Failed() <-chan error {
 // the configured time to finish, and the database is closed cleanly.
 func (a *App) Stop() error {
 	a.mu.Lock()
-	srv := a.srv
-	a.srv = nil
+	srv, lock := a.srv, a.lock
+	a.srv, a.lock = nil, nil
 	if srv != nil {
 		close(a.done)
 	}
@@ -159,10 +193,19 @@ func (a *App) Stop() error {
 	if srv == nil {
 		return nil
 	}
+	// First withdraw the control file, so commands run from now on hear
+	// that Palpo is stopping instead of calling a server that is going away.
+	if err := removeControlFile(a.dataDir); err != nil {
+		a.log.Warn("could not remove the control file", "error", err)
+	}
 	timeout := time.Duration(a.cfg.HTTP.ShutdownTimeoutSeconds) * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	err := srv.Shutdown(ctx)
+	// Only now, with the database closed, may another process have it.
+	if uerr := lock.Unlock(); uerr != nil {
+		err = errors.Join(err, fmt.Errorf("unlock data directory: %w", uerr))
+	}
 	a.mu.Lock()
 	if err != nil {
 		a.state, a.err = StateError, err

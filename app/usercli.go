@@ -18,6 +18,9 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/gofrs/flock"
+
+	"github.com/palpo-im/palpo-desktop/server"
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/admin"
 	"github.com/palpo-im/palpo-desktop/server/config"
@@ -25,12 +28,20 @@ import (
 )
 
 // The `palpo user` and `palpo token` commands manage accounts and invites
-// from the command line. They open the database directly, so they work
-// whether the server is stopped or running: SQLite in WAL mode with a busy
-// timeout lets two processes write safely, and the accounts service keeps no
-// cache of users or tokens that the running server could hold stale (it
-// checks every access token against the database, so a password change or
-// deactivation here takes effect there at once).
+// from the command line, whether the server is stopped or running. Each
+// first tries to take the data directory's lock (control.go):
+//
+//   - With the lock, no server runs: the command builds the whole server
+//     (server.New, never started) and works on the database itself, with
+//     every service hook wired, so a deactivated user leaves their rooms.
+//     It keeps the lock until it is done, so no server starts meanwhile.
+//   - Without it, a server runs: every change goes through its admin API,
+//     authenticated with the secret in control.json, because only the
+//     server may write room events (the per-room lock that keeps a room's
+//     event graph linear is in its memory) and, for simplicity, all changes
+//     take that one path. Reads (list, and the checks before a change) use
+//     the database directly, which SQLite in WAL mode allows beside a
+//     writer.
 
 // The admin API reports app's version; server must not import app, so app
 // hands it over once at start-up (see admin.Version).
@@ -44,9 +55,12 @@ const userUsage = `Usage:
   palpo user reactivate NAME [--password-file FILE]
 
 NAME is a user name (alice) or a full user ID (@alice:example.org).
+deactivate signs the user out everywhere, removes their password and makes
+them leave every room they are in; the name stays taken.
 Without --password-file the password is read from standard input: typed
 twice without echo at a terminal, otherwise the first line.
-Every command also takes --data-dir DIR.
+Every command also takes --data-dir DIR. They work whether Palpo is
+running or not: while it runs, they ask it to make the change.
 `
 
 const tokenUsage = `Usage:
@@ -178,14 +192,24 @@ func exactArgs(args []string, names ...string) error {
 	return nil
 }
 
-// adminTool is the accounts service opened directly on a data directory's
-// database, with the same config (password policy, reserved names, server
-// name) the server uses.
+// adminTool is the accounts service opened on a data directory's database,
+// with the same config (password policy, reserved names, server name) the
+// server uses, and the way to change things: directly (srv, holding lock)
+// when no server runs, or through the running server (remote).
 type adminTool struct {
 	env      Env
 	cfg      *config.Config
+	dataDir  string
 	db       *storage.DB
 	accounts *accounts.Service
+
+	// The server is stopped: this process holds the lock and has built
+	// the server without starting it.
+	lock *flock.Flock
+	srv  *server.Server
+
+	// The server runs: changes go through its admin API (see control).
+	remote *controlClient
 }
 
 func openAdminTool(dataDirFlag string, env Env) (*adminTool, error) {
@@ -194,6 +218,22 @@ func openAdminTool(dataDirFlag string, env Env) (*adminTool, error) {
 		return nil, err
 	}
 	cfg := a.Config()
+	// Only warnings and errors: the command prints its own result.
+	log := NewLogger(env.Stderr, config.Log{Level: "warn", Format: cfg.Log.Format})
+	lock, locked, err := tryLockDataDir(a.DataDir())
+	if err != nil {
+		return nil, err
+	}
+	if locked {
+		// server.New binds nothing and starts no background work; it runs
+		// the server's own start-up checks (server name, migrations).
+		srv, err := server.New(context.Background(), cfg, a.DataDir(), log)
+		if err != nil {
+			_ = lock.Unlock()
+			return nil, err
+		}
+		return &adminTool{env: env, cfg: cfg, dataDir: a.DataDir(), db: srv.DB(), accounts: srv.Accounts(), lock: lock, srv: srv}, nil
+	}
 	dbPath := cfg.Database.Path
 	if !filepath.IsAbs(dbPath) {
 		dbPath = filepath.Join(a.DataDir(), dbPath)
@@ -207,9 +247,25 @@ func openAdminTool(dataDirFlag string, env Env) (*adminTool, error) {
 		db.Close()
 		return nil, err
 	}
-	// Only warnings and errors: the command prints its own result.
-	log := NewLogger(env.Stderr, config.Log{Level: "warn", Format: cfg.Log.Format})
-	return &adminTool{env: env, cfg: cfg, db: db, accounts: accounts.New(db, cfg, log)}, nil
+	// This service only reads: the running server makes every change.
+	return &adminTool{env: env, cfg: cfg, dataDir: a.DataDir(), db: db, accounts: accounts.New(db, cfg, log)}, nil
+}
+
+// running tells whether a server runs on the data directory, so changes
+// must go through it.
+func (t *adminTool) running() bool { return t.lock == nil }
+
+// control returns the running server's admin API client, reading
+// control.json on first use (so read-only commands work without it).
+func (t *adminTool) control() (*controlClient, error) {
+	if t.remote == nil {
+		c, err := dialControl(t.dataDir)
+		if err != nil {
+			return nil, err
+		}
+		t.remote = c
+	}
+	return t.remote, nil
 }
 
 // checkDatabaseServerName is the server's start-up check (server.New):
@@ -230,7 +286,84 @@ func checkDatabaseServerName(ctx context.Context, db *storage.DB, name string) e
 	return nil
 }
 
-func (t *adminTool) Close() error { return t.db.Close() }
+// Close closes the database and, when this process held it, releases the
+// data directory after the database is closed.
+func (t *adminTool) Close() error {
+	if !t.running() {
+		err := t.srv.Shutdown(context.Background())
+		if uerr := t.lock.Unlock(); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("unlock data directory: %w", uerr))
+		}
+		return err
+	}
+	return t.db.Close()
+}
+
+// The changes the commands make, each either on the database (server
+// stopped) or through the running server's admin API.
+
+func (t *adminTool) createUser(ctx context.Context, userID id.UserID, password string, admin bool, displayName string) error {
+	if t.running() {
+		c, err := t.control()
+		if err != nil {
+			return err
+		}
+		return c.createUser(ctx, userID, password, admin, displayName)
+	}
+	_, err := t.accounts.CreateAccount(ctx, accounts.NewAccount{
+		Localpart: userID.Localpart(), Password: password, Admin: admin, ByAdmin: true, DisplayName: displayName,
+	})
+	return err
+}
+
+func (t *adminTool) setPassword(ctx context.Context, userID id.UserID, password string, logoutDevices bool) error {
+	if t.running() {
+		c, err := t.control()
+		if err != nil {
+			return err
+		}
+		return c.resetPassword(ctx, userID, password, logoutDevices)
+	}
+	return t.accounts.SetPasswordByAdmin(ctx, nil, userID, password, logoutDevices)
+}
+
+// deactivate closes the account and makes the user leave every room: the
+// running server does it, or, when stopped, the server built here (its
+// accounts service has the rooms service as its RoomLeaver).
+func (t *adminTool) deactivate(ctx context.Context, userID id.UserID, erase bool) error {
+	if t.running() {
+		c, err := t.control()
+		if err != nil {
+			return err
+		}
+		return c.deactivate(ctx, userID, erase)
+	}
+	return t.accounts.Deactivate(ctx, userID, erase)
+}
+
+func (t *adminTool) reactivate(ctx context.Context, userID id.UserID, password string) error {
+	if t.running() {
+		c, err := t.control()
+		if err != nil {
+			return err
+		}
+		return c.reactivate(ctx, userID, password)
+	}
+	off := false
+	_, _, err := t.accounts.CreateOrModifyUser(ctx, nil, userID, accounts.UserChanges{Deactivated: &off, Password: &password})
+	return err
+}
+
+func (t *adminTool) createRegistrationToken(ctx context.Context, n accounts.NewRegistrationToken) (*accounts.RegistrationTokenInfo, error) {
+	if t.running() {
+		c, err := t.control()
+		if err != nil {
+			return nil, err
+		}
+		return c.createRegistrationToken(ctx, n)
+	}
+	return t.accounts.CreateRegistrationToken(ctx, n)
+}
 
 // user resolves NAME (a localpart or a full user ID of this server).
 func (t *adminTool) user(name string) (id.UserID, error) {
@@ -360,9 +493,7 @@ func userAdd(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error
 		if err != nil {
 			return err
 		}
-		if _, err := t.accounts.CreateAccount(ctx, accounts.NewAccount{
-			Localpart: userID.Localpart(), Password: pw, Admin: *isAdmin, ByAdmin: true, DisplayName: *displayName,
-		}); err != nil {
+		if err := t.createUser(ctx, userID, pw, *isAdmin, *displayName); err != nil {
 			return err
 		}
 		kind := "user"
@@ -426,7 +557,7 @@ func userPasswd(fs *flag.FlagSet) func(context.Context, *adminTool, []string) er
 		if err != nil {
 			return err
 		}
-		if err := t.accounts.SetPasswordByAdmin(ctx, nil, userID, pw, *logout); err != nil {
+		if err := t.setPassword(ctx, userID, pw, *logout); err != nil {
 			return err
 		}
 		fmt.Fprintf(t.env.Stdout, "Changed the password of %s\n", userID)
@@ -444,14 +575,7 @@ func userDeactivate(fs *flag.FlagSet) func(context.Context, *adminTool, []string
 		if err != nil {
 			return err
 		}
-		// This service has no rooms service attached (accounts.Service.Rooms
-		// is nil), so the user does not leave their rooms here: the account
-		// is closed (password, devices and tokens gone) but its memberships
-		// stay. Leaving rooms needs the running server (its rooms service
-		// sends the leave events); until the CLI can ask it to, use the
-		// admin API or the desktop app on a running server for users who
-		// are in rooms.
-		if err := t.accounts.Deactivate(ctx, userID, *erase); err != nil {
+		if err := t.deactivate(ctx, userID, *erase); err != nil {
 			return err
 		}
 		fmt.Fprintf(t.env.Stdout, "Deactivated %s\n", userID)
@@ -478,8 +602,7 @@ func userReactivate(fs *flag.FlagSet) func(context.Context, *adminTool, []string
 		if err != nil {
 			return err
 		}
-		off := false
-		if _, _, err := t.accounts.CreateOrModifyUser(ctx, nil, userID, accounts.UserChanges{Deactivated: &off, Password: &pw}); err != nil {
+		if err := t.reactivate(ctx, userID, pw); err != nil {
 			return err
 		}
 		fmt.Fprintf(t.env.Stdout, "Reactivated %s\n", userID)
@@ -532,7 +655,7 @@ func tokenCreate(fs *flag.FlagSet) func(context.Context, *adminTool, []string) e
 			ms := time.Now().Add(d).UnixMilli()
 			n.ExpiryTime = &ms
 		}
-		tok, err := t.accounts.CreateRegistrationToken(ctx, n)
+		tok, err := t.createRegistrationToken(ctx, n)
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -69,6 +70,9 @@ type Service struct {
 
 	seenMu sync.Mutex
 	seen   map[id.DeviceID]time.Time // last TouchDevice per device
+
+	// control is the hash of the local-control secret (control.go).
+	control atomic.Pointer[[]byte]
 }
 
 // New builds the accounts service.
