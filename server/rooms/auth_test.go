@@ -128,3 +128,31 @@ func TestAuthRulesRejectBadEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestPowerLevelsRemovalPanicIsRejection: removing a users entry equal to
+// the sender's own level makes mautrix's eventauth panic; it must come back
+// as a refusal, not a crash.
+func TestPowerLevelsRemovalPanicIsRejection(t *testing.T) {
+	s := newTestService(t)
+	ctx := context.Background()
+	admin, mod, other := id.UserID("@admin:localhost"), id.UserID("@mod:localhost"), id.UserID("@other:localhost")
+	roomID, err := s.CreateRoom(ctx, admin, &CreateRoomRequest{RoomVersion: id.RoomV11, Preset: PresetPublicChat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []id.UserID{mod, other} {
+		if _, err := s.ChangeMembership(ctx, MembershipChange{Sender: u, Target: u, RoomID: roomID, Membership: event.MembershipJoin}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pl := map[string]any{"users": map[id.UserID]int{admin: 100, mod: 50, other: 50}, "events": map[string]int{"m.room.power_levels": 50}}
+	if _, err := s.SetState(ctx, admin, roomID, "m.room.power_levels", "", raw(pl)); err != nil {
+		t.Fatal(err)
+	}
+	pl["users"] = map[id.UserID]int{admin: 100, mod: 50}
+	_, err = s.SetState(ctx, mod, roomID, "m.room.power_levels", "", raw(pl))
+	var re mautrix.RespError
+	if !errors.As(err, &re) || re.ErrCode != mautrix.MForbidden.ErrCode {
+		t.Fatalf("want M_FORBIDDEN, got %v", err)
+	}
+}

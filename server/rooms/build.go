@@ -102,6 +102,9 @@ func checkValue(v any) error {
 // roomHead is where the next event of a room attaches: the forward
 // extremities, the depth to use and the state they leave the room in.
 type roomHead struct {
+	// resolved is set when state was just resolved from several forks and
+	// is stored with the next event (stateGroup is then 0).
+	resolved bool
 	// creating is set for the first event of a new room: its create event,
 	// which in v12 rooms names the room.
 	creating   bool
@@ -120,11 +123,9 @@ func (s *Service) head(ctx context.Context, r *room) (*roomHead, error) {
 	if len(extremities) == 0 {
 		return nil, fmt.Errorf("room %s has no forward extremities", r.ID)
 	}
-	if len(extremities) > 1 {
-		// Only federation forks a room's DAG; local events always point at
-		// every extremity. Merging forks needs state resolution, which
-		// arrives with federation.
-		return nil, fmt.Errorf("room %s has %d forward extremities: merging forks needs state resolution", r.ID, len(extremities))
+	if len(extremities) > maxPrevEvents {
+		// Merge the newest few; the next events pick up the rest.
+		extremities = extremities[:maxPrevEvents]
 	}
 	evs, err := s.Events(ctx, extremities)
 	if err != nil {
@@ -134,6 +135,11 @@ func (s *Service) head(ctx context.Context, r *room) (*roomHead, error) {
 	for _, ev := range evs {
 		h.depth = max(h.depth, ev.PDU.Depth+1)
 		h.stateGroup = ev.StateAfter
+	}
+	if len(extremities) > 1 {
+		// Only federation forks a room's DAG. The next event joins the
+		// forks, on top of their resolved state.
+		return s.mergedHead(ctx, r, h, evs)
 	}
 	snap, err := s.stateOfGroup(ctx, h.stateGroup)
 	if err != nil {
@@ -203,10 +209,23 @@ func (s *Service) build(ctx context.Context, r *room, h *roomHead, p *proto) (*E
 	if len(raw) > MaxPDUSize {
 		return nil, mautrix.MTooLarge.WithMessage(fmt.Sprintf("Event is %d bytes; the limit is %d", len(raw), MaxPDUSize))
 	}
-	if err := eventauth.Authorize(r.Version, ev, nil, s.pdus(ctx), s.signingKey); err != nil {
+	if err := s.authorize(ctx, r, ev); err != nil {
 		return nil, authError(err)
 	}
 	return &Event{PDU: ev, ID: evID, RoomID: r.ID, Version: r.Version, StateBefore: h.stateGroup}, nil
+}
+
+// authorize checks an event against the auth rules. mautrix v0.32.0's
+// eventauth panics on a power levels event that removes a users entry equal
+// to the sender's own level (the spec rejects it); such a panic is a
+// rejection, not a crash.
+func (s *Service) authorize(ctx context.Context, r *room, ev *pdu.PDU) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("auth rules could not be applied: %v", p)
+		}
+	}()
+	return eventauth.Authorize(r.Version, ev, nil, s.pdus(ctx), s.signingKey)
 }
 
 // signingKey gives the auth rules the public keys they check signatures
@@ -244,6 +263,11 @@ func (s *Service) sendEvents(ctx context.Context, r *room, protos []*proto, crea
 			return nil, err
 		}
 	}
+	return s.sendEventsOn(ctx, r, protos, h, creating)
+}
+
+// sendEventsOn is sendEvents on a given head; the caller holds the lock.
+func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h *roomHead, creating bool) ([]*Event, error) {
 	nowTS := s.Now().UnixMilli()
 	built := make([]*Event, 0, len(protos))
 	states := make([]StateMap, 0, len(protos))
@@ -270,6 +294,10 @@ func (s *Service) sendEvents(ctx context.Context, r *room, protos []*proto, crea
 			},
 			PrevEvents: ev.PDU.PrevEvents,
 			Redacts:    p.Redacts,
+		}
+		if h.resolved {
+			ne.BeforeState = h.state
+			h.resolved = false
 		}
 		if ne.PDU, err = canonicaljson.Marshal(ev.PDU); err != nil {
 			return nil, err

@@ -43,6 +43,11 @@ type NewEvent struct {
 	// (or a full snapshot when FullState is set, to cap delta chains).
 	StateDelta map[StateKey]id.EventID
 	FullState  map[StateKey]id.EventID
+	// BeforeState, when set, is the full state before the event, which no
+	// stored group holds yet (it was just resolved from several forward
+	// extremities): persisting stores it as a snapshot and uses that as
+	// StateBefore.
+	BeforeState map[StateKey]id.EventID
 	// Membership is content.membership of an m.room.member event.
 	Membership string
 	// Txn records the client transaction that sent the event.
@@ -91,6 +96,16 @@ func persistEvent(ctx context.Context, tx *sql.Tx, ev *NewEvent, nowTS int64) (i
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1, $2, $3, $4)`,
 			r.RoomID, r.RoomVersion, r.Creator, r.CreatedTS); err != nil {
 			return 0, fmt.Errorf("insert room: %w", err)
+		}
+	}
+	if ev.BeforeState != nil {
+		g, _, err := insertStateGroup(ctx, tx, ev.RoomID, 0, nil, ev.BeforeState)
+		if err != nil {
+			return 0, err
+		}
+		ev.StateBefore = g
+		if err := replaceCurrentState(ctx, tx, ev.RoomID, ev.BeforeState); err != nil {
+			return 0, err
 		}
 	}
 	stateAfter := ev.StateBefore
@@ -155,6 +170,26 @@ ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_i
 		}
 	}
 	return pos, nil
+}
+
+// replaceCurrentState makes a room's current state exactly state (after
+// forks were merged, the winners may not be the events stored last).
+func replaceCurrentState(ctx context.Context, tx *sql.Tx, roomID id.RoomID, state map[StateKey]id.EventID) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM current_state WHERE room_id = $1`, roomID); err != nil {
+		return fmt.Errorf("replace current state: %w", err)
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO current_state (room_id, type, state_key, event_id, membership)
+VALUES ($1, $2, $3, $4, (SELECT membership FROM events WHERE event_id = $4))`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for k, evID := range state {
+		if _, err := stmt.ExecContext(ctx, roomID, k.Type, k.StateKey, evID); err != nil {
+			return fmt.Errorf("replace current state: %w", err)
+		}
+	}
+	return nil
 }
 
 func insertStateGroup(ctx context.Context, tx *sql.Tx, roomID id.RoomID, prev int64, delta, full map[StateKey]id.EventID) (int64, int, error) {
