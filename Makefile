@@ -37,7 +37,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: all run test lint build build-headless deps test-deps check-go spec-coverage bench bench-startup clean
+.PHONY: all run test lint build build-headless deps test-deps e2e-deps check-go spec-coverage bench bench-startup clean
 
 all: build
 
@@ -51,6 +51,17 @@ deps:
 
 test-deps:
 	$(call apt_install,$(TEST_DEBS))
+
+## e2e-deps: Node.js and Element's SDK (from e2e/js/package-lock.json) for the end-to-end test
+e2e-deps:
+	@command -v node >/dev/null || { echo "Node.js not found: installing it with apt-get"; $(MAKE) --no-print-directory node-deb; }
+	@if [ ! -d e2e/js/node_modules/matrix-js-sdk ] || [ e2e/js/package-lock.json -nt e2e/js/node_modules/.package-lock.json ]; then \
+		echo "Installing Element's SDK for the end-to-end test (npm ci in e2e/js)"; \
+		cd e2e/js && npm ci --no-audit --no-fund; \
+	fi
+
+node-deb:
+	$(call apt_install,nodejs npm)
 
 ## run: run Palpo; the desktop app with a display, the headless server without
 run: check-go
@@ -84,9 +95,9 @@ lint: check-go
 	CGO_ENABLED=0 $(GO) tool staticcheck ./...
 
 ## test: lint, then every test that builds without the GUI, with the race detector
-test: check-go test-deps lint
+test: check-go test-deps e2e-deps lint
 	@echo "Running tests (race detector on)"
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	PALPO_E2E_JS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 ## spec-coverage: regenerate docs/spec-coverage.md from the spec's OpenAPI files
 spec-coverage: check-go

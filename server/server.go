@@ -20,11 +20,16 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/admin"
 	"github.com/palpo-im/palpo-desktop/server/clientapi"
 	"github.com/palpo-im/palpo-desktop/server/config"
+	"github.com/palpo-im/palpo-desktop/server/e2ee"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/identity"
+	"github.com/palpo-im/palpo-desktop/server/keybackup"
+	"github.com/palpo-im/palpo-desktop/server/media"
+	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/storage"
 	"github.com/palpo-im/palpo-desktop/server/syncer"
+	"github.com/palpo-im/palpo-desktop/server/todevice"
 )
 
 // Server is one running homeserver.
@@ -38,6 +43,8 @@ type Server struct {
 	accounts *accounts.Service
 	rooms    *rooms.Service
 	sync     *syncer.Service
+	push     *push.Service
+	media    *media.Service
 	router   *httpapi.Router
 
 	mu        sync.Mutex
@@ -82,7 +89,14 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.accounts.Rooms = s.rooms
 	s.accounts.Profiles = s.rooms
 	s.rooms.Profiles = s.accounts
+	// The push service subscribes to new events before the sync engine,
+	// so an event's notification counts are stored before syncs wake.
+	s.push = push.New(db, s.rooms, cfg.ServerName, log)
 	s.sync = syncer.New(db, s.rooms, log)
+	s.push.AccountData = s.sync
+	keys := e2ee.New(db, s.accounts, s.sync.Notifier(), log)
+	s.accounts.DeviceEvents = keys
+	s.media = media.New(db, cfg, dataDir, log)
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
 	clientapi.Register(s.router, clientapi.Deps{
 		ServerName: cfg.ServerName,
@@ -90,8 +104,13 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		Accounts:   s.accounts,
 		Rooms:      s.rooms,
 		Sync:       s.sync,
+		Push:       s.push,
+		ToDevice:   todevice.New(db, cfg.ServerName, s.sync.Notifier(), log),
+		KeyBackup:  keybackup.New(db),
+		E2EE:       keys,
+		Media:      s.media,
 	})
-	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts})
+	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media})
 	return s, nil
 }
 
@@ -135,6 +154,9 @@ func (s *Server) Rooms() *rooms.Service { return s.rooms }
 // Sync is the sync engine (for tests and the admin tools).
 func (s *Server) Sync() *syncer.Service { return s.sync }
 
+// Media is the media repository (for the admin tools and tests).
+func (s *Server) Media() *media.Service { return s.media }
+
 // DB is the server's database (for the admin tools and tests).
 func (s *Server) DB() *storage.DB { return s.db }
 
@@ -145,6 +167,9 @@ func (s *Server) Start() error {
 	defer s.mu.Unlock()
 	if s.http != nil {
 		return errors.New("server already started")
+	}
+	if err := s.media.Start(); err != nil {
+		return err
 	}
 	var lns []net.Listener
 	for _, addr := range s.cfg.Listen {
@@ -164,6 +189,7 @@ func (s *Server) Start() error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	s.sync.Start()
 	s.serveErr = make(chan error, len(lns))
 	s.started = time.Now()
 	for _, ln := range lns {
@@ -250,6 +276,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closed = true
 	s.mu.Unlock()
 	var errs []error
+	s.sync.Stop()
 	if srv != nil {
 		if err := srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))

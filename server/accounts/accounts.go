@@ -62,6 +62,9 @@ type Service struct {
 	Rooms    RoomLeaver
 	Profiles ProfilePropagator
 
+	// DeviceEvents hears about removed devices (devices_observer.go).
+	DeviceEvents DevicesObserver
+
 	uia      *uiaStore
 	limiters limiters
 

@@ -241,10 +241,18 @@ func (s *Service) Logout(ctx context.Context, c *Caller) error {
 	if errors.Is(err, storage.ErrNotFound) {
 		return errUnknownToken
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	s.devicesRemoved(ctx, c.UserID)
+	return nil
 }
 
 // LogoutAll ends every session of the caller's user.
 func (s *Service) LogoutAll(ctx context.Context, userID id.UserID) error {
-	return s.db.DeleteOtherDevices(ctx, userID, "")
+	if err := s.db.DeleteOtherDevices(ctx, userID, ""); err != nil {
+		return err
+	}
+	s.devicesRemoved(ctx, userID)
+	return nil
 }

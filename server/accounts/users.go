@@ -28,7 +28,10 @@ func (s *Service) ChangePassword(ctx context.Context, userID id.UserID, newPassw
 		return err
 	}
 	if logoutDevices {
-		return s.db.DeleteOtherDevices(ctx, userID, keep)
+		if err := s.db.DeleteOtherDevices(ctx, userID, keep); err != nil {
+			return err
+		}
+		s.devicesRemoved(ctx, userID)
 	}
 	return nil
 }
@@ -52,6 +55,7 @@ func (s *Service) Deactivate(ctx context.Context, userID id.UserID, erase bool) 
 	if err := s.db.SetDeactivated(ctx, userID, true, erase); err != nil {
 		return err
 	}
+	s.devicesRemoved(ctx, userID)
 	s.log.Info("account deactivated", "user", userID, "erase", erase)
 	return nil
 }
@@ -131,5 +135,9 @@ func (s *Service) RenameDevice(ctx context.Context, userID id.UserID, deviceID i
 
 // DeleteDevices removes devices and so revokes their tokens.
 func (s *Service) DeleteDevices(ctx context.Context, userID id.UserID, deviceIDs []id.DeviceID) error {
-	return s.db.DeleteDevices(ctx, userID, deviceIDs)
+	if err := s.db.DeleteDevices(ctx, userID, deviceIDs); err != nil {
+		return err
+	}
+	s.devicesRemoved(ctx, userID)
+	return nil
 }

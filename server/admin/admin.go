@@ -23,6 +23,7 @@ import (
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
+	"github.com/palpo-im/palpo-desktop/server/media"
 )
 
 // Version is the server version /_synapse/admin/v1/server_version reports.
@@ -37,6 +38,8 @@ type Deps struct {
 	ServerName string
 	// Accounts owns every rule the admin API applies.
 	Accounts *accounts.Service
+	// Media is the media repository (nil: no media endpoints).
+	Media *media.Service
 }
 
 // API holds the admin API's handlers.
@@ -56,6 +59,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerUsers(rt)
 	a.registerDevices(rt)
 	a.registerTokens(rt)
+	a.registerMedia(rt)
 	return a
 }
 

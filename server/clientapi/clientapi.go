@@ -9,9 +9,14 @@ import (
 	"strings"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
+	"github.com/palpo-im/palpo-desktop/server/e2ee"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
+	"github.com/palpo-im/palpo-desktop/server/keybackup"
+	"github.com/palpo-im/palpo-desktop/server/media"
+	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/syncer"
+	"github.com/palpo-im/palpo-desktop/server/todevice"
 )
 
 // Deps is what the client API needs from the rest of the server.
@@ -27,6 +32,16 @@ type Deps struct {
 	Rooms *rooms.Service
 	// Sync is the /sync engine; it also owns filters and account data.
 	Sync *syncer.Service
+	// Push owns push rules, pushers and notifications.
+	Push *push.Service
+	// ToDevice sends to-device messages.
+	ToDevice *todevice.Service
+	// KeyBackup owns server-side key backups.
+	KeyBackup *keybackup.Service
+	// E2EE owns end-to-end encryption keys and cross-signing.
+	E2EE *e2ee.Service
+	// Media is the media repository.
+	Media *media.Service
 }
 
 // API holds the client API's handlers.
@@ -35,11 +50,13 @@ type API struct {
 	accounts   *accounts.Service
 	rooms      *rooms.Service
 	syncEngine *syncer.Service
+	toDevice   *todevice.Service
+	keyBackup  *keybackup.Service
 }
 
 // Register adds every client-server endpoint to rt.
 func Register(rt *httpapi.Router, deps Deps) *API {
-	a := &API{deps: deps, accounts: deps.Accounts, rooms: deps.Rooms, syncEngine: deps.Sync}
+	a := &API{deps: deps, accounts: deps.Accounts, rooms: deps.Rooms, syncEngine: deps.Sync, toDevice: deps.ToDevice, keyBackup: deps.KeyBackup}
 	a.registerDiscovery(rt)
 	a.registerRegistration(rt)
 	a.registerLogin(rt)
@@ -50,6 +67,18 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerRooms(rt)
 	a.registerRoomEvents(rt)
 	a.registerSync(rt)
+	a.registerPush(rt)
+	a.registerMisc(rt)
+	a.registerToDevice(rt)
+	a.registerKeyBackup(rt)
+	a.registerPresence(rt)
+	a.registerTags(rt)
+	a.registerTyping(rt)
+	a.registerReceipts(rt)
+	a.registerMembers(rt)
+	a.registerContext(rt)
+	a.registerKeys(rt)
+	a.registerMedia(rt)
 	return a
 }
 

@@ -101,6 +101,7 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, c *accounts.Caller) e
 	}
 	switch q.Get("set_presence") {
 	case "", "online", "offline", "unavailable":
+		req.SetPresence = q.Get("set_presence")
 	default:
 		return mautrix.MInvalidParam.WithMessage("set_presence must be online, offline or unavailable")
 	}
@@ -113,6 +114,8 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, c *accounts.Caller) e
 	if err != nil {
 		return err
 	}
+	// The response marshals itself in its wire form (syncer.WireResponse
+	// and the per-thread unread counts).
 	return httpapi.WriteJSON(w, http.StatusOK, resp)
 }
 

@@ -37,6 +37,7 @@ type Config struct {
 	HTTP         HTTP         `toml:"http"`
 	Database     Database     `toml:"database"`
 	Log          Log          `toml:"log"`
+	Media        Media        `toml:"media"`
 }
 
 // Registration modes.
@@ -130,6 +131,7 @@ func Default() *Config {
 		},
 		Database: Database{Path: "palpo.db", Readers: 4},
 		Log:      Log{Level: "info", Format: "text"},
+		Media:    defaultMedia(),
 	}
 }
 
@@ -246,6 +248,9 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log.format %q: must be \"text\" or \"json\"", c.Log.Format)
+	}
+	if err := c.Media.validate(); err != nil {
+		return err
 	}
 	return nil
 }

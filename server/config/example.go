@@ -87,4 +87,45 @@ level = "info"
 
 # "text" for people, "json" for log collectors.
 format = "text"
+
+[media]
+# The largest file anyone may upload, in bytes (100 MiB). Clients are told
+# this limit and refuse bigger files themselves.
+max_upload_bytes = 104857600
+
+# A limit on the bytes each user's uploads may take in all; 0 means no limit.
+max_bytes_per_user = 0
+
+# Clients may reserve a media ID before uploading (to show a message while
+# the file is still on its way). How many such IDs one user may hold at
+# once, and how many seconds one waits for its file before it is forgotten.
+max_pending_uploads = 10
+pending_expiry_seconds = 86400
+
+# Old clients download media without signing in. Matrix has frozen that:
+# such downloads only work for media uploaded before this moment (such as
+# "2024-09-01T00:00:00Z"). Empty means never: every download needs sign-in.
+unauthenticated_before = ""
+
+# Thumbnails are only made for images up to this many pixels, and this wide
+# and tall. Bigger images can still be downloaded; they just get no
+# thumbnail. This protects the server from "decompression bombs".
+max_image_pixels = 32000000
+max_image_width = 16384
+max_image_height = 16384
+
+[media.url_preview]
+# Link previews: the server fetches a web page someone linked to, to show
+# its title and picture. Off by default, because the linked site then sees
+# this server's address each time someone reads the link.
+enabled = false
+
+# Previews never reach private, loopback or link-local addresses (your
+# router, other computers at home), unless the network is listed here, as
+# CIDR such as "192.168.1.0/24".
+allow_networks = []
+
+# The most bytes read of one page or image, and the seconds one preview may take.
+max_bytes = 10485760
+timeout_seconds = 10
 `

@@ -50,8 +50,6 @@ func newProto(sender id.UserID, evType string, stateKey *string, content any) (*
 	return &proto{Sender: sender, Type: evType, StateKey: stateKey, Content: raw}, nil
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // ErrBadContent is M_BAD_JSON for event content that is not canonical-JSON
 // safe: not an object, floats, or integers beyond ±(2⁵³−1).
 func checkContent(raw []byte) error {
@@ -155,7 +153,7 @@ func (s *Service) build(ctx context.Context, r *room, h *roomHead, p *proto) (*E
 	if err := checkContent(p.Content); err != nil {
 		return nil, err
 	}
-	content, err := canonicaljson.CanonicalJSON(p.Content)
+	content, err := canonical(p.Content)
 	if err != nil {
 		return nil, mautrix.MBadJSON.WithMessage("Content is not valid JSON")
 	}

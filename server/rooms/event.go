@@ -135,12 +135,25 @@ func (s *Service) ClientEvent(ctx context.Context, ev *Event) (*event.Event, err
 	if ev.RedactedBy != "" {
 		p = p.Clone().Redact(ev.Version)
 	}
-	ce, err := p.ToClientEvent(ev.Version)
-	if err != nil {
-		return nil, fmt.Errorf("client event %s: %w", ev.ID, err)
+	// Built here rather than with pdu.ToClientEvent, which recomputes the
+	// event ID (a hash of the whole event) that we already know.
+	ce := &event.Event{
+		StateKey:  p.StateKey,
+		Sender:    p.Sender,
+		Type:      event.Type{Type: p.Type, Class: event.MessageEventType},
+		Timestamp: p.OriginServerTS,
+		ID:        ev.ID,
+		RoomID:    ev.RoomID,
 	}
-	ce.ID = ev.ID
-	ce.RoomID = ev.RoomID
+	if p.StateKey != nil {
+		ce.Type.Class = event.StateEventType
+	}
+	if p.Redacts != nil {
+		ce.Redacts = *p.Redacts
+	}
+	if err := jsonv1.Unmarshal(p.Content, &ce.Content); err != nil {
+		return nil, fmt.Errorf("client event %s: content: %w", ev.ID, err)
+	}
 	if ev.RedactedBy != "" {
 		red, err := s.event(ctx, ev.RedactedBy)
 		if err != nil {

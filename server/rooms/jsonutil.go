@@ -1,7 +1,9 @@
 package rooms
 
 import (
+	"bytes"
 	jsonv1 "encoding/json"
+	"encoding/json/jsontext"
 
 	"maunium.net/go/mautrix/crypto/canonicaljson"
 )
@@ -10,5 +12,12 @@ import (
 // (unknown fields ignored) suits reading other people's events.
 func jsonUnmarshal(data []byte, v any) error { return jsonv1.Unmarshal(data, v) }
 
-// canonical returns the canonical JSON of raw.
-func canonical(raw []byte) ([]byte, error) { return canonicaljson.CanonicalJSON(raw) }
+// canonical returns the canonical JSON of raw; duplicate keys and invalid
+// UTF-8 are errors.
+func canonical(raw []byte) ([]byte, error) {
+	v := jsontext.Value(bytes.Clone(raw))
+	if err := canonicaljson.Canonicalize(&v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}

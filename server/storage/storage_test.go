@@ -159,3 +159,13 @@ func TestOpenBadPath(t *testing.T) {
 		t.Fatal("expected an error")
 	}
 }
+
+// TestMigrationsContiguous: released migration numbers run 1, 2, 3… with no
+// gaps, so every database applies the same steps in the same order.
+func TestMigrationsContiguous(t *testing.T) {
+	for i, m := range migrations {
+		if m.version != i+1 {
+			t.Fatalf("migration %d is numbered %d: number migrations without gaps", i+1, m.version)
+		}
+	}
+}

@@ -1,8 +1,10 @@
 package syncer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/json/jsontext"
 	"errors"
 	"strconv"
 	"strings"
@@ -27,7 +29,8 @@ func (s *Service) SaveFilter(ctx context.Context, user id.UserID, raw []byte) (s
 	if _, err := parseFilter(raw); err != nil {
 		return "", err
 	}
-	canon, err := canonicaljson.CanonicalJSON(raw)
+	canon := jsontext.Value(bytes.Clone(raw))
+	err := canonicaljson.Canonicalize(&canon)
 	if err != nil {
 		return "", mautrix.MBadJSON.WithMessage("Filter is not valid JSON")
 	}

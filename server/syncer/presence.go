@@ -2,14 +2,189 @@ package syncer
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
-// Scaffolding for the presence stream, which lands in its own change.
+// Presence states.
+const (
+	PresenceOnline      = "online"
+	PresenceUnavailable = "unavailable"
+	PresenceOffline     = "offline"
+)
 
-func (s *Service) presencePosition(ctx context.Context) (int64, error) { return 0, nil }
+// Presence timing: a user whose clients stop syncing for presenceIdle is
+// shown offline; currently_active means an action within activeWindow.
+const (
+	presenceIdle    = 5 * time.Minute
+	activeWindow    = 5 * time.Minute
+	presenceSweepAt = 30 * time.Second
+	presenceRefresh = time.Minute
+)
 
-func (s *Service) presenceSection(ctx context.Context, req *Request, since, cur Token, resp *mautrix.RespSync) error {
+// errNoPresence is the spec's 404 for a user whose presence we cannot show.
+var errNoPresence = mautrix.MNotFound.WithMessage("No presence for this user")
+
+func (s *Service) presencePosition(ctx context.Context) (int64, error) {
+	return s.db.MaxPresenceStream(ctx)
+}
+
+// SetPresence sets a user's presence from PUT /presence (explicit=true) or
+// from a sync's set_presence. A change of state or status message takes a
+// new stream position and wakes everyone sharing a room with the user;
+// staying in the same state only records the time.
+func (s *Service) SetPresence(ctx context.Context, user id.UserID, state string, statusMsg *string, explicit bool) error {
+	now := time.Now().UnixMilli()
+	cur, err := s.db.GetPresence(ctx, user)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	p := &storage.Presence{UserID: user, State: state, LastActiveTS: now, LastSyncTS: now}
+	if cur != nil {
+		p.StreamID = cur.StreamID
+		p.StatusMsg = cur.StatusMsg
+		if !explicit {
+			p.LastActiveTS = cur.LastActiveTS
+			if state == PresenceOnline {
+				p.LastActiveTS = now
+			}
+		}
+	}
+	if explicit {
+		p.StatusMsg = statusMsg
+	}
+	changed := cur == nil || cur.State != p.State || !sameMsg(cur.StatusMsg, p.StatusMsg)
+	// A sync that changes nothing only needs to refresh the "last synced"
+	// time now and then (the sweeper's idle limit is minutes), not write
+	// on every request.
+	if !changed && !explicit && now-cur.LastSyncTS < presenceRefresh.Milliseconds() {
+		return nil
+	}
+	if err := s.db.PutPresence(ctx, p, changed); err != nil {
+		return err
+	}
+	if changed {
+		s.wakeSharing(ctx, user)
+	}
 	return nil
+}
+
+func sameMsg(a, b *string) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func (s *Service) wakeSharing(ctx context.Context, user id.UserID) {
+	users, err := s.db.UsersSharingRooms(ctx, user)
+	if err != nil {
+		s.log.Warn("presence: list users sharing rooms", "user", user, "error", err)
+	}
+	s.notifier.Wake(append(users, user)...)
+}
+
+// GetPresence returns a user's presence as GET /presence shows it: only to
+// themselves and to users sharing a room with them.
+func (s *Service) GetPresence(ctx context.Context, viewer, user id.UserID) (*event.PresenceEventContent, error) {
+	if viewer != user {
+		shares, err := s.db.SharesRoom(ctx, viewer, user)
+		if err != nil {
+			return nil, err
+		}
+		if !shares {
+			return nil, mautrix.MForbidden.WithMessage("You are not allowed to see their presence")
+		}
+	}
+	p, err := s.db.GetPresence(ctx, user)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errNoPresence
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := presenceContent(p, time.Now())
+	return &c, nil
+}
+
+func presenceContent(p *storage.Presence, now time.Time) event.PresenceEventContent {
+	c := event.PresenceEventContent{
+		Presence:      event.Presence(p.State),
+		LastActiveAgo: max(0, now.UnixMilli()-p.LastActiveTS),
+	}
+	c.CurrentlyActive = p.State == PresenceOnline && now.UnixMilli()-p.LastActiveTS < activeWindow.Milliseconds()
+	if p.StatusMsg != nil {
+		c.StatusMessage = *p.StatusMsg
+	}
+	return c
+}
+
+// presenceSection lists the presence changes of the user and of the users
+// they share rooms with.
+func (s *Service) presenceSection(ctx context.Context, req *Request, since, cur Token, resp *mautrix.RespSync) error {
+	from := since.Presence
+	if req.Since == nil {
+		from = 0
+	}
+	if from >= cur.Presence {
+		return nil // nothing changed: skip the shared-rooms query
+	}
+	changes, err := s.db.PresenceChanges(ctx, req.User, from, cur.Presence)
+	if err != nil {
+		return err
+	}
+	var part *mautrix.FilterPart
+	if req.Filter != nil {
+		part = req.Filter.Presence
+	}
+	now := time.Now()
+	for i := range changes {
+		p := &changes[i]
+		ev := &event.Event{Sender: p.UserID, Type: event.EphemeralEventPresence}
+		ev.Content.Parsed = presenceContent(p, now)
+		if !allows(part, ev) {
+			continue
+		}
+		resp.Presence.Events = append(resp.Presence.Events, ev)
+	}
+	return nil
+}
+
+// SweepPresence marks users offline whose clients stopped syncing before
+// now minus the idle time, so the people who share rooms with them see it.
+func (s *Service) SweepPresence(ctx context.Context, now time.Time) {
+	stale, err := s.db.StalePresence(ctx, now.Add(-presenceIdle).UnixMilli())
+	if err != nil {
+		s.log.Warn("presence sweep", "error", err)
+		return
+	}
+	for i := range stale {
+		p := &stale[i]
+		p.State = PresenceOffline
+		if err := s.db.PutPresence(ctx, p, true); err != nil {
+			s.log.Warn("presence sweep", "user", p.UserID, "error", err)
+			continue
+		}
+		s.wakeSharing(ctx, p.UserID)
+	}
+}
+
+// runPresenceSweeper sweeps until ctx ends.
+func (s *Service) runPresenceSweeper(ctx context.Context) {
+	t := time.NewTicker(presenceSweepAt)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.SweepPresence(ctx, time.Now())
+		}
+	}
 }

@@ -23,6 +23,9 @@ type Service struct {
 	rooms    *rooms.Service
 	notifier *Notifier
 	log      *slog.Logger
+	typing   typingState // who is typing where (typing.go)
+
+	stopSweeper context.CancelFunc
 }
 
 // New builds the sync engine and subscribes it to new room events.
@@ -30,6 +33,22 @@ func New(db *storage.DB, roomsSvc *rooms.Service, log *slog.Logger) *Service {
 	s := &Service{db: db, rooms: roomsSvc, notifier: NewNotifier(), log: log}
 	roomsSvc.OnEvent(s.onRoomEvent)
 	return s
+}
+
+// Start runs the engine's background work (marking idle users offline)
+// until Stop.
+func (s *Service) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopSweeper = cancel
+	go s.runPresenceSweeper(ctx)
+}
+
+// Stop ends the background work.
+func (s *Service) Stop() {
+	if s.stopSweeper != nil {
+		s.stopSweeper()
+	}
+	s.stopTypingTimers()
 }
 
 // Notifier is the engine's notifier, for other services that write
@@ -47,6 +66,7 @@ func (s *Service) onRoomEvent(ev *rooms.Event) {
 		users = append(users, id.UserID(ev.StateKey()))
 	}
 	s.notifier.Wake(users...)
+	s.typingMembershipChanged(ev)
 }
 
 // Current returns the newest position of every stream.
@@ -83,13 +103,23 @@ type Request struct {
 	Timeout   time.Duration
 	FullState bool
 	Filter    *mautrix.Filter
+	// SetPresence is the sync's set_presence: online unless the client says
+	// otherwise ("" means online).
+	SetPresence string
 }
 
 // Sync answers a /sync: at once when there is news (or for an initial
 // sync), otherwise after waiting up to the timeout for some.
-func (s *Service) Sync(ctx context.Context, req *Request) (*mautrix.RespSync, error) {
+func (s *Service) Sync(ctx context.Context, req *Request) (*Response, error) {
 	// Listen before looking, so a change between the look and the wait
 	// still wakes us.
+	presence := req.SetPresence
+	if presence == "" {
+		presence = PresenceOnline
+	}
+	if err := s.SetPresence(ctx, req.User, presence, nil, false); err != nil {
+		return nil, err
+	}
 	l := s.notifier.Listen(req.User)
 	defer l.Close()
 	deadline := time.Now().Add(req.Timeout)
@@ -107,7 +137,7 @@ func (s *Service) Sync(ctx context.Context, req *Request) (*mautrix.RespSync, er
 		if err != nil {
 			return nil, err
 		}
-		if req.Since == nil || req.FullState || !isEmpty(resp) || req.Timeout <= 0 {
+		if req.Since == nil || req.FullState || !isEmpty(resp.RespSync) || req.Timeout <= 0 {
 			return resp, nil
 		}
 		wait := time.Until(deadline)
@@ -135,7 +165,7 @@ func isEmpty(r *mautrix.RespSync) bool {
 }
 
 // build assembles the response for the range (since, cur].
-func (s *Service) build(ctx context.Context, req *Request, cur Token) (*mautrix.RespSync, error) {
+func (s *Service) build(ctx context.Context, req *Request, cur Token) (*Response, error) {
 	resp := &mautrix.RespSync{
 		NextBatch:      cur.String(),
 		FallbackKeys:   []id.KeyAlgorithm{},
@@ -157,7 +187,8 @@ func (s *Service) build(ctx context.Context, req *Request, cur Token) (*mautrix.
 	if err := s.presenceSection(ctx, req, since, cur, resp); err != nil {
 		return nil, err
 	}
-	if err := s.unreadCounts(ctx, req, resp); err != nil {
+	threads, err := s.unreadCounts(ctx, req, resp)
+	if err != nil {
 		return nil, err
 	}
 	if err := s.toDeviceSection(ctx, req, since, cur, resp); err != nil {
@@ -166,5 +197,5 @@ func (s *Service) build(ctx context.Context, req *Request, cur Token) (*mautrix.
 	if err := s.e2eeSection(ctx, req, since, cur, resp); err != nil {
 		return nil, err
 	}
-	return resp, nil
+	return &Response{RespSync: resp, ThreadCounts: threads}, nil
 }
