@@ -97,7 +97,7 @@ lint: check-go
 ## test: lint, then every test that builds without the GUI, with the race detector
 test: check-go test-deps e2e-deps lint
 	@echo "Running tests (race detector on)"
-	PALPO_E2E_JS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	PALPO_E2E_JS=1 CGO_ENABLED=1 $(GO) test -tags goolm -race -count=1 -timeout 20m $(PKGS)
 
 ## spec-coverage: regenerate docs/spec-coverage.md from the spec's OpenAPI files
 spec-coverage: check-go

@@ -47,6 +47,12 @@ func (rt *Router) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.As(err, &resp):
 	case errors.As(err, &maxBytes):
 		resp = errTooLarge(maxBytes.Limit)
+	case r.Context().Err() != nil && errors.Is(err, r.Context().Err()):
+		// The client went away (a long-poll abandoned, a tab closed): not a
+		// server failure, and nobody is left to answer.
+		rt.log.LogAttrs(r.Context(), slog.LevelDebug, "client gone",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path))
+		return
 	default:
 		rt.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"maunium.net/go/mautrix"
@@ -237,4 +239,51 @@ func TestRoutesListed(t *testing.T) {
 		}
 	}()
 	rt.Handle("GET", "/a", nil)
+}
+
+func TestClientGoneIsNotAnError(t *testing.T) {
+	var logs syncBuffer
+	rt := NewRouter(slog.New(slog.NewTextHandler(&logs, nil)), 1024)
+	started := make(chan struct{})
+	finished := make(chan struct{})
+	rt.Handle(http.MethodGet, "/slow", func(w http.ResponseWriter, r *http.Request) error {
+		defer close(finished)
+		close(started)
+		<-r.Context().Done()
+		return r.Context().Err()
+	})
+	srv := httptest.NewServer(rt)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/slow", nil)
+	go func() {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	cancel() // the client hangs up mid-request
+	<-finished
+	srv.Close() // waits for the handler's logging to finish
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Fatalf("client disconnect logged as an error: %s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

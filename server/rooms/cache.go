@@ -30,8 +30,10 @@ func newCache() *cache {
 		rooms:     map[id.RoomID]*room{},
 		events:    map[id.EventID]*Event{},
 		states:    map[int64]*stateSnapshot{},
-		maxEvents: 50000,
-		maxStates: 256,
+		// Sized for a personal server: the hot events (auth events, recent
+		// timelines) fit, and memory stays a few tens of megabytes.
+		maxEvents: 10000,
+		maxStates: 64,
 	}
 }
 
