@@ -18,14 +18,7 @@ import (
 // (from, to]: with backwards the newest of them, otherwise the oldest; in
 // both cases oldest first, and whether the range holds more.
 func (s *Service) Timeline(ctx context.Context, roomID id.RoomID, from, to int64, limit int, backwards bool) ([]*Event, bool, error) {
-	var stored []*storage.Event
-	var more bool
-	var err error
-	if backwards {
-		stored, more, err = s.db.RoomEvents(ctx, roomID, from, to, limit)
-	} else {
-		stored, more, err = s.db.RoomEventsForward(ctx, roomID, from, to, limit)
-	}
+	stored, more, err := s.db.RoomEvents(ctx, roomID, from, to, limit, backwards)
 	if err != nil {
 		return nil, false, err
 	}

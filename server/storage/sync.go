@@ -5,17 +5,23 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 
 	"maunium.net/go/mautrix/id"
 )
 
 // RoomEvents returns up to limit events of a room with stream positions in
-// (from, to], the newest ones when there are more (and then more=true),
-// oldest first. Rejected events are never returned.
-func (db *DB) RoomEvents(ctx context.Context, roomID id.RoomID, from, to int64, limit int) ([]*Event, bool, error) {
+// (from, to], oldest first, and whether the range holds more. With
+// backwards the newest of them are returned, otherwise the oldest.
+// Rejected events are never returned.
+func (db *DB) RoomEvents(ctx context.Context, roomID id.RoomID, from, to int64, limit int, backwards bool) ([]*Event, bool, error) {
+	order := "ASC"
+	if backwards {
+		order = "DESC"
+	}
 	rows, err := db.reader.QueryContext(ctx, `SELECT `+eventColumns+` FROM events
 WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 AND rejected = 0
-ORDER BY stream_pos DESC LIMIT $4`, roomID, from, to, limit+1)
+ORDER BY stream_pos `+order+` LIMIT $4`, roomID, from, to, limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("room events: %w", err)
 	}
@@ -35,36 +41,8 @@ ORDER BY stream_pos DESC LIMIT $4`, roomID, from, to, limit+1)
 	if more {
 		out = out[:limit]
 	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, more, nil
-}
-
-// RoomEventsForward returns up to limit events of a room with stream
-// positions in (from, to], oldest first, and whether more follow.
-func (db *DB) RoomEventsForward(ctx context.Context, roomID id.RoomID, from, to int64, limit int) ([]*Event, bool, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT `+eventColumns+` FROM events
-WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 AND rejected = 0
-ORDER BY stream_pos ASC LIMIT $4`, roomID, from, to, limit+1)
-	if err != nil {
-		return nil, false, fmt.Errorf("room events: %w", err)
-	}
-	defer rows.Close()
-	var out []*Event
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, false, fmt.Errorf("room events: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, err
-	}
-	more := len(out) > limit
-	if more {
-		out = out[:limit]
+	if backwards {
+		slices.Reverse(out)
 	}
 	return out, more, nil
 }
