@@ -27,9 +27,9 @@ type stateSnapshot struct {
 
 func newCache() *cache {
 	return &cache{
-		rooms:     map[id.RoomID]*room{},
-		events:    map[id.EventID]*Event{},
-		states:    map[int64]*stateSnapshot{},
+		rooms:  map[id.RoomID]*room{},
+		events: map[id.EventID]*Event{},
+		states: map[int64]*stateSnapshot{},
 		// Sized for a personal server: the hot events (auth events, recent
 		// timelines) fit, and memory stays a few tens of megabytes.
 		maxEvents: 10000,
