@@ -43,6 +43,11 @@ type App struct {
 	dataDir string
 	cfg     *config.Config
 	log     *slog.Logger
+	logs    *LogBuffer // what the desktop app's Logs tab shows (logs.go)
+
+	// StartHidden asks the desktop app to start in the tray without
+	// showing its window (--hidden, which start-on-login uses).
+	StartHidden bool
 
 	mu     sync.Mutex
 	srv    *server.Server
@@ -51,6 +56,7 @@ type App struct {
 	err    error
 	failed chan error
 	done   chan struct{} // closed by Stop, ends watch
+	bk     backupState   // backups.go
 }
 
 // Open prepares the data directory (creating it and a default palpo.toml on
@@ -70,14 +76,23 @@ func Open(dataDir string, logOut io.Writer) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &App{dataDir: dataDir, cfg: cfg, log: NewLogger(logOut, cfg.Log), state: StateStopped}, nil
+	// The log goes to logOut as before and also into memory, for the
+	// desktop app's Logs tab.
+	logs := NewLogBuffer(logBufferSize)
+	log := slog.New(slog.NewMultiHandler(NewLogger(logOut, cfg.Log).Handler(), logs.Handler(logLevel(cfg.Log))))
+	return &App{dataDir: dataDir, cfg: cfg, log: log, logs: logs, state: StateStopped}, nil
+}
+
+// logLevel is the level the config asks for.
+func logLevel(c config.Log) slog.Level {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
+	return level
 }
 
 // NewLogger builds the slog logger the config asks for.
 func NewLogger(w io.Writer, c config.Log) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: logLevel(c)}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
@@ -87,8 +102,16 @@ func NewLogger(w io.Writer, c config.Log) *slog.Logger {
 // DataDir is the data directory.
 func (a *App) DataDir() string { return a.dataDir }
 
-// Config is the loaded config.
-func (a *App) Config() *config.Config { return a.cfg }
+// Config is the loaded config. The desktop app may reload it (settings.go),
+// so callers keep the pointer for one task at most and never change it.
+func (a *App) Config() *config.Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg
+}
+
+// Logs is the in-memory log the desktop app shows.
+func (a *App) Logs() *LogBuffer { return a.logs }
 
 // Logger is the application's logger.
 func (a *App) Logger() *slog.Logger { return a.log }
@@ -105,12 +128,17 @@ func (a *App) Start() error {
 		return errors.New("already running")
 	}
 	a.state, a.err = StateStarting, nil
+	cfg := a.cfg
 	a.mu.Unlock()
 
 	lock, err := lockDataDir(a.dataDir)
 	var srv *server.Server
 	if err == nil {
-		if srv, err = a.startServer(); err != nil {
+		// A restore cut short is undone before anything opens the data.
+		if cfg, err = a.recoverInterruptedRestore(cfg); err == nil {
+			srv, err = a.startServer(cfg)
+		}
+		if err != nil {
 			_ = lock.Unlock()
 		}
 	}
@@ -124,6 +152,7 @@ func (a *App) Start() error {
 	a.failed = make(chan error, 1)
 	a.done = make(chan struct{})
 	go a.watch(srv, a.done)
+	a.startBackupSchedule()
 	return nil
 }
 
@@ -132,13 +161,13 @@ func (a *App) Start() error {
 // here rather than in server.Start because it belongs with the lock: only
 // the process that owns the directory may say where its server is (tests
 // and the offline admin commands build servers that publish nothing).
-func (a *App) startServer() (*server.Server, error) {
+func (a *App) startServer(cfg *config.Config) (*server.Server, error) {
 	// A file left by a server that crashed names a dead address and
 	// secret; remove it so no command tries them while this one starts.
 	if err := removeControlFile(a.dataDir); err != nil {
 		return nil, err
 	}
-	srv, err := server.New(context.Background(), a.cfg, a.dataDir, a.log)
+	srv, err := server.New(context.Background(), cfg, a.dataDir, a.log)
 	if err != nil {
 		return nil, err
 	}
@@ -183,8 +212,11 @@ func (a *App) Failed() <-chan error {
 // Stop shuts the server down gracefully: no new requests, in-flight ones get
 // the configured time to finish, and the database is closed cleanly.
 func (a *App) Stop() error {
+	// A scheduled backup in progress ends before the database closes.
+	a.stopBackupSchedule()
 	a.mu.Lock()
 	srv, lock := a.srv, a.lock
+	timeout := time.Duration(a.cfg.HTTP.ShutdownTimeoutSeconds) * time.Second
 	a.srv, a.lock = nil, nil
 	if srv != nil {
 		close(a.done)
@@ -198,7 +230,6 @@ func (a *App) Stop() error {
 	if err := removeControlFile(a.dataDir); err != nil {
 		a.log.Warn("could not remove the control file", "error", err)
 	}
-	timeout := time.Duration(a.cfg.HTTP.ShutdownTimeoutSeconds) * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	err := srv.Shutdown(ctx)

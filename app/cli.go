@@ -57,6 +57,8 @@ Usage:
                                         help" explains them)
   palpo token COMMAND [--data-dir DIR]  manage invites (registration tokens):
                                         "palpo token help"
+  palpo backup COMMAND [--data-dir DIR] back up and restore: create, list,
+                                        verify, restore ("palpo backup help")
   palpo version                         print the version
   palpo config example                  print a fully commented example config
   palpo help                            show this help
@@ -65,6 +67,8 @@ Options:
   --data-dir DIR   where Palpo keeps its config, database and keys
                    (also: the PALPO_DATA_DIR environment variable)
   --headless       never open a window; same as "palpo serve"
+  --hidden         start the desktop app in the tray without showing its
+                   window (what "start on login" uses)
 
 Without --data-dir, data lives in $XDG_DATA_HOME/palpo on Linux,
 %AppData%\Palpo on Windows and ~/Library/Application Support/Palpo on macOS.
@@ -77,6 +81,7 @@ func Main(args []string, gui GUI, env Env) int {
 	fs.Usage = func() { fmt.Fprint(env.Stderr, usage) }
 	dataDir := fs.String("data-dir", "", "data directory")
 	headless := fs.Bool("headless", false, "run without a window")
+	hidden := fs.Bool("hidden", false, "start in the tray without showing the window")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -93,7 +98,7 @@ func Main(args []string, gui GUI, env Env) int {
 		if *headless || !gui.Available || !hasDisplay(env) {
 			return serve(*dataDir, env)
 		}
-		return runDesktop(*dataDir, gui, env)
+		return runDesktop(*dataDir, *hidden, gui, env)
 	case "serve":
 		sub := flag.NewFlagSet("palpo serve", flag.ContinueOnError)
 		sub.SetOutput(env.Stderr)
@@ -124,6 +129,8 @@ func Main(args []string, gui GUI, env Env) int {
 		return userCommand(*dataDir, rest, env)
 	case "token":
 		return tokenCommand(*dataDir, rest, env)
+	case "backup":
+		return backupCommand(*dataDir, rest, env)
 	case "help":
 		fmt.Fprint(env.Stdout, usage)
 		return 0
@@ -190,12 +197,13 @@ func serve(dataDirFlag string, env Env) int {
 	return code
 }
 
-func runDesktop(dataDirFlag string, gui GUI, env Env) int {
+func runDesktop(dataDirFlag string, hidden bool, gui GUI, env Env) int {
 	a, err := openApp(dataDirFlag, env)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "palpo: %v\n", err)
 		return 1
 	}
+	a.StartHidden = hidden
 	if err := gui.Run(a); err != nil {
 		a.Logger().Error("desktop app failed", "error", err)
 		return 1

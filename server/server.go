@@ -27,6 +27,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/media"
 	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
+	"github.com/palpo-im/palpo-desktop/server/search"
 	"github.com/palpo-im/palpo-desktop/server/storage"
 	"github.com/palpo-im/palpo-desktop/server/syncer"
 	"github.com/palpo-im/palpo-desktop/server/todevice"
@@ -83,6 +84,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s := &Server{cfg: cfg, dataDir: dataDir, log: log, db: db, key: key}
 	s.accounts = accounts.New(db, cfg, log)
 	s.rooms = rooms.New(db, cfg.ServerName, key, log)
+	s.rooms.UserDirectorySearchAll = cfg.UserDirectory.SearchAllUsers
 	// Accounts and rooms need each other: deactivation leaves rooms, a
 	// profile change updates member events, and member events carry the
 	// profile. The interfaces keep the packages independent.
@@ -95,7 +97,8 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.sync = syncer.New(db, s.rooms, log)
 	s.push.AccountData = s.sync
 	keys := e2ee.New(db, s.accounts, s.sync.Notifier(), log)
-	s.accounts.DeviceEvents = keys
+	s.accounts.DeviceEvents = accounts.DevicesObservers{keys, s.push}
+	s.sync.OnReadReceipt = s.push.ReadReceiptMoved
 	s.media = media.New(db, cfg, dataDir, log)
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
 	clientapi.Register(s.router, clientapi.Deps{
@@ -109,8 +112,9 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		KeyBackup:  keybackup.New(db),
 		E2EE:       keys,
 		Media:      s.media,
+		Search:     search.New(db, s.rooms, s.sync, log),
 	})
-	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media})
+	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms})
 	return s, nil
 }
 
@@ -154,6 +158,9 @@ func (s *Server) Rooms() *rooms.Service { return s.rooms }
 // Sync is the sync engine (for tests and the admin tools).
 func (s *Server) Sync() *syncer.Service { return s.sync }
 
+// Push is the push service (for tests).
+func (s *Server) Push() *push.Service { return s.push }
+
 // Media is the media repository (for the admin tools and tests).
 func (s *Server) Media() *media.Service { return s.media }
 
@@ -171,6 +178,9 @@ func (s *Server) Start() error {
 	if err := s.media.Start(); err != nil {
 		return err
 	}
+	if err := s.push.Start(); err != nil {
+		return fmt.Errorf("start push delivery: %w", err)
+	}
 	var lns []net.Listener
 	for _, addr := range s.cfg.Listen {
 		ln, err := net.Listen("tcp", addr)
@@ -178,6 +188,7 @@ func (s *Server) Start() error {
 			for _, l := range lns {
 				l.Close()
 			}
+			s.push.Stop()
 			return fmt.Errorf("listen on %s: %w (is another Palpo or program using that port? change listen in palpo.toml)", addr, err)
 		}
 		lns = append(lns, ln)
@@ -283,6 +294,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			srv.Close()
 		}
 	}
+	// After the HTTP server, so no event is being recorded while the
+	// pushers store how far they got; before the database closes.
+	s.push.Stop()
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close database: %w", err))
 	}

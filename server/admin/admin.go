@@ -24,6 +24,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/media"
+	"github.com/palpo-im/palpo-desktop/server/rooms"
 )
 
 // Version is the server version /_synapse/admin/v1/server_version reports.
@@ -40,6 +41,8 @@ type Deps struct {
 	Accounts *accounts.Service
 	// Media is the media repository (nil: no media endpoints).
 	Media *media.Service
+	// Rooms holds the reports users make (nil: no report endpoints).
+	Rooms *rooms.Service
 }
 
 // API holds the admin API's handlers.
@@ -60,6 +63,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerDevices(rt)
 	a.registerTokens(rt)
 	a.registerMedia(rt)
+	a.registerReports(rt)
 	return a
 }
 

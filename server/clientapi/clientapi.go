@@ -15,6 +15,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/media"
 	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
+	"github.com/palpo-im/palpo-desktop/server/search"
 	"github.com/palpo-im/palpo-desktop/server/syncer"
 	"github.com/palpo-im/palpo-desktop/server/todevice"
 )
@@ -42,6 +43,8 @@ type Deps struct {
 	E2EE *e2ee.Service
 	// Media is the media repository.
 	Media *media.Service
+	// Search is server-side search.
+	Search *search.Service
 }
 
 // API holds the client API's handlers.
@@ -79,6 +82,12 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerContext(rt)
 	a.registerKeys(rt)
 	a.registerMedia(rt)
+	a.registerRelations(rt)
+	a.registerDirectory(rt)
+	a.registerUserDirectory(rt)
+	a.registerHierarchy(rt)
+	a.registerSearch(rt)
+	a.registerModeration(rt)
 	return a
 }
 

@@ -38,6 +38,18 @@ type Config struct {
 	Database     Database     `toml:"database"`
 	Log          Log          `toml:"log"`
 	Media        Media        `toml:"media"`
+	Backup       Backup       `toml:"backup"`
+
+	UserDirectory UserDirectory `toml:"user_directory"`
+}
+
+// UserDirectory configures who the user directory (the "start chat" search)
+// finds.
+type UserDirectory struct {
+	// SearchAllUsers lets everyone find every local account. Off, users
+	// find those who share a room with them and the members of public
+	// rooms, as the spec requires at the least.
+	SearchAllUsers bool `toml:"search_all_users"`
 }
 
 // Registration modes.
@@ -132,6 +144,7 @@ func Default() *Config {
 		Database: Database{Path: "palpo.db", Readers: 4},
 		Log:      Log{Level: "info", Format: "text"},
 		Media:    defaultMedia(),
+		Backup:   defaultBackup(),
 	}
 }
 
@@ -250,6 +263,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("log.format %q: must be \"text\" or \"json\"", c.Log.Format)
 	}
 	if err := c.Media.validate(); err != nil {
+		return err
+	}
+	if err := c.Backup.validate(); err != nil {
 		return err
 	}
 	return nil

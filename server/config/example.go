@@ -88,6 +88,12 @@ level = "info"
 # "text" for people, "json" for log collectors.
 format = "text"
 
+[user_directory]
+# Whether searching for people (Element's "Start chat") finds every account
+# on this server. When false, people find only those they share a room with
+# and the members of public rooms.
+search_all_users = false
+
 [media]
 # The largest file anyone may upload, in bytes (100 MiB). Clients are told
 # this limit and refuse bigger files themselves.
@@ -128,4 +134,28 @@ allow_networks = []
 # The most bytes read of one page or image, and the seconds one preview may take.
 max_bytes = 10485760
 timeout_seconds = 10
+
+[backup]
+# The folder backups go to ("Back up now", "palpo backup create" and the
+# schedule) and are listed from. Empty means the "backups" folder inside the
+# data directory; a relative path is inside the data directory too. A backup
+# on the same disk does not survive that disk: choose a USB stick or another
+# disk, or copy backups there.
+dir = ""
+
+# Back up by itself while Palpo runs: "off", "daily" or "weekly", counted
+# from the newest backup in the folder (a computer that was off catches up
+# a few minutes after Palpo starts).
+schedule = "off"
+
+# How many of this server's backups to keep in the folder when the schedule
+# makes a new one; older ones are deleted.
+keep = 7
+
+# A file whose first line is a passphrase: backups are then encrypted with
+# it (age, scrypt), as they should be on a USB stick or in a cloud folder.
+# Without the passphrase such a backup cannot be restored: keep it safe,
+# apart from the backups. A relative path is inside the data directory.
+# Empty means backups are not encrypted.
+passphrase_file = ""
 `

@@ -1,8 +1,8 @@
 // Package push owns push notifications: each user's push rules (the
 // spec's defaults merged with their own), pushers, and the evaluation of
 // rules against every new room event, which records the notifications that
-// unread counts in /sync and GET /notifications are made of. Delivering
-// notifications to push gateways comes later.
+// unread counts in /sync and GET /notifications are made of, and their
+// delivery to push gateways (delivery.go).
 package push
 
 import (
@@ -53,6 +53,9 @@ type Service struct {
 	// gen counts each user's rule changes, so a ruleset compiled from
 	// rules read before a change is not cached after it.
 	gen map[id.UserID]uint64
+
+	// delivery sends notifications to push gateways (delivery.go).
+	delivery *delivery
 }
 
 // New builds the push service and subscribes it to new room events. Build
@@ -62,6 +65,7 @@ type Service struct {
 // same sync response as the event).
 func New(db *storage.DB, roomsSvc *rooms.Service, serverName string, log *slog.Logger) *Service {
 	s := &Service{db: db, rooms: roomsSvc, serverName: serverName, log: log, Now: time.Now, cache: map[id.UserID]*compiled{}, gen: map[id.UserID]uint64{}}
+	s.delivery = newDelivery(s)
 	roomsSvc.OnEvent(s.onEvent)
 	return s
 }
@@ -271,7 +275,11 @@ func (s *Service) process(ctx context.Context, ev *rooms.Event) error {
 			Notify: out.Notify, Highlight: out.Highlight, Actions: actJSON, TS: now,
 		})
 	}
-	return s.db.AddPushActions(ctx, actions, sent)
+	if err := s.db.AddPushActions(ctx, actions, sent); err != nil {
+		return err
+	}
+	s.notificationsAdded(actions)
+	return nil
 }
 
 // usersIgnoring returns those of users whose m.ignored_user_list names

@@ -15,8 +15,8 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
-// Pushers (spec: "Client behaviour" of push notifications). They are
-// stored and listed; sending to push gateways comes later.
+// Pushers (spec: "Client behaviour" of push notifications): stored and
+// listed here, delivered to by delivery.go.
 
 // PusherBody is the body of POST /pushers/set. Kind is raw JSON because
 // null (delete) and absent (an error) differ.
@@ -78,7 +78,11 @@ func (s *Service) SetPusher(ctx context.Context, user id.UserID, device id.Devic
 		return mautrix.MInvalidParam.WithMessage(fmt.Sprintf("pushkey must be at most %d bytes", maxPushKeyBytes))
 	}
 	if string(b.Kind) == "null" {
-		return s.db.DeletePusher(ctx, user, *b.AppID, *b.PushKey)
+		if err := s.db.DeletePusher(ctx, user, *b.AppID, *b.PushKey); err != nil {
+			return err
+		}
+		s.pushersChanged(ctx, user, *b.AppID, *b.PushKey, false)
+		return nil
 	}
 	var kind string
 	if json.Unmarshal(b.Kind, &kind) != nil {
@@ -118,7 +122,11 @@ func (s *Service) SetPusher(ctx context.Context, user id.UserID, device id.Devic
 	if b.ProfileTag != nil {
 		p.ProfileTag = *b.ProfileTag
 	}
-	return s.db.SetPusher(ctx, p, b.Append)
+	if err := s.db.SetPusher(ctx, p, b.Append); err != nil {
+		return err
+	}
+	s.pushersChanged(ctx, user, p.AppID, p.PushKey, true)
+	return nil
 }
 
 // checkHTTPData checks an http pusher's data: a url to a push gateway's

@@ -39,6 +39,9 @@ type proto struct {
 	// Transaction of a client send, recorded for idempotency.
 	TxnDevice id.DeviceID
 	TxnID     string
+	// CheckRelation applies the rules on a client's m.relates_to
+	// (relations.go) under the room's lock.
+	CheckRelation bool
 }
 
 // newProto marshals content (a struct or map) into a proto.
@@ -281,6 +284,11 @@ func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h 
 		}
 	}()
 	for i, p := range protos {
+		if p.CheckRelation {
+			if err := s.checkRelation(ctx, r, p); err != nil {
+				return nil, err
+			}
+		}
 		ev, err := s.build(ctx, r, h, p)
 		if err != nil {
 			return nil, err
@@ -292,6 +300,7 @@ func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h 
 			},
 			PrevEvents: ev.PDU.PrevEvents,
 			Redacts:    p.Redacts,
+			Relation:   relationOf(p.Content),
 		}
 		if h.resolved {
 			ne.BeforeState = h.state

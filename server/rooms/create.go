@@ -262,6 +262,9 @@ func (s *Service) createRoomEvents(ctx context.Context, creator id.UserID, req *
 			return nil, mautrix.MBadJSON.WithMessage("initial_state entries need content")
 		}
 		key := e.StateKey
+		if err := s.checkStateContent(e.Type, key, e.Content); err != nil {
+			return nil, err
+		}
 		protos = append(protos, &proto{Sender: creator, Type: e.Type, StateKey: &key, Content: []byte(e.Content)})
 	}
 

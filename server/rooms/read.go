@@ -108,7 +108,11 @@ func (s *Service) GetEvent(ctx context.Context, user id.UserID, roomID id.RoomID
 	if !ok {
 		return nil, errNoSuchEvent
 	}
-	return s.ClientEvent(ctx, ev)
+	ce, err := s.ClientEvent(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	return ce, s.BundleAggregations(ctx, user, []*Event{ev}, []*event.Event{ce})
 }
 
 // visibleState returns the state a user may read: the current state when

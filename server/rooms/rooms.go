@@ -55,6 +55,11 @@ type Service struct {
 	// Profiles fills display names and avatars into member events.
 	Profiles ProfileSource
 
+	// UserDirectorySearchAll lets the user directory find every local
+	// account, not only the users who share a room with the searcher
+	// (config user_directory.search_all_users).
+	UserDirectorySearchAll bool
+
 	locks  roomLocks
 	cache  *cache
 	listen []Listener

@@ -24,7 +24,7 @@ func (s *Service) Send(ctx context.Context, sender id.UserID, device id.DeviceID
 		// Redactions have their own endpoint, which checks the target.
 		return "", mautrix.MForbidden.WithMessage("Use the /redact endpoint to redact events")
 	}
-	p := &proto{Sender: sender, Type: evType, Content: content, TxnDevice: device, TxnID: txnID}
+	p := &proto{Sender: sender, Type: evType, Content: content, TxnDevice: device, TxnID: txnID, CheckRelation: true}
 	evs, err := s.sendEvents(ctx, r, []*proto{p}, false)
 	if err != nil {
 		// A concurrent retry of the same transaction may have won the race
@@ -49,12 +49,20 @@ func (s *Service) SetState(ctx context.Context, sender id.UserID, roomID id.Room
 	if evType == event.StateCreate.Type {
 		return "", mautrix.MForbidden.WithMessage("The create event cannot be replaced")
 	}
+	if evType == event.StateCanonicalAlias.Type && stateKey == "" {
+		if err := s.checkCanonicalAlias(ctx, roomID, content); err != nil {
+			return "", err
+		}
+	}
+	if err := s.checkStateContent(evType, stateKey, content); err != nil {
+		return "", err
+	}
 	if cur, err := s.CurrentStateEvent(ctx, roomID, evType, stateKey); err != nil {
 		return "", err
 	} else if cur != nil && cur.PDU.Sender == sender && sameJSON(cur.PDU.Content, content) {
 		return cur.ID, nil
 	}
-	p := &proto{Sender: sender, Type: evType, StateKey: &stateKey, Content: content}
+	p := &proto{Sender: sender, Type: evType, StateKey: &stateKey, Content: content, CheckRelation: true}
 	evs, err := s.sendEvents(ctx, r, []*proto{p}, false)
 	if err != nil {
 		return "", err

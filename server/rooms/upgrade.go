@@ -183,6 +183,9 @@ func (s *Service) Upgrade(ctx context.Context, user id.UserID, oldRoomID id.Room
 	if err := s.db.MoveAliases(ctx, oldRoomID, nr.ID); err != nil {
 		return "", err
 	}
+	if err := s.movePublication(ctx, oldRoomID, nr.ID); err != nil {
+		return "", err
+	}
 
 	// 5-6. Tombstone the old room, drop its canonical alias, and raise the
 	// power needed to speak or invite there.

@@ -56,6 +56,8 @@ type NewEvent struct {
 	TxnID       string
 	// Redacts is the event an accepted redaction applies to.
 	Redacts id.EventID
+	// Relation is the event's m.relates_to, indexed with it (relations.go).
+	Relation *NewRelation
 	// ChainLen is set by PersistEvents: the delta chain length of the state
 	// group the event made.
 	ChainLen int
@@ -142,6 +144,11 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 	if ev.Rejected {
 		return pos, nil
 	}
+	if ev.Relation != nil {
+		if err := indexRelation(ctx, tx, ev, pos); err != nil {
+			return 0, err
+		}
+	}
 	for _, prev := range ev.PrevEvents {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2`, ev.RoomID, prev); err != nil {
 			return 0, fmt.Errorf("update extremities: %w", err)
@@ -167,6 +174,10 @@ ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_i
 		if _, err := tx.ExecContext(ctx, `UPDATE events SET redacted_by = $2 WHERE event_id = $1 AND room_id = $3 AND redacted_by IS NULL`,
 			ev.Redacts, ev.EventID, ev.RoomID); err != nil {
 			return 0, fmt.Errorf("apply redaction: %w", err)
+		}
+		// A redaction strips m.relates_to: the relation is broken.
+		if err := unindexRelation(ctx, tx, ev.RoomID, ev.Redacts); err != nil {
+			return 0, err
 		}
 	}
 	return pos, nil

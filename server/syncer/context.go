@@ -20,6 +20,9 @@ type ContextRequest struct {
 	// means the default.
 	Limit  int
 	Filter *mautrix.FilterPart
+
+	// ignored is the user's ignore list (ignore.go), read by Context.
+	ignored map[id.UserID]bool
 }
 
 // ContextResponse is the answer to /context.
@@ -72,6 +75,14 @@ func (s *Service) Context(ctx context.Context, req *ContextRequest) (*ContextRes
 	} else if !ok {
 		return nil, errContextNotFound
 	}
+	// An ignored user's message is hidden like one the user may not see
+	// (Synapse refuses it too).
+	if req.ignored, err = s.IgnoredUsers(ctx, req.User); err != nil {
+		return nil, err
+	}
+	if HiddenByIgnore(req.ignored, ev) {
+		return nil, errContextNotFound
+	}
 	cur, err := s.db.MaxStreamPos(ctx)
 	if err != nil {
 		return nil, err
@@ -117,6 +128,14 @@ func (s *Service) Context(ctx context.Context, req *ContextRequest) (*ContextRes
 			return nil, err
 		}
 		resp.EventsAfter = append(resp.EventsAfter, ce)
+	}
+	// One aggregation query for the event and everything around it.
+	all := make([]*rooms.Event, 0, len(before)+1+len(after))
+	allCE := make([]*event.Event, 0, cap(all))
+	all = append(append(append(all, ev), before...), after...)
+	allCE = append(append(append(allCE, resp.Event), resp.EventsBefore...), resp.EventsAfter...)
+	if err := s.rooms.BundleAggregations(ctx, req.User, all, allCE); err != nil {
+		return nil, err
 	}
 
 	// The state at the last event returned (the spec's wording; Synapse
@@ -192,6 +211,7 @@ func (s *Service) contextScan(ctx context.Context, req *ContextRequest, lower, u
 			if err != nil {
 				return nil, 0, err
 			}
+			ok = ok && !HiddenByIgnore(req.ignored, ev)
 			if ok && f != nil {
 				ce, err := s.rooms.ClientEvent(ctx, ev)
 				if err != nil {

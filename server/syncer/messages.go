@@ -48,6 +48,10 @@ func (s *Service) Messages(ctx context.Context, req *MessagesRequest) (*Messages
 	if err != nil {
 		return nil, err
 	}
+	ignored, err := s.IgnoredUsers(ctx, req.User)
+	if err != nil {
+		return nil, err
+	}
 	limit := req.Limit
 	if limit <= 0 {
 		limit = 10
@@ -98,6 +102,7 @@ func (s *Service) Messages(ctx context.Context, req *MessagesRequest) (*Messages
 			if err != nil {
 				return nil, err
 			}
+			ok = ok && !HiddenByIgnore(ignored, ev)
 			if ok && req.Filter != nil {
 				ce, err := s.rooms.ClientEvent(ctx, ev)
 				if err != nil {
@@ -128,6 +133,9 @@ func (s *Service) Messages(ctx context.Context, req *MessagesRequest) (*Messages
 		}
 		resp.Chunk = append(resp.Chunk, ce)
 		lazyUsers[ev.PDU.Sender] = true
+	}
+	if err := s.rooms.BundleAggregations(ctx, req.User, page, resp.Chunk); err != nil {
+		return nil, err
 	}
 	if more {
 		if req.Backwards {

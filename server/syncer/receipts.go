@@ -243,6 +243,9 @@ func (s *Service) putReceipt(ctx context.Context, user id.UserID, ev *rooms.Even
 	if pos == 0 {
 		return nil
 	}
+	if s.OnReadReceipt != nil {
+		s.OnReadReceipt(user)
+	}
 	if receiptType == ReceiptReadPrivate {
 		s.notifier.Wake(user)
 		return nil

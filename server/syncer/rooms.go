@@ -18,6 +18,9 @@ func (s *Service) roomsSection(ctx context.Context, req *Request, since, cur Tok
 	if err != nil {
 		return err
 	}
+	if req.ignored, err = s.IgnoredUsers(ctx, req.User); err != nil {
+		return err
+	}
 	var rf *mautrix.RoomFilter
 	if req.Filter != nil {
 		rf = req.Filter.Room
@@ -47,6 +50,9 @@ func (s *Service) roomsSection(ctx context.Context, req *Request, since, cur Tok
 			ev, err := s.rooms.Event(ctx, m.EventID)
 			if err != nil {
 				return err
+			}
+			if req.ignored[ev.PDU.Sender] {
+				continue // the spec: never send invites from ignored users
 			}
 			stripped, err := s.rooms.StrippedState(ctx, ev)
 			if err != nil {
@@ -133,7 +139,7 @@ func (s *Service) timeline(ctx context.Context, req *Request, roomID id.RoomID, 
 			if err != nil {
 				return nil, false, err
 			}
-			if !ok {
+			if !ok || HiddenByIgnore(req.ignored, ev) {
 				continue
 			}
 			if tf != nil {
@@ -239,6 +245,14 @@ func (s *Service) joinedRoom(ctx context.Context, req *Request, m membershipRow,
 		jr.Timeline.Events = append(jr.Timeline.Events, ce)
 	}
 	jr.Timeline.Limited = limited
+	if limited || full {
+		// The spec bundles aggregations into limited timelines (and
+		// Synapse into a newly joined room's): a client that sees the
+		// whole range aggregates the children itself.
+		if err := s.rooms.BundleAggregations(ctx, req.User, evs, jr.Timeline.Events); err != nil {
+			return nil, err
+		}
+	}
 	if len(evs) > 0 {
 		jr.Timeline.PrevBatch = Token{Events: evs[0].StreamPos - 1}.String()
 	} else {
@@ -324,6 +338,11 @@ func (s *Service) leftRoom(ctx context.Context, req *Request, m membershipRow, s
 		lr.Timeline.Events = append(lr.Timeline.Events, ce)
 	}
 	lr.Timeline.Limited = limited
+	if limited {
+		if err := s.rooms.BundleAggregations(ctx, req.User, evs, lr.Timeline.Events); err != nil {
+			return nil, err
+		}
+	}
 	if len(evs) > 0 {
 		lr.Timeline.PrevBatch = Token{Events: evs[0].StreamPos - 1}.String()
 		state, err := s.rooms.StateBefore(ctx, evs[0])

@@ -25,6 +25,11 @@ type Service struct {
 	log      *slog.Logger
 	typing   typingState // who is typing where (typing.go)
 
+	// OnReadReceipt, when set, hears that a user's m.read or m.read.private
+	// receipt moved (push sends the user's devices their new badge count).
+	// Set it before the server serves; it must not block.
+	OnReadReceipt func(user id.UserID)
+
 	stopSweeper context.CancelFunc
 }
 
@@ -106,6 +111,9 @@ type Request struct {
 	// SetPresence is the sync's set_presence: online unless the client says
 	// otherwise ("" means online).
 	SetPresence string
+
+	// ignored is the user's ignore list, read once per response (ignore.go).
+	ignored map[id.UserID]bool
 }
 
 // Sync answers a /sync: at once when there is news (or for an initial

@@ -1,0 +1,206 @@
+package clientapi
+
+import (
+	"net/http"
+	"strconv"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/accounts"
+	"github.com/palpo-im/palpo-desktop/server/httpapi"
+	"github.com/palpo-im/palpo-desktop/server/rooms"
+)
+
+// Room aliases and the published room directory (spec: "Room aliases" and
+// "Published room directory").
+func (a *API) registerDirectory(rt *httpapi.Router) {
+	rt.Handle(http.MethodGet, v3+"/directory/room/{roomAlias}", a.getAlias)
+	rt.Handle(http.MethodPut, v3+"/directory/room/{roomAlias}", a.authed(a.putAlias))
+	rt.Handle(http.MethodDelete, v3+"/directory/room/{roomAlias}", a.authed(a.deleteAlias))
+	rt.Handle(http.MethodGet, v3+"/rooms/{roomId}/aliases", a.authed(a.roomAliases))
+	rt.Handle(http.MethodGet, v3+"/directory/list/room/{roomId}", a.getDirectoryVisibility)
+	rt.Handle(http.MethodPut, v3+"/directory/list/room/{roomId}", a.authed(a.putDirectoryVisibility))
+	rt.Handle(http.MethodGet, v3+"/publicRooms", a.getPublicRooms)
+	rt.Handle(http.MethodPost, v3+"/publicRooms", a.authed(a.postPublicRooms))
+}
+
+// optionalCaller authenticates a request that may come without a token
+// (the spec lets anyone call these endpoints); a token that is sent must
+// be valid.
+func (a *API) optionalCaller(r *http.Request) (*accounts.Caller, error) {
+	if accessToken(r) == "" {
+		return nil, nil
+	}
+	return a.accounts.AuthenticateToken(r.Context(), accessToken(r), clientIP(r), r.UserAgent())
+}
+
+func aliasParam(r *http.Request) id.RoomAlias {
+	return id.RoomAlias(r.PathValue("roomAlias"))
+}
+
+func (a *API) getAlias(w http.ResponseWriter, r *http.Request) error {
+	roomID, servers, err := a.rooms.LookupAlias(r.Context(), aliasParam(r))
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, struct {
+		RoomID  id.RoomID `json:"room_id"`
+		Servers []string  `json:"servers"`
+	}{roomID, servers})
+}
+
+func (a *API) putAlias(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	alias := aliasParam(r)
+	if _, _, err := rooms.ParseAlias(alias); err != nil {
+		return err
+	}
+	var body struct {
+		RoomID *id.RoomID `json:"room_id"`
+	}
+	if err := httpapi.ReadJSON(r, &body); err != nil {
+		return err
+	}
+	if body.RoomID == nil {
+		return accounts.MMissingParam.WithMessage("room_id is required")
+	}
+	if len(*body.RoomID) < 2 || (*body.RoomID)[0] != '!' {
+		return mautrix.MInvalidParam.WithMessage("room_id must be a room ID")
+	}
+	if err := a.rooms.CreateAlias(r.Context(), c.UserID, c.IsAdmin, alias, *body.RoomID); err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})
+}
+
+func (a *API) deleteAlias(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	if err := a.rooms.DeleteAlias(r.Context(), c.UserID, c.IsAdmin, aliasParam(r)); err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})
+}
+
+func (a *API) roomAliases(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	roomID, err := roomIDParam(r)
+	if err != nil {
+		return err
+	}
+	aliases, err := a.rooms.LocalAliases(r.Context(), c.UserID, c.IsAdmin, roomID)
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string][]id.RoomAlias{"aliases": aliases})
+}
+
+type directoryVisibility struct {
+	Visibility *string `json:"visibility"`
+}
+
+func (a *API) getDirectoryVisibility(w http.ResponseWriter, r *http.Request) error {
+	roomID, err := roomIDParam(r)
+	if err != nil {
+		return err
+	}
+	published, err := a.rooms.DirectoryVisibility(r.Context(), roomID)
+	if err != nil {
+		return err
+	}
+	v := "private"
+	if published {
+		v = "public"
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, directoryVisibility{&v})
+}
+
+func (a *API) putDirectoryVisibility(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	roomID, err := roomIDParam(r)
+	if err != nil {
+		return err
+	}
+	var body directoryVisibility
+	if err := httpapi.ReadJSON(r, &body); err != nil {
+		return err
+	}
+	// The spec's default.
+	v := "public"
+	if body.Visibility != nil {
+		v = *body.Visibility
+	}
+	if err := a.rooms.SetDirectoryVisibility(r.Context(), c.UserID, c.IsAdmin, roomID, v); err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})
+}
+
+// directoryServer checks the server parameter of /publicRooms: only this
+// server's directory can be listed until Palpo federates.
+func (a *API) directoryServer(r *http.Request) error {
+	server := r.URL.Query().Get("server")
+	if server == "" || server == a.deps.ServerName {
+		return nil
+	}
+	if !id.ValidateServerName(server) {
+		return mautrix.MInvalidParam.WithMessage("Invalid server name " + strconv.Quote(server))
+	}
+	return mautrix.MNotFound.WithMessage("The room directories of other servers cannot be listed: this server does not federate yet")
+}
+
+func (a *API) getPublicRooms(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.optionalCaller(r); err != nil {
+		return err
+	}
+	if err := a.directoryServer(r); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	var req rooms.PublicRoomsQuery
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return mautrix.MInvalidParam.WithMessage("limit must be an integer")
+		}
+		req.Limit = n
+	}
+	req.Since = q.Get("since")
+	// Accepted for the GET form too (mautrix sends them): there are no
+	// other networks here.
+	req.ThirdPartyInstanceID = q.Get("third_party_instance_id")
+	req.IncludeAllNetworks = q.Get("include_all_networks") == "true"
+	page, err := a.rooms.PublicRooms(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, page)
+}
+
+func (a *API) postPublicRooms(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	if err := a.directoryServer(r); err != nil {
+		return err
+	}
+	var body struct {
+		Limit  int    `json:"limit"`
+		Since  string `json:"since"`
+		Filter *struct {
+			GenericSearchTerm string    `json:"generic_search_term"`
+			RoomTypes         []*string `json:"room_types"`
+		} `json:"filter"`
+		IncludeAllNetworks   bool   `json:"include_all_networks"`
+		ThirdPartyInstanceID string `json:"third_party_instance_id"`
+	}
+	if err := httpapi.ReadJSON(r, &body); err != nil {
+		return err
+	}
+	req := rooms.PublicRoomsQuery{
+		Limit: body.Limit, Since: body.Since,
+		IncludeAllNetworks: body.IncludeAllNetworks, ThirdPartyInstanceID: body.ThirdPartyInstanceID,
+	}
+	if body.Filter != nil {
+		req.SearchTerm = body.Filter.GenericSearchTerm
+		req.RoomTypes = body.Filter.RoomTypes
+	}
+	page, err := a.rooms.PublicRooms(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, page)
+}

@@ -1,0 +1,129 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"maunium.net/go/mautrix/id"
+)
+
+// searchTestEvent persists one event of a test room (made on first use)
+// with the given content, as the rooms service would, and returns its ID.
+func searchTestEvent(t *testing.T, db *DB, n *int, evType string, stateKey *string, content string) id.EventID {
+	t.Helper()
+	*n++
+	evID := id.EventID(fmt.Sprintf("$ev%d", *n))
+	ne := &NewEvent{Event: Event{
+		EventID: evID, RoomID: "!room:x", Type: evType, StateKey: stateKey, Sender: "@alice:x", Depth: int64(*n),
+		OriginServerTS: int64(*n), PDU: []byte(`{"type":"` + evType + `","content":` + content + `}`),
+	}}
+	if *n == 1 {
+		ne.NewRoom = &Room{RoomID: "!room:x", RoomVersion: "12", Creator: "@alice:x"}
+	}
+	if _, err := db.PersistEvents(context.Background(), []*NewEvent{ne}, 0); err != nil {
+		t.Fatalf("persist %s %s: %v", evType, content, err)
+	}
+	return evID
+}
+
+func searchIDs(t *testing.T, db *DB, match string) []id.EventID {
+	t.Helper()
+	hits, err := db.SearchEvents(context.Background(), &SearchQuery{
+		Match: match, Rooms: []SearchRoom{{RoomID: "!room:x", MaxPos: 1 << 62}}, Limit: 100,
+	})
+	if err != nil {
+		t.Fatalf("search %s: %v", match, err)
+	}
+	var out []id.EventID
+	for _, h := range hits {
+		out = append(out, h.EventID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestSearchIndexTriggers checks what the triggers index, that no content,
+// however malformed, can make an event fail to persist, and that a
+// redaction takes an event out of the index.
+func TestSearchIndexTriggers(t *testing.T) {
+	db, _ := openTemp(t)
+	n := 0
+	empty := ""
+	searchTestEvent(t, db, &n, "m.room.create", &empty, `{}`)
+	body := searchTestEvent(t, db, &n, "m.room.message", nil, `{"msgtype":"m.text","body":"Walrus sighting"}`)
+	name := searchTestEvent(t, db, &n, "m.room.name", &empty, `{"name":"Walrus club"}`)
+	topic := searchTestEvent(t, db, &n, "m.room.topic", &empty, `{"topic":"seals","m.topic":{"m.text":[{"mimetype":"text/html","body":"<b>htmlonly</b>"},{"body":"plainwalrus"}]}}`)
+	other := searchTestEvent(t, db, &n, "m.custom", nil, `{"body":"walrus"}`)
+	// Malformed content of every kind: stored, not indexed.
+	for _, c := range []string{
+		`{"body":5}`, `{"body":{"x":"walrus"}}`, `{"body":["walrus"]}`, `{}`, `{"body":null}`, `{"body":""}`,
+	} {
+		searchTestEvent(t, db, &n, "m.room.message", nil, c)
+	}
+	for _, c := range []string{
+		`{"topic":7}`, `{"m.topic":"walrus"}`, `{"m.topic":{"m.text":"walrus"}}`, `{"m.topic":{"m.text":["walrus",1,null]}}`,
+		`{"m.topic":{"m.text":[{"body":5},{"mimetype":"text/html","body":"walrus"}]}}`, `{"m.topic":{"m.text":{"a":"walrus"}}}`,
+	} {
+		searchTestEvent(t, db, &n, "m.room.topic", &empty, c)
+	}
+	searchTestEvent(t, db, &n, "m.room.name", &empty, `{"name":["walrus"]}`)
+
+	if got, want := searchIDs(t, db, `"walrus"*`), []id.EventID{body, name}; !slices.Equal(got, want) {
+		t.Fatalf("walrus matches %v, want %v (not %s, nor malformed content)", got, want, other)
+	}
+	if got := searchIDs(t, db, `"plainwalrus" AND "seals"`); !slices.Equal(got, []id.EventID{topic}) {
+		t.Fatalf("topic and m.topic text/plain body not indexed together: %v", got)
+	}
+	if got := searchIDs(t, db, `"htmlonly"`); len(got) != 0 {
+		t.Fatalf("m.topic text/html body indexed: %v", got)
+	}
+
+	// A redaction removes the event from the index.
+	red := &NewEvent{Event: Event{EventID: "$red", RoomID: "!room:x", Type: "m.room.redaction", Sender: "@alice:x", Depth: 99, PDU: []byte(`{}`)}, Redacts: body}
+	if _, err := db.PersistEvents(context.Background(), []*NewEvent{red}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := searchIDs(t, db, `"sighting"`); len(got) != 0 {
+		t.Fatalf("redacted event still matches: %v", got)
+	}
+
+	// A query FTS5 refuses is ErrBadSearchQuery, not a database failure.
+	_, err := db.SearchEvents(context.Background(), &SearchQuery{Match: `"unclosed`, Rooms: []SearchRoom{{RoomID: "!room:x", MaxPos: 1}}, Limit: 1})
+	if !errors.Is(err, ErrBadSearchQuery) {
+		t.Fatalf("bad query: %v", err)
+	}
+}
+
+// TestSearchIndexBackfill checks that upgrading a database indexes the
+// events it already holds.
+func TestSearchIndexBackfill(t *testing.T) {
+	before := 0
+	for _, m := range migrations {
+		if m.name == "search" {
+			break
+		}
+		before = m.version
+	}
+	path := filepath.Join(t.TempDir(), "palpo.db")
+	db, err := open(context.Background(), path, 1, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	empty := ""
+	searchTestEvent(t, db, &n, "m.room.create", &empty, `{}`)
+	old := searchTestEvent(t, db, &n, "m.room.message", nil, `{"body":"before the index existed"}`)
+	db.Close()
+	db, err = Open(context.Background(), path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := searchIDs(t, db, `"existed"`); !slices.Equal(got, []id.EventID{old}) {
+		t.Fatalf("backfill: %v", got)
+	}
+}

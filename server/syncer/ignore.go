@@ -1,0 +1,48 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/rooms"
+	"github.com/palpo-im/palpo-desktop/server/storage"
+)
+
+// Ignoring users (spec: "Ignoring Users"): a user's m.ignored_user_list
+// account data hides the listed users' message events (never their state
+// events, so the room looks the same to everyone) from sync timelines,
+// /messages, /context and /search, and their invites from sync. The list
+// is read on every request, so a change applies at once.
+
+// IgnoredUsers returns the users a user ignores (nil when none). A
+// malformed list ignores nobody.
+func (s *Service) IgnoredUsers(ctx context.Context, user id.UserID) (map[id.UserID]bool, error) {
+	raw, err := s.db.GetAccountData(ctx, user, "", event.AccountDataIgnoredUserList.Type)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c struct {
+		IgnoredUsers map[id.UserID]json.RawMessage `json:"ignored_users"`
+	}
+	if json.Unmarshal(raw, &c) != nil || len(c.IgnoredUsers) == 0 {
+		return nil, nil
+	}
+	out := make(map[id.UserID]bool, len(c.IgnoredUsers))
+	for u := range c.IgnoredUsers {
+		out[u] = true
+	}
+	return out, nil
+}
+
+// HiddenByIgnore tells whether an event is hidden from a user who ignores
+// the users in ignored: every non-state event those users sent.
+func HiddenByIgnore(ignored map[id.UserID]bool, ev *rooms.Event) bool {
+	return len(ignored) > 0 && !ev.IsState() && ignored[ev.PDU.Sender]
+}

@@ -1,0 +1,133 @@
+package ui
+
+import (
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/palpo-im/palpo-desktop/app"
+)
+
+// Log levels the Logs tab can show from.
+var logLevels = []struct {
+	label string
+	level slog.Level
+}{
+	{"Everything", slog.LevelDebug},
+	{"Information and above", slog.LevelInfo},
+	{"Warnings and errors", slog.LevelWarn},
+	{"Errors only", slog.LevelError},
+}
+
+// logsTab shows the server's log live, filtered by level, with Copy for
+// bug reports.
+type logsTab struct {
+	d       *Desktop
+	content fyne.CanvasObject
+
+	level  *widget.Select
+	follow *widget.Check
+	list   *widget.List
+	count  *widget.Label
+
+	min     slog.Level
+	shown   []app.LogEntry
+	lastSeq uint64
+}
+
+func newLogsTab(d *Desktop) *logsTab {
+	l := &logsTab{d: d, min: slog.LevelInfo}
+	labels := make([]string, len(logLevels))
+	for i, lv := range logLevels {
+		labels[i] = lv.label
+	}
+	l.level = widget.NewSelect(labels, func(label string) {
+		for _, lv := range logLevels {
+			if lv.label == label {
+				l.min = lv.level
+			}
+		}
+		l.lastSeq = 0 // show the whole buffer again under the new filter
+		l.refresh()
+	})
+	l.follow = widget.NewCheck("Follow new lines", nil)
+	l.follow.SetChecked(true)
+	l.count = widget.NewLabel("")
+	l.list = widget.NewList(
+		func() int { return len(l.shown) },
+		func() fyne.CanvasObject {
+			t := widget.NewLabel("")
+			t.TextStyle = fyne.TextStyle{Monospace: true}
+			t.Truncation = fyne.TextTruncateEllipsis
+			return t
+		},
+		func(i widget.ListItemID, o fyne.CanvasObject) {
+			if i >= len(l.shown) {
+				return
+			}
+			lbl := o.(*widget.Label)
+			e := l.shown[i]
+			lbl.SetText(e.String())
+			switch {
+			case e.Level >= slog.LevelError:
+				lbl.Importance = widget.DangerImportance
+			case e.Level >= slog.LevelWarn:
+				lbl.Importance = widget.WarningImportance
+			default:
+				lbl.Importance = widget.MediumImportance
+			}
+			lbl.Refresh()
+		},
+	)
+	copyBtn := widget.NewButtonWithIcon("Copy", theme.ContentCopyIcon(), func() { d.copyText(l.text()) })
+	levelBox := container.NewGridWrap(fyne.NewSize(230, l.level.MinSize().Height), l.level)
+	bar := container.NewHBox(widget.NewLabel("Show"), levelBox, l.follow, copyBtn, l.count)
+	l.content = container.NewPadded(container.NewBorder(bar, nil, nil, nil, l.list))
+	l.level.SetSelectedIndex(1) // information and above, as the log file has
+	return l
+}
+
+// refresh shows the buffer's entries at or above the chosen level.
+func (l *logsTab) refresh() {
+	entries := l.d.app.Logs().Entries()
+	if n := len(entries); n > 0 && entries[n-1].Seq == l.lastSeq {
+		return // nothing new
+	}
+	shown := l.shown[:0:0]
+	for _, e := range entries {
+		if e.Level >= l.min {
+			shown = append(shown, e)
+		}
+	}
+	l.shown = shown
+	if n := len(entries); n > 0 {
+		l.lastSeq = entries[n-1].Seq
+	}
+	l.count.SetText(plural(len(shown), "line"))
+	l.list.Refresh()
+	if l.follow.Checked && len(shown) > 0 {
+		l.list.ScrollToBottom()
+	}
+}
+
+// text is the shown lines, for the clipboard.
+func (l *logsTab) text() string {
+	var b strings.Builder
+	for _, e := range l.shown {
+		b.WriteString(e.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
+}

@@ -1,0 +1,22 @@
+package ui
+
+import (
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
+	qrcode "github.com/skip2/go-qrcode"
+)
+
+// qrImage is a QR code of text for a phone's camera, or nil if text cannot
+// be encoded (it always can for an address).
+func qrImage(text string, size float32) *canvas.Image {
+	png, err := qrcode.Encode(text, qrcode.Medium, 256)
+	if err != nil {
+		return nil
+	}
+	img := canvas.NewImageFromResource(fyne.NewStaticResource("address-qr.png", png))
+	img.FillMode = canvas.ImageFillContain
+	// Crisp modules: smoothing blurs the edges a camera looks for.
+	img.ScaleMode = canvas.ImageScalePixels
+	img.SetMinSize(fyne.NewSquareSize(size))
+	return img
+}

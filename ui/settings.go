@@ -1,0 +1,221 @@
+package ui
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/layout"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/palpo-im/palpo-desktop/app"
+)
+
+// settingsTab edits the few options a person needs: the port, home-network
+// access, the upload limit, start on login; and shows the data folder.
+type settingsTab struct {
+	d       *Desktop
+	content fyne.CanvasObject
+
+	port       *widget.Entry
+	lan        *widget.Check
+	lanNote    *widget.Label
+	maxUpload  *widget.Entry
+	autostart  *widget.Check
+	dataDir    *widget.Label
+	openFolder *widget.Button
+	save       *widget.Button
+	result     *widget.Label
+	custom     *widget.Label
+
+	settingAutostart bool
+	lanAddr          string // the address LAN access uses when turned on
+}
+
+func newSettingsTab(d *Desktop) *settingsTab {
+	s := &settingsTab{d: d}
+	s.port = widget.NewEntry()
+	s.port.Validator = func(text string) error {
+		if n, err := strconv.Atoi(strings.TrimSpace(text)); err != nil || n < 1 || n > 65535 {
+			return errors.New("a number from 1 to 65535")
+		}
+		return nil
+	}
+	s.lan = widget.NewCheck("Let phones and other computers on my home network connect", nil)
+	s.lanNote = wrapped("")
+	s.maxUpload = widget.NewEntry()
+	s.maxUpload.Validator = func(text string) error {
+		if n, err := strconv.ParseFloat(strings.TrimSpace(text), 64); err != nil || n <= 0 {
+			return errors.New("a size in megabytes, such as 100")
+		}
+		return nil
+	}
+	s.custom = wrapped("")
+	s.custom.Importance = widget.WarningImportance
+	s.custom.Hide()
+	s.result = wrapped("")
+	s.result.Hide()
+	s.save = widget.NewButtonWithIcon("Save", theme.DocumentSaveIcon(), s.apply)
+	s.save.Importance = widget.HighImportance
+
+	s.autostart = widget.NewCheck("Start Palpo when I log in to this computer", s.autostartChanged)
+	if d.opts.Autostart == nil {
+		s.autostart.Hide()
+	}
+
+	s.dataDir = widget.NewLabel(d.app.DataDir())
+	s.dataDir.Selectable = true
+	s.dataDir.Wrapping = fyne.TextWrapBreak
+	s.openFolder = widget.NewButtonWithIcon("Open folder", theme.FolderOpenIcon(), func() {
+		d.openURL(folderURL(d.app.DataDir()))
+	})
+
+	network := container.NewVBox(
+		heading("Network"),
+		container.New(layout.NewFormLayout(), widget.NewLabel("Port"), container.NewGridWrap(fyne.NewSize(120, s.port.MinSize().Height), s.port)),
+		s.lan, s.lanNote, s.custom,
+	)
+	uploads := container.NewVBox(
+		heading("Files"),
+		container.New(layout.NewFormLayout(), widget.NewLabel("Largest upload (MB)"), container.NewGridWrap(fyne.NewSize(120, s.maxUpload.MinSize().Height), s.maxUpload)),
+	)
+	startup := container.NewVBox(heading("Starting"), s.autostart)
+	data := container.NewVBox(heading("Data folder"),
+		wrapped("Palpo keeps its settings (palpo.toml), database, media files and signing key here."),
+		container.NewBorder(nil, nil, nil, s.openFolder, s.dataDir))
+	s.content = container.NewVScroll(container.NewPadded(container.NewVBox(
+		network, widget.NewSeparator(), uploads, widget.NewSeparator(),
+		container.NewHBox(s.save), s.result, widget.NewSeparator(),
+		startup, widget.NewSeparator(), data,
+	)))
+	s.load()
+	return s
+}
+
+// folderURL is a file:// URL for a local folder, on every system.
+func folderURL(dir string) *url.URL {
+	p := filepath.ToSlash(dir)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p // C:/Users/… becomes /C:/Users/…
+	}
+	return &url.URL{Scheme: "file", Path: p}
+}
+
+// load shows the saved settings.
+func (s *settingsTab) load() {
+	st := s.d.app.Settings()
+	s.port.SetText(strconv.Itoa(st.Port))
+	s.lan.SetChecked(st.LAN)
+	s.lanAddr = st.LANAddress
+	if !st.LAN || s.lanAddr == "" {
+		s.lanAddr = app.LANAddress()
+	}
+	switch {
+	case st.LAN && s.lanAddr == "0.0.0.0":
+		s.lanNote.SetText("Palpo accepts connections on every network this computer is on.")
+	case s.lanAddr != "":
+		s.lanNote.SetText("On your home network this computer is " + s.lanAddr + ". Other devices connect to http://" + s.lanAddr + ":" + strconv.Itoa(st.Port) + ".")
+	default:
+		s.lanNote.SetText("This computer is not on a home network right now.")
+	}
+	if s.lanAddr == "" && !st.LAN {
+		s.lan.Disable()
+	} else {
+		s.lan.Enable()
+	}
+	if st.CustomListen {
+		s.custom.SetText("The addresses Palpo listens on were set by hand in palpo.toml (" + strings.Join(st.Listen, ", ") + "); change them there.")
+		s.custom.Show()
+		s.port.Disable()
+		s.lan.Disable()
+	} else {
+		s.custom.Hide()
+		s.port.Enable()
+	}
+	s.maxUpload.SetText(megabytes(st.MaxUploadBytes))
+	if s.d.opts.Autostart != nil {
+		on, err := s.d.opts.Autostart.Enabled()
+		s.settingAutostart = true
+		s.autostart.SetChecked(err == nil && on)
+		s.settingAutostart = false
+	}
+}
+
+// A megabyte here is 2^20 bytes, as file managers on most systems count
+// it, so the default 104857600 shows as 100.
+const megabyte = 1 << 20
+
+// megabytes shows a byte count in MB without needless decimals.
+func megabytes(n int64) string {
+	return strconv.FormatFloat(float64(n)/megabyte, 'f', -1, 64)
+}
+
+// apply saves the settings and restarts a running server to use them.
+func (s *settingsTab) apply() {
+	s.result.Hide()
+	// The saved port is always fine (tests and hand-edited files may use
+	// 0, "any free port").
+	if err := s.port.Validate(); err != nil && strings.TrimSpace(s.port.Text) != strconv.Itoa(s.d.app.Settings().Port) {
+		s.d.showError("The port is not valid", fmt.Errorf("port: %w", err))
+		return
+	}
+	if err := s.maxUpload.Validate(); err != nil {
+		s.d.showError("The upload size is not valid", fmt.Errorf("largest upload: %w", err))
+		return
+	}
+	port, _ := strconv.Atoi(strings.TrimSpace(s.port.Text))
+	mb, _ := strconv.ParseFloat(strings.TrimSpace(s.maxUpload.Text), 64)
+	old := s.d.app.Settings()
+	next := old
+	next.Port, next.LAN = port, s.lan.Checked
+	if next.LAN && !old.LAN {
+		next.LANAddress = s.lanAddr
+	}
+	next.MaxUploadBytes = int64(mb * megabyte)
+	if megabytes(old.MaxUploadBytes) == strings.TrimSpace(s.maxUpload.Text) {
+		next.MaxUploadBytes = old.MaxUploadBytes // unchanged, whatever rounding did
+	}
+	if next.Port == old.Port && next.LAN == old.LAN && next.MaxUploadBytes == old.MaxUploadBytes {
+		s.showResult("Nothing to save: the settings are unchanged.")
+		return
+	}
+	if err := s.d.app.SaveSettings(next); err != nil {
+		s.d.showError("Could not save the settings", err)
+		s.load()
+		return
+	}
+	s.load()
+	if s.d.app.Server() != nil {
+		s.showResult("Saved. The server is restarting to use the new settings.")
+		s.d.RestartServer()
+	} else {
+		s.showResult("Saved. The new settings apply when the server starts.")
+	}
+}
+
+func (s *settingsTab) showResult(text string) {
+	s.result.SetText(text)
+	s.result.Show()
+}
+
+func (s *settingsTab) autostartChanged(on bool) {
+	if s.settingAutostart || s.d.opts.Autostart == nil {
+		return
+	}
+	var err error
+	if on {
+		err = s.d.opts.Autostart.Enable()
+	} else {
+		err = s.d.opts.Autostart.Disable()
+	}
+	if err != nil {
+		s.d.showError("Could not change whether Palpo starts on login", err)
+		s.load()
+	}
+}

@@ -1,0 +1,392 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/layout"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/app"
+	"github.com/palpo-im/palpo-desktop/assets"
+)
+
+// The first-run wizard: the server's name, the owner's account, whether
+// the home network may connect, then the work (with progress) and the
+// address to type into Element, with a QR code for phones.
+
+// Server name choices.
+const (
+	nameLocal  = "Just this computer and my home network"
+	nameLAN    = "A name my home network knows this computer by"
+	namePublic = "An internet domain I own"
+)
+
+// Wizard pages.
+const (
+	pageName = iota
+	pageOwner
+	pageNetwork
+	pageWork
+	pageDone
+)
+
+type wizard struct {
+	d       *Desktop
+	st      app.SetupState
+	content *fyne.Container
+
+	page  int
+	pages []fyne.CanvasObject
+	body  *fyne.Container
+	back  *widget.Button
+	next  *widget.Button
+	steps *widget.Label
+
+	// Server name.
+	nameChoice *widget.RadioGroup
+	nameEntry  *widget.Entry
+	nameHelp   *widget.Label
+	nameErr    *widget.Label
+
+	// Owner account.
+	owner     *widget.Entry
+	password  *widget.Entry
+	password2 *widget.Entry
+	ownerErr  *widget.Label
+
+	// Network.
+	lan     *widget.Check
+	lanAddr string
+
+	// Work and result.
+	workStep *widget.Label
+	workBar  *widget.ProgressBarInfinite
+	workErr  *errorView
+	retry    *widget.Button
+	userID   id.UserID
+	done     *fyne.Container
+	finish   *widget.Button
+}
+
+func newWizard(d *Desktop, st app.SetupState) *wizard {
+	w := &wizard{d: d, st: st, lanAddr: app.LANAddress()}
+	w.pages = []fyne.CanvasObject{w.namePage(), w.ownerPage(), w.networkPage(), w.workPage(), w.donePage()}
+	w.back = widget.NewButtonWithIcon("Back", theme.NavigateBackIcon(), w.goBack)
+	w.next = widget.NewButtonWithIcon("Next", theme.NavigateNextIcon(), w.goNext)
+	w.next.IconPlacement = widget.ButtonIconTrailingText
+	w.next.Importance = widget.HighImportance
+	w.steps = widget.NewLabel("")
+	w.body = container.NewStack()
+
+	icon := canvas.NewImageFromResource(assets.IconResource())
+	icon.FillMode = canvas.ImageFillContain
+	icon.SetMinSize(fyne.NewSquareSize(40))
+	title := heading("Welcome to Palpo")
+	header := container.NewHBox(icon, container.NewCenter(title), layout.NewSpacer(), container.NewCenter(w.steps))
+	w.content = container.NewPadded(container.NewBorder(
+		container.NewVBox(header, widget.NewSeparator()),
+		container.NewVBox(widget.NewSeparator(), container.NewHBox(w.back, layout.NewSpacer(), w.next)),
+		nil, nil, container.NewVScroll(container.NewPadded(w.body))))
+	w.show(pageName)
+	return w
+}
+
+func (w *wizard) show(page int) {
+	w.page = page
+	w.body.Objects = []fyne.CanvasObject{w.pages[page]}
+	w.body.Refresh()
+	if page < pageWork {
+		w.steps.SetText("Step " + string(rune('1'+page)) + " of 3")
+	} else {
+		w.steps.SetText("")
+	}
+	switch page {
+	case pageName:
+		w.back.Hide()
+	case pageWork, pageDone:
+		w.back.Hide()
+		w.next.Hide()
+		return
+	default:
+		w.back.Show()
+	}
+	w.next.Show()
+	if page == pageNetwork {
+		w.next.SetText("Set up Palpo")
+	} else {
+		w.next.SetText("Next")
+	}
+}
+
+func (w *wizard) goBack() {
+	if w.page > pageName {
+		w.show(w.page - 1)
+	}
+}
+
+func (w *wizard) goNext() {
+	switch w.page {
+	case pageName:
+		if err := w.checkName(); err != nil {
+			w.nameErr.SetText(plainError(err))
+			w.nameErr.Show()
+			return
+		}
+		w.nameErr.Hide()
+	case pageOwner:
+		if err := w.checkOwner(); err != nil {
+			w.ownerErr.SetText(plainError(err))
+			w.ownerErr.Show()
+			return
+		}
+		w.ownerErr.Hide()
+	case pageNetwork:
+		w.apply()
+		return
+	}
+	w.show(w.page + 1)
+}
+
+// --- Step 1: the server's name.
+
+func (w *wizard) namePage() fyne.CanvasObject {
+	w.nameErr = wrapped("")
+	w.nameErr.Importance = widget.DangerImportance
+	w.nameErr.Hide()
+	warning := wrapped("The server name becomes the end of every user ID (@you:name). " +
+		"It can never be changed once accounts or rooms exist.")
+	warning.Importance = widget.WarningImportance
+	warning.TextStyle = fyne.TextStyle{Bold: true}
+
+	if w.st.ServerNameFixed {
+		name := widget.NewLabelWithStyle(w.st.ServerName, fyne.TextAlignLeading, fyne.TextStyle{Monospace: true})
+		return container.NewVBox(
+			heading("Your server's name"),
+			wrapped("This server was started before, so its name is already chosen:"),
+			name,
+			wrapped("A server name can never change once the server has been started. "+
+				"Next, create the account you will use to sign in."),
+			w.nameErr)
+	}
+
+	w.nameEntry = widget.NewEntry()
+	w.nameHelp = wrapped("")
+	w.nameChoice = widget.NewRadioGroup([]string{nameLocal, nameLAN, namePublic}, w.nameChosen)
+	w.nameChoice.Required = true
+	w.nameChoice.SetSelected(nameLocal)
+	return container.NewVBox(
+		heading("Choose your server's name"),
+		wrapped("Palpo is your own Matrix server. People you add sign in to it from Element or another Matrix app."),
+		w.nameChoice,
+		w.nameEntry,
+		w.nameHelp,
+		warning,
+		w.nameErr,
+	)
+}
+
+// nameChosen explains the choice in one sentence and offers a name.
+func (w *wizard) nameChosen(choice string) {
+	switch choice {
+	case nameLocal:
+		w.nameEntry.SetText("localhost")
+		w.nameEntry.Disable()
+		w.nameHelp.SetText("The simplest choice: user IDs end in :localhost. It works for everyone on this computer " +
+			"and your home network, but this server can never talk to other Matrix servers.")
+	case nameLAN:
+		w.nameEntry.Enable()
+		w.nameEntry.SetText(localHostName())
+		w.nameEntry.SetPlaceHolder("mycomputer.local")
+		w.nameHelp.SetText("A name such as mycomputer.local that the devices in your home already use to reach this computer.")
+	case namePublic:
+		w.nameEntry.Enable()
+		w.nameEntry.SetText("")
+		w.nameEntry.SetPlaceHolder("example.org")
+		w.nameHelp.SetText("A domain you own, such as example.org, pointing at this computer: " +
+			"needed to talk to people on other Matrix servers later (federation).")
+	}
+}
+
+// localHostName is this computer's name on the local network (name.local).
+func localHostName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return ""
+	}
+	h = strings.ToLower(h)
+	if i := strings.IndexByte(h, '.'); i >= 0 {
+		h = h[:i]
+	}
+	return h + ".local"
+}
+
+// serverName is the name chosen.
+func (w *wizard) serverName() string {
+	if w.st.ServerNameFixed {
+		return w.st.ServerName
+	}
+	return strings.TrimSpace(strings.ToLower(w.nameEntry.Text))
+}
+
+func (w *wizard) checkName() error {
+	if w.st.ServerNameFixed {
+		return nil
+	}
+	name := w.serverName()
+	if name == "" {
+		return errors.New("type a server name, or choose \"" + nameLocal + "\"")
+	}
+	if err := app.CheckServerName(name); err != nil {
+		return err
+	}
+	if w.nameChoice.Selected != nameLocal && name == "localhost" {
+		return errors.New("that is the first choice; pick it, or type your computer's or domain's name")
+	}
+	return nil
+}
+
+// --- Step 2: the owner's account.
+
+func (w *wizard) ownerPage() fyne.CanvasObject {
+	w.owner = widget.NewEntry()
+	w.owner.SetPlaceHolder("for example: alice")
+	w.password = widget.NewPasswordEntry()
+	w.password2 = widget.NewPasswordEntry()
+	w.ownerErr = wrapped("")
+	w.ownerErr.Importance = widget.DangerImportance
+	w.ownerErr.Hide()
+	return container.NewVBox(
+		heading("Create your account"),
+		wrapped("This is the account you sign in with. It is also the server's admin: it can add people and change settings from Element."),
+		widget.NewForm(
+			widget.NewFormItem("User name", w.owner),
+			widget.NewFormItem("Password", w.password),
+			widget.NewFormItem("Repeat password", w.password2),
+		),
+		wrapped("User names use small letters, digits and . _ = - / + only."),
+		w.ownerErr,
+	)
+}
+
+func (w *wizard) checkOwner() error {
+	if w.password.Text != w.password2.Text {
+		return errors.New("the two passwords are not the same")
+	}
+	_, err := w.d.app.CheckOwner(w.serverName(), strings.TrimSpace(w.owner.Text), w.password.Text)
+	return err
+}
+
+// --- Step 3: the home network.
+
+func (w *wizard) networkPage() fyne.CanvasObject {
+	w.lan = widget.NewCheck("Let phones and other computers on my home network connect", nil)
+	note := wrapped("")
+	if w.lanAddr == "" {
+		w.lan.Disable()
+		note.SetText("This computer is not on a home network right now. You can turn this on later in Settings.")
+	} else {
+		note.SetText("Other devices will connect to this computer at " + w.lanAddr + ". " +
+			"Anyone on your network can then reach the sign-in page, so keep invites for people you trust. You can change this later in Settings.")
+	}
+	return container.NewVBox(
+		heading("Other devices"),
+		wrapped("Palpo always works on this computer. To use it from your phone, or from other computers at home, let them connect:"),
+		w.lan, note,
+	)
+}
+
+// --- Work: save, start, create the account.
+
+func (w *wizard) workPage() fyne.CanvasObject {
+	w.workStep = widget.NewLabel("")
+	w.workBar = widget.NewProgressBarInfinite()
+	w.workErr = newErrorView(w.d)
+	w.retry = widget.NewButtonWithIcon("Try again", theme.ViewRefreshIcon(), w.apply)
+	backToStart := widget.NewButtonWithIcon("Change my answers", theme.NavigateBackIcon(), func() { w.show(pageName) })
+	actions := container.NewHBox(backToStart, w.retry)
+	w.workErr.content.Add(actions)
+	return container.NewVBox(heading("Setting up Palpo"), w.workStep, w.workBar, w.workErr.content)
+}
+
+func (w *wizard) apply() {
+	w.show(pageWork)
+	w.workErr.set(nil)
+	w.workBar.Show()
+	w.workBar.Start()
+	w.workStep.SetText("Saving your choices…")
+	req := app.SetupRequest{
+		ServerName: w.serverName(),
+		Owner:      strings.TrimSpace(w.owner.Text),
+		Password:   w.password.Text,
+	}
+	if w.lan.Checked {
+		req.LANAddress = w.lanAddr
+	}
+	var userID id.UserID
+	w.d.async(func() error {
+		var err error
+		userID, err = w.d.app.ApplySetup(context.Background(), req, func(step string) {
+			w.d.do(func() { w.workStep.SetText(step) })
+		})
+		return err
+	}, func(err error) {
+		w.workBar.Stop()
+		w.workBar.Hide()
+		w.d.Refresh()
+		if err != nil {
+			w.workStep.SetText("Palpo could not be set up.")
+			w.workErr.set(err)
+			return
+		}
+		w.userID = userID
+		w.fillDone()
+		w.show(pageDone)
+	})
+}
+
+// --- Done: the address for Element, Copy, and a QR code for phones.
+
+func (w *wizard) donePage() fyne.CanvasObject {
+	w.done = container.NewVBox()
+	w.finish = widget.NewButtonWithIcon("Open Palpo", theme.ConfirmIcon(), func() {
+		w.d.showTabs()
+	})
+	w.finish.Importance = widget.HighImportance
+	return container.NewVBox(w.done, container.NewHBox(layout.NewSpacer(), w.finish))
+}
+
+func (w *wizard) fillDone() {
+	local, lans := w.d.app.Addresses()
+	address := func(u string) fyne.CanvasObject {
+		l := widget.NewLabelWithStyle(u, fyne.TextAlignLeading, fyne.TextStyle{Monospace: true})
+		l.Selectable = true
+		return container.NewHBox(l, widget.NewButtonWithIcon("Copy", theme.ContentCopyIcon(), func() { w.d.copyText(u) }))
+	}
+	objs := []fyne.CanvasObject{
+		heading("Palpo is ready"),
+		wrapped("In Element (or another Matrix app) choose \"Sign in\", change the homeserver to this address, " +
+			"and sign in as " + string(w.userID) + " with the password you chose:"),
+		address(local),
+	}
+	if len(lans) > 0 {
+		objs = append(objs,
+			wrapped("On a phone or another computer at home, use this address instead, or scan the code with the phone:"),
+			address(lans[0]))
+		if qr := qrImage(lans[0], 180); qr != nil {
+			objs = append(objs, container.NewHBox(qr))
+		}
+	} else {
+		objs = append(objs, wrapped("Only this computer can connect for now. To use Palpo from your phone, "+
+			"turn on \"Let phones and other computers on my home network connect\" in Settings."))
+	}
+	w.done.Objects = objs
+	w.done.Refresh()
+}
