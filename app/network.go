@@ -3,10 +3,7 @@ package app
 import (
 	"net"
 	"slices"
-	"strconv"
 	"strings"
-
-	"github.com/palpo-im/palpo-desktop/server"
 )
 
 // LANAddress guesses this computer's address on the home network: an IPv4
@@ -112,22 +109,4 @@ func (a *App) Addresses() (local string, lan []string) {
 		}
 	}
 	return local, lan
-}
-
-// portOf returns the port of a host:port listen address, or 0.
-func portOf(addr string) int {
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(p)
-	return n
-}
-
-// localURL is the client URL on this computer for a listen list.
-func localURL(listen []string) string {
-	if len(listen) == 0 {
-		return ""
-	}
-	return server.BaseURLForListenAddr(listen[0])
 }

@@ -66,7 +66,7 @@ func newBackupsTab(d *Desktop) *backupsTab {
 	b.openDir = widget.NewButtonWithIcon("Open", theme.FolderOpenIcon(), func() { d.openURL(folderURL(d.app.BackupDir())) })
 	b.backupNowB = widget.NewButtonWithIcon("Back up now", theme.UploadIcon(), b.backupNow)
 	b.backupNowB.Importance = widget.HighImportance
-	b.step = widget.NewLabel("")
+	b.step = wrapped("") // may name a long path
 	b.step.Hide()
 	b.bar = widget.NewProgressBar()
 	b.bar.Hide()
@@ -432,7 +432,7 @@ func (b *backupsTab) verifySelected() {
 				return
 			}
 			m := rep.Manifest
-			b.end(fmt.Sprintf("The backup is whole: %d users, %d rooms, %d media files.", m.Users, m.Rooms, m.MediaFiles()))
+			b.end(fmt.Sprintf("The backup is whole: %s, %s, %s.", plural(m.Users, "user"), plural(m.Rooms, "room"), plural(m.MediaFiles(), "media file")))
 			b.load()
 		})
 	})
@@ -445,10 +445,10 @@ func (b *backupsTab) restoreSelected() {
 	}
 	entry := *e
 	c := dialog.NewConfirm("Restore this backup?",
-		"Palpo will stop the server, check the whole backup, replace all of today's data with the backup from "+
+		"Palpo will stop the server, check the whole backup, replace the server's current data with the backup from "+
 			timeText(entry.Created)+", and start again.\n"+
 			"Messages and accounts made since then will be gone from the server. "+
-			"Today's data is kept in a folder inside the data folder, in case you need it.", func(yes bool) {
+			"The current data is kept in a folder inside the data folder, in case you need it.", func(yes bool) {
 			if yes {
 				b.withPassphrase(entry, "Restore backup", func(pass string) { b.runRestore(entry, pass) })
 			}
@@ -490,7 +490,7 @@ func (b *backupsTab) runRestore(e backup.Entry, pass string) {
 			return
 		}
 		m := res.Manifest
-		text := fmt.Sprintf("Restored the backup from %s: %d users, %d rooms.", timeText(e.Created), m.Users, m.Rooms)
+		text := fmt.Sprintf("Restored the backup from %s: %s, %s.", timeText(e.Created), plural(m.Users, "user"), plural(m.Rooms, "room"))
 		if res.Previous != "" {
 			text += " The data it replaced is in " + res.Previous + "."
 		}

@@ -50,13 +50,13 @@ func TestBackupsTabBackUpCheckRestore(t *testing.T) {
 	b.list.Select(0)
 	tap(t, b.verify)
 	d.Wait()
-	if !strings.Contains(b.step.Text, "The backup is whole: 1 users") {
+	if !strings.Contains(b.step.Text, "The backup is whole: 1 user, 0 rooms") {
 		t.Fatalf("check: %q", b.step.Text)
 	}
 
 	tap(t, b.restore)
 	dlg := dialogOnTop(t, d)
-	if !hasLabel(dlg, "replace all of today's data") {
+	if !hasLabel(dlg, "replace the server's current data") {
 		t.Fatalf("confirmation %q", labels(dlg))
 	}
 	tap(t, findButton(t, dlg, "Restore"))

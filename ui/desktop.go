@@ -23,7 +23,6 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
-	"fyne.io/fyne/v2/layout"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
@@ -136,6 +135,8 @@ func (d *Desktop) Begin() {
 	}, func(err error) {
 		if err == nil && st.Needed {
 			d.showWizard(st)
+			// Started hidden (at login) or not, the wizard needs a person.
+			d.ShowWindow()
 			return
 		}
 		d.showTabs()
@@ -150,6 +151,7 @@ func (d *Desktop) Begin() {
 func (d *Desktop) showWizard(st app.SetupState) {
 	d.wizard = newWizard(d, st)
 	d.win.SetContent(d.wizard.content)
+	d.Refresh()
 }
 
 // showTabs replaces the wizard (or the loading screen) with the tabs.
@@ -247,13 +249,21 @@ func (d *Desktop) StartLiveUpdates(interval time.Duration) {
 		logTick := time.NewTicker(250 * time.Millisecond)
 		defer logTick.Stop()
 		pendingLogs := false
-		for {
+		for tick := 0; ; {
 			select {
 			case <-d.stopCh:
 				return
 			case <-t.C:
 				d.do(d.Refresh)
-				d.do(d.refreshSelected)
+				// The figures on the Status tab follow every tick; the
+				// lists on the others every fifth, which is plenty for
+				// changes made elsewhere (a client, the command line).
+				tick++
+				d.do(func() {
+					if tick%5 == 0 || d.tabs.Selected().Content == d.status.content {
+						d.refreshSelected()
+					}
+				})
 			case <-logCh:
 				pendingLogs = true
 			case <-logTick.C:
@@ -312,7 +322,9 @@ func (d *Desktop) refreshSelected() {
 }
 
 // StartServer starts the server in the background, showing progress.
-func (d *Desktop) StartServer() { d.serverTask("Starting the server…", d.app.Start, "Could not start the server") }
+func (d *Desktop) StartServer() {
+	d.serverTask("Starting the server…", d.app.Start, "Could not start the server")
+}
 
 // StopServer stops the server in the background.
 func (d *Desktop) StopServer() {
@@ -419,9 +431,4 @@ func wrapped(text string) *widget.Label {
 	l := widget.NewLabel(text)
 	l.Wrapping = fyne.TextWrapWord
 	return l
-}
-
-// buttonRow puts buttons on the right.
-func buttonRow(objs ...fyne.CanvasObject) *fyne.Container {
-	return container.NewHBox(append([]fyne.CanvasObject{layout.NewSpacer()}, objs...)...)
 }

@@ -214,6 +214,11 @@ func (t *statusTab) loadStats() {
 			t.users.SetText(fmt.Sprint(stats.Users))
 			t.rooms.SetText(fmt.Sprint(stats.Rooms))
 			t.mediaSize.SetText(sizeText(stats.MediaBytes))
+		} else {
+			// Counted by the running server only.
+			t.users.SetText("–")
+			t.rooms.SetText("–")
+			t.mediaSize.SetText("–")
 		}
 		t.lastBackup.SetText(lastBackupText(last))
 	})

@@ -16,10 +16,11 @@ type trayMenu struct {
 
 	state, open, startStop, copyAddr, backup, quit *fyne.MenuItem
 
-	desk      desktop.App // set once installed
-	lastState app.State
-	lastBusy  string
-	shown     bool // the menu has shown a state at least once
+	desk       desktop.App // set once installed
+	lastState  app.State
+	lastBusy   string
+	lastWizard bool
+	shown      bool // the menu has shown a state at least once
 }
 
 func newTrayMenu(d *Desktop) *trayMenu {
@@ -57,10 +58,11 @@ func (t *trayMenu) toggleServer() {
 // something changed (Fyne rebuilds the whole menu each time).
 func (t *trayMenu) refresh(st app.Status) {
 	busy := t.d.busyText
-	if t.shown && st.State == t.lastState && busy == t.lastBusy {
+	inWizard := t.d.wizard != nil
+	if t.shown && st.State == t.lastState && busy == t.lastBusy && inWizard == t.lastWizard {
 		return
 	}
-	t.shown, t.lastState, t.lastBusy = true, st.State, busy
+	t.shown, t.lastState, t.lastBusy, t.lastWizard = true, st.State, busy, inWizard
 	text := "Palpo: " + stateText(st, busy)
 	t.state.Label = text
 	running := st.State == app.StateRunning
@@ -70,7 +72,9 @@ func (t *trayMenu) refresh(st app.Status) {
 		t.startStop.Label = "Start server"
 	}
 	idle := busy == "" && st.State != app.StateStarting
-	t.startStop.Disabled = !idle
+	// During the first-run wizard the wizard starts the server, once it
+	// knows the name and the addresses.
+	t.startStop.Disabled = !idle || t.d.wizard != nil
 	t.copyAddr.Disabled = !running
 	t.backup.Disabled = busy != ""
 	if t.desk == nil {

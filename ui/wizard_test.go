@@ -28,6 +28,9 @@ func TestWizardCreatesOwnerAndShowsAddress(t *testing.T) {
 	if a.Server() != nil {
 		t.Fatal("the server started before the wizard finished")
 	}
+	if item := d.TrayMenu().Items[3]; item.Label != "Start server" || !item.Disabled {
+		t.Fatalf("tray Start during the wizard: %q disabled %v", item.Label, item.Disabled)
+	}
 	content := d.win.Content()
 	for _, want := range []string{"Choose your server's name", "can never be changed", "Step 1 of 3"} {
 		if !hasLabel(content, want) {

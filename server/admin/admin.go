@@ -12,11 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -74,35 +72,12 @@ type adminHandler func(w http.ResponseWriter, r *http.Request, c *accounts.Calle
 // no token is 401 M_MISSING_TOKEN, a non-admin's token 403 M_FORBIDDEN.
 func (a *API) admin(h adminHandler) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		c, err := a.accounts.AuthenticateAdmin(r.Context(), accessToken(r), clientIP(r), r.UserAgent())
+		c, err := a.accounts.AuthenticateAdmin(r.Context(), httpapi.AccessToken(r), httpapi.ClientIP(r), r.UserAgent())
 		if err != nil {
 			return err
 		}
 		return h(w, r, c)
 	}
-}
-
-// accessToken extracts the access token as the client API does: the
-// Authorization header or, for old tools, the access_token query parameter.
-// (clientapi's helper is unexported; the rule is two lines.)
-func accessToken(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
-			return strings.TrimSpace(tok)
-		}
-		return ""
-	}
-	return r.URL.Query().Get("access_token")
-}
-
-// clientIP is the peer address; forwarded-for headers are not trusted (see
-// clientapi.clientIP).
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // pathUser is the {userId} path parameter, which must be a local user ID.

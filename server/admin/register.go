@@ -45,7 +45,7 @@ func (a *API) sharedSecretRegister(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	// Missing and mistyped fields are M_BAD_JSON, with Synapse's messages.
-	req := accounts.SharedSecretRequest{IP: clientIP(r), UserAgent: r.UserAgent()}
+	req := accounts.SharedSecretRequest{IP: httpapi.ClientIP(r), UserAgent: r.UserAgent()}
 	for _, f := range []struct {
 		name string
 		dst  *string

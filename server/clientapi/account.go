@@ -65,7 +65,7 @@ func (a *API) changePassword(w http.ResponseWriter, r *http.Request, c *accounts
 		Flows:     passwordFlows,
 		Operation: "password",
 		UserID:    c.UserID,
-		IP:        clientIP(r),
+		IP:        httpapi.ClientIP(r),
 	})
 	if err != nil {
 		return err
@@ -97,7 +97,7 @@ func (a *API) deactivate(w http.ResponseWriter, r *http.Request, c *accounts.Cal
 		Flows:     passwordFlows,
 		Operation: "deactivate",
 		UserID:    c.UserID,
-		IP:        clientIP(r),
+		IP:        httpapi.ClientIP(r),
 	})
 	if err != nil {
 		return err
@@ -161,7 +161,7 @@ func (a *API) addThreepid(w http.ResponseWriter, r *http.Request, c *accounts.Ca
 		Flows:     passwordFlows,
 		Operation: "add_threepid",
 		UserID:    c.UserID,
-		IP:        clientIP(r),
+		IP:        httpapi.ClientIP(r),
 	})
 	if err != nil {
 		return err

@@ -4,9 +4,7 @@
 package clientapi
 
 import (
-	"net"
 	"net/http"
-	"strings"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/e2ee"
@@ -105,32 +103,10 @@ type authedHandler func(w http.ResponseWriter, r *http.Request, c *accounts.Call
 // Authorization header or, for old clients, the access_token query parameter.
 func (a *API) authed(h authedHandler) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		c, err := a.accounts.AuthenticateToken(r.Context(), accessToken(r), clientIP(r), r.UserAgent())
+		c, err := a.accounts.AuthenticateToken(r.Context(), httpapi.AccessToken(r), httpapi.ClientIP(r), r.UserAgent())
 		if err != nil {
 			return err
 		}
 		return h(w, r, c)
 	}
-}
-
-// accessToken extracts the access token of a request, or "".
-func accessToken(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
-			return strings.TrimSpace(tok)
-		}
-		return ""
-	}
-	return r.URL.Query().Get("access_token")
-}
-
-// clientIP is the address the request came from. Palpo is reached directly
-// (no reverse proxy in front of a desktop app), so forwarded-for headers are
-// not trusted: anyone could forge them to dodge rate limits.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

@@ -84,7 +84,7 @@ func (a *API) deleteDevice(w http.ResponseWriter, r *http.Request, c *accounts.C
 		}
 	}
 	deviceID := id.DeviceID(r.PathValue("deviceId"))
-	if err := a.accounts.DeleteDevicesWithAuth(r.Context(), c, []id.DeviceID{deviceID}, true, req.Auth, clientIP(r)); err != nil {
+	if err := a.accounts.DeleteDevicesWithAuth(r.Context(), c, []id.DeviceID{deviceID}, true, req.Auth, httpapi.ClientIP(r)); err != nil {
 		return err
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})
@@ -98,7 +98,7 @@ func (a *API) deleteDevices(w http.ResponseWriter, r *http.Request, c *accounts.
 	if req.Devices == nil {
 		return accounts.MMissingParam.WithMessage("Missing devices")
 	}
-	if err := a.accounts.DeleteDevicesWithAuth(r.Context(), c, *req.Devices, false, req.Auth, clientIP(r)); err != nil {
+	if err := a.accounts.DeleteDevicesWithAuth(r.Context(), c, *req.Devices, false, req.Auth, httpapi.ClientIP(r)); err != nil {
 		return err
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})

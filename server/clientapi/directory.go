@@ -29,10 +29,10 @@ func (a *API) registerDirectory(rt *httpapi.Router) {
 // (the spec lets anyone call these endpoints); a token that is sent must
 // be valid.
 func (a *API) optionalCaller(r *http.Request) (*accounts.Caller, error) {
-	if accessToken(r) == "" {
+	if httpapi.AccessToken(r) == "" {
 		return nil, nil
 	}
-	return a.accounts.AuthenticateToken(r.Context(), accessToken(r), clientIP(r), r.UserAgent())
+	return a.accounts.AuthenticateToken(r.Context(), httpapi.AccessToken(r), httpapi.ClientIP(r), r.UserAgent())
 }
 
 func aliasParam(r *http.Request) id.RoomAlias {

@@ -111,7 +111,7 @@ func (a *API) uploadCrossSigningKeys(w http.ResponseWriter, r *http.Request, c *
 	if err := httpapi.ReadJSON(r, &req); err != nil {
 		return err
 	}
-	if err := a.deps.E2EE.UploadCrossSigningKeys(r.Context(), c, &req, clientIP(r)); err != nil {
+	if err := a.deps.E2EE.UploadCrossSigningKeys(r.Context(), c, &req, httpapi.ClientIP(r)); err != nil {
 		return err
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})

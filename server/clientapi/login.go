@@ -43,7 +43,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.ReadJSON(r, &req); err != nil {
 		return err
 	}
-	res, err := a.accounts.Login(r.Context(), &req, accounts.SessionParams{IP: clientIP(r), UserAgent: r.UserAgent()})
+	res, err := a.accounts.Login(r.Context(), &req, accounts.SessionParams{IP: httpapi.ClientIP(r), UserAgent: r.UserAgent()})
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (a *API) getLoginToken(w http.ResponseWriter, r *http.Request, c *accounts.
 	if err := httpapi.ReadJSON(r, &req); err != nil {
 		return err
 	}
-	token, ttl, err := a.accounts.RequestLoginToken(r.Context(), c, req.Auth, clientIP(r))
+	token, ttl, err := a.accounts.RequestLoginToken(r.Context(), c, req.Auth, httpapi.ClientIP(r))
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ type registerRequest struct {
 // Synapse does for both, so a client learns of a taken name or weak password
 // before the person spends an invite token.
 func (a *API) register(w http.ResponseWriter, r *http.Request) error {
-	ip := clientIP(r)
+	ip := httpapi.ClientIP(r)
 	// Every request counts, the UIA round trips too: each one without a
 	// session starts a new one, which must not be free.
 	if err := a.accounts.CheckRegisterRate(ip); err != nil {
@@ -105,7 +105,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) registerAvailable(w http.ResponseWriter, r *http.Request) error {
-	if err := a.accounts.CheckUsernameQueryRate(clientIP(r)); err != nil {
+	if err := a.accounts.CheckUsernameQueryRate(httpapi.ClientIP(r)); err != nil {
 		return err
 	}
 	// As Synapse: a closed server tells nobody which names exist.
@@ -123,7 +123,7 @@ func (a *API) registerAvailable(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) registrationTokenValidity(w http.ResponseWriter, r *http.Request) error {
-	if err := a.accounts.CheckTokenValidityRate(clientIP(r)); err != nil {
+	if err := a.accounts.CheckTokenValidityRate(httpapi.ClientIP(r)); err != nil {
 		return err
 	}
 	if !a.accounts.RegistrationEnabled() {
