@@ -50,16 +50,22 @@ func eventTypeParam(r *http.Request) (string, error) {
 	return t, nil
 }
 
+// roomAndEventType reads the {roomId} and {eventType} path parameters.
+func roomAndEventType(r *http.Request) (id.RoomID, string, error) {
+	roomID, err := roomIDParam(r)
+	if err != nil {
+		return "", "", err
+	}
+	evType, err := eventTypeParam(r)
+	return roomID, evType, err
+}
+
 type eventIDResponse struct {
 	EventID id.EventID `json:"event_id"`
 }
 
 func (a *API) sendMessage(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	roomID, err := roomIDParam(r)
-	if err != nil {
-		return err
-	}
-	evType, err := eventTypeParam(r)
+	roomID, evType, err := roomAndEventType(r)
 	if err != nil {
 		return err
 	}
@@ -76,11 +82,7 @@ func (a *API) sendMessage(w http.ResponseWriter, r *http.Request, c *accounts.Ca
 }
 
 func (a *API) putState(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	roomID, err := roomIDParam(r)
-	if err != nil {
-		return err
-	}
-	evType, err := eventTypeParam(r)
+	roomID, evType, err := roomAndEventType(r)
 	if err != nil {
 		return err
 	}
@@ -100,11 +102,7 @@ func (a *API) putState(w http.ResponseWriter, r *http.Request, c *accounts.Calle
 }
 
 func (a *API) getStateEvent(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	roomID, err := roomIDParam(r)
-	if err != nil {
-		return err
-	}
-	evType, err := eventTypeParam(r)
+	roomID, evType, err := roomAndEventType(r)
 	if err != nil {
 		return err
 	}

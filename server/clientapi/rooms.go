@@ -20,10 +20,10 @@ func (a *API) registerRooms(rt *httpapi.Router) {
 	rt.Handle(http.MethodPost, v3+"/join/{roomIdOrAlias}", a.authed(a.joinByIDOrAlias))
 	rt.Handle(http.MethodPost, v3+"/knock/{roomIdOrAlias}", a.authed(a.knock))
 	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/join", a.authed(a.joinRoom))
-	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/invite", a.authed(a.membershipOf(event.MembershipInvite)))
-	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/kick", a.authed(a.membershipOf(event.MembershipLeave)))
-	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/ban", a.authed(a.membershipOf(event.MembershipBan)))
-	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/unban", a.authed(a.unban))
+	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/invite", a.authed(a.membershipOf(event.MembershipInvite, false)))
+	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/kick", a.authed(a.membershipOf(event.MembershipLeave, false)))
+	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/ban", a.authed(a.membershipOf(event.MembershipBan, false)))
+	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/unban", a.authed(a.membershipOf(event.MembershipLeave, true)))
 	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/leave", a.authed(a.leave))
 	rt.Handle(http.MethodPost, v3+"/rooms/{roomId}/forget", a.authed(a.forget))
 	rt.Handle(http.MethodGet, v3+"/joined_rooms", a.authed(a.joinedRooms))
@@ -117,22 +117,42 @@ func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, c *accounts.Calle
 	return a.join(w, r, c, roomID, event.MembershipJoin)
 }
 
-// membershipOf serves invite, kick and ban: a change to another user.
-func (a *API) membershipOf(m event.Membership) authedHandler {
+// readTargetChange reads the room and the {user_id, reason} body of an
+// invite, kick, ban or unban.
+func readTargetChange(r *http.Request) (id.RoomID, membershipBody, error) {
+	var body membershipBody
+	roomID, err := roomIDParam(r)
+	if err != nil {
+		return "", body, err
+	}
+	if err := httpapi.ReadJSON(r, &body); err != nil {
+		return "", body, err
+	}
+	if _, _, err := body.UserID.ParseAndValidateRelaxed(); err != nil {
+		return "", body, mautrix.MInvalidParam.WithMessage("user_id must be a valid user ID")
+	}
+	return roomID, body, nil
+}
+
+// membershipOf serves invite, kick, ban and unban: a change to another
+// user. Unban is a leave that only applies to a banned user.
+func (a *API) membershipOf(m event.Membership, unban bool) authedHandler {
 	return func(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-		roomID, err := roomIDParam(r)
+		roomID, body, err := readTargetChange(r)
 		if err != nil {
 			return err
 		}
-		var body membershipBody
-		if err := httpapi.ReadJSON(r, &body); err != nil {
-			return err
-		}
-		if _, _, err := body.UserID.ParseAndValidateRelaxed(); err != nil {
-			return mautrix.MInvalidParam.WithMessage("user_id must be a valid user ID")
-		}
-		if m == event.MembershipLeave && body.UserID == c.UserID {
+		if m == event.MembershipLeave && body.UserID == c.UserID && !unban {
 			return mautrix.MForbidden.WithMessage("Use /leave to leave a room")
+		}
+		if unban {
+			current, err := a.rooms.MembershipOf(r.Context(), roomID, body.UserID)
+			if err != nil {
+				return err
+			}
+			if current != event.MembershipBan {
+				return mautrix.MForbidden.WithMessage(string(body.UserID) + " is not banned")
+			}
 		}
 		_, err = a.rooms.ChangeMembership(r.Context(), rooms.MembershipChange{
 			Sender: c.UserID, Target: body.UserID, RoomID: roomID, Membership: m, Reason: body.Reason,
@@ -142,34 +162,6 @@ func (a *API) membershipOf(m event.Membership) authedHandler {
 		}
 		return httpapi.WriteJSON(w, http.StatusOK, struct{}{})
 	}
-}
-
-func (a *API) unban(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	roomID, err := roomIDParam(r)
-	if err != nil {
-		return err
-	}
-	var body membershipBody
-	if err := httpapi.ReadJSON(r, &body); err != nil {
-		return err
-	}
-	if _, _, err := body.UserID.ParseAndValidateRelaxed(); err != nil {
-		return mautrix.MInvalidParam.WithMessage("user_id must be a valid user ID")
-	}
-	current, err := a.rooms.MembershipOf(r.Context(), roomID, body.UserID)
-	if err != nil {
-		return err
-	}
-	if current != event.MembershipBan {
-		return mautrix.MForbidden.WithMessage(string(body.UserID) + " is not banned")
-	}
-	_, err = a.rooms.ChangeMembership(r.Context(), rooms.MembershipChange{
-		Sender: c.UserID, Target: body.UserID, RoomID: roomID, Membership: event.MembershipLeave, Reason: body.Reason,
-	})
-	if err != nil {
-		return err
-	}
-	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})
 }
 
 func (a *API) leave(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
