@@ -37,7 +37,8 @@ define apt_install
 	fi
 endef
 
-.PHONY: all run test lint build build-headless deps test-deps e2e-deps check-go spec-coverage bench bench-startup clean
+.PHONY: all run test lint build build-headless deps test-deps e2e-deps check-go spec-coverage bench bench-startup clean \
+	package-linux package-windows package-test icons
 
 all: build
 
@@ -110,6 +111,36 @@ bench: check-go
 ## bench-startup: start-up time to the first /versions and idle memory of palpo serve
 bench-startup: build-headless
 	$(GO) run ./cmd/startup-bench -binary ./bin/palpo-headless
+
+## icons: regenerate assets/icons (hicolor PNGs, palpo.ico) from assets/icon.png
+icons: check-go
+	$(GO) run ./cmd/iconsizes -src assets/icon.png -out assets/icons
+
+# Debian's version of VERSION: 0.1.0-dev becomes 0.1.0~dev (sorts before 0.1.0).
+DEB_VERSION = $(subst -,~,$(VERSION))
+DEB_ARCH = $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB := dist/palpo_$(DEB_VERSION)_$(DEB_ARCH).deb
+PKG_DEBS := curl xdg-utils
+
+## package-linux: dist/palpo_<version>_<arch>.deb and dist/palpo-<version>-linux-<arch>.tar.gz
+package-linux: build
+	$(call apt_install,$(PKG_DEBS))
+	packaging/linux/build-deb.sh bin/palpo $(VERSION) dist
+	packaging/linux/build-archive.sh bin/palpo $(VERSION) dist
+	@ls -l $(DEB) dist/palpo-$(VERSION)-linux-*.tar.gz
+
+## package-test: build the .deb, install it, run the installed palpo serve, remove it
+package-test: package-linux
+	packaging/linux/test-deb.sh $(DEB)
+
+# The Windows version resource wants four numbers: 0.1.0-dev is 0.1.0.0.
+WIN_VERSION = $(shell v='$(VERSION)'; v=$${v%%-*}; IFS=.; set -- $$v 0 0 0; echo "$$1.$$2.$$3.0")
+WIN_DEBS := gcc-mingw-w64-x86-64 nsis
+
+## package-windows: bin/palpo.exe (mingw-w64 cross build) and dist/palpo-<version>-setup.exe (NSIS)
+package-windows: check-go
+	$(call apt_install,$(WIN_DEBS))
+	packaging/windows/build.sh $(VERSION) $(WIN_VERSION) dist
 
 clean:
 	rm -rf bin dist
