@@ -243,7 +243,7 @@ func openAdminTool(dataDirFlag string, env Env) (*adminTool, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDatabaseServerName(ctx, db, cfg.ServerName); err != nil {
+	if err := server.CheckServerName(ctx, db, cfg.ServerName); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -266,24 +266,6 @@ func (t *adminTool) control() (*controlClient, error) {
 		t.remote = c
 	}
 	return t.remote, nil
-}
-
-// checkDatabaseServerName is the server's start-up check (server.New):
-// accounts made here carry the server name, so a database created for
-// another name must be refused, and a new database is stamped with this one.
-func checkDatabaseServerName(ctx context.Context, db *storage.DB, name string) error {
-	stored, ok, err := db.Meta(ctx, storage.MetaServerName)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return db.SetMeta(ctx, storage.MetaServerName, name)
-	}
-	if stored != name {
-		return fmt.Errorf("server_name is %q in the config, but the database %s was created for %q; "+
-			"set server_name = %q in palpo.toml", name, db.Path(), stored, stored)
-	}
-	return nil
 }
 
 // Close closes the database and, when this process held it, releases the

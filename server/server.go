@@ -77,7 +77,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	if err := checkServerName(ctx, db, cfg.ServerName); err != nil {
+	if err := CheckServerName(ctx, db, cfg.ServerName); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -118,10 +118,11 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	return s, nil
 }
 
-// checkServerName records the server name in a new database and refuses to
+// CheckServerName records the server name in a new database and refuses to
 // run an existing database under another name: every user ID, room and
-// signature in it is tied to the name it was created with.
-func checkServerName(ctx context.Context, db *storage.DB, name string) error {
+// signature in it is tied to the name it was created with. The admin
+// commands run the same check when they open the database directly.
+func CheckServerName(ctx context.Context, db *storage.DB, name string) error {
 	stored, ok, err := db.Meta(ctx, storage.MetaServerName)
 	if err != nil {
 		return err
