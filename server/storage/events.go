@@ -344,20 +344,11 @@ func (db *DB) GetEvents(ctx context.Context, ids []id.EventID) (map[id.EventID]*
 
 // ForwardExtremities lists a room's forward extremities.
 func (db *DB) ForwardExtremities(ctx context.Context, roomID id.RoomID) ([]id.EventID, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT event_id FROM forward_extremities WHERE room_id = $1 ORDER BY event_id`, roomID)
+	out, err := queryColumn[id.EventID](ctx, db.reader, `SELECT event_id FROM forward_extremities WHERE room_id = $1 ORDER BY event_id`, roomID)
 	if err != nil {
 		return nil, fmt.Errorf("forward extremities: %w", err)
 	}
-	defer rows.Close()
-	var out []id.EventID
-	for rows.Next() {
-		var e id.EventID
-		if err := rows.Scan(&e); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // CurrentState returns a room's whole current state.

@@ -507,22 +507,13 @@ func (db *DB) DeviceListChangesFor(ctx context.Context, viewer id.UserID, from, 
 	if from >= to {
 		return nil, nil
 	}
-	rows, err := db.reader.QueryContext(ctx, `SELECT DISTINCT c.user_id FROM device_list_changes c
+	out, err := queryColumn[id.UserID](ctx, db.reader, `SELECT DISTINCT c.user_id FROM device_list_changes c
 WHERE c.stream_id > $2 AND c.stream_id <= $3
 AND (c.only_for = $1 OR (c.only_for IS NULL AND (c.user_id = $1 OR `+sharesRoomWith("c.user_id")+`)))`, viewer, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("device list changes for %s: %w", viewer, err)
 	}
-	defer rows.Close()
-	var out []id.UserID
-	for rows.Next() {
-		var u id.UserID
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // SharingRoomWith returns which of the candidates share a room with
@@ -557,22 +548,13 @@ AND b.type = 'm.room.member' AND b.membership IN ('join', 'invite') AND b.state_
 // DeviceListAudience returns the users to tell about a change to user's
 // devices: the joined members of every room user is joined or invited to.
 func (db *DB) DeviceListAudience(ctx context.Context, userID id.UserID) ([]id.UserID, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT DISTINCT a.state_key FROM current_state b JOIN current_state a ON a.room_id = b.room_id
+	out, err := queryColumn[id.UserID](ctx, db.reader, `SELECT DISTINCT a.state_key FROM current_state b JOIN current_state a ON a.room_id = b.room_id
 WHERE b.type = 'm.room.member' AND b.state_key = $1 AND b.membership IN ('join', 'invite')
 AND a.type = 'm.room.member' AND a.membership = 'join'`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("device list audience of %s: %w", userID, err)
 	}
-	defer rows.Close()
-	var out []id.UserID
-	for rows.Next() {
-		var u id.UserID
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // MemberDelta is how a user's membership of a room changed over a stream

@@ -114,20 +114,11 @@ func (db *DB) SharesRoom(ctx context.Context, a, b id.UserID) (bool, error) {
 
 // UsersSharingRooms lists everyone sharing a joined room with the user.
 func (db *DB) UsersSharingRooms(ctx context.Context, userID id.UserID) ([]id.UserID, error) {
-	rows, err := db.reader.QueryContext(ctx, sharedRoomUsers, userID)
+	out, err := queryColumn[id.UserID](ctx, db.reader, sharedRoomUsers, userID)
 	if err != nil {
 		return nil, fmt.Errorf("users sharing rooms: %w", err)
 	}
-	defer rows.Close()
-	var out []id.UserID
-	for rows.Next() {
-		var u id.UserID
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // StalePresence lists users shown online or unavailable whose clients last

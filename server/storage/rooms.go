@@ -79,20 +79,11 @@ func (db *DB) Membership(ctx context.Context, roomID id.RoomID, userID id.UserID
 
 // Members lists the users with the given current membership of a room.
 func (db *DB) Members(ctx context.Context, roomID id.RoomID, membership string) ([]id.UserID, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT state_key FROM current_state WHERE room_id = $1 AND type = 'm.room.member' AND membership = $2 ORDER BY state_key`, roomID, membership)
+	out, err := queryColumn[id.UserID](ctx, db.reader, `SELECT state_key FROM current_state WHERE room_id = $1 AND type = 'm.room.member' AND membership = $2 ORDER BY state_key`, roomID, membership)
 	if err != nil {
 		return nil, fmt.Errorf("members of %s: %w", roomID, err)
 	}
-	defer rows.Close()
-	var out []id.UserID
-	for rows.Next() {
-		var u id.UserID
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // ForgetRoom hides a left room from a user.
@@ -153,20 +144,11 @@ func (db *DB) DeleteAlias(ctx context.Context, alias id.RoomAlias) error {
 
 // RoomAliases lists a room's local aliases.
 func (db *DB) RoomAliases(ctx context.Context, roomID id.RoomID) ([]id.RoomAlias, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias`, roomID)
+	out, err := queryColumn[id.RoomAlias](ctx, db.reader, `SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias`, roomID)
 	if err != nil {
 		return nil, fmt.Errorf("room aliases: %w", err)
 	}
-	defer rows.Close()
-	var out []id.RoomAlias
-	for rows.Next() {
-		var a id.RoomAlias
-		if err := rows.Scan(&a); err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // TxnEvent returns the event a device already sent with a transaction ID,
