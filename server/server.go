@@ -28,6 +28,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/search"
+	"github.com/palpo-im/palpo-desktop/server/slidingsync"
 	"github.com/palpo-im/palpo-desktop/server/storage"
 	"github.com/palpo-im/palpo-desktop/server/syncer"
 	"github.com/palpo-im/palpo-desktop/server/todevice"
@@ -102,17 +103,18 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.media = media.New(db, cfg, dataDir, log)
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
 	clientapi.Register(s.router, clientapi.Deps{
-		ServerName: cfg.ServerName,
-		BaseURL:    s.ClientURL,
-		Accounts:   s.accounts,
-		Rooms:      s.rooms,
-		Sync:       s.sync,
-		Push:       s.push,
-		ToDevice:   todevice.New(db, cfg.ServerName, s.sync.Notifier(), log),
-		KeyBackup:  keybackup.New(db),
-		E2EE:       keys,
-		Media:      s.media,
-		Search:     search.New(db, s.rooms, s.sync, log),
+		ServerName:  cfg.ServerName,
+		BaseURL:     s.ClientURL,
+		Accounts:    s.accounts,
+		Rooms:       s.rooms,
+		Sync:        s.sync,
+		SlidingSync: slidingsync.New(db, s.rooms, s.sync, log),
+		Push:        s.push,
+		ToDevice:    todevice.New(db, cfg.ServerName, s.sync.Notifier(), log),
+		KeyBackup:   keybackup.New(db),
+		E2EE:        keys,
+		Media:       s.media,
+		Search:      search.New(db, s.rooms, s.sync, log),
 	})
 	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms})
 	return s, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/search"
+	"github.com/palpo-im/palpo-desktop/server/slidingsync"
 	"github.com/palpo-im/palpo-desktop/server/syncer"
 	"github.com/palpo-im/palpo-desktop/server/todevice"
 )
@@ -31,6 +32,8 @@ type Deps struct {
 	Rooms *rooms.Service
 	// Sync is the /sync engine; it also owns filters and account data.
 	Sync *syncer.Service
+	// SlidingSync is simplified sliding sync (MSC4186), for Element X.
+	SlidingSync *slidingsync.Service
 	// Push owns push rules, pushers and notifications.
 	Push *push.Service
 	// ToDevice sends to-device messages.
@@ -68,6 +71,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerRooms(rt)
 	a.registerRoomEvents(rt)
 	a.registerSync(rt)
+	a.registerSlidingSync(rt)
 	a.registerPush(rt)
 	a.registerMisc(rt)
 	a.registerToDevice(rt)

@@ -18,9 +18,16 @@ var SupportedVersions = []string{
 	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12",
 }
 
-// unstableFeatures are the MSCs advertised at /versions. It grows as they
-// are implemented (org.matrix.simplified_msc3575 with sliding sync).
-var unstableFeatures = map[string]bool{}
+// unstableFeatures are the MSCs advertised at /versions: those whose
+// service this server runs (org.matrix.simplified_msc3575 is sliding sync,
+// which is how Element X decides it can use this server).
+func (a *API) unstableFeatures() map[string]bool {
+	f := map[string]bool{}
+	if a.deps.SlidingSync != nil {
+		f["org.matrix.simplified_msc3575"] = true
+	}
+	return f
+}
 
 func (a *API) registerDiscovery(rt *httpapi.Router) {
 	rt.Handle(http.MethodGet, "/_matrix/client/versions", a.versions)
@@ -36,7 +43,7 @@ type versionsResponse struct {
 func (a *API) versions(w http.ResponseWriter, r *http.Request) error {
 	return httpapi.WriteJSON(w, http.StatusOK, versionsResponse{
 		Versions:         SupportedVersions,
-		UnstableFeatures: unstableFeatures,
+		UnstableFeatures: a.unstableFeatures(),
 	})
 }
 

@@ -144,6 +144,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 	if ev.Rejected {
 		return pos, nil
 	}
+	if err := updateRoomList(ctx, tx, ev, pos); err != nil {
+		return 0, err
+	}
 	if ev.Relation != nil {
 		if err := indexRelation(ctx, tx, ev, pos); err != nil {
 			return 0, err

@@ -44,8 +44,8 @@ func (s *Service) ephemeralSection(ctx context.Context, req *Request, since, cur
 	if len(joined) == 0 {
 		return nil
 	}
-	typing := s.typingSince(joined, since.Typing, full)
-	receipts, err := s.receiptContents(ctx, req.User, joined, since, cur, full)
+	typing := s.TypingSince(joined, since.Typing, full)
+	receipts, err := s.ReceiptContents(ctx, req.User, joined, since, cur, full)
 	if err != nil {
 		return err
 	}
@@ -85,11 +85,11 @@ func (s *Service) ephemeralSection(ctx context.Context, req *Request, since, cur
 	return nil
 }
 
-// receiptContents builds, per room, the content of an m.receipt event
+// ReceiptContents builds, per room, the content of an m.receipt event
 // ({event_id: {receipt_type: {user_id: {ts, thread_id?}}}}) from the
 // receipts in (since, cur] (all current ones when full). Other users'
 // private receipts are left out: only their owner may see them.
-func (s *Service) receiptContents(ctx context.Context, user id.UserID, roomIDs []id.RoomID, since, cur Token, full bool) (map[id.RoomID]map[string]any, error) {
+func (s *Service) ReceiptContents(ctx context.Context, user id.UserID, roomIDs []id.RoomID, since, cur Token, full bool) (map[id.RoomID]map[string]any, error) {
 	from := since.Receipts
 	if full {
 		from = 0

@@ -116,16 +116,41 @@ func timelineLimit(req *Request) int {
 	return defaultTimelineLimit
 }
 
-// timeline collects up to limit visible, filter-passing events of the room
-// in (from, to], newest last; limited reports that some were left out.
-func (s *Service) timeline(ctx context.Context, req *Request, roomID id.RoomID, from, to int64, joinedAt int64) (evs []*rooms.Event, limited bool, err error) {
-	limit := timelineLimit(req)
-	tf := timelineFilter(req)
-	upper := to
+// timeline collects the events of a /sync room entry: up to the filter's
+// limit of visible, filter-passing events in (from, to], newest last.
+func (s *Service) timeline(ctx context.Context, req *Request, roomID id.RoomID, from, to int64, joinedAt int64) ([]*rooms.Event, bool, error) {
+	return s.VisibleTimeline(ctx, TimelineQuery{
+		User: req.User, Ignored: req.ignored, RoomID: roomID, From: from, To: to,
+		Limit: timelineLimit(req), Filter: timelineFilter(req), JoinedAt: joinedAt,
+	})
+}
+
+// TimelineQuery asks for the newest events of a room a user may see.
+type TimelineQuery struct {
+	User     id.UserID
+	Ignored  map[id.UserID]bool // senders whose events are hidden (IgnoredUsers)
+	RoomID   id.RoomID
+	From, To int64 // the stream range (From, To]
+	Limit    int
+	Filter   *mautrix.FilterPart // nil: every event
+	// JoinedAt is the stream position of the user's current join (0 if
+	// not joined): later events are visible without a state lookup.
+	JoinedAt int64
+}
+
+// VisibleTimeline collects up to q.Limit visible, filter-passing events of
+// the room in (From, To], newest last; limited reports that some were left
+// out.
+func (s *Service) VisibleTimeline(ctx context.Context, q TimelineQuery) (evs []*rooms.Event, limited bool, err error) {
+	limit := q.Limit
+	if limit <= 0 {
+		return nil, q.To > q.From, nil
+	}
+	upper := q.To
 	// Fetch in batches, newest first, until the limit is filled with events
 	// the user may see and the filter lets through.
 	for range 20 {
-		batch, more, err := s.rooms.Timeline(ctx, roomID, from, upper, limit, true)
+		batch, more, err := s.rooms.Timeline(ctx, q.RoomID, q.From, upper, limit, true)
 		if err != nil {
 			return nil, false, err
 		}
@@ -135,19 +160,19 @@ func (s *Service) timeline(ctx context.Context, req *Request, roomID id.RoomID, 
 			if len(evs) == limit {
 				return reverse(evs), true, nil
 			}
-			ok, err := s.visible(ctx, req.User, ev, joinedAt)
+			ok, err := s.visible(ctx, q.User, ev, q.JoinedAt)
 			if err != nil {
 				return nil, false, err
 			}
-			if !ok || HiddenByIgnore(req.ignored, ev) {
+			if !ok || HiddenByIgnore(q.Ignored, ev) {
 				continue
 			}
-			if tf != nil {
+			if q.Filter != nil {
 				ce, err := s.rooms.ClientEvent(ctx, ev)
 				if err != nil {
 					return nil, false, err
 				}
-				if !allows(tf, ce) {
+				if !allows(q.Filter, ce) {
 					continue
 				}
 			}
@@ -370,15 +395,20 @@ func (s *Service) leftRoom(ctx context.Context, req *Request, m membershipRow, s
 	return lr, nil
 }
 
-// clientEvent converts a timeline event, adding unsigned.transaction_id for
-// the device that sent it (so the client can match its local echo).
+// clientEvent converts a timeline event for the syncing device.
 func (s *Service) clientEvent(ctx context.Context, req *Request, ev *rooms.Event) (*event.Event, error) {
+	return s.ClientEvent(ctx, req.User, req.Device, ev)
+}
+
+// ClientEvent converts a timeline event, adding unsigned.transaction_id
+// for the device that sent it (so the client can match its local echo).
+func (s *Service) ClientEvent(ctx context.Context, user id.UserID, device id.DeviceID, ev *rooms.Event) (*event.Event, error) {
 	ce, err := s.rooms.ClientEvent(ctx, ev)
 	if err != nil {
 		return nil, err
 	}
-	if ev.PDU.Sender == req.User && req.Device != "" {
-		txn, err := s.db.TxnIDOf(ctx, req.User, req.Device, ev.ID)
+	if ev.PDU.Sender == user && device != "" {
+		txn, err := s.db.TxnIDOf(ctx, user, device, ev.ID)
 		if err != nil {
 			return nil, err
 		}

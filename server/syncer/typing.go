@@ -180,10 +180,10 @@ func (s *Service) wakeRoom(ctx context.Context, roomID id.RoomID) {
 	s.notifier.Wake(users...)
 }
 
-// typingSince returns, for each of the rooms whose typing set changed after
+// TypingSince returns, for each of the rooms whose typing set changed after
 // position since (every room where someone is typing when all is set), the
 // users typing there now, sorted.
-func (s *Service) typingSince(roomIDs []id.RoomID, since int64, all bool) map[id.RoomID][]id.UserID {
+func (s *Service) TypingSince(roomIDs []id.RoomID, since int64, all bool) map[id.RoomID][]id.UserID {
 	t := &s.typing
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -159,16 +159,8 @@ func (s *Service) pushRulesAccountData(ctx context.Context, req *Request, resp *
 	if at < 0 && !full {
 		return nil
 	}
-	rs, err := push.LoadRuleset(ctx, s.db, req.User)
+	ev, err := s.PushRulesEvent(ctx, req.User)
 	if err != nil {
-		return err
-	}
-	content, err := push.RulesJSON(rs)
-	if err != nil {
-		return err
-	}
-	ev := &event.Event{Type: event.Type{Type: push.PushRulesType, Class: event.AccountDataEventType}}
-	if err := json.Unmarshal(content, &ev.Content); err != nil {
 		return err
 	}
 	if at >= 0 {
@@ -183,4 +175,42 @@ func (s *Service) pushRulesAccountData(ctx context.Context, req *Request, resp *
 		resp.AccountData.Events = append(resp.AccountData.Events, ev)
 	}
 	return nil
+}
+
+// PushRulesEvent is the user's m.push_rules account data, computed afresh
+// from their stored rules and the server's defaults.
+func (s *Service) PushRulesEvent(ctx context.Context, user id.UserID) (*event.Event, error) {
+	rs, err := push.LoadRuleset(ctx, s.db, user)
+	if err != nil {
+		return nil, err
+	}
+	content, err := push.RulesJSON(rs)
+	if err != nil {
+		return nil, err
+	}
+	ev := &event.Event{Type: event.Type{Type: push.PushRulesType, Class: event.AccountDataEventType}}
+	if err := json.Unmarshal(content, &ev.Content); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// UnreadCounts counts a user's unread notifications and highlights in a
+// room, threads included (sliding sync has one count per room).
+func (s *Service) UnreadCounts(ctx context.Context, user id.UserID, roomID id.RoomID) (mautrix.UnreadNotificationCounts, error) {
+	var out mautrix.UnreadNotificationCounts
+	rp, err := s.db.UserReadPositions(ctx, roomID, user)
+	if err != nil {
+		return out, err
+	}
+	main, byThread, err := s.db.UnreadPushActions(ctx, roomID, user, rp)
+	if err != nil {
+		return out, err
+	}
+	out.NotificationCount, out.HighlightCount = main.Notify, main.Highlight
+	for _, c := range byThread {
+		out.NotificationCount += c.Notify
+		out.HighlightCount += c.Highlight
+	}
+	return out, nil
 }

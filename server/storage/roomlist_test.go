@@ -1,0 +1,64 @@
+package storage
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+)
+
+// TestRoomListColumns checks that migration 0013 fills the room list's
+// columns from the events an older version stored, and that persisting
+// keeps them current: a message bumps the room, a reaction only moves its
+// last position.
+func TestRoomListColumns(t *testing.T) {
+	ctx := context.Background()
+	before := 0
+	for _, m := range migrations {
+		if m.name == "room_list" {
+			break
+		}
+		before = m.version
+	}
+	path := filepath.Join(t.TempDir(), "palpo.db")
+	db, err := open(ctx, path, 1, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldSchemaEvent(t, db, 1, "m.room.create", `{"type":"m.space"}`)
+	oldSchemaEvent(t, db, 2, "m.room.member", `{"membership":"join"}`)
+	oldSchemaEvent(t, db, 3, "m.room.message", `{"body":"hi"}`)
+	oldSchemaEvent(t, db, 4, "m.reaction", `{}`)
+	if _, err := db.writer.ExecContext(ctx, `UPDATE events SET state_key = '@alice:x', membership = 'join' WHERE event_id = '$ev2'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.writer.ExecContext(ctx, `INSERT INTO current_state (room_id, type, state_key, event_id, membership) VALUES ('!room:x', 'm.room.member', '@alice:x', '$ev2', 'join')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = Open(ctx, path, 1); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	entries, err := db.RoomListEntries(ctx, "@alice:x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := entries["!room:x"]
+	if e.BumpPos != 3 || e.LastPos != 4 || e.RoomType != "m.space" || e.Encrypted {
+		t.Fatalf("backfilled entry %+v, want bump 3, last 4, m.space", e)
+	}
+
+	n := 10
+	searchTestEvent(t, db, &n, "m.reaction", nil, `{}`)
+	entries, _ = db.RoomListEntries(ctx, "@alice:x")
+	if e := entries["!room:x"]; e.BumpPos != 3 || e.LastPos <= 4 {
+		t.Fatalf("after a reaction %+v: last moves, bump does not", e)
+	}
+	empty := ""
+	searchTestEvent(t, db, &n, "m.room.encrypted", nil, `{}`)
+	searchTestEvent(t, db, &n, "m.room.encryption", &empty, `{"algorithm":"m.megolm.v1.aes-sha2"}`)
+	entries, _ = db.RoomListEntries(ctx, "@alice:x")
+	if e := entries["!room:x"]; e.BumpPos != e.LastPos-1 {
+		t.Fatalf("after an encrypted message %+v: bump should be the message", e)
+	}
+}
