@@ -274,14 +274,11 @@ func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h 
 	states := make([]StateMap, 0, len(protos))
 	batch := make([]*storage.NewEvent, 0, len(protos))
 	// Later events of a batch are authorised against earlier ones before
-	// any is stored, so the cache holds them meanwhile; they are dropped
-	// again if the batch fails.
+	// any is stored, so the cache pins them meanwhile (an ordinary entry
+	// could be cleared under a full cache, losing the only copy); they are
+	// forgotten again if the batch fails.
 	defer func() {
-		if len(built) > 0 && built[0].StreamPos == 0 {
-			for _, ev := range built {
-				s.cache.dropEvent(ev.ID)
-			}
-		}
+		s.cache.unpin(built, len(built) > 0 && built[0].StreamPos != 0)
 	}()
 	for i, p := range protos {
 		if p.CheckRelation {
@@ -334,7 +331,7 @@ func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h 
 			h.state = newState
 		}
 		ev.RoomID = r.ID
-		s.cache.putEvent(ev)
+		s.cache.pin(ev)
 		built = append(built, ev)
 		states = append(states, h.state)
 		batch = append(batch, ne)

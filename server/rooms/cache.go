@@ -14,6 +14,9 @@ type cache struct {
 	rooms  map[id.RoomID]*room
 	events map[id.EventID]*Event
 	states map[int64]*stateSnapshot
+	// pinned are events built but not yet stored (a batch being sent):
+	// the only copy there is, so never cleared with events.
+	pinned map[id.EventID]*Event
 	// Memory bounds: when a map grows past its limit it is cleared. Crude,
 	// but safe, and the hot entries (auth events, current state) come back
 	// at once.
@@ -30,6 +33,7 @@ func newCache() *cache {
 		rooms:  map[id.RoomID]*room{},
 		events: map[id.EventID]*Event{},
 		states: map[int64]*stateSnapshot{},
+		pinned: map[id.EventID]*Event{},
 		// Sized for a personal server: the hot events (auth events, recent
 		// timelines) fit, and memory stays a few tens of megabytes.
 		maxEvents: 10000,
@@ -52,7 +56,34 @@ func (c *cache) putRoom(r *room) {
 func (c *cache) event(evID id.EventID) *Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.events[evID]
+	if ev, ok := c.events[evID]; ok {
+		return ev
+	}
+	return c.pinned[evID]
+}
+
+// pin holds an event that is not stored yet, so that later events of its
+// batch can be authorised against it whatever the cache clears meanwhile.
+func (c *cache) pin(ev *Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pinned[ev.ID] = ev
+}
+
+// unpin releases pinned events: stored ones move to the ordinary cache,
+// those of a failed batch are forgotten.
+func (c *cache) unpin(evs []*Event, stored bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range evs {
+		delete(c.pinned, ev.ID)
+		if stored {
+			if len(c.events) >= c.maxEvents {
+				clear(c.events)
+			}
+			c.events[ev.ID] = ev
+		}
+	}
 }
 
 func (c *cache) putEvent(ev *Event) {
