@@ -17,9 +17,13 @@
 //     round checks they all come back on their timeout. The clients run in
 //     a child process (this command re-run with -poller-child), so the RSS
 //     is the server's alone.
+//  4. sliding sync: a user in -sliding-rooms rooms of -sliding-events
+//     messages each; the first sliding sync response with a 20-room window
+//     as Element X asks for it against an initial GET /sync, bytes and time
+//     (sliding.go).
 //
-// Run it with `go run ./cmd/sync-bench`; -only wake|initial|hold runs one
-// part (part 3 alone gives the RSS of a fresh process).
+// Run it with `go run ./cmd/sync-bench`; -only wake|initial|hold|sliding
+// runs one part (part 3 alone gives the RSS of a fresh process).
 package main
 
 import (
@@ -63,7 +67,9 @@ func main() {
 	nEvents := flag.Int("events", 100, "part 2: messages per room")
 	runs := flag.Int("runs", 7, "part 2: warm initial syncs to time")
 	pollers := flag.Int("pollers", 1000, "part 3: users long-polling at once, one connection each")
-	only := flag.String("only", "", "run one part only: wake, initial or hold")
+	slidingRooms := flag.Int("sliding-rooms", 500, "part 4: rooms the user is in")
+	slidingEvents := flag.Int("sliding-events", 20, "part 4: messages per room")
+	only := flag.String("only", "", "run one part only: wake, initial, hold or sliding")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.StringVar(&memProfile, "memprofile", "", "part 3: write a heap profile to this file while the long-polls are held")
 	child := flag.Bool("poller-child", false, "internal: run as part 3's client process")
@@ -75,14 +81,14 @@ func main() {
 		}
 		return
 	}
-	if *rounds < 1 || *nRooms < 1 || *nEvents < 1 || *runs < 1 || *pollers < 1 {
-		fmt.Fprintln(os.Stderr, "sync-bench: -rounds, -rooms, -events, -runs and -pollers must be at least 1")
+	if *rounds < 1 || *nRooms < 1 || *nEvents < 1 || *runs < 1 || *pollers < 1 || *slidingRooms < 1 || *slidingEvents < 1 {
+		fmt.Fprintln(os.Stderr, "sync-bench: -rounds, -rooms, -events, -runs, -pollers and -sliding-* must be at least 1")
 		os.Exit(2)
 	}
 	switch *only {
-	case "", "wake", "initial", "hold":
+	case "", "wake", "initial", "hold", "sliding":
 	default:
-		fmt.Fprintln(os.Stderr, "sync-bench: -only must be wake, initial or hold")
+		fmt.Fprintln(os.Stderr, "sync-bench: -only must be wake, initial, hold or sliding")
 		os.Exit(2)
 	}
 	if *cpuProfile != "" {
@@ -107,6 +113,9 @@ func main() {
 	}
 	if err == nil && (*only == "" || *only == "hold") {
 		err = holdPolls(*pollers)
+	}
+	if err == nil && (*only == "" || *only == "sliding") {
+		err = slidingVsV3(*slidingRooms, *slidingEvents, *runs)
 	}
 	if err != nil {
 		pprof.StopCPUProfile()

@@ -252,6 +252,14 @@ func TestSlidingSyncListFollowsMessages(t *testing.T) {
 	if got := ssBodies(msgs.Chunk); len(got) == 0 || got[0] != "hello 3" {
 		t.Fatalf("/messages from prev_batch: %v", got)
 	}
+	// So does a pos, as the MSC allows.
+	msgs, err = alice.Messages(context.Background(), roomIDs[3], grown.Pos, "", mautrix.DirectionBackward, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ssBodies(msgs.Chunk); !slices.Equal(got, []string{"more in 3"}) {
+		t.Fatalf("/messages from a pos: %v", got)
+	}
 }
 
 func TestSlidingSyncRequiredStateAndLazyMembers(t *testing.T) {

@@ -35,9 +35,13 @@ func (t Token) String() string {
 // errBadToken answers a since or from that is not one of our tokens.
 var errBadToken = mautrix.MInvalidParam.WithMessage("Invalid stream token: start again without one")
 
-// ParseToken reads a token's text form.
+// ParseToken reads a token's text form. A sliding sync pos ("N/" and a
+// token) is read as its token: the MSC lets clients page /messages from it.
 func ParseToken(s string) (Token, error) {
 	var t Token
+	if _, tok, ok := strings.Cut(s, "/"); ok {
+		s = tok
+	}
 	rest, ok := strings.CutPrefix(s, "s")
 	if !ok || rest == "" {
 		return t, errBadToken
