@@ -118,7 +118,7 @@ func slidingVsV3(nRooms, nEvents, runs int) error {
 		}
 		var resp struct {
 			Lists map[string]struct{ Count int } `json:"lists"`
-			Rooms map[string]json.RawMessage    `json:"rooms"`
+			Rooms map[string]json.RawMessage     `json:"rooms"`
 		}
 		if err := json.Unmarshal(body, &resp); err != nil {
 			return 0, err
