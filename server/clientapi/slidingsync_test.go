@@ -465,8 +465,12 @@ func TestSlidingSyncInvitesAndLeaves(t *testing.T) {
 		t.Fatalf("events after the kick leaked: %v", ssBodies(r.Timeline))
 	}
 	// A new connection still lists the kicked room but not one the user
-	// left on their own.
+	// left on their own, nor one they were banned from without joining.
 	if _, err := alice.LeaveRoom(ctx, mine); err != nil {
+		t.Fatal(err)
+	}
+	preBanned := roomCreate(t, bob, &mautrix.ReqCreateRoom{Name: "Pre-banned"})
+	if _, err := bob.BanUser(ctx, preBanned, &mautrix.ReqBanUser{UserID: alice.UserID}); err != nil {
 		t.Fatal(err)
 	}
 	fresh := ss(t, alice, ts, "", body)
@@ -675,6 +679,15 @@ func TestSlidingSyncExtensions(t *testing.T) {
 	if len(acked.Extensions.ToDevice.Events) != 0 {
 		t.Fatalf("acknowledged to-device message resent: %+v", acked.Extensions.ToDevice)
 	}
+	// A since from another database (restored from an older backup) is
+	// not an error: nothing is acknowledged, nothing is pending.
+	body["extensions"].(map[string]any)["to_device"] = map[string]any{"enabled": true, "since": "999999"}
+	if far := ss(t, alice, ts, acked.Pos, body); len(far.Extensions.ToDevice.Events) != 0 {
+		t.Fatalf("since beyond the stream: %+v", far.Extensions.ToDevice)
+	}
+	body["extensions"].(map[string]any)["to_device"] = map[string]any{"enabled": true, "since": "soon"}
+	_, err = ssCall(alice, ts, "", 0, body)
+	roomErr(t, "to_device.since not a number", err, http.StatusBadRequest, "M_INVALID_PARAM")
 
 	// Scoping: receipts for a list that does not exist cover nothing.
 	body["extensions"] = map[string]any{"receipts": map[string]any{"enabled": true, "lists": []string{"other"}}}

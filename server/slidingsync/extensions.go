@@ -102,10 +102,16 @@ func (b *builder) toDevice(ctx context.Context, resp *Response) error {
 	since := b.prev.token.ToDevice
 	if cfg.Since != "" {
 		n, err := strconv.ParseInt(cfg.Since, 10, 64)
-		if err != nil || n < 0 || n > b.cur.ToDevice {
-			return mautrix.MInvalidParam.WithMessage("to_device.since is not a position this server gave")
+		if err != nil || n < 0 {
+			return mautrix.MInvalidParam.WithMessage("to_device.since must be a next_batch this server gave")
 		}
-		since = n
+		// A position beyond the stream comes from another database (one
+		// restored from an older backup): acknowledge nothing, send what
+		// is pending. Refusing would leave the client stuck, since it keeps
+		// its since across connections.
+		if n <= b.cur.ToDevice {
+			since = n
+		}
 	}
 	limit := toDeviceDefaultLimit
 	if cfg.Limit != nil && *cfg.Limit > 0 {

@@ -95,6 +95,11 @@ func (b *builder) keepLeft(ctx context.Context, r *listRoom) (bool, error) {
 	if b.prev.rooms[r.roomID] != nil {
 		return true, nil
 	}
+	if r.membership == event.MembershipBan {
+		// The MSC: not a room the user was banned from without ever
+		// joining it.
+		return b.s.db.EverJoined(ctx, b.who.User, r.roomID)
+	}
 	ev, err := b.s.rooms.Event(ctx, r.memberEvent)
 	if err != nil {
 		return false, err

@@ -98,3 +98,14 @@ FROM current_state WHERE room_id = $1 AND type = 'm.room.member'`, roomID).Scan(
 	}
 	return joined, invited, nil
 }
+
+// EverJoined tells whether a user was ever joined to a room.
+func (db *DB) EverJoined(ctx context.Context, userID id.UserID, roomID id.RoomID) (bool, error) {
+	var n int
+	err := db.reader.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM events
+WHERE type = 'm.room.member' AND state_key = $1 AND room_id = $2 AND membership = 'join' AND rejected = 0)`, userID, roomID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("joined before: %w", err)
+	}
+	return n == 1, nil
+}
