@@ -129,10 +129,10 @@ func slidingVsV3(nRooms, nEvents, runs int) error {
 		return len(body), nil
 	}
 	type result struct {
-		name       string
-		cold, size int
-		coldTime   time.Duration
-		warm       []time.Duration
+		name     string
+		size     int
+		coldTime time.Duration
+		warm     []time.Duration
 	}
 	var results []*result
 	// Sliding sync goes first after the restart, so its cold figure is
