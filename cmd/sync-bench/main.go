@@ -347,59 +347,89 @@ func nextBatch(body []byte) (string, error) {
 
 // part 2 -------------------------------------------------------------------
 
-func initialSync(nRooms, nEvents, runs int) error {
+// populated is a server whose reader is in rooms full of a writer's
+// messages.
+type populated struct {
+	b      *benchServer
+	dir    string
+	reader *user
+	made   time.Duration
+}
+
+// populate makes a server whose reader is in nRooms rooms of nEvents
+// messages each (through the rooms service, for speed), then restarts it
+// so the first requests meet empty caches, as after a reboot. close stops
+// it and removes its data.
+func populate(nRooms, nEvents int) (*populated, error) {
 	dir, err := os.MkdirTemp("", "palpo-sync-bench-")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	b, err := startServer(dir)
-	if err != nil {
-		return err
+	p := &populated{dir: dir}
+	if p.b, err = startServer(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
+	if err := p.fill(nRooms, nEvents); err != nil {
+		p.close()
+		return nil, err
+	}
+	p.b.stop()
+	if p.b, err = startServer(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *populated) fill(nRooms, nEvents int) error {
 	ctx := context.Background()
-	reader, err := b.newUser("reader")
-	if err != nil {
-		b.stop()
+	var err error
+	if p.reader, err = p.b.newUser("reader"); err != nil {
 		return err
 	}
-	writer, err := b.newUser("writer")
+	writer, err := p.b.newUser("writer")
 	if err != nil {
-		b.stop()
 		return err
 	}
 	t0 := time.Now()
-	rs := b.srv.Rooms()
+	rs := p.b.srv.Rooms()
 	for r := range nRooms {
 		name := fmt.Sprintf("Room %d", r)
-		roomID, err := rs.CreateRoom(ctx, reader.id, &rooms.CreateRoomRequest{Preset: rooms.PresetPublicChat, Name: &name})
+		roomID, err := rs.CreateRoom(ctx, p.reader.id, &rooms.CreateRoomRequest{Preset: rooms.PresetPublicChat, Name: &name})
+		if err == nil {
+			err = p.b.join(writer, roomID)
+		}
+		contents := make([][]byte, nEvents)
+		for e := range contents {
+			contents[e] = fmt.Appendf(nil, `{"msgtype":"m.text","body":"message %d of room %d"}`, e, r)
+		}
+		if err == nil {
+			_, err = rs.SendMessages(ctx, writer.id, roomID, event.EventMessage.Type, contents)
+		}
 		if err != nil {
-			b.stop()
-			return err
-		}
-		if err := b.join(writer, roomID); err != nil {
-			b.stop()
-			return err
-		}
-		for e := range nEvents {
-			content := fmt.Appendf(nil, `{"msgtype":"m.text","body":"message %d of room %d"}`, e, r)
-			if _, err := rs.Send(ctx, writer.id, writer.device, roomID, event.EventMessage.Type, content, ""); err != nil {
-				b.stop()
-				return err
-			}
+			return fmt.Errorf("room %d: %w", r, err)
 		}
 	}
-	made := time.Since(t0)
-	total := nRooms * nEvents
-	fmt.Printf("2. initial sync: a user in %d rooms of %d messages each (%d messages, made through the rooms service in %v, %.0f events/s)\n",
-		nRooms, nEvents, total, made.Round(time.Millisecond), float64(total)/made.Seconds())
+	p.made = time.Since(t0)
+	return nil
+}
 
-	// Restart, so the first sync meets empty caches, as after a reboot.
-	b.stop()
-	if b, err = startServer(dir); err != nil {
+func (p *populated) close() {
+	p.b.stop()
+	os.RemoveAll(p.dir)
+}
+
+func initialSync(nRooms, nEvents, runs int) error {
+	p, err := populate(nRooms, nEvents)
+	if err != nil {
 		return err
 	}
-	defer b.stop()
+	defer p.close()
+	b, reader := p.b, p.reader
+	total := nRooms * nEvents
+	fmt.Printf("2. initial sync: a user in %d rooms of %d messages each (%d messages, made through the rooms service in %v, %.0f events/s)\n",
+		nRooms, nEvents, total, p.made.Round(time.Millisecond), float64(total)/p.made.Seconds())
 	c := newHTTPClient()
 	var times []time.Duration
 	var size int

@@ -1,18 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"time"
 
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/event"
-
-	"github.com/palpo-im/palpo-desktop/server/rooms"
 )
 
 // part 4 -------------------------------------------------------------------
@@ -47,55 +42,14 @@ const elementXRequest = `{
 const slidingPath = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 
 func slidingVsV3(nRooms, nEvents, runs int) error {
-	dir, err := os.MkdirTemp("", "palpo-sync-bench-")
+	p, err := populate(nRooms, nEvents)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	b, err := startServer(dir)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	reader, err := b.newUser("reader")
-	if err != nil {
-		b.stop()
-		return err
-	}
-	writer, err := b.newUser("writer")
-	if err != nil {
-		b.stop()
-		return err
-	}
-	t0 := time.Now()
-	rs := b.srv.Rooms()
-	for r := range nRooms {
-		name := fmt.Sprintf("Room %d", r)
-		roomID, err := rs.CreateRoom(ctx, reader.id, &rooms.CreateRoomRequest{Preset: rooms.PresetPublicChat, Name: &name})
-		if err == nil {
-			err = b.join(writer, roomID)
-		}
-		contents := make([][]byte, nEvents)
-		for e := range contents {
-			contents[e] = fmt.Appendf(nil, `{"msgtype":"m.text","body":"message %d of room %d"}`, e, r)
-		}
-		if err == nil {
-			_, err = rs.SendMessages(ctx, writer.id, roomID, event.EventMessage.Type, contents)
-		}
-		if err != nil {
-			b.stop()
-			return fmt.Errorf("room %d: %w", r, err)
-		}
-	}
+	defer p.close()
+	b, reader := p.b, p.reader
 	fmt.Printf("4. /sync v3 against sliding sync: a user in %d rooms of %d messages each (made in %v)\n",
-		nRooms, nEvents, time.Since(t0).Round(time.Millisecond))
-
-	// Restart, so each first request meets empty caches.
-	b.stop()
-	if b, err = startServer(dir); err != nil {
-		return err
-	}
-	defer b.stop()
+		nRooms, nEvents, p.made.Round(time.Millisecond))
 	c := newHTTPClient()
 	v3 := func() (int, error) {
 		body, err := call(c, http.MethodGet, syncURL(b.url, "", 0), reader.token, nil)

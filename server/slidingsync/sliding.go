@@ -83,20 +83,15 @@ func (s *Service) Sync(ctx context.Context, who Caller, req *Request) (*Response
 			return nil, err
 		}
 		wait := time.Until(deadline)
-		if req.Pos == nil || b.hasNews(resp) || wait <= 0 {
+		woken := false
+		if req.Pos != nil && !b.hasNews(resp) && wait > 0 {
+			if woken, err = l.Wait(ctx, wait); err != nil {
+				return nil, err
+			}
+		}
+		if !woken {
 			resp.Pos = c.commit(next)
 			return resp, nil
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-l.C:
-			timer.Stop()
-		case <-timer.C:
-			// The timeout passed: one last look, answered even if empty.
-			deadline = time.Now()
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, ctx.Err()
 		}
 		l.Close()
 		l = s.sync.Notifier().Listen(who.User)

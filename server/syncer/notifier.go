@@ -1,7 +1,9 @@
 package syncer
 
 import (
+	"context"
 	"sync"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -54,6 +56,21 @@ func (l *Listener) Close() {
 }
 
 func (l *Listener) wake() { l.once.Do(func() { close(l.C) }) }
+
+// Wait waits until the listener is woken (true), the timeout passes
+// (false) or ctx ends (its error).
+func (l *Listener) Wait(ctx context.Context, timeout time.Duration) (bool, error) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-l.C:
+		return true, nil
+	case <-timer.C:
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
 
 // Wake wakes every listener of the given users.
 func (n *Notifier) Wake(users ...id.UserID) {

@@ -152,16 +152,12 @@ func (s *Service) Sync(ctx context.Context, req *Request) (*Response, error) {
 		if wait <= 0 {
 			return resp, nil
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-l.C:
-			timer.Stop()
-		case <-timer.C:
-			// One last look: the answer carries the newest token either way.
-			return resp, nil
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, ctx.Err()
+		woken, err := l.Wait(ctx, wait)
+		if err != nil {
+			return nil, err
+		}
+		if !woken {
+			return resp, nil // the answer carries the newest token either way
 		}
 		l.Close()
 		l = s.notifier.Listen(req.User)
