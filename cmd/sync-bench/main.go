@@ -651,6 +651,8 @@ func holdPolls(n int) error {
 		float64(rss)/1024, float64(baseRSS)/1024, float64(rss-baseRSS)/float64(n), float64(hwm)/1024)
 	fmt.Printf("   Go heap in use %.1f MiB, goroutine stacks %.1f MiB, Go runtime total %.1f MiB (Sys - HeapReleased); goroutines %d (%d before)\n",
 		float64(ms1.HeapInuse)/(1<<20), float64(ms1.StackInuse)/(1<<20), float64(ms1.Sys-ms1.HeapReleased)/(1<<20), goroutines, baseGoroutines)
+	anon, file := rssParts()
+	fmt.Printf("   of the RSS: %.1f MiB anonymous memory, %.1f MiB mapped files (the program's code)\n", float64(anon)/1024, float64(file)/1024)
 
 	tSend := time.Now()
 	if _, err := call(newHTTPClient(), http.MethodPut, sendURL(b.url, roomID, "wake-all"), host.token, []byte(`{"msgtype":"m.text","body":"wake up, everyone"}`)); err != nil {
@@ -793,25 +795,32 @@ func writeHeapProfile(path string) error {
 
 // rssKiB reads this process's resident set size and its peak from
 // /proc/self/status (0 where unavailable, as off Linux).
+// rssParts splits the RSS into anonymous memory (heaps, stacks, SQLite's
+// page cache) and file-backed pages (the executable).
+func rssParts() (anon, file int64) {
+	v := procStatusKiB()
+	return v["RssAnon"], v["RssFile"]
+}
+
 func rssKiB() (rss, hwm int64) {
+	v := procStatusKiB()
+	return v["VmRSS"], v["VmHWM"]
+}
+
+// procStatusKiB reads the kB figures of /proc/self/status.
+func procStatusKiB() map[string]int64 {
+	out := map[string]int64{}
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0, 0
+		return out
 	}
 	for line := range strings.SplitSeq(string(data), "\n") {
 		name, val, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		kib, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
-		switch name {
-		case "VmRSS":
-			rss = kib
-		case "VmHWM":
-			hwm = kib
+		if ok && strings.HasSuffix(val, " kB") {
+			out[name], _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
 		}
 	}
-	return rss, hwm
+	return out
 }
 
 func pct(sorted []time.Duration, p float64) time.Duration {

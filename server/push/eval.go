@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // This file evaluates push rules against an event, as the spec's "Push
@@ -107,7 +108,33 @@ const nonWord = `[^A-Za-z0-9_]`
 // globRegexp compiles a glob (* any run of characters, ? exactly one) into
 // a case-insensitive regular expression matching either the whole value,
 // or with words, any substring that starts and ends at word boundaries.
+// Compiled globs are shared: every user's default rules hold the same
+// patterns, and a regexp is safe for concurrent use. Without sharing, each
+// cached user's ruleset held its own copies (tens of kilobytes a user).
+var globCache struct {
+	sync.Mutex
+	m map[string]*regexp.Regexp
+}
+
+// maxGlobCache bounds the shared globs (user-made rules add their own).
+const maxGlobCache = 4096
+
 func globRegexp(glob string, words bool) *regexp.Regexp {
+	key := strconv.FormatBool(words) + glob
+	globCache.Lock()
+	defer globCache.Unlock()
+	if re, ok := globCache.m[key]; ok {
+		return re
+	}
+	re := compileGlob(glob, words)
+	if globCache.m == nil || len(globCache.m) >= maxGlobCache {
+		globCache.m = map[string]*regexp.Regexp{}
+	}
+	globCache.m[key] = re
+	return re
+}
+
+func compileGlob(glob string, words bool) *regexp.Regexp {
 	var b strings.Builder
 	b.WriteString(`(?is)`)
 	if words {
