@@ -819,3 +819,72 @@ func TestSlidingSyncBadInput(t *testing.T) {
 		t.Fatalf("pos in the body: %+v", resp)
 	}
 }
+
+// TestSlidingSyncElementXConnections runs Element X's two connections of
+// one device side by side: "room-list" (lists, no to-device) and
+// "encryption" (to-device and e2ee only), each long-polling. Each wakes for
+// its own news, and neither's pos works on the other.
+func TestSlidingSyncElementXConnections(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "Both"})
+	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	roomList := ssList([2]int{0, 19}, 1, [][2]string{{"m.room.member", "$LAZY"}, {"m.room.member", "$ME"}, {"m.room.name", ""}}, nil)
+	roomList["conn_id"] = "room-list"
+	roomList["extensions"] = map[string]any{"account_data": map[string]any{"enabled": true}, "receipts": map[string]any{"enabled": true, "rooms": []string{"*"}}}
+	encryption := map[string]any{"conn_id": "encryption", "extensions": map[string]any{
+		"to_device": map[string]any{"enabled": true}, "e2ee": map[string]any{"enabled": true},
+	}}
+	rl := ss(t, alice, ts, "", roomList)
+	enc := ss(t, alice, ts, "", encryption)
+	if len(enc.Rooms) != 0 || enc.Extensions.E2EE == nil || rl.Rooms[roomID] == nil || rl.Extensions.ToDevice != nil {
+		t.Fatalf("first responses: room list %+v, encryption %+v", rl, enc)
+	}
+	_, err := ssCall(alice, ts, rl.Pos, 0, encryption)
+	roomErr(t, "room-list pos on the encryption connection", err, http.StatusBadRequest, "M_UNKNOWN_POS")
+
+	type result struct {
+		resp *ssResp
+		err  error
+	}
+	poll := func(pos string, body map[string]any) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			r, err := ssCall(alice, ts, pos, 10*time.Second, body)
+			ch <- result{r, err}
+		}()
+		return ch
+	}
+	rlCh, encCh := poll(rl.Pos, roomList), poll(enc.Pos, encryption)
+	time.Sleep(100 * time.Millisecond)
+	_, err = bob.SendToDevice(ctx, event.Type{Type: "org.example.ping", Class: event.ToDeviceEventType}, &mautrix.ReqSendToDevice{
+		Messages: map[id.UserID]map[id.DeviceID]*event.Content{alice.UserID: {alice.DeviceID: {Raw: map[string]any{"n": 1}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-encCh:
+		if r.err != nil || len(r.resp.Extensions.ToDevice.Events) != 1 {
+			t.Fatalf("encryption connection: %+v %v", r.resp, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the to-device message did not wake the encryption connection")
+	}
+	ssSend(t, bob, roomID, "for the room list")
+	select {
+	case r := <-rlCh:
+		if r.err != nil || r.resp.Rooms[roomID] == nil || !slices.Equal(ssBodies(r.resp.Rooms[roomID].Timeline), []string{"for the room list"}) {
+			t.Fatalf("room list connection: %+v %v", r.resp, r.err)
+		}
+		if r.resp.Extensions.ToDevice != nil {
+			t.Fatal("the room list connection got to-device messages it did not ask for")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the message did not wake the room list connection")
+	}
+}
