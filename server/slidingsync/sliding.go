@@ -78,7 +78,12 @@ func (s *Service) Sync(ctx context.Context, who Caller, req *Request) (*Response
 		}
 		next := prev.clone()
 		b := &builder{s: s, who: who, req: req, prev: prev, next: next, cur: cur}
+		release, err := s.sync.BuildSlot(ctx)
+		if err != nil {
+			return nil, err
+		}
 		resp, err := b.build(ctx)
+		release()
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ package syncer
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -31,11 +32,16 @@ type Service struct {
 	OnReadReceipt func(user id.UserID)
 
 	stopSweeper context.CancelFunc
+
+	// builds bounds how many sync responses are assembled at once (see
+	// BuildSlot).
+	builds chan struct{}
 }
 
 // New builds the sync engine and subscribes it to new room events.
 func New(db *storage.DB, roomsSvc *rooms.Service, log *slog.Logger) *Service {
-	s := &Service{db: db, rooms: roomsSvc, notifier: NewNotifier(), log: log}
+	s := &Service{db: db, rooms: roomsSvc, notifier: NewNotifier(), log: log,
+		builds: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
 	roomsSvc.OnEvent(s.onRoomEvent)
 	return s
 }
@@ -141,7 +147,12 @@ func (s *Service) Sync(ctx context.Context, req *Request) (*Response, error) {
 				return nil, err
 			}
 		}
+		release, err := s.BuildSlot(ctx)
+		if err != nil {
+			return nil, err
+		}
 		resp, err := s.build(ctx, req, cur)
+		release()
 		if err != nil {
 			return nil, err
 		}
@@ -161,6 +172,21 @@ func (s *Service) Sync(ctx context.Context, req *Request) (*Response, error) {
 		}
 		l.Close()
 		l = s.notifier.Listen(req.User)
+	}
+}
+
+// BuildSlot waits for a turn to assemble a sync response and returns the
+// function that ends it. Building is CPU and memory work: when a thousand
+// clients sync at once (all reconnecting after a restart, or all woken by
+// one message), building a few at a time finishes as soon on a small
+// machine, while building all at once holds every half-built response in
+// memory together (hundreds of megabytes).
+func (s *Service) BuildSlot(ctx context.Context) (func(), error) {
+	select {
+	case s.builds <- struct{}{}:
+		return func() { <-s.builds }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
