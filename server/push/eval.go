@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // This file evaluates push rules against an event, as the spec's "Push
@@ -101,80 +100,14 @@ func (ev *Event) lookup(path []string) (any, bool) {
 	return cur, true
 }
 
-// nonWord matches a character that makes a word boundary (spec: "any
-// character not in the sets [A-Z], [a-z], [0-9] or _").
-const nonWord = `[^A-Za-z0-9_]`
-
-// globRegexp compiles a glob (* any run of characters, ? exactly one) into
-// a case-insensitive regular expression matching either the whole value,
-// or with words, any substring that starts and ends at word boundaries.
-// Compiled globs are shared: every user's default rules hold the same
-// patterns, and a regexp is safe for concurrent use. Without sharing, each
-// cached user's ruleset held its own copies (tens of kilobytes a user).
-var globCache struct {
-	sync.Mutex
-	m map[string]*regexp.Regexp
-}
-
-// maxGlobCache bounds the shared globs (user-made rules add their own).
-const maxGlobCache = 4096
-
-func globRegexp(glob string, words bool) *regexp.Regexp {
-	key := strconv.FormatBool(words) + glob
-	globCache.Lock()
-	defer globCache.Unlock()
-	if re, ok := globCache.m[key]; ok {
-		return re
-	}
-	re := compileGlob(glob, words)
-	if globCache.m == nil || len(globCache.m) >= maxGlobCache {
-		globCache.m = map[string]*regexp.Regexp{}
-	}
-	globCache.m[key] = re
-	return re
-}
-
-func compileGlob(glob string, words bool) *regexp.Regexp {
-	var b strings.Builder
-	b.WriteString(`(?is)`)
-	if words {
-		b.WriteString(`(?:^|` + nonWord + `)`)
-	} else {
-		b.WriteString(`^`)
-	}
-	for _, r := range glob {
-		switch r {
-		case '*':
-			b.WriteString(`.*`)
-		case '?':
-			b.WriteString(`.`)
-		default:
-			b.WriteString(regexp.QuoteMeta(string(r)))
-		}
-	}
-	if words {
-		b.WriteString(`(?:` + nonWord + `|$)`)
-	} else {
-		b.WriteString(`$`)
-	}
-	return regexp.MustCompile(b.String())
-}
-
-// literalWords matches s as a whole-word, case-insensitive substring (for
-// contains_display_name).
-func literalWords(s string, text string) bool {
-	re, err := regexp.Compile(`(?is)(?:^|` + nonWord + `)` + regexp.QuoteMeta(s) + `(?:` + nonWord + `|$)`)
-	return err == nil && re.MatchString(text)
-}
-
 // condition is a parsed push condition.
 type condition struct {
 	kind    string
 	key     string
 	path    []string
-	re      *regexp.Regexp // event_match
-	value   any            // event_property_is / _contains
-	cmp     string         // room_member_count
+	re      matcher // event_match
+	value   any     // event_property_is / _contains
+	cmp     string  // room_member_count
 	count   int
 	invalid bool // malformed: never matches
 }
@@ -203,7 +136,7 @@ func parseCondition(raw json.RawMessage) condition {
 			out.invalid = true
 			break
 		}
-		out.re = globRegexp(*c.Pattern, *c.Key == "content.body")
+		out.re = globMatcher(*c.Pattern, *c.Key == "content.body")
 	case "event_property_is", "event_property_contains":
 		if c.Key == nil || c.Value == nil {
 			out.invalid = true
@@ -307,7 +240,7 @@ func (c *condition) match(ev *Event, rc roomContext, user string) bool {
 			return false
 		}
 		name := rc.DisplayName(user)
-		return name != "" && literalWords(name, ev.body)
+		return name != "" && (literalMatcher{lit: name, words: true}).MatchString(ev.body)
 	case "room_member_count":
 		n := rc.MemberCount()
 		switch c.cmp {
@@ -332,7 +265,7 @@ func (c *condition) match(ev *Event, rc roomContext, user string) bool {
 type compiledRule struct {
 	rule    *Rule
 	conds   []condition
-	pattern *regexp.Regexp // content rules
+	pattern matcher // content rules
 	legacy  bool
 	out     Outcome
 }
@@ -354,7 +287,7 @@ func compile(rs *Ruleset) *compiled {
 					cr.conds = append(cr.conds, parseCondition(raw))
 				}
 			case k == Content:
-				cr.pattern = globRegexp(r.Pattern, true)
+				cr.pattern = globMatcher(r.Pattern, true)
 			}
 			list = append(list, cr)
 		}

@@ -19,8 +19,11 @@ type cache struct {
 	pinned map[id.EventID]*Event
 	// Memory bounds: when a map grows past its limit it is cleared. Crude,
 	// but safe, and the hot entries (auth events, current state) come back
-	// at once.
+	// at once. State snapshots are bounded by their entries too: a big
+	// room's snapshot holds one per member, and every join makes a new one.
 	maxEvents, maxStates int
+	maxStateEntries      int
+	stateEntries         int
 }
 
 type stateSnapshot struct {
@@ -36,8 +39,10 @@ func newCache() *cache {
 		pinned: map[id.EventID]*Event{},
 		// Sized for a personal server: the hot events (auth events, recent
 		// timelines) fit, and memory stays a few tens of megabytes.
-		maxEvents: 10000,
-		maxStates: 64,
+		maxEvents:       10000,
+		maxStates:       64,
+		maxStateEntries: 25000, // ~3 MB: 25 snapshots of a 1,000-member room
+
 	}
 }
 
@@ -111,8 +116,12 @@ func (c *cache) state(group int64) *stateSnapshot {
 func (c *cache) putState(group int64, s *stateSnapshot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.states) >= c.maxStates {
+	if len(c.states) >= c.maxStates || c.stateEntries+len(s.state) > c.maxStateEntries {
 		clear(c.states)
+		c.stateEntries = 0
+	}
+	if _, ok := c.states[group]; !ok {
+		c.stateEntries += len(s.state)
 	}
 	c.states[group] = s
 }
