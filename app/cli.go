@@ -175,6 +175,9 @@ func serve(dataDirFlag string, env Env) int {
 		defer cancel()
 	}
 	a.Logger().Info("starting Palpo", "version", Version, "data_dir", a.DataDir())
+	memCtx, stopMem := context.WithCancel(context.Background())
+	defer stopMem()
+	go ManageMemory(memCtx)
 	if err := a.Start(); err != nil {
 		a.Logger().Error("Palpo could not start", "error", err)
 		return 1

@@ -16,7 +16,8 @@
 //     (target: under 100 MB), then one message wakes them all and a last
 //     round checks they all come back on their timeout. The clients run in
 //     a child process (this command re-run with -poller-child), so the RSS
-//     is the server's alone.
+//     is the server's alone. The server runs under `palpo serve`'s memory
+//     policy (app.ManageMemory) for this part; GOMEMLIMIT overrides it.
 //  4. sliding sync: a user in -sliding-rooms rooms of -sliding-events
 //     messages each; the first sliding sync response with a 20-room window
 //     as Element X asks for it against an initial GET /sync, bytes and time
@@ -52,6 +53,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/palpo-im/palpo-desktop/app"
 	"github.com/palpo-im/palpo-desktop/server"
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/config"
@@ -504,6 +506,10 @@ func holdPolls(n int) error {
 	}
 	defer b.stop()
 	ctx := context.Background()
+	// The server's memory policy, as `palpo serve` runs it (app/memory.go).
+	memCtx, stopMem := context.WithCancel(ctx)
+	defer stopMem()
+	go app.ManageMemory(memCtx)
 	host, err := b.newUser("host")
 	if err != nil {
 		return err
