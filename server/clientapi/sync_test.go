@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -363,4 +364,57 @@ func TestSyncLeaveAndAccountData(t *testing.T) {
 	roomErr(t, "m.fully_read via account data", err, 405, "M_BAD_JSON")
 	_, err = bob.MakeFullRequest(ctx, mautrix.FullRequest{Method: http.MethodPut, URL: ts.URL + "/_matrix/client/v3/user/" + string(alice.UserID) + "/account_data/x", RequestJSON: map[string]any{}})
 	roomErr(t, "someone else's account data", err, 403, "M_FORBIDDEN")
+}
+
+// TestSyncLazyMembersIncremental checks lazy-loading across syncs: a
+// sender the client has not been sent the membership of gets it with
+// their first message, even in a small incremental sync; it is not sent
+// again with the next message (a redundant membership) unless the filter
+// sets include_redundant_members; and a sync from scratch starts over.
+func TestSyncLazyMembersIncremental(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	members := func(resp *mautrix.RespSync) []id.UserID {
+		var out []id.UserID
+		if jr := resp.Rooms.Join[roomID]; jr != nil {
+			for _, ev := range jr.State.Events {
+				if ev.Type == event.StateMember {
+					out = append(out, id.UserID(*ev.StateKey))
+				}
+			}
+		}
+		return out
+	}
+	for _, redundant := range []bool{false, true} {
+		for i := range 6 { // bob's messages out of the initial timeline
+			alice.SendText(ctx, roomID, fmt.Sprintf("filler %d", i))
+		}
+		filter, err := alice.CreateFilter(ctx, &mautrix.Filter{Room: &mautrix.RoomFilter{
+			Timeline: &mautrix.FilterPart{Limit: 5},
+			State:    &mautrix.FilterPart{LazyLoadMembers: true, IncludeRedundantMembers: redundant},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := syncOnce(t, alice, "", filter.FilterID, 0)
+		if got := members(first); slices.Contains(got, bob.UserID) {
+			t.Fatalf("bob has not spoken in the timeline, yet his membership came: %v", got)
+		}
+		bob.SendText(ctx, roomID, "hello from bob")
+		second := syncOnce(t, alice, first.NextBatch, filter.FilterID, 0)
+		if got := members(second); !slices.Contains(got, bob.UserID) {
+			t.Fatalf("redundant=%v: bob's first message came without his membership: %v", redundant, got)
+		}
+		bob.SendText(ctx, roomID, "bob again")
+		third := syncOnce(t, alice, second.NextBatch, filter.FilterID, 0)
+		if got := members(third); slices.Contains(got, bob.UserID) != redundant {
+			t.Fatalf("include_redundant_members=%v: bob's membership in the next sync: %v", redundant, got)
+		}
+	}
 }

@@ -242,8 +242,8 @@ func (s *Service) joinedRoom(ctx context.Context, req *Request, m membershipRow,
 	}
 	sf := stateFilter(req)
 	lazy := sf != nil && sf.LazyLoadMembers
-	if lazy && len(stateKeys) > 0 {
-		stateKeys = lazyMembers(stateKeys, evs, req.User)
+	if lazy {
+		stateKeys = s.lazyState(req, m.RoomID, stateKeys, stateAtStart, evs, full)
 	}
 	if len(stateKeys) > 0 {
 		stateEvs, err := s.rooms.StateEvents(ctx, stateKeys, nil)
@@ -285,6 +285,11 @@ func (s *Service) joinedRoom(ctx context.Context, req *Request, m membershipRow,
 	}
 	if !full && len(evs) == 0 && len(jr.State.Events) == 0 {
 		return nil, nil
+	}
+	if lazy {
+		dev := lazyDevice{req.User, req.Device}
+		s.lazy.record(dev, m.RoomID, jr.State.Events)
+		s.lazy.record(dev, m.RoomID, jr.Timeline.Events)
 	}
 	if full || lazy || hasMemberChange(evs) {
 		if err := s.summary(ctx, m.RoomID, req.User, jr); err != nil {

@@ -25,6 +25,7 @@ type Service struct {
 	notifier *Notifier
 	log      *slog.Logger
 	typing   typingState // who is typing where (typing.go)
+	lazy     lazySent    // memberships each device was sent (lazy.go)
 
 	// OnReadReceipt, when set, hears that a user's m.read or m.read.private
 	// receipt moved (push sends the user's devices their new badge count).
@@ -204,6 +205,9 @@ func (s *Service) build(ctx context.Context, req *Request, cur Token) (*Response
 	var since Token
 	if req.Since != nil {
 		since = *req.Since
+	} else {
+		// A sync from scratch: the client remembers no membership.
+		s.lazy.forget(lazyDevice{req.User, req.Device})
 	}
 	if err := s.roomsSection(ctx, req, since, cur, resp); err != nil {
 		return nil, err
