@@ -1,8 +1,15 @@
 package clientapi_test
 
 import (
+	"context"
 	"net/url"
 	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
 )
 
 func mustParse(t *testing.T, s string) *url.URL {
@@ -12,4 +19,27 @@ func mustParse(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// pairInRoom starts a server with alice and bob, both in a public room
+// alice made with the given name.
+func pairInRoom(t *testing.T, name string) (ts *testserver.Server, alice, bob *mautrix.Client, roomID id.RoomID) {
+	t.Helper()
+	ts = testserver.New(t)
+	alice = ts.RegisterUser("alice")
+	bob = ts.RegisterUser("bob")
+	roomID = roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: name})
+	if _, err := bob.JoinRoomByID(context.Background(), roomID); err != nil {
+		t.Fatal(err)
+	}
+	return ts, alice, bob, roomID
+}
+
+// toDeviceFrom sends one to-device message of type org.example.ping from
+// one client to another's device.
+func toDeviceFrom(from, to *mautrix.Client, content map[string]any) error {
+	_, err := from.SendToDevice(context.Background(), event.Type{Type: "org.example.ping", Class: event.ToDeviceEventType}, &mautrix.ReqSendToDevice{
+		Messages: map[id.UserID]map[id.DeviceID]*event.Content{to.UserID: {to.DeviceID: {Raw: content}}},
+	})
+	return err
 }

@@ -518,13 +518,7 @@ func TestSlidingSyncUnknownPos(t *testing.T) {
 }
 
 func TestSlidingSyncLongPollWakes(t *testing.T) {
-	ts := testserver.New(t)
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if _, err := bob.JoinRoomByID(context.Background(), roomID); err != nil {
-		t.Fatal(err)
-	}
+	ts, alice, bob, roomID := pairInRoom(t, "")
 	body := ssList([2]int{0, 9}, 5, nil, nil)
 	first := ss(t, alice, ts, "", body)
 
@@ -540,7 +534,9 @@ func TestSlidingSyncLongPollWakes(t *testing.T) {
 	// …and a message wakes it at once.
 	go func() {
 		time.Sleep(200 * time.Millisecond)
-		ssSend(t, bob, roomID, "wake up")
+		if _, err := bob.SendText(context.Background(), roomID, "wake up"); err != nil {
+			t.Error(err)
+		}
 	}()
 	start = time.Now()
 	woke, err := ssCall(alice, ts, idle.Pos, 20*time.Second, body)
@@ -556,14 +552,8 @@ func TestSlidingSyncLongPollWakes(t *testing.T) {
 }
 
 func TestSlidingSyncExtensions(t *testing.T) {
-	ts := testserver.New(t)
+	ts, alice, bob, roomID := pairInRoom(t, "Ext")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "Ext"})
-	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
-		t.Fatal(err)
-	}
 	evID := ssSend(t, bob, roomID, "read me")
 	if err := bob.SetReadMarkers(ctx, roomID, &mautrix.ReqSetReadMarkers{Read: evID}); err != nil {
 		t.Fatal(err)
@@ -641,12 +631,8 @@ func TestSlidingSyncExtensions(t *testing.T) {
 			func(r *ssResp) bool { return r.Extensions.Receipts.Rooms[roomID] != nil }},
 		{"account data", func() error { return alice.SetAccountData(ctx, "org.example.later", map[string]any{}) },
 			func(r *ssResp) bool { return len(r.Extensions.AccountData.Global) == 1 }},
-		{"to-device", func() error {
-			_, err := bob.SendToDevice(ctx, event.Type{Type: "org.example.ping", Class: event.ToDeviceEventType}, &mautrix.ReqSendToDevice{
-				Messages: map[id.UserID]map[id.DeviceID]*event.Content{alice.UserID: {alice.DeviceID: {Raw: map[string]any{"n": 1}}}},
-			})
-			return err
-		}, func(r *ssResp) bool { return len(r.Extensions.ToDevice.Events) == 1 }},
+		{"to-device", func() error { return toDeviceFrom(bob, alice, map[string]any{"n": 1}) },
+			func(r *ssResp) bool { return len(r.Extensions.ToDevice.Events) == 1 }},
 	}
 	var lastToDevice *ssResp
 	for _, st := range steps {
@@ -825,14 +811,7 @@ func TestSlidingSyncBadInput(t *testing.T) {
 // "encryption" (to-device and e2ee only), each long-polling. Each wakes for
 // its own news, and neither's pos works on the other.
 func TestSlidingSyncElementXConnections(t *testing.T) {
-	ts := testserver.New(t)
-	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "Both"})
-	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
-		t.Fatal(err)
-	}
+	ts, alice, bob, roomID := pairInRoom(t, "Both")
 	roomList := ssList([2]int{0, 19}, 1, [][2]string{{"m.room.member", "$LAZY"}, {"m.room.member", "$ME"}, {"m.room.name", ""}}, nil)
 	roomList["conn_id"] = "room-list"
 	roomList["extensions"] = map[string]any{"account_data": map[string]any{"enabled": true}, "receipts": map[string]any{"enabled": true, "rooms": []string{"*"}}}
@@ -861,10 +840,7 @@ func TestSlidingSyncElementXConnections(t *testing.T) {
 	}
 	rlCh, encCh := poll(rl.Pos, roomList), poll(enc.Pos, encryption)
 	time.Sleep(100 * time.Millisecond)
-	_, err = bob.SendToDevice(ctx, event.Type{Type: "org.example.ping", Class: event.ToDeviceEventType}, &mautrix.ReqSendToDevice{
-		Messages: map[id.UserID]map[id.DeviceID]*event.Content{alice.UserID: {alice.DeviceID: {Raw: map[string]any{"n": 1}}}},
-	})
-	if err != nil {
+	if err := toDeviceFrom(bob, alice, map[string]any{"n": 1}); err != nil {
 		t.Fatal(err)
 	}
 	select {

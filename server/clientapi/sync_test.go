@@ -372,14 +372,8 @@ func TestSyncLeaveAndAccountData(t *testing.T) {
 // again with the next message (a redundant membership) unless the filter
 // sets include_redundant_members; and a sync from scratch starts over.
 func TestSyncLazyMembersIncremental(t *testing.T) {
-	ts := testserver.New(t)
+	_, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
-		t.Fatal(err)
-	}
 	members := func(resp *mautrix.RespSync) []id.UserID {
 		var out []id.UserID
 		if jr := resp.Rooms.Join[roomID]; jr != nil {
