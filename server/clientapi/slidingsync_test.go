@@ -361,6 +361,11 @@ func TestSlidingSyncNamelessRoomHeroes(t *testing.T) {
 	if len(notDM.Rooms) != 0 || notDM.Lists["all"].Count != 0 {
 		t.Fatalf("is_dm false matched the DM: %+v", notDM)
 	}
+	// Bob's side: an invite sent with is_direct is a DM before he lists it.
+	invite := ss(t, bob, ts, "", ssList([2]int{0, 0}, 1, nil, map[string]any{"is_dm": true}))
+	if r := invite.Rooms[roomID]; r == nil || r.Membership != "invite" || r.IsDM == nil || !*r.IsDM {
+		t.Fatalf("DM invite: %+v", invite.Rooms)
+	}
 }
 
 func TestSlidingSyncRoomSubscription(t *testing.T) {

@@ -141,15 +141,15 @@ func (b *builder) strippedRoom(ctx context.Context, m *match, cfg *roomConfig, s
 	stamp := r.stamp
 	rr := &RoomResult{Initial: true, InviteState: stripped, StrippedState: stripped, Membership: string(r.membership),
 		Lists: m.lists, BumpStamp: &stamp}
-	dms, err := b.directRooms(ctx)
+	isDM, err := b.isDM(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	if dms[r.roomID] {
+	if isDM {
 		rr.IsDM = ptr(true)
 	}
 	b.next.rooms[r.roomID] = &sentRoom{membership: string(r.membership), memberEvent: r.memberEvent, stripped: true,
-		pos: r.memberPos, config: cfg, isDM: dms[r.roomID]}
+		pos: r.memberPos, config: cfg, isDM: isDM}
 	return rr, nil
 }
 

@@ -137,6 +137,24 @@ func (b *builder) directRooms(ctx context.Context) (map[id.RoomID]bool, error) {
 	return out, nil
 }
 
+// isDM tells whether a room is a direct chat: listed in m.direct, or for
+// an invite, sent with is_direct (the user has not had the chance to list
+// it yet).
+func (b *builder) isDM(ctx context.Context, r *listRoom) (bool, error) {
+	dms, err := b.directRooms(ctx)
+	if err != nil || dms[r.roomID] || r.membership != event.MembershipInvite {
+		return dms[r.roomID], err
+	}
+	ev, err := b.s.rooms.Event(ctx, r.memberEvent)
+	if err != nil {
+		return false, err
+	}
+	var content struct {
+		IsDirect bool `json:"is_direct"`
+	}
+	return json.Unmarshal(ev.PDU.Content, &content) == nil && content.IsDirect, nil
+}
+
 func (b *builder) roomTags(ctx context.Context) (map[id.RoomID]map[string]bool, error) {
 	if b.filters.tags != nil {
 		return b.filters.tags, nil
@@ -212,11 +230,11 @@ func (b *builder) passes(ctx context.Context, f *ListFilters, r *listRoom, byID 
 		return false, nil
 	}
 	if f.IsDM != nil {
-		dms, err := b.directRooms(ctx)
+		isDM, err := b.isDM(ctx, r)
 		if err != nil {
 			return false, err
 		}
-		if *f.IsDM != dms[r.roomID] {
+		if *f.IsDM != isDM {
 			return false, nil
 		}
 	}
