@@ -34,4 +34,17 @@ out=$(cd "$out" && pwd)
 setup=$out/palpo-$version-setup.exe
 makensis -V2 -NOCD -DVERSION="$version" -DWIN_VERSION="$winversion" \
 	-DREPO="$repo" -DOUTFILE="$setup" "$here/palpo.nsi"
+
+# Check what was built: both are 64-bit Windows programs, and palpo.exe is a
+# GUI program (no console window), as -H windowsgui asks.
+pe_field() { # file offset-from-PE-header length: the little-endian value
+	local pe
+	pe=$(od -An -tu4 -j60 -N4 "$1" | tr -d ' ')
+	od -An -tu"$3" -j$((pe + $2)) -N"$3" "$1" | tr -d ' '
+}
+for exe in bin/palpo.exe "$setup"; do
+	[ "$(head -c2 "$exe")" = MZ ] || { echo "$exe is not a Windows program" >&2; exit 1; }
+done
+[ "$(pe_field bin/palpo.exe 4 2)" = $((0x8664)) ] || { echo "bin/palpo.exe is not built for x86-64" >&2; exit 1; }
+[ "$(pe_field bin/palpo.exe 92 2)" = 2 ] || { echo "bin/palpo.exe is not a GUI program" >&2; exit 1; }
 ls -l bin/palpo.exe "$setup"
