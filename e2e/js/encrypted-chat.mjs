@@ -1,7 +1,9 @@
 // Two users chat in an encrypted room through Palpo, each with Element's SDK
 // (matrix-js-sdk and its Rust crypto), and each must decrypt the other's
-// message. Run by server/e2e_js_test.go, which starts the server and creates
-// the accounts: node encrypted-chat.mjs BASE_URL CREDENTIALS_JSON
+// message. Run by server/element_sdk_test.go, which starts the server and
+// creates the accounts: node encrypted-chat.mjs BASE_URL CREDENTIALS_JSON [sliding]
+// With "sliding", both clients sync with simplified sliding sync (MSC4186),
+// as Element Web's sliding sync mode does, instead of /sync.
 //
 // The SDK declares Node 22; on Node 20 it needs Promise.withResolvers.
 if (!Promise.withResolvers) {
@@ -20,7 +22,9 @@ const quiet = {
   warn: console.warn, error: console.error, getChild() { return quiet; },
 };
 
-const [baseUrl, credsJSON] = process.argv.slice(2);
+const [baseUrl, credsJSON, mode] = process.argv.slice(2);
+const sliding = mode === "sliding";
+const { SlidingSync } = await import("matrix-js-sdk/lib/sliding-sync.js");
 const creds = JSON.parse(credsJSON);
 const deadline = Date.now() + 60_000;
 
@@ -38,7 +42,17 @@ async function start({ userId, accessToken, deviceId }) {
       if (state === "PREPARED") resolve();
     });
   });
-  await client.startClient({ initialSyncLimit: 20 });
+  if (sliding) {
+    // One list over every room, with all state (the crypto needs the
+    // members), and the to-device, e2ee, account data, receipts and typing
+    // extensions the SDK registers by itself.
+    const everything = { timeline_limit: 20, required_state: [["*", "*"]] };
+    const lists = new Map([["all", { ranges: [[0, 99]], ...everything }]]);
+    const slidingSync = new SlidingSync(baseUrl, lists, everything, client, 5000);
+    await client.startClient({ slidingSync });
+  } else {
+    await client.startClient({ initialSyncLimit: 20 });
+  }
   await ready;
   return client;
 }
