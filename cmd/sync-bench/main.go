@@ -352,10 +352,12 @@ func nextBatch(body []byte) (string, error) {
 // populated is a server whose reader is in rooms full of a writer's
 // messages.
 type populated struct {
-	b      *benchServer
-	dir    string
-	reader *user
-	made   time.Duration
+	b       *benchServer
+	dir     string
+	reader  *user
+	writer  *user
+	roomIDs []id.RoomID
+	made    time.Duration
 }
 
 // populate makes a server whose reader is in nRooms rooms of nEvents
@@ -390,10 +392,10 @@ func (p *populated) fill(nRooms, nEvents int) error {
 	if p.reader, err = p.b.newUser("reader"); err != nil {
 		return err
 	}
-	writer, err := p.b.newUser("writer")
-	if err != nil {
+	if p.writer, err = p.b.newUser("writer"); err != nil {
 		return err
 	}
+	writer := p.writer
 	t0 := time.Now()
 	rs := p.b.srv.Rooms()
 	for r := range nRooms {
@@ -412,6 +414,7 @@ func (p *populated) fill(nRooms, nEvents int) error {
 		if err != nil {
 			return fmt.Errorf("room %d: %w", r, err)
 		}
+		p.roomIDs = append(p.roomIDs, roomID)
 	}
 	p.made = time.Since(t0)
 	return nil

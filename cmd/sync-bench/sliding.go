@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
@@ -117,7 +118,71 @@ func slidingVsV3(nRooms, nEvents, runs int) error {
 			ms(r.coldTime), ms(pct(r.warm, 0.5)), ms(r.warm[0]), ms(r.warm[len(r.warm)-1]), len(r.warm))
 	}
 	s, v := results[0], results[1]
-	fmt.Printf("   sliding sync: %.1f %% of the v3 bytes (target < 10 %%), warm median %v (target < 50ms)\n\n",
+	fmt.Printf("   sliding sync: %.1f %% of the v3 bytes (target < 10 %%), warm median %v (target < 50ms)\n",
 		100*float64(s.size)/float64(v.size), ms(pct(s.warm, 0.5)))
+	return slidingWake(p, runs*10)
+}
+
+// slidingWake times a sliding sync long-poll's wake-up: the reader waits
+// with Element X's request, the writer sends a message over HTTP to a room
+// (each round another, so it moves into the window), and the time from the
+// start of the send to the long-poll's answer with the room is recorded.
+func slidingWake(p *populated, rounds int) error {
+	b := p.b
+	pollClient, sendClient := newHTTPClient(), newHTTPClient()
+	first, err := call(pollClient, http.MethodPost, b.url+slidingPath, p.reader.token, []byte(elementXRequest))
+	if err != nil {
+		return err
+	}
+	var resp struct {
+		Pos   string                     `json:"pos"`
+		Rooms map[string]json.RawMessage `json:"rooms"`
+	}
+	if err := json.Unmarshal(first, &resp); err != nil {
+		return err
+	}
+	type polled struct {
+		body []byte
+		at   time.Time
+		err  error
+	}
+	wake := make([]time.Duration, 0, rounds)
+	for i := range rounds {
+		done := make(chan polled, 1)
+		pos := resp.Pos
+		go func() {
+			body, err := call(pollClient, http.MethodPost, b.url+slidingPath+"?timeout=30000&pos="+url.QueryEscape(pos), p.reader.token, []byte(elementXRequest))
+			done <- polled{body, time.Now(), err}
+		}()
+		if err := waitForWaiters(b, 1, 10*time.Second); err != nil {
+			return err
+		}
+		roomID := p.roomIDs[(i*7)%len(p.roomIDs)]
+		t0 := time.Now()
+		content := fmt.Appendf(nil, `{"msgtype":"m.text","body":"wake %d"}`, i)
+		if _, err := call(sendClient, http.MethodPut, sendURL(b.url, roomID, fmt.Sprintf("sliding-wake-%d", i)), p.writer.token, content); err != nil {
+			return err
+		}
+		var r polled
+		select {
+		case r = <-done:
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("round %d: the sliding sync long-poll did not return", i)
+		}
+		if r.err != nil {
+			return r.err
+		}
+		resp.Rooms = nil
+		if err := json.Unmarshal(r.body, &resp); err != nil {
+			return err
+		}
+		if resp.Rooms[string(roomID)] == nil {
+			return fmt.Errorf("round %d: the long-poll returned without the room: %.600s", i, r.body)
+		}
+		wake = append(wake, r.at.Sub(t0))
+	}
+	slices.Sort(wake)
+	fmt.Printf("   sliding sync long-poll wake-up, %d rounds (a message to a room outside the window each time): p50 %v, p90 %v, max %v\n\n",
+		rounds, ms(pct(wake, 0.50)), ms(pct(wake, 0.90)), ms(wake[len(wake)-1]))
 	return nil
 }

@@ -36,11 +36,11 @@ func (r *listRoom) stripped() bool {
 
 // roomList builds the user's sorted room list as of the builder's token.
 func (b *builder) roomList(ctx context.Context) ([]*listRoom, error) {
-	ms, err := b.s.rooms.MembershipsAt(ctx, b.who.User, b.cur.Events)
+	entries, err := b.consistentEntries(ctx)
 	if err != nil {
 		return nil, err
 	}
-	entries, err := b.s.db.RoomListEntries(ctx, b.who.User)
+	ms, err := b.s.rooms.MembershipsAt(ctx, b.who.User, b.cur.Events)
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +82,30 @@ func (b *builder) roomList(ctx context.Context) ([]*listRoom, error) {
 		return cmp.Compare(a.roomID, b.roomID)
 	})
 	return out, nil
+}
+
+// consistentEntries reads the room list's entries so that they agree with
+// the builder's token: an event stored between reading the token and the
+// entries would otherwise move its room up the list while the room's
+// timeline, read up to the token, lacked it. Such a newer event moves the
+// token on (a few times at most; writes are rare next to this).
+func (b *builder) consistentEntries(ctx context.Context) (map[id.RoomID]storage.RoomListEntry, error) {
+	for attempt := 0; ; attempt++ {
+		entries, err := b.s.db.RoomListEntries(ctx, b.who.User)
+		if err != nil {
+			return nil, err
+		}
+		newer := false
+		for _, e := range entries {
+			newer = newer || e.LastPos > b.cur.Events
+		}
+		if !newer || attempt == 3 {
+			return entries, nil
+		}
+		if b.cur, err = b.s.sync.Current(ctx); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // keepLeft decides whether a room the user is no longer in stays listed:
