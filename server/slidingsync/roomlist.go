@@ -40,14 +40,10 @@ func (b *builder) roomList(ctx context.Context) ([]*listRoom, error) {
 	if err != nil {
 		return nil, err
 	}
-	ms, err := b.s.rooms.MembershipsAt(ctx, b.who.User, b.cur.Events)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*listRoom, 0, len(ms))
-	for _, m := range ms {
-		r := &listRoom{roomID: m.RoomID, membership: event.Membership(m.Membership), memberEvent: m.EventID,
-			memberPos: m.StreamPos, entry: entries[m.RoomID]}
+	out := make([]*listRoom, 0, len(entries))
+	for _, e := range entries {
+		r := &listRoom{roomID: e.RoomID, membership: event.Membership(e.Membership), memberEvent: e.MemberEvent,
+			memberPos: e.MemberPos, entry: e}
 		switch r.membership {
 		case event.MembershipJoin:
 			// A room joined after its last message still comes up top.
@@ -84,12 +80,13 @@ func (b *builder) roomList(ctx context.Context) ([]*listRoom, error) {
 	return out, nil
 }
 
-// consistentEntries reads the room list's entries so that they agree with
-// the builder's token: an event stored between reading the token and the
-// entries would otherwise move its room up the list while the room's
-// timeline, read up to the token, lacked it. Such a newer event moves the
-// token on (a few times at most; writes are rare next to this).
-func (b *builder) consistentEntries(ctx context.Context) (map[id.RoomID]storage.RoomListEntry, error) {
+// consistentEntries reads the room list's entries (with the user's current
+// memberships) so that they agree with the builder's token: an event stored
+// between reading the token and the entries would otherwise move its room
+// up the list, or change the membership, while the room's timeline, read up
+// to the token, lacked it. Such a newer event moves the token on (a few
+// times at most; writes are rare next to this).
+func (b *builder) consistentEntries(ctx context.Context) ([]storage.RoomListEntry, error) {
 	for attempt := 0; ; attempt++ {
 		entries, err := b.s.db.RoomListEntries(ctx, b.who.User)
 		if err != nil {

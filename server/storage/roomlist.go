@@ -45,26 +45,31 @@ type RoomListEntry struct {
 	LastPos   int64  // stream position of the latest event
 	RoomType  string // the create event's content.type ("" for none)
 	Encrypted bool   // the room has m.room.encryption state
+	// The user's current membership: its event and that event's position.
+	Membership  string
+	MemberEvent id.EventID
+	MemberPos   int64
 }
 
-// RoomListEntries returns every room the user has a membership event in
-// (of any kind), keyed by room ID.
-func (db *DB) RoomListEntries(ctx context.Context, userID id.UserID) (map[id.RoomID]RoomListEntry, error) {
+// RoomListEntries returns every room the user has a current membership in
+// (of any kind), in one query: what a room list sorts and filters by.
+func (db *DB) RoomListEntries(ctx context.Context, userID id.UserID) ([]RoomListEntry, error) {
 	rows, err := db.reader.QueryContext(ctx, `SELECT r.room_id, r.bump_pos, r.last_pos, COALESCE(r.room_type, ''),
-	EXISTS (SELECT 1 FROM current_state e WHERE e.room_id = r.room_id AND e.type = 'm.room.encryption' AND e.state_key = '')
-FROM current_state m JOIN rooms r ON r.room_id = m.room_id
+	EXISTS (SELECT 1 FROM current_state c WHERE c.room_id = r.room_id AND c.type = 'm.room.encryption' AND c.state_key = ''),
+	COALESCE(m.membership, ''), m.event_id, e.stream_pos
+FROM current_state m JOIN rooms r ON r.room_id = m.room_id JOIN events e ON e.event_id = m.event_id
 WHERE m.type = 'm.room.member' AND m.state_key = $1`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("room list of %s: %w", userID, err)
 	}
 	defer rows.Close()
-	out := map[id.RoomID]RoomListEntry{}
+	var out []RoomListEntry
 	for rows.Next() {
 		var e RoomListEntry
-		if err := rows.Scan(&e.RoomID, &e.BumpPos, &e.LastPos, &e.RoomType, &e.Encrypted); err != nil {
+		if err := rows.Scan(&e.RoomID, &e.BumpPos, &e.LastPos, &e.RoomType, &e.Encrypted, &e.Membership, &e.MemberEvent, &e.MemberPos); err != nil {
 			return nil, fmt.Errorf("room list of %s: %w", userID, err)
 		}
-		out[e.RoomID] = e
+		out = append(out, e)
 	}
 	return out, rows.Err()
 }
