@@ -19,7 +19,7 @@ import (
 type DB struct {
 	path   string
 	writer *sql.DB
-	reader *sql.DB
+	reader *readPool
 }
 
 // Open opens (creating if needed) the SQLite database at path and applies
@@ -58,7 +58,7 @@ func open(ctx context.Context, path string, readers, migrateTo int) (*DB, error)
 	}
 	reader.SetMaxOpenConns(readers)
 	reader.SetMaxIdleConns(readers)
-	db.reader = reader
+	db.reader = newReadPool(reader)
 	return db, nil
 }
 
