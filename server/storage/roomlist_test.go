@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 )
 
@@ -12,18 +11,7 @@ import (
 // last position.
 func TestRoomListColumns(t *testing.T) {
 	ctx := context.Background()
-	before := 0
-	for _, m := range migrations {
-		if m.name == "room_list" {
-			break
-		}
-		before = m.version
-	}
-	path := filepath.Join(t.TempDir(), "palpo.db")
-	db, err := open(ctx, path, 1, before)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, path := openBefore(t, "room_list")
 	oldSchemaEvent(t, db, 1, "m.room.create", `{"type":"m.space"}`)
 	oldSchemaEvent(t, db, 2, "m.room.member", `{"membership":"join"}`)
 	oldSchemaEvent(t, db, 3, "m.room.message", `{"body":"hi"}`)
@@ -35,7 +23,8 @@ func TestRoomListColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if db, err = Open(ctx, path, 1); err != nil {
+	db, err := Open(ctx, path, 1)
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()

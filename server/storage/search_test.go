@@ -30,6 +30,25 @@ func searchTestEvent(t *testing.T, db *DB, n *int, evType string, stateKey *stri
 	return evID
 }
 
+// openBefore makes a database at the schema just before the named
+// migration, for tests of what that migration does to older data.
+func openBefore(t *testing.T, migration string) (*DB, string) {
+	t.Helper()
+	before := 0
+	for _, m := range migrations {
+		if m.name == migration {
+			break
+		}
+		before = m.version
+	}
+	path := filepath.Join(t.TempDir(), "palpo.db")
+	db, err := open(context.Background(), path, 1, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, path
+}
+
 // oldSchemaEvent inserts event n of room !room:x with plain SQL, for
 // tests of a migration over a database written by an older version.
 func oldSchemaEvent(t *testing.T, db *DB, n int, evType, content string) id.EventID {
@@ -123,24 +142,13 @@ func TestSearchIndexTriggers(t *testing.T) {
 // TestSearchIndexBackfill checks that upgrading a database indexes the
 // events it already holds.
 func TestSearchIndexBackfill(t *testing.T) {
-	before := 0
-	for _, m := range migrations {
-		if m.name == "search" {
-			break
-		}
-		before = m.version
-	}
-	path := filepath.Join(t.TempDir(), "palpo.db")
-	db, err := open(context.Background(), path, 1, before)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, path := openBefore(t, "search")
 	// Rows as that schema held them (today's PersistEvents writes columns
 	// later migrations added).
 	oldSchemaEvent(t, db, 1, "m.room.create", `{}`)
 	old := oldSchemaEvent(t, db, 2, "m.room.message", `{"body":"before the index existed"}`)
 	db.Close()
-	db, err = Open(context.Background(), path, 1)
+	db, err := Open(context.Background(), path, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
