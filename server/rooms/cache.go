@@ -39,10 +39,12 @@ func newCache() *cache {
 		pinned: map[id.EventID]*Event{},
 		// Sized for a personal server: the hot events (auth events, recent
 		// timelines) fit, and memory stays a few tens of megabytes.
-		maxEvents:       10000,
-		maxStates:       64,
-		maxStateEntries: 25000, // ~3 MB: 25 snapshots of a 1,000-member room
-
+		maxEvents: 10000,
+		// State snapshots are bounded by their entries: about 3 MB, which
+		// holds the current and recent states of hundreds of small rooms
+		// (an initial sync reads two per room) or 25 of a 1,000-member one.
+		maxStates:       1024,
+		maxStateEntries: 25000,
 	}
 }
 
