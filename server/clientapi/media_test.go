@@ -3,12 +3,9 @@ package clientapi_test
 import (
 	"bufio"
 	"bytes"
-	"compress/flate"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"hash/crc32"
 	"image"
 	"image/color"
 	"image/gif"
@@ -34,6 +31,7 @@ import (
 	_ "golang.org/x/image/webp"
 
 	"github.com/palpo-im/palpo-desktop/server/config"
+	"github.com/palpo-im/palpo-desktop/server/internal/testmedia"
 	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
 )
 
@@ -822,59 +820,10 @@ func TestMediaAnimatedThumbnails(t *testing.T) {
 	mediaWantErr(t, "animated webp still", r, body, 400, "M_UNKNOWN")
 }
 
-// mediaPNGBomb is a valid 1-bit PNG of w×h black pixels: about 200 KB at
-// 40,000², which decodes to 1.6 GB.
-func mediaPNGBomb(w, h int) []byte {
-	var out bytes.Buffer
-	out.WriteString("\x89PNG\r\n\x1a\n")
-	chunk := func(typ string, data []byte) {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(data)))
-		out.Write(n[:])
-		out.WriteString(typ)
-		out.Write(data)
-		binary.BigEndian.PutUint32(n[:], crc32.ChecksumIEEE(append([]byte(typ), data...)))
-		out.Write(n[:])
-	}
-	ihdr := make([]byte, 13)
-	binary.BigEndian.PutUint32(ihdr[0:], uint32(w))
-	binary.BigEndian.PutUint32(ihdr[4:], uint32(h))
-	ihdr[8] = 1
-	chunk("IHDR", ihdr)
-	var idat bytes.Buffer
-	idat.Write([]byte{0x78, 0xda}) // zlib header
-	// Deflating 1.6 GB of zeros takes seconds, so one run of rows is
-	// compressed, ended with a sync flush (byte-aligned, not final), and
-	// repeated: deflate blocks concatenate. An empty final block and the
-	// Adler-32 of the zeros end the stream.
-	rowLen := 1 + (w+7)/8 // filter byte + packed 1-bit pixels, all zero
-	piece := func(rows int) []byte {
-		var b bytes.Buffer
-		fw, _ := flate.NewWriter(&b, flate.BestCompression)
-		fw.Write(make([]byte, rows*rowLen))
-		fw.Flush()
-		return b.Bytes()
-	}
-	const run = 1000
-	full := piece(run)
-	for range h / run {
-		idat.Write(full)
-	}
-	if h%run != 0 {
-		idat.Write(piece(h % run))
-	}
-	idat.Write([]byte{0x03, 0x00})
-	n := uint64(h) * uint64(rowLen)
-	binary.Write(&idat, binary.BigEndian, uint32(n%65521)<<16|1)
-	chunk("IDAT", idat.Bytes())
-	chunk("IEND", nil)
-	return out.Bytes()
-}
-
 func TestMediaPNGBombRejected(t *testing.T) {
 	ts := testserver.New(t)
 	alice := ts.RegisterUser("alice")
-	bomb := mediaPNGBomb(40000, 40000)
+	bomb := testmedia.PNGBomb(40000, 40000)
 	uri := mediaUpload(t, alice, bomb, "image/png", "bomb.png")
 	var before, after runtime.MemStats
 	runtime.GC()

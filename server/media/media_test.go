@@ -3,12 +3,9 @@ package media
 import (
 	"bufio"
 	"bytes"
-	"compress/flate"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"image"
 	"image/color"
 	"image/gif"
@@ -32,6 +29,7 @@ import (
 	"maunium.net/go/mautrix"
 
 	"github.com/palpo-im/palpo-desktop/server/config"
+	"github.com/palpo-im/palpo-desktop/server/internal/testmedia"
 	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
@@ -178,59 +176,6 @@ func encodePNG(t testing.TB, img image.Image) []byte {
 	return b.Bytes()
 }
 
-// pngBomb is a valid 1-bit greyscale PNG of w×h zero pixels: a few
-// hundred kilobytes that decode to w×h bytes (1.6 GB at 40,000²).
-func pngBomb(t testing.TB, w, h int) []byte {
-	t.Helper()
-	var out bytes.Buffer
-	out.WriteString("\x89PNG\r\n\x1a\n")
-	chunk := func(typ string, data []byte) {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(data)))
-		out.Write(n[:])
-		crc := crc32.NewIEEE()
-		crc.Write([]byte(typ))
-		crc.Write(data)
-		out.WriteString(typ)
-		out.Write(data)
-		binary.BigEndian.PutUint32(n[:], crc.Sum32())
-		out.Write(n[:])
-	}
-	ihdr := make([]byte, 13)
-	binary.BigEndian.PutUint32(ihdr[0:], uint32(w))
-	binary.BigEndian.PutUint32(ihdr[4:], uint32(h))
-	ihdr[8] = 1 // bit depth 1, colour type 0 (greyscale)
-	chunk("IHDR", ihdr)
-	var idat bytes.Buffer
-	idat.Write([]byte{0x78, 0xda}) // zlib header
-	// Deflating 1.6 GB of zeros takes seconds, so one run of rows is
-	// compressed, ended with a sync flush (byte-aligned, not final), and
-	// repeated: deflate blocks concatenate. An empty final block and the
-	// Adler-32 of the zeros end the stream.
-	rowLen := 1 + (w+7)/8 // filter byte + packed 1-bit pixels, all zero
-	piece := func(rows int) []byte {
-		var b bytes.Buffer
-		fw, _ := flate.NewWriter(&b, flate.BestCompression)
-		fw.Write(make([]byte, rows*rowLen))
-		fw.Flush()
-		return b.Bytes()
-	}
-	const run = 1000
-	full := piece(run)
-	for range h / run {
-		idat.Write(full)
-	}
-	if h%run != 0 {
-		idat.Write(piece(h % run))
-	}
-	idat.Write([]byte{0x03, 0x00})
-	n := uint64(h) * uint64(rowLen)
-	binary.Write(&idat, binary.BigEndian, uint32(n%65521)<<16|1)
-	chunk("IDAT", idat.Bytes())
-	chunk("IEND", nil)
-	return out.Bytes()
-}
-
 // newTestService is a media service on a fresh database.
 func newTestService(t *testing.T, opts ...func(*config.Config)) *Service {
 	t.Helper()
@@ -249,10 +194,10 @@ func newTestService(t *testing.T, opts ...func(*config.Config)) *Service {
 
 func TestPNGBombRejectedWithoutDecoding(t *testing.T) {
 	// The generator makes real PNGs: a small one decodes.
-	if img, err := png.Decode(bytes.NewReader(pngBomb(t, 300, 2500))); err != nil || img.Bounds().Dy() != 2500 {
+	if img, err := png.Decode(bytes.NewReader(testmedia.PNGBomb(300, 2500))); err != nil || img.Bounds().Dy() != 2500 {
 		t.Fatalf("small bomb does not decode: %v", err)
 	}
-	bomb := pngBomb(t, 40000, 40000)
+	bomb := testmedia.PNGBomb(40000, 40000)
 	t.Logf("bomb: %d bytes claiming 40000x40000", len(bomb))
 	s := newTestService(t)
 	ctx := context.Background()
