@@ -7,13 +7,10 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +25,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/app/backup"
+	"github.com/palpo-im/palpo-desktop/app/internal/treetest"
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/storage"
@@ -370,42 +368,6 @@ func bkFlip(t *testing.T, src, entry string) string {
 	return dst
 }
 
-// bkTree maps each file in dir to its SHA-256, to see whether a refused
-// command changed anything.
-func bkTree(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		sum := sha256.Sum256(data)
-		out[rel] = hex.EncodeToString(sum[:])
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func bkSameTree(t *testing.T, what string, before, after map[string]string) {
-	t.Helper()
-	if len(before) != len(after) {
-		t.Errorf("%s: %d files before, %d after", what, len(before), len(after))
-	}
-	for k, v := range before {
-		if after[k] != v {
-			t.Errorf("%s: %s changed", what, k)
-		}
-	}
-}
-
 // A damaged backup is refused with a clear message and changes nothing;
 // a restore is refused while the server runs.
 func TestBackupCommandsRefuseDamageAndARunningServer(t *testing.T) {
@@ -424,7 +386,7 @@ func TestBackupCommandsRefuseDamageAndARunningServer(t *testing.T) {
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	before := bkTree(t, dir)
+	before := treetest.Sums(t, dir)
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -442,7 +404,7 @@ func TestBackupCommandsRefuseDamageAndARunningServer(t *testing.T) {
 		failsCLI(t, "", 1, tc.says, "backup", "verify", tc.file, "--data-dir", dir)
 		failsCLI(t, "", 1, tc.says, "backup", "restore", tc.file, "--data-dir", dir)
 		failsCLI(t, "", 1, "; nothing was changed", "backup", "restore", tc.file, "--data-dir", dir)
-		bkSameTree(t, "after refusing "+tc.what, before, bkTree(t, dir))
+		treetest.Same(t, "after refusing "+tc.what, before, treetest.Sums(t, dir))
 	}
 	failsCLI(t, "", 1, "no such file", "backup", "restore", filepath.Join(out, "missing.tar.gz"), "--data-dir", dir)
 
@@ -485,9 +447,9 @@ func TestEncryptedBackupCommands(t *testing.T) {
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	before := bkTree(t, dir)
+	before := treetest.Sums(t, dir)
 	failsCLI(t, "", 1, "the passphrase is wrong for this backup; nothing was changed", "backup", "restore", path, "--data-dir", dir, "--passphrase-file", wrong)
-	bkSameTree(t, "after a wrong passphrase", before, bkTree(t, dir))
+	treetest.Same(t, "after a wrong passphrase", before, treetest.Sums(t, dir))
 	mustCLI(t, "", "backup", "restore", path, "--data-dir", dir, "--passphrase-file", good)
 	a2 := startApp(t, dir)
 	bkLogin(t, a2, "alice")

@@ -13,6 +13,7 @@ import (
 
 	"maunium.net/go/mautrix"
 
+	"github.com/palpo-im/palpo-desktop/app/internal/treetest"
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/identity"
 	"github.com/palpo-im/palpo-desktop/server/storage"
@@ -159,10 +160,10 @@ func TestEncryptedBackup(t *testing.T) {
 	}
 
 	in.stop(t)
-	before := treeSums(t, in.dir)
+	before := treetest.Sums(t, in.dir)
 	_, err = Restore(t.Context(), res.Path, in.dir, RestoreOptions{Passphrase: "wrong horse"})
 	wantErr(t, "restore with a wrong passphrase", err, ErrWrongPassphrase, "wrong")
-	sameTree(t, "after a refused restore", before, treeSums(t, in.dir))
+	treetest.Same(t, "after a refused restore", before, treetest.Sums(t, in.dir))
 
 	// The damaged encrypted file: age authenticates every chunk.
 	bad := flipByte(t, res.Path, int64(len(raw)/2))
@@ -178,7 +179,7 @@ func TestEncryptedBackup(t *testing.T) {
 	}
 	// The previous data is whole in before-restore-…, and the restored
 	// data equals it (the backup was of this very data).
-	prev := treeSums(t, rr.Previous)
+	prev := treetest.Sums(t, rr.Previous)
 	for _, name := range []string{config.FileName, identity.KeyFileName, "palpo.db"} {
 		if prev[name] == "" || prev[name] != before[name] {
 			t.Errorf("previous %s: %q, was %q", name, prev[name], before[name])
@@ -266,14 +267,14 @@ func TestDamagedBackupsAreRefused(t *testing.T) {
 		{"not a backup", notBackup, ErrNotBackup, "neither a .tar.gz archive nor an encrypted (age) file"},
 	}
 	in.stop(t)
-	before := treeSums(t, in.dir)
+	before := treetest.Sums(t, in.dir)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Verify(t.Context(), tc.path, VerifyOptions{})
 			wantErr(t, "verify", err, tc.target, tc.says)
 			_, err = Restore(t.Context(), tc.path, in.dir, RestoreOptions{})
 			wantErr(t, "restore", err, tc.target, tc.says)
-			sameTree(t, "after the refused restore", before, treeSums(t, in.dir))
+			treetest.Same(t, "after the refused restore", before, treetest.Sums(t, in.dir))
 		})
 	}
 	if _, err := Verify(t.Context(), good, VerifyOptions{}); err != nil {
@@ -293,10 +294,10 @@ func TestRestoreRefusesNewerSchema(t *testing.T) {
 	_, err := Verify(t.Context(), res.Path, VerifyOptions{})
 	wantErr(t, "verify", err, storage.ErrNewerSchema, "made by a newer Palpo")
 	in.stop(t)
-	before := treeSums(t, in.dir)
+	before := treetest.Sums(t, in.dir)
 	_, err = Restore(t.Context(), res.Path, in.dir, RestoreOptions{})
 	wantErr(t, "restore", err, storage.ErrNewerSchema, "made by a newer Palpo")
-	sameTree(t, "after the refused restore", before, treeSums(t, in.dir))
+	treetest.Same(t, "after the refused restore", before, treetest.Sums(t, in.dir))
 }
 
 // A backup of an old Palpo's database (here: only the first migration) is
@@ -347,7 +348,7 @@ func TestRestoreFailingMidwayKeepsOldData(t *testing.T) {
 	in := newInstall(t)
 	res := in.backup(t, CreateOptions{})
 	in.stop(t)
-	before := treeSums(t, in.dir)
+	before := treetest.Sums(t, in.dir)
 	for _, failAt := range []int{1, 4, 6} {
 		calls := 0
 		rename = func(from, to string) error {
@@ -360,7 +361,7 @@ func TestRestoreFailingMidwayKeepsOldData(t *testing.T) {
 		_, err := Restore(t.Context(), res.Path, in.dir, RestoreOptions{})
 		rename = os.Rename
 		wantErr(t, fmt.Sprintf("restore failing at move %d", failAt), err, nil, "the previous data is back in place")
-		sameTree(t, fmt.Sprintf("after a restore failing at move %d", failAt), before, treeSums(t, in.dir))
+		treetest.Same(t, fmt.Sprintf("after a restore failing at move %d", failAt), before, treetest.Sums(t, in.dir))
 	}
 }
 
@@ -371,7 +372,7 @@ func TestInterruptedRestoreIsUndone(t *testing.T) {
 	in := newInstall(t)
 	res := in.backup(t, CreateOptions{})
 	in.stop(t)
-	before := treeSums(t, in.dir)
+	before := treetest.Sums(t, in.dir)
 	for _, dieAt := range []int{2, 5, 7} {
 		calls := 0
 		rename = func(from, to string) error {
@@ -406,7 +407,7 @@ func TestInterruptedRestoreIsUndone(t *testing.T) {
 		if err != nil || !undone {
 			t.Fatalf("recover after move %d: %v, %v", dieAt, undone, err)
 		}
-		after := treeSums(t, in.dir)
+		after := treetest.Sums(t, in.dir)
 		// A recreated config is set aside in before-restore-…, never
 		// deleted; everything else is exactly as before.
 		for k := range after {
@@ -417,7 +418,7 @@ func TestInterruptedRestoreIsUndone(t *testing.T) {
 				delete(after, k)
 			}
 		}
-		sameTree(t, fmt.Sprintf("after recovery from move %d", dieAt), before, after)
+		treetest.Same(t, fmt.Sprintf("after recovery from move %d", dieAt), before, after)
 		des, _ := os.ReadDir(in.dir)
 		for _, de := range des {
 			if strings.HasPrefix(de.Name(), previousPrefix) {
