@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/rooms"
+	"github.com/palpo-im/palpo-desktop/server/storage"
 	"github.com/palpo-im/palpo-desktop/server/syncer"
 )
 
@@ -324,47 +325,47 @@ func (b *builder) stateString(ctx context.Context, state rooms.StateMap, evType,
 
 // heroes are the room's first members other than the user (joined, then
 // invited, then those who left), with the profile from their member event:
-// what v3's m.heroes holds.
+// what v3's m.heroes holds. Memberships come from the current-state index,
+// so only the chosen few member events are loaded, whatever the room's
+// size; entries the given state does not share (changed since the user
+// left) are passed over.
 func (b *builder) heroes(ctx context.Context, roomID id.RoomID, state rooms.StateMap) ([]Hero, error) {
-	var keys []pdu.StateKey
-	for k := range state {
-		if k.Type == memberTyp && k.StateKey != string(b.who.User) {
-			keys = append(keys, k)
-		}
-	}
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	slices.SortFunc(keys, func(a, b pdu.StateKey) int { return strings.Compare(a.StateKey, b.StateKey) })
-	evs, err := b.s.rooms.StateEvents(ctx, state, keys)
+	members, err := b.s.db.CurrentMembers(ctx, roomID, "")
 	if err != nil {
 		return nil, err
 	}
 	rank := map[string]int{"join": 0, "invite": 1, "leave": 2, "ban": 2}
-	type candidate struct {
-		hero Hero
-		rank int
+	var picked []storage.CurrentMember
+	for _, m := range members {
+		_, ranked := rank[m.Membership]
+		if ranked && m.UserID != b.who.User && state[pdu.StateKey{Type: memberTyp, StateKey: string(m.UserID)}] == m.EventID {
+			picked = append(picked, m)
+		}
 	}
-	var cands []candidate
-	for _, ev := range evs {
-		var c struct {
-			Membership  string `json:"membership"`
-			DisplayName string `json:"displayname"`
-			AvatarURL   string `json:"avatar_url"`
-		}
-		if json.Unmarshal(ev.PDU.Content, &c) != nil {
-			continue
-		}
-		rk, ok := rank[c.Membership]
-		if !ok {
-			continue
-		}
-		cands = append(cands, candidate{Hero{UserID: id.UserID(ev.StateKey()), DisplayName: c.DisplayName, AvatarURL: c.AvatarURL}, rk})
+	// Stable: within a rank, by user ID as CurrentMembers returns them.
+	slices.SortStableFunc(picked, func(x, y storage.CurrentMember) int { return rank[x.Membership] - rank[y.Membership] })
+	picked = picked[:min(len(picked), maxHeroes)]
+	ids := make([]id.EventID, len(picked))
+	for i, m := range picked {
+		ids[i] = m.EventID
 	}
-	slices.SortStableFunc(cands, func(a, b candidate) int { return a.rank - b.rank })
-	heroes := make([]Hero, 0, maxHeroes)
-	for _, c := range cands[:min(len(cands), maxHeroes)] {
-		heroes = append(heroes, c.hero)
+	evs, err := b.s.rooms.Events(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	heroes := make([]Hero, 0, len(picked))
+	for _, m := range picked {
+		h := Hero{UserID: m.UserID}
+		if ev := evs[m.EventID]; ev != nil {
+			var c struct {
+				DisplayName string `json:"displayname"`
+				AvatarURL   string `json:"avatar_url"`
+			}
+			if json.Unmarshal(ev.PDU.Content, &c) == nil {
+				h.DisplayName, h.AvatarURL = c.DisplayName, c.AvatarURL
+			}
+		}
+		heroes = append(heroes, h)
 	}
 	return heroes, nil
 }
