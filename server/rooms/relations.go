@@ -270,61 +270,35 @@ func (s *Service) Relations(ctx context.Context, req *RelationsRequest) (*Page, 
 		q.UpTo = *upper
 	}
 	page := &Page{Chunk: []*event.Event{}}
-	var evs []*Event
-	var boundary int64
-	for round := 0; len(evs) < limit && q.After < q.UpTo; round++ {
-		if round == relationScanRounds {
-			page.More, page.Next = true, boundary
-			break
+	fetch := func(want int) ([]scanRow, error) {
+		if q.After >= q.UpTo {
+			return nil, nil
 		}
-		// One more than needed tells whether more follow; at least a
-		// few dozen, so hidden events cost few rounds.
-		q.Limit = max(limit-len(evs), relationScanBatch) + 1
+		q.Limit = want
 		rows, err := s.db.Relations(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		ids := make([]id.EventID, len(rows))
+		out := make([]scanRow, len(rows))
 		for i, r := range rows {
-			ids[i] = r.EventID
+			out[i] = scanRow{eventID: r.EventID, pos: r.StreamPos, skip: parent.RedactedBy != "" && r.RelType == storage.RelReplace}
 		}
-		loaded, err := s.Events(ctx, ids)
-		if err != nil {
-			return nil, err
+		return out, err
+	}
+	advance := func(r scanRow) int64 {
+		if req.Backwards {
+			q.UpTo = r.pos - 1
+			return q.UpTo
 		}
-		for _, r := range rows {
-			if len(evs) == limit {
-				page.More, page.Next = true, boundary
-				break
-			}
-			if req.Backwards {
-				q.UpTo = r.StreamPos - 1
-				boundary = q.UpTo
-			} else {
-				q.After = r.StreamPos
-				boundary = q.After
-			}
-			ev, ok := loaded[r.EventID]
-			// Ignored users' message events are hidden, as in /messages.
-			if !ok || ev.Rejected || (v.ignored[ev.PDU.Sender] && !ev.IsState()) {
-				continue
-			}
-			if parent.RedactedBy != "" && r.RelType == storage.RelReplace {
-				continue
-			}
-			if ok, err := v.visible(ctx, ev); err != nil {
-				return nil, err
-			} else if ok {
-				evs = append(evs, ev)
-			}
+		q.After = r.pos
+		return q.After
+	}
+	evs, err := s.scanPage(ctx, page, limit, fetch, advance, func(ev *Event) (bool, error) {
+		// Ignored users' message events are hidden, as in /messages.
+		if ev.Rejected || (v.ignored[ev.PDU.Sender] && !ev.IsState()) {
+			return false, nil
 		}
-		if len(rows) < q.Limit {
-			break // the range is exhausted
-		}
-		if len(evs) == limit && !page.More {
-			// Filled by the batch's last row: more may follow.
-			page.More, page.Next = true, boundary
-		}
+		return v.visible(ctx, ev)
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, ev := range evs {
 		ce, err := s.ClientEvent(ctx, ev)
@@ -337,6 +311,71 @@ func (s *Service) Relations(ctx context.Context, req *RelationsRequest) (*Page, 
 		return nil, err
 	}
 	return page, nil
+}
+
+// scanRow is a candidate for a page: an event and the stream position
+// that orders it; skip drops it without loading.
+type scanRow struct {
+	eventID id.EventID
+	pos     int64
+	skip    bool
+}
+
+// scanPage fills a page with up to limit events that keep accepts, read
+// in batches from fetch (asked for want rows; fewer means the range is
+// exhausted), each row moving the caller's cursor on through advance,
+// which returns the cursor to resume from. Hidden events cost extra
+// batches, at most relationScanRounds; a page cut short, by the limit or
+// by that bound, gets More and the cursor as Next.
+func (s *Service) scanPage(ctx context.Context, page *Page, limit int, fetch func(want int) ([]scanRow, error),
+	advance func(scanRow) int64, keep func(*Event) (bool, error)) ([]*Event, error) {
+	var evs []*Event
+	var boundary int64
+	for round := 0; len(evs) < limit; round++ {
+		if round == relationScanRounds {
+			page.More, page.Next = true, boundary
+			break
+		}
+		// One more than needed tells whether more follow; at least a
+		// few dozen, so hidden events cost few rounds.
+		want := max(limit-len(evs), relationScanBatch) + 1
+		rows, err := fetch(want)
+		if err != nil {
+			return nil, err
+		}
+		ids := make([]id.EventID, 0, len(rows))
+		for _, r := range rows {
+			ids = append(ids, r.eventID)
+		}
+		loaded, err := s.Events(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			if len(evs) == limit {
+				page.More, page.Next = true, boundary
+				break
+			}
+			boundary = advance(r)
+			ev, ok := loaded[r.eventID]
+			if !ok || r.skip {
+				continue
+			}
+			if ok, err := keep(ev); err != nil {
+				return nil, err
+			} else if ok {
+				evs = append(evs, ev)
+			}
+		}
+		if len(rows) < want {
+			break // the range is exhausted
+		}
+		if len(evs) == limit && !page.More {
+			// Filled by the batch's last row: more may follow.
+			page.More, page.Next = true, boundary
+		}
+	}
+	return evs, nil
 }
 
 // ThreadsRequest is a GET /rooms/{roomId}/threads.
@@ -380,49 +419,29 @@ func (s *Service) Threads(ctx context.Context, req *ThreadsRequest) (*Page, erro
 		participant = req.User
 	}
 	page := &Page{Chunk: []*event.Event{}}
-	var roots []*Event
-	var boundary int64
-	for round := 0; len(roots) < limit && upTo > 0; round++ {
-		if round == relationScanRounds {
-			page.More, page.Next = true, boundary
-			break
+	fetch := func(want int) ([]scanRow, error) {
+		if upTo <= 0 {
+			return nil, nil
 		}
-		want := max(limit-len(roots), relationScanBatch) + 1
 		rows, err := s.db.Threads(ctx, req.RoomID, participant, upTo, want)
-		if err != nil {
-			return nil, err
-		}
-		ids := make([]id.EventID, len(rows))
+		out := make([]scanRow, len(rows))
 		for i, t := range rows {
-			ids[i] = t.RootID
+			out[i] = scanRow{eventID: t.RootID, pos: t.LatestPos}
 		}
-		loaded, err := s.Events(ctx, ids)
-		if err != nil {
-			return nil, err
+		return out, err
+	}
+	advance := func(r scanRow) int64 {
+		upTo = r.pos - 1
+		return upTo
+	}
+	roots, err := s.scanPage(ctx, page, limit, fetch, advance, func(root *Event) (bool, error) {
+		if root.RoomID != req.RoomID || root.Rejected {
+			return false, nil
 		}
-		for _, t := range rows {
-			if len(roots) == limit {
-				page.More, page.Next = true, boundary
-				break
-			}
-			upTo = t.LatestPos - 1
-			boundary = upTo
-			root, ok := loaded[t.RootID]
-			if !ok || root.RoomID != req.RoomID || root.Rejected {
-				continue
-			}
-			if ok, err := v.visible(ctx, root); err != nil {
-				return nil, err
-			} else if ok {
-				roots = append(roots, root)
-			}
-		}
-		if len(rows) < want {
-			break // no more threads
-		}
-		if len(roots) == limit && !page.More {
-			page.More, page.Next = true, boundary
-		}
+		return v.visible(ctx, root)
+	})
+	if err != nil {
+		return nil, err
 	}
 	for i, root := range roots {
 		if v.ignored[root.PDU.Sender] && root.RedactedBy == "" {
