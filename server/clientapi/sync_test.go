@@ -249,8 +249,12 @@ func TestSyncFilters(t *testing.T) {
 	bob := ts.RegisterUser("bob")
 	roomA := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
 	roomB := roomCreate(t, alice, &mautrix.ReqCreateRoom{})
-	if _, err := bob.JoinRoomByID(ctx, roomA); err != nil {
-		t.Fatal(err)
+	// carol is a member who sends nothing: lazy loading must leave her out.
+	carol := ts.RegisterUser("carol")
+	for _, c := range []*mautrix.Client{carol, bob} { // carol first: in the state before bob
+		if _, err := c.JoinRoomByID(ctx, roomA); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for i := range 3 {
 		bob.SendText(ctx, roomA, fmt.Sprintf("b%d", i))
@@ -279,11 +283,19 @@ func TestSyncFilters(t *testing.T) {
 	if len(jr.Timeline.Events) != 4 {
 		t.Fatalf("limit 4 gave %d events", len(jr.Timeline.Events))
 	}
-	// Lazy loading: member events only for the timeline's senders and alice.
+	// Lazy loading: member events only for the timeline's senders and
+	// alice, in state (or in the timeline itself: bob's join is there).
 	for _, ev := range jr.State.Events {
 		if ev.Type == event.StateMember && id.UserID(*ev.StateKey) != bob.UserID && id.UserID(*ev.StateKey) != alice.UserID {
 			t.Fatalf("lazy loading sent member %s", *ev.StateKey)
 		}
+	}
+	sawBob := false
+	for _, ev := range append(jr.State.Events, jr.Timeline.Events...) {
+		sawBob = sawBob || (ev.Type == event.StateMember && id.UserID(*ev.StateKey) == bob.UserID)
+	}
+	if !sawBob {
+		t.Fatal("lazy loading left out the timeline's sender")
 	}
 	// Inline filter JSON works too.
 	inline := `{"room":{"timeline":{"limit":1}}}`
