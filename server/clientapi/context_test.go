@@ -71,14 +71,8 @@ func ctxRaw(c *mautrix.Client, ts *testserver.Server, roomID id.RoomID, evID id.
 }
 
 func TestContextAroundEvent(t *testing.T) {
-	ts := testserver.New(t)
+	ts, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
-		t.Fatal(err)
-	}
 	ids := ctxSendTexts(t, alice, roomID, ctxSeq("m", 0, 19)...)
 
 	// An even limit splits evenly; before is newest first, after oldest first.

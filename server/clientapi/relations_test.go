@@ -95,14 +95,7 @@ func relPath(roomID id.RoomID, parts ...string) string {
 }
 
 func TestRelationsListing(t *testing.T) {
-	ts := testserver.New(t)
-	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
-		t.Fatal(err)
-	}
+	ts, alice, bob, roomID := pairInRoom(t, "")
 	root := relText(t, alice, roomID, "root", nil)
 	r1 := relReact(t, bob, roomID, root, "👍")
 	e1 := relEdit(t, alice, roomID, root, "root, edited")
@@ -445,14 +438,8 @@ func relNewest(t *testing.T, c *mautrix.Client, roomID id.RoomID, edits ...id.Ev
 }
 
 func TestBundledEdits(t *testing.T) {
-	ts := testserver.New(t)
+	_, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
-		t.Fatal(err)
-	}
 	root := relText(t, alice, roomID, "original", nil)
 	edit1 := relEdit(t, alice, roomID, root, "first edit")
 	edit2 := relEdit(t, alice, roomID, root, "second edit")

@@ -353,14 +353,8 @@ func TestSendStateAndEvents(t *testing.T) {
 }
 
 func TestRedaction(t *testing.T) {
-	ts := testserver.New(t)
+	_, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
-		t.Fatal(err)
-	}
 	aliceMsg, _ := alice.SendText(ctx, roomID, "secret")
 	bobMsg, _ := bob.SendText(ctx, roomID, "oops")
 	_, err := bob.RedactEvent(ctx, roomID, aliceMsg.EventID)

@@ -42,14 +42,8 @@ func timelineBodies(resp *mautrix.RespSync, roomID id.RoomID) []string {
 }
 
 func TestSyncInitialAndIncremental(t *testing.T) {
-	ts := testserver.New(t)
+	ts, alice, bob, roomID := pairInRoom(t, "Sync room")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "Sync room"})
-	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := alice.SendMessageEvent(ctx, roomID, event.EventMessage, map[string]any{"msgtype": "m.text", "body": "one"}, mautrix.ReqSendEvent{TransactionID: "tx-one"}); err != nil {
 		t.Fatal(err)
 	}
@@ -115,14 +109,8 @@ func TestSyncInitialAndIncremental(t *testing.T) {
 }
 
 func TestSyncLongPollWakes(t *testing.T) {
-	ts := testserver.New(t)
+	ts, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
-		t.Fatal(err)
-	}
 	since := syncOnce(t, alice, "", "", 0).NextBatch
 
 	type result struct {
