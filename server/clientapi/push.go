@@ -30,6 +30,15 @@ func (a *API) registerPush(rt *httpapi.Router) {
 	}
 }
 
+// pushRule is the caller's rule that {kind} and {ruleId} name.
+func (a *API) pushRule(r *http.Request, c *accounts.Caller) (*push.Rule, error) {
+	kind, ruleID, err := ruleTarget(r)
+	if err != nil {
+		return nil, err
+	}
+	return a.deps.Push.Rule(r.Context(), c.UserID, kind, ruleID)
+}
+
 // ruleTarget reads {kind} and {ruleId}.
 func ruleTarget(r *http.Request) (push.Kind, string, error) {
 	kind, ok := push.ParseKind(r.PathValue("kind"))
@@ -57,11 +66,7 @@ func (a *API) getGlobalPushRules(w http.ResponseWriter, r *http.Request, c *acco
 }
 
 func (a *API) getPushRule(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	kind, ruleID, err := ruleTarget(r)
-	if err != nil {
-		return err
-	}
-	rule, err := a.deps.Push.Rule(r.Context(), c.UserID, kind, ruleID)
+	rule, err := a.pushRule(r, c)
 	if err != nil {
 		return err
 	}
@@ -96,11 +101,7 @@ func (a *API) deletePushRule(w http.ResponseWriter, r *http.Request, c *accounts
 }
 
 func (a *API) getPushRuleEnabled(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	kind, ruleID, err := ruleTarget(r)
-	if err != nil {
-		return err
-	}
-	rule, err := a.deps.Push.Rule(r.Context(), c.UserID, kind, ruleID)
+	rule, err := a.pushRule(r, c)
 	if err != nil {
 		return err
 	}
@@ -128,11 +129,7 @@ func (a *API) putPushRuleEnabled(w http.ResponseWriter, r *http.Request, c *acco
 }
 
 func (a *API) getPushRuleActions(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	kind, ruleID, err := ruleTarget(r)
-	if err != nil {
-		return err
-	}
-	rule, err := a.deps.Push.Rule(r.Context(), c.UserID, kind, ruleID)
+	rule, err := a.pushRule(r, c)
 	if err != nil {
 		return err
 	}
