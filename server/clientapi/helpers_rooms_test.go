@@ -28,11 +28,17 @@ func pairInRoom(t *testing.T, name string) (ts *testserver.Server, alice, bob *m
 	ts = testserver.New(t)
 	alice = ts.RegisterUser("alice")
 	bob = ts.RegisterUser("bob")
-	roomID = roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: name})
-	if _, err := bob.JoinRoomByID(context.Background(), roomID); err != nil {
+	return ts, alice, bob, sharedRoom(t, alice, bob, name)
+}
+
+// sharedRoom is a public room creator made (named name) and joiner joined.
+func sharedRoom(t *testing.T, creator, joiner *mautrix.Client, name string) id.RoomID {
+	t.Helper()
+	roomID := roomCreate(t, creator, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: name})
+	if _, err := joiner.JoinRoomByID(context.Background(), roomID); err != nil {
 		t.Fatal(err)
 	}
-	return ts, alice, bob, roomID
+	return roomID
 }
 
 // toDeviceFrom sends one to-device message of type org.example.ping from

@@ -57,11 +57,8 @@ func rcptPath(roomID id.RoomID, typ string, evID id.EventID) string {
 }
 
 func TestReceiptsInSync(t *testing.T) {
-	ts := testserver.New(t)
+	ts, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := typRoom(t, alice, bob)
 	m1 := rcptSend(t, bob, roomID, "one")
 	m2 := rcptSend(t, bob, roomID, "two")
 	since := syncOnce(t, bob, "", "", 0).NextBatch
@@ -132,11 +129,8 @@ func TestReceiptsInSync(t *testing.T) {
 }
 
 func TestPrivateReceipts(t *testing.T) {
-	ts := testserver.New(t)
+	ts, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := typRoom(t, alice, bob)
 	m1 := rcptSend(t, bob, roomID, "one")
 	bobSince := syncOnce(t, bob, "", "", 0).NextBatch
 	aliceSince := syncOnce(t, alice, "", "", 0).NextBatch
@@ -175,11 +169,8 @@ func TestPrivateReceipts(t *testing.T) {
 }
 
 func TestThreadedReceipts(t *testing.T) {
-	ts := testserver.New(t)
+	_, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := typRoom(t, alice, bob)
 	root := rcptSend(t, bob, roomID, "root")
 	reply, err := bob.SendMessageEvent(ctx, roomID, event.EventMessage, map[string]any{
 		"msgtype": "m.text", "body": "in thread",
@@ -247,11 +238,8 @@ func TestThreadedReceipts(t *testing.T) {
 }
 
 func TestFullyRead(t *testing.T) {
-	ts := testserver.New(t)
+	ts, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := typRoom(t, alice, bob)
 	m1 := rcptSend(t, bob, roomID, "one")
 	m2 := rcptSend(t, bob, roomID, "two")
 	bobSince := syncOnce(t, bob, "", "", 0).NextBatch
@@ -323,7 +311,7 @@ func TestReceiptsBadInput(t *testing.T) {
 	alice := ts.RegisterUser("alice")
 	bob := ts.RegisterUser("bob")
 	carol := ts.RegisterUser("carol")
-	roomID := typRoom(t, alice, bob)
+	roomID := sharedRoom(t, alice, bob, "")
 	otherRoom := roomCreate(t, carol, &mautrix.ReqCreateRoom{})
 	m1 := rcptSend(t, bob, roomID, "one")
 	foreign := rcptSend(t, carol, otherRoom, "elsewhere")

@@ -93,22 +93,9 @@ func ephWait(t *testing.T, ts *testserver.Server, c *mautrix.Client, since strin
 	}
 }
 
-// typRoom makes a room of alice's that bob joined.
-func typRoom(t *testing.T, alice, bob *mautrix.Client) id.RoomID {
-	t.Helper()
-	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if _, err := bob.JoinRoomByID(context.Background(), roomID); err != nil {
-		t.Fatal(err)
-	}
-	return roomID
-}
-
 func TestTypingStartStop(t *testing.T) {
-	ts := testserver.New(t)
+	ts, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := typRoom(t, alice, bob)
 	since := syncOnce(t, bob, "", "", 0).NextBatch
 
 	// Alice starts typing: bob's long-poll wakes with her in the list, and
@@ -178,11 +165,8 @@ func TestTypingStartStop(t *testing.T) {
 }
 
 func TestTypingExpires(t *testing.T) {
-	ts := testserver.New(t)
+	ts, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := typRoom(t, alice, bob)
 	since := syncOnce(t, bob, "", "", 0).NextBatch
 
 	if _, err := alice.UserTyping(ctx, roomID, true, 100*time.Millisecond); err != nil {
@@ -220,11 +204,8 @@ func TestTypingExpires(t *testing.T) {
 // restart is behind the restarted server's positions: it is accepted and
 // new typing shows up for it.
 func TestTypingAcrossRestart(t *testing.T) {
-	ts := testserver.New(t)
+	ts, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := typRoom(t, alice, bob)
 	// Some typing activity before the restart moves the typing position.
 	for i := range 3 {
 		if _, err := alice.UserTyping(ctx, roomID, i%2 == 0, 0); err != nil {
@@ -244,12 +225,9 @@ func TestTypingAcrossRestart(t *testing.T) {
 }
 
 func TestTypingFilter(t *testing.T) {
-	ts := testserver.New(t)
+	_, alice, bob, roomID := pairInRoom(t, "")
 	ctx := context.Background()
-	alice := ts.RegisterUser("alice")
-	bob := ts.RegisterUser("bob")
-	roomID := typRoom(t, alice, bob)
-	other := typRoom(t, alice, bob)
+	other := sharedRoom(t, alice, bob, "")
 	for _, r := range []id.RoomID{roomID, other} {
 		if _, err := alice.UserTyping(ctx, r, true, 0); err != nil {
 			t.Fatal(err)
@@ -281,7 +259,7 @@ func TestTypingBadInput(t *testing.T) {
 	alice := ts.RegisterUser("alice")
 	bob := ts.RegisterUser("bob")
 	carol := ts.RegisterUser("carol")
-	roomID := typRoom(t, alice, bob)
+	roomID := sharedRoom(t, alice, bob, "")
 	path := func(roomID id.RoomID, user id.UserID) string {
 		return "/_matrix/client/v3/rooms/" + url.PathEscape(string(roomID)) + "/typing/" + url.PathEscape(string(user))
 	}
