@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -37,8 +38,9 @@ type proto struct {
 	Content  jsontext.Value
 	Redacts  id.EventID
 	// Transaction of a client send, recorded for idempotency.
-	TxnDevice id.DeviceID
-	TxnID     string
+	TxnDevice   id.DeviceID
+	TxnEndpoint string
+	TxnID       string
 	// CheckRelation applies the rules on a client's m.relates_to
 	// (relations.go) under the room's lock.
 	CheckRelation bool
@@ -249,13 +251,22 @@ func authError(err error) error {
 	return mautrix.MForbidden.WithMessage("Not allowed: " + err.Error())
 }
 
+// persistChunk is how many events of a long batch are stored per
+// transaction. A room created with thousands of initial events is built
+// and authorised first, in memory, and then stored a chunk at a time, so
+// the database's one writer is never held for long and other rooms' sends
+// slip in between chunks.
+const persistChunk = 128
+
 // sendEvents builds, authorises and persists events of one room, in order,
-// as one transaction, each on top of the previous. With creating set, the
-// first proto is the create event of the new room r.
+// each on top of the previous. With creating set, the first proto is the
+// create event of the new room r. Every event is authorised before any is
+// stored, so a refused event stores none of the batch.
 func (s *Service) sendEvents(ctx context.Context, r *room, protos []*proto, creating bool) ([]*Event, error) {
 	var h *roomHead
 	if creating {
-		// A new room: nobody else knows its ID yet, so no lock is needed.
+		// A new room: nobody else knows its ID yet; sendEventsOn locks it
+		// once the create event has named it.
 		h = &roomHead{creating: true, depth: 1, state: StateMap{}, chainLen: -1}
 	} else {
 		defer s.locks.lock(r.ID)()
@@ -267,19 +278,22 @@ func (s *Service) sendEvents(ctx context.Context, r *room, protos []*proto, crea
 	return s.sendEventsOn(ctx, r, protos, h, creating)
 }
 
-// sendEventsOn is sendEvents on a given head; the caller holds the lock.
+// sendEventsOn is sendEvents on a given head; the caller holds the lock
+// unless creating.
 func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h *roomHead, creating bool) ([]*Event, error) {
 	nowTS := s.Now().UnixMilli()
 	built := make([]*Event, 0, len(protos))
-	states := make([]StateMap, 0, len(protos))
 	batch := make([]*storage.NewEvent, 0, len(protos))
 	// Later events of a batch are authorised against earlier ones before
 	// any is stored, so the cache pins them meanwhile (an ordinary entry
 	// could be cleared under a full cache, losing the only copy); they are
-	// forgotten again if the batch fails.
-	defer func() {
-		s.cache.unpin(built, len(built) > 0 && built[0].StreamPos != 0)
-	}()
+	// released as their chunk is stored, or forgotten if the batch fails.
+	stored := 0
+	defer func() { s.cache.unpin(built[stored:], false) }()
+	// The batch's state: one map it owns, changed in place, and state
+	// groups laid out by batchState, so a long batch costs time and space
+	// linear in its length (no copy of the whole state per event).
+	bs := newBatchState(h)
 	for i, p := range protos {
 		if p.CheckRelation {
 			if err := s.checkRelation(ctx, r, p); err != nil {
@@ -310,30 +324,18 @@ func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h 
 			ne.NewRoom = &storage.Room{RoomID: r.ID, RoomVersion: r.Version, Creator: p.Sender, CreatedTS: nowTS}
 		}
 		if p.TxnID != "" {
-			ne.TxnUserID, ne.TxnDeviceID, ne.TxnID = p.Sender, p.TxnDevice, p.TxnID
+			ne.TxnUserID, ne.TxnDeviceID, ne.TxnEndpoint, ne.TxnID = p.Sender, p.TxnDevice, p.TxnEndpoint, p.TxnID
 		}
 		if p.StateKey != nil {
-			key := pdu.StateKey{Type: p.Type, StateKey: *p.StateKey}
 			if p.Type == event.StateMember.Type {
 				ne.Membership = string(ev.Membership())
 			}
-			newState := maps.Clone(h.state)
-			newState[key] = ev.ID
-			// Keep delta chains short: every storage.MaxChainLen groups (and
-			// for a room's first state) store a full snapshot instead.
-			if h.chainLen < 0 || h.chainLen+1 >= storage.MaxChainLen {
-				ne.FullState = newState
-				h.chainLen = 0
-			} else {
-				ne.StateDelta = StateMap{key: ev.ID}
-				h.chainLen++
-			}
-			h.state = newState
+			bs.set(ne, pdu.StateKey{Type: p.Type, StateKey: *p.StateKey}, ev.ID)
+			h.state = bs.cur
 		}
 		ev.RoomID = r.ID
 		s.cache.pin(ev)
 		built = append(built, ev)
-		states = append(states, h.state)
 		batch = append(batch, ne)
 		// The next event attaches to this one; its state group is only known
 		// once stored, which storage.PersistEvents resolves (StateBefore -1).
@@ -342,27 +344,111 @@ func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h 
 		h.depth = ev.PDU.Depth + 1
 		h.stateGroup = -1
 	}
-	positions, err := s.db.PersistEvents(ctx, batch, nowTS)
-	if err != nil {
-		return nil, err
+	if creating {
+		defer s.locks.lock(r.ID)()
 	}
-	for i, ev := range built {
-		ev.StreamPos = positions[i]
-		ev.StateBefore = batch[i].StateBefore
-		ev.StateAfter = batch[i].StateAfter
-		if ev.IsState() {
-			s.cache.putState(ev.StateAfter, &stateSnapshot{state: states[i], chainLen: chainLenOf(batch[i])})
+	var lastAfter int64
+	for stored < len(batch) {
+		end := min(stored+persistChunk, len(batch))
+		chunk := batch[stored:end]
+		if chunk[0].StateBefore < 0 {
+			chunk[0].StateBefore = lastAfter
 		}
-		if batch[i].Redacts != "" {
-			s.cache.dropEvent(batch[i].Redacts)
+		positions, err := s.db.PersistEvents(ctx, chunk, nowTS)
+		if err != nil {
+			return nil, err
+		}
+		for i, ev := range built[stored:end] {
+			ne := chunk[i]
+			ev.StreamPos = positions[i]
+			ev.StateBefore = ne.StateBefore
+			ev.StateAfter = ne.StateAfter
+			if ne.Redacts != "" {
+				s.cache.dropEvent(ne.Redacts)
+			}
+		}
+		lastAfter = chunk[len(chunk)-1].StateAfter
+		s.cache.unpin(built[stored:end], true)
+		evs := built[stored:end]
+		stored = end
+		for _, ev := range evs {
+			for _, l := range s.listen {
+				l(ev)
+			}
 		}
 	}
-	for _, ev := range built {
-		for _, l := range s.listen {
-			l(ev)
-		}
+	if last := bs.last; last != nil {
+		// Only the batch's final state is cached; earlier groups are read
+		// back from their deltas if anyone asks.
+		s.cache.putState(last.StateAfter, &stateSnapshot{state: bs.cur, chainLen: chainLenOf(last)})
 	}
 	return built, nil
+}
+
+// batchState lays out the state groups of a batch of events. The k-th
+// state event since the base (k = 1, 2, ...) stores a delta on the group
+// of state event k with its lowest set bit cleared (the base for powers of
+// two), as in a Fenwick tree: a group is at most log2(k) deltas from the
+// base, and the deltas of n events hold about n·log2(n)/2 entries in all.
+// A full snapshot is stored only for a room's first state and when the
+// base's chain is already long.
+type batchState struct {
+	// cur is the state after the latest event, owned by the batch.
+	cur StateMap
+	// The base the deltas start from: a stored group, or a snapshot this
+	// batch made (baseEvent), with its chain length; -1 means none yet.
+	baseGroup int64
+	baseEvent *storage.NewEvent
+	baseChain int
+	// The state set since the base, in order, and the events that set it.
+	keys   []pdu.StateKey
+	values []id.EventID
+	events []*storage.NewEvent
+	// last is the batch's latest state event.
+	last *storage.NewEvent
+}
+
+func newBatchState(h *roomHead) *batchState {
+	bs := &batchState{cur: maps.Clone(h.state), baseGroup: h.stateGroup, baseChain: h.chainLen}
+	if bs.cur == nil {
+		bs.cur = StateMap{}
+	}
+	if h.resolved {
+		// The state before the first event is stored by that event
+		// (storage's BeforeState), in a group not known here: start afresh.
+		bs.baseChain = -1
+	}
+	return bs
+}
+
+// set records that ne sets key to evID, and fills in ne's state group.
+func (bs *batchState) set(ne *storage.NewEvent, key pdu.StateKey, evID id.EventID) {
+	bs.cur[key] = evID
+	bs.last = ne
+	k := len(bs.keys) + 1
+	if bs.baseChain < 0 || bs.baseChain+bits.OnesCount(uint(k)) >= storage.MaxChainLen {
+		ne.FullState = maps.Clone(bs.cur)
+		bs.baseGroup, bs.baseEvent, bs.baseChain = 0, ne, 0
+		bs.keys, bs.values, bs.events = bs.keys[:0], bs.values[:0], bs.events[:0]
+		return
+	}
+	bs.keys = append(bs.keys, key)
+	bs.values = append(bs.values, evID)
+	bs.events = append(bs.events, ne)
+	parent := k & (k - 1)
+	delta := make(StateMap, k-parent)
+	for i := parent; i < k; i++ {
+		delta[bs.keys[i]] = bs.values[i]
+	}
+	ne.StateDelta = delta
+	switch {
+	case parent > 0:
+		ne.DeltaOnEvent = bs.events[parent-1]
+	case bs.baseEvent != nil:
+		ne.DeltaOnEvent = bs.baseEvent
+	default:
+		ne.DeltaOn = bs.baseGroup
+	}
 }
 
 // chainLenOf is the delta chain length of the state group a persisted

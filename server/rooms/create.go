@@ -45,6 +45,13 @@ type CreateRoomRequest struct {
 	PowerLevelContentOverride map[string]jsonv1.RawMessage `json:"power_level_content_override"`
 }
 
+// maxCreateRoomList caps createRoom's invite and initial_state lists. A
+// room is built in time linear in their length, but each entry is an event
+// to sign and store: a thousand keeps one request under a second or so on a
+// small machine, far above what clients send (Element sends a handful).
+// Benchmarks raise it to measure the builder on longer lists.
+var maxCreateRoomList = 1000
+
 // errInvalidRoomState is the spec's answer when the requested initial state
 // cannot be set (for example a power level override that locks the creator out).
 var errInvalidRoomState = mautrix.RespError{ErrCode: "M_INVALID_ROOM_STATE", StatusCode: http.StatusBadRequest}
@@ -95,6 +102,12 @@ func (s *Service) CreateRoom(ctx context.Context, creator id.UserID, req *Create
 	case "", "private", "public":
 	default:
 		return "", mautrix.MInvalidParam.WithMessage(`visibility must be "public" or "private"`)
+	}
+	if len(req.Invite) > maxCreateRoomList {
+		return "", mautrix.MInvalidParam.WithMessage(fmt.Sprintf("invite lists %d users; at most %d can be invited when a room is created, invite the rest afterwards", len(req.Invite), maxCreateRoomList))
+	}
+	if len(req.InitialState) > maxCreateRoomList {
+		return "", mautrix.MInvalidParam.WithMessage(fmt.Sprintf("initial_state has %d events; at most %d can be set when a room is created, send the rest afterwards", len(req.InitialState), maxCreateRoomList))
 	}
 	for _, u := range req.Invite {
 		if _, _, err := u.ParseAndValidateRelaxed(); err != nil {

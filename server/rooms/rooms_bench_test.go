@@ -113,3 +113,40 @@ func TestThousandMessages(t *testing.T) {
 	}
 	t.Logf("1,000 sequential messages: %.0f events/s", 1000/time.Since(start).Seconds())
 }
+
+// BenchmarkCreateRoomLarge measures createRoom with long initial_state and
+// invite lists, which must cost time linear in their length.
+func BenchmarkCreateRoomLarge(b *testing.B) {
+	defer func(n int) { maxCreateRoomList = n }(maxCreateRoomList)
+	maxCreateRoomList = slices.Max(benchSizes)
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("initial_state=%d", n), func(b *testing.B) {
+			s := newTestService(b)
+			req := &CreateRoomRequest{}
+			for i := range n {
+				req.InitialState = append(req.InitialState, InitialStateEvent{Type: "com.example.state", StateKey: fmt.Sprintf("k%d", i), Content: []byte(`{"v":1}`)})
+			}
+			for range b.N {
+				if _, err := s.CreateRoom(context.Background(), "@alice:localhost", req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("invite=%d", n), func(b *testing.B) {
+			s := newTestService(b)
+			req := &CreateRoomRequest{}
+			for i := range n {
+				req.Invite = append(req.Invite, id.NewUserID(fmt.Sprintf("u%d", i), "localhost"))
+			}
+			for range b.N {
+				if _, err := s.CreateRoom(context.Background(), "@alice:localhost", req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchSizes are list lengths for BenchmarkCreateRoomLarge: the cap, the
+// request that once took 44 s, and the most a 1 MiB body holds.
+var benchSizes = []int{1000, 8000, 19800}

@@ -13,7 +13,8 @@ import (
 // Send sends a message event. A transaction ID the device already used
 // returns the event sent then, so a client's retry never sends twice.
 func (s *Service) Send(ctx context.Context, sender id.UserID, device id.DeviceID, roomID id.RoomID, evType string, content []byte, txnID string) (id.EventID, error) {
-	if evID, err := s.db.TxnEvent(ctx, sender, device, txnID); err != nil || evID != "" {
+	endpoint := "send/" + evType
+	if evID, err := s.db.TxnEvent(ctx, sender, device, roomID, endpoint, txnID); err != nil || evID != "" {
 		return evID, err
 	}
 	r, err := s.room(ctx, roomID)
@@ -24,13 +25,13 @@ func (s *Service) Send(ctx context.Context, sender id.UserID, device id.DeviceID
 		// Redactions have their own endpoint, which checks the target.
 		return "", mautrix.MForbidden.WithMessage("Use the /redact endpoint to redact events")
 	}
-	p := &proto{Sender: sender, Type: evType, Content: content, TxnDevice: device, TxnID: txnID, CheckRelation: true}
+	p := &proto{Sender: sender, Type: evType, Content: content, TxnDevice: device, TxnEndpoint: endpoint, TxnID: txnID, CheckRelation: true}
 	evs, err := s.sendEvents(ctx, r, []*proto{p}, false)
 	if err != nil {
 		// A concurrent retry of the same transaction may have won the race
 		// (the room lock serialises them, the event_txns key rejects the
 		// second): answer with its event.
-		if evID, txErr := s.db.TxnEvent(ctx, sender, device, txnID); txErr == nil && evID != "" {
+		if evID, txErr := s.db.TxnEvent(ctx, sender, device, roomID, endpoint, txnID); txErr == nil && evID != "" {
 			return evID, nil
 		}
 		return "", err
@@ -79,7 +80,8 @@ func sameJSON(a, b []byte) bool {
 // Redact sends a redaction of target. The auth rules let anyone with the
 // redact power level redact; senders may redact their own events.
 func (s *Service) Redact(ctx context.Context, sender id.UserID, device id.DeviceID, roomID id.RoomID, target id.EventID, reason, txnID string) (id.EventID, error) {
-	if evID, err := s.db.TxnEvent(ctx, sender, device, txnID); err != nil || evID != "" {
+	endpoint := "redact/" + string(target)
+	if evID, err := s.db.TxnEvent(ctx, sender, device, roomID, endpoint, txnID); err != nil || evID != "" {
 		return evID, err
 	}
 	r, err := s.room(ctx, roomID)
@@ -97,7 +99,7 @@ func (s *Service) Redact(ctx context.Context, sender id.UserID, device id.Device
 	if err != nil {
 		return "", err
 	}
-	p.Redacts, p.TxnDevice, p.TxnID = target, device, txnID
+	p.Redacts, p.TxnDevice, p.TxnEndpoint, p.TxnID = target, device, endpoint, txnID
 	// The redaction itself is authorised by the auth rules (redact level);
 	// whether it applies to the target (same sender or enough power) is
 	// decided here, before it is sent.

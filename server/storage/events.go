@@ -43,6 +43,14 @@ type NewEvent struct {
 	// (or a full snapshot when FullState is set, to cap delta chains).
 	StateDelta map[StateKey]id.EventID
 	FullState  map[StateKey]id.EventID
+	// DeltaOn, when set, is the state group StateDelta applies to instead
+	// of StateBefore, and DeltaOnEvent (when set) an event persisted earlier
+	// whose state after it is that group. A long batch of state events (a
+	// room created with a long initial_state) lays each delta on an earlier
+	// group than the one just before it, so neither a full copy of the state
+	// per event nor unbounded delta chains are needed (rooms/build.go).
+	DeltaOn      int64
+	DeltaOnEvent *NewEvent
 	// BeforeState, when set, is the full state before the event, which no
 	// stored group holds yet (it was just resolved from several forward
 	// extremities): persisting stores it as a snapshot and uses that as
@@ -50,9 +58,12 @@ type NewEvent struct {
 	BeforeState map[StateKey]id.EventID
 	// Membership is content.membership of an m.room.member event.
 	Membership string
-	// Txn records the client transaction that sent the event.
+	// Txn records the client transaction that sent the event: the device,
+	// the endpoint of the request path in the event's room (TxnEndpoint,
+	// see TxnEvent) and the transaction ID.
 	TxnUserID   id.UserID
 	TxnDeviceID id.DeviceID
+	TxnEndpoint string
 	TxnID       string
 	// Redacts is the event an accepted redaction applies to.
 	Redacts id.EventID
@@ -112,7 +123,13 @@ func persistEvent(ctx context.Context, tx *sql.Tx, ev *NewEvent, nowTS int64) (i
 	}
 	stateAfter := ev.StateBefore
 	if !ev.Rejected && (ev.StateDelta != nil || ev.FullState != nil) {
-		g, chainLen, err := insertStateGroup(ctx, tx, ev.RoomID, ev.StateBefore, ev.StateDelta, ev.FullState)
+		parent := ev.StateBefore
+		if ev.DeltaOnEvent != nil {
+			parent = ev.DeltaOnEvent.StateAfter
+		} else if ev.DeltaOn > 0 {
+			parent = ev.DeltaOn
+		}
+		g, chainLen, err := insertStateGroup(ctx, tx, ev.RoomID, parent, ev.StateDelta, ev.FullState)
 		if err != nil {
 			return 0, err
 		}
@@ -168,8 +185,8 @@ ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_i
 		}
 	}
 	if ev.TxnID != "" {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO event_txns (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)`,
-			ev.TxnUserID, ev.TxnDeviceID, ev.TxnID, ev.EventID, nowTS); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO event_txns (user_id, device_id, room_id, endpoint, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			ev.TxnUserID, ev.TxnDeviceID, ev.RoomID, ev.TxnEndpoint, ev.TxnID, ev.EventID, nowTS); err != nil {
 			return 0, fmt.Errorf("record transaction: %w", err)
 		}
 	}

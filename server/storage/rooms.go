@@ -151,11 +151,14 @@ func (db *DB) RoomAliases(ctx context.Context, roomID id.RoomID) ([]id.RoomAlias
 	return out, nil
 }
 
-// TxnEvent returns the event a device already sent with a transaction ID,
-// or "".
-func (db *DB) TxnEvent(ctx context.Context, userID id.UserID, deviceID id.DeviceID, txnID string) (id.EventID, error) {
+// TxnEvent returns the event a device already sent with a transaction ID
+// on the same request path, or "". The spec scopes transaction IDs to the
+// device and the path: endpoint is the path after the room ID, "send/<event
+// type>" or "redact/<event ID>".
+func (db *DB) TxnEvent(ctx context.Context, userID id.UserID, deviceID id.DeviceID, roomID id.RoomID, endpoint, txnID string) (id.EventID, error) {
 	var ev id.EventID
-	err := db.reader.QueryRowContext(ctx, `SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`, userID, deviceID, txnID).Scan(&ev)
+	err := db.reader.QueryRowContext(ctx, `SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND room_id = $3 AND endpoint = $4 AND txn_id = $5`,
+		userID, deviceID, roomID, endpoint, txnID).Scan(&ev)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
