@@ -66,7 +66,7 @@ type Service struct {
 func New(db *storage.DB, roomsSvc *rooms.Service, serverName string, log *slog.Logger) *Service {
 	s := &Service{db: db, rooms: roomsSvc, serverName: serverName, log: log, Now: time.Now, cache: map[id.UserID]*compiled{}, gen: map[id.UserID]uint64{}}
 	s.delivery = newDelivery(s)
-	roomsSvc.OnEvent(s.onEvent)
+	roomsSvc.OnEvent(s.onEvents)
 	return s
 }
 
@@ -184,40 +184,52 @@ func (s *Service) changed(ctx context.Context, user id.UserID) error {
 
 func (s *Service) isLocal(user id.UserID) bool { return user.Homeserver() == s.serverName }
 
-// onEvent evaluates every local member's rules against a new event and
-// records the notifications. It runs inside the event's send, so a failure
-// is logged rather than failing a send that is already stored.
-func (s *Service) onEvent(ev *rooms.Event) {
-	if ev.Rejected {
+// onEvents evaluates every local member's rules against new events of a
+// room and records the notifications, for all of them in one write. It
+// runs inside the events' send, so a failure is logged rather than failing
+// a send that is already stored.
+func (s *Service) onEvents(evs []*rooms.Event) {
+	ctx := context.Background()
+	var actions []storage.PushAction
+	var sent []storage.PushSent
+	for _, ev := range evs {
+		if ev.Rejected {
+			continue
+		}
+		var err error
+		if actions, sent, err = s.process(ctx, ev, actions, sent); err != nil {
+			s.log.Warn("push: evaluate rules", "room", ev.RoomID, "event", ev.ID, "error", err)
+		}
+	}
+	if err := s.db.AddPushActions(ctx, actions, sent); err != nil {
+		s.log.Warn("push: store notifications", "room", evs[0].RoomID, "error", err)
 		return
 	}
-	ctx := context.Background()
-	if err := s.process(ctx, ev); err != nil {
-		s.log.Warn("push: evaluate rules", "room", ev.RoomID, "event", ev.ID, "error", err)
-	}
+	s.notificationsAdded(actions)
 }
 
-func (s *Service) process(ctx context.Context, ev *rooms.Event) error {
+// process appends to actions the notifications ev makes, and to sent the
+// read marker its sender's own event sets.
+func (s *Service) process(ctx context.Context, ev *rooms.Event, actions []storage.PushAction, sent []storage.PushSent) ([]storage.PushAction, []storage.PushSent, error) {
 	sender := ev.PDU.Sender
 	thread, err := s.threadOf(ctx, ev)
 	if err != nil {
-		return err
+		return actions, sent, err
 	}
-	var sent *storage.PushSent
 	if s.isLocal(sender) {
 		// Sending an event marks what came before it read; record that only
 		// when it changes something, to spare a write per message.
 		unread, err := s.db.HasUnreadPushActions(ctx, ev.RoomID, sender, thread)
 		if err != nil {
-			return err
+			return actions, sent, err
 		}
 		if unread {
-			sent = &storage.PushSent{UserID: sender, RoomID: ev.RoomID, ThreadID: thread, StreamPos: ev.StreamPos}
+			sent = append(sent, storage.PushSent{UserID: sender, RoomID: ev.RoomID, ThreadID: thread, StreamPos: ev.StreamPos})
 		}
 	}
 	members, err := s.db.Members(ctx, ev.RoomID, string(event.MembershipJoin))
 	if err != nil {
-		return err
+		return actions, sent, err
 	}
 	var recipients []id.UserID
 	for _, m := range members {
@@ -233,34 +245,33 @@ func (s *Service) process(ctx context.Context, ev *rooms.Event) error {
 		}
 	}
 	if len(recipients) == 0 {
-		return s.db.AddPushActions(ctx, nil, sent)
+		return actions, sent, nil
 	}
 	ignoring, err := s.usersIgnoring(ctx, sender, recipients)
 	if err != nil {
-		return err
+		return actions, sent, err
 	}
 	ce, err := s.rooms.ClientEvent(ctx, ev)
 	if err != nil {
-		return err
+		return actions, sent, err
 	}
 	ceJSON, err := json.Marshal(ce)
 	if err != nil {
-		return err
+		return actions, sent, err
 	}
 	pev, err := NewEvent(ceJSON)
 	if err != nil {
-		return fmt.Errorf("event for push rules: %w", err)
+		return actions, sent, fmt.Errorf("event for push rules: %w", err)
 	}
 	rc := &eventRoom{s: s, ctx: ctx, ev: ev, members: len(members)}
 	now := s.Now().UnixMilli()
-	var actions []storage.PushAction
 	for _, user := range recipients {
 		if ignoring[user] {
 			continue
 		}
 		c, err := s.compiledFor(ctx, user)
 		if err != nil {
-			return err
+			return actions, sent, err
 		}
 		out, ok := c.evaluate(pev, rc, string(user))
 		if !ok || (!out.Notify && !out.Highlight) {
@@ -268,18 +279,14 @@ func (s *Service) process(ctx context.Context, ev *rooms.Event) error {
 		}
 		actJSON, err := json.Marshal(out.Actions)
 		if err != nil {
-			return err
+			return actions, sent, err
 		}
 		actions = append(actions, storage.PushAction{
 			UserID: user, RoomID: ev.RoomID, StreamPos: ev.StreamPos, EventID: ev.ID, ThreadID: thread,
 			Notify: out.Notify, Highlight: out.Highlight, Actions: actJSON, TS: now,
 		})
 	}
-	if err := s.db.AddPushActions(ctx, actions, sent); err != nil {
-		return err
-	}
-	s.notificationsAdded(actions)
-	return nil
+	return actions, sent, nil
 }
 
 // usersIgnoring returns those of users whose m.ignored_user_list names

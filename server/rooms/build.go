@@ -256,7 +256,7 @@ func authError(err error) error {
 // and authorised first, in memory, and then stored a chunk at a time, so
 // the database's one writer is never held for long and other rooms' sends
 // slip in between chunks.
-const persistChunk = 128
+const persistChunk = 32
 
 // sendEvents builds, authorises and persists events of one room, in order,
 // each on top of the previous. With creating set, the first proto is the
@@ -371,10 +371,8 @@ func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h 
 		s.cache.unpin(built[stored:end], true)
 		evs := built[stored:end]
 		stored = end
-		for _, ev := range evs {
-			for _, l := range s.listen {
-				l(ev)
-			}
+		for _, l := range s.listen {
+			l(evs)
 		}
 	}
 	if last := bs.last; last != nil {

@@ -38,9 +38,11 @@ func IsSupportedVersion(v id.RoomVersion) bool {
 	return false
 }
 
-// Listener hears about every event persisted, in stream order; the sync
-// notifier is one.
-type Listener func(ev *Event)
+// Listener hears about every event persisted, in stream order: the events
+// of one room stored in one transaction, so that what a listener writes
+// for them (push notifications) is one transaction too. The sync notifier
+// is one.
+type Listener func(evs []*Event)
 
 // Service is the rooms service.
 type Service struct {

@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,11 +130,13 @@ func BenchmarkCreateRoomLarge(b *testing.B) {
 			for i := range n {
 				req.InitialState = append(req.InitialState, InitialStateEvent{Type: "com.example.state", StateKey: fmt.Sprintf("k%d", i), Content: []byte(`{"v":1}`)})
 			}
+			resetPeakRSS()
 			for range b.N {
 				if _, err := s.CreateRoom(context.Background(), "@alice:localhost", req); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportPeakRSS(b)
 		})
 		b.Run(fmt.Sprintf("invite=%d", n), func(b *testing.B) {
 			s := newTestService(b)
@@ -138,11 +144,13 @@ func BenchmarkCreateRoomLarge(b *testing.B) {
 			for i := range n {
 				req.Invite = append(req.Invite, id.NewUserID(fmt.Sprintf("u%d", i), "localhost"))
 			}
+			resetPeakRSS()
 			for range b.N {
 				if _, err := s.CreateRoom(context.Background(), "@alice:localhost", req); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportPeakRSS(b)
 		})
 	}
 }
@@ -150,3 +158,25 @@ func BenchmarkCreateRoomLarge(b *testing.B) {
 // benchSizes are list lengths for BenchmarkCreateRoomLarge: the cap, the
 // request that once took 44 s, and the most a 1 MiB body holds.
 var benchSizes = []int{1000, 8000, 19800}
+
+// resetPeakRSS resets the process's peak resident set (Linux; elsewhere
+// reportPeakRSS reports nothing).
+func resetPeakRSS() {
+	runtime.GC()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+// reportPeakRSS reports the peak resident set since resetPeakRSS, in MB.
+func reportPeakRSS(b *testing.B) {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			if kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB"))); err == nil {
+				b.ReportMetric(float64(kb)/1024, "peak-RSS-MB")
+			}
+		}
+	}
+}

@@ -84,6 +84,14 @@ const MaxChainLen = 50
 func (db *DB) PersistEvents(ctx context.Context, evs []*NewEvent, nowTS int64) ([]int64, error) {
 	positions := make([]int64, len(evs))
 	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+		// The statements run once per event are prepared once per batch:
+		// SQLite compiles the events table's triggers (the search index)
+		// into every INSERT it prepares, which cost more than running it.
+		st, err := preparePersist(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer st.close()
 		var lastAfter int64
 		for i, ev := range evs {
 			// StateBefore -1: the state after the previous event of this
@@ -91,7 +99,7 @@ func (db *DB) PersistEvents(ctx context.Context, evs []*NewEvent, nowTS int64) (
 			if ev.StateBefore < 0 {
 				ev.StateBefore = lastAfter
 			}
-			pos, err := persistEvent(ctx, tx, ev, nowTS)
+			pos, err := persistEvent(ctx, tx, st, ev, nowTS)
 			if err != nil {
 				return fmt.Errorf("persist event %s: %w", ev.EventID, err)
 			}
@@ -103,7 +111,32 @@ func (db *DB) PersistEvents(ctx context.Context, evs []*NewEvent, nowTS int64) (
 	return positions, err
 }
 
-func persistEvent(ctx context.Context, tx *sql.Tx, ev *NewEvent, nowTS int64) (int64, error) {
+// persistStmts are the statements persisting a batch of events prepared
+// once for the batch.
+type persistStmts struct {
+	insertEvent, insertStateEntry *sql.Stmt
+}
+
+func preparePersist(ctx context.Context, tx *sql.Tx) (*persistStmts, error) {
+	var st persistStmts
+	var err error
+	if st.insertEvent, err = tx.PrepareContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, state_before, state_after)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`); err != nil {
+		return nil, fmt.Errorf("prepare event insert: %w", err)
+	}
+	if st.insertStateEntry, err = tx.PrepareContext(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)`); err != nil {
+		st.insertEvent.Close()
+		return nil, fmt.Errorf("prepare state entry insert: %w", err)
+	}
+	return &st, nil
+}
+
+func (st *persistStmts) close() {
+	st.insertEvent.Close()
+	st.insertStateEntry.Close()
+}
+
+func persistEvent(ctx context.Context, tx *sql.Tx, st *persistStmts, ev *NewEvent, nowTS int64) (int64, error) {
 	if ev.NewRoom != nil {
 		r := ev.NewRoom
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1, $2, $3, $4)`,
@@ -112,7 +145,7 @@ func persistEvent(ctx context.Context, tx *sql.Tx, ev *NewEvent, nowTS int64) (i
 		}
 	}
 	if ev.BeforeState != nil {
-		g, _, err := insertStateGroup(ctx, tx, ev.RoomID, 0, nil, ev.BeforeState)
+		g, _, err := insertStateGroup(ctx, tx, st, ev.RoomID, 0, nil, ev.BeforeState)
 		if err != nil {
 			return 0, err
 		}
@@ -129,7 +162,7 @@ func persistEvent(ctx context.Context, tx *sql.Tx, ev *NewEvent, nowTS int64) (i
 		} else if ev.DeltaOn > 0 {
 			parent = ev.DeltaOn
 		}
-		g, chainLen, err := insertStateGroup(ctx, tx, ev.RoomID, parent, ev.StateDelta, ev.FullState)
+		g, chainLen, err := insertStateGroup(ctx, tx, st, ev.RoomID, parent, ev.StateDelta, ev.FullState)
 		if err != nil {
 			return 0, err
 		}
@@ -147,9 +180,7 @@ func persistEvent(ctx context.Context, tx *sql.Tx, ev *NewEvent, nowTS int64) (i
 	if ev.Type == "m.room.member" && ev.Membership != "" {
 		membership = ev.Membership
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, state_before, state_after)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), ev.Rejected, before, after)
+	res, err := st.insertEvent.ExecContext(ctx, ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), ev.Rejected, before, after)
 	if err != nil {
 		return 0, fmt.Errorf("insert event: %w", err)
 	}
@@ -223,7 +254,7 @@ VALUES ($1, $2, $3, $4, (SELECT membership FROM events WHERE event_id = $4))`)
 	return nil
 }
 
-func insertStateGroup(ctx context.Context, tx *sql.Tx, roomID id.RoomID, prev int64, delta, full map[StateKey]id.EventID) (int64, int, error) {
+func insertStateGroup(ctx context.Context, tx *sql.Tx, st *persistStmts, roomID id.RoomID, prev int64, delta, full map[StateKey]id.EventID) (int64, int, error) {
 	entries := delta
 	var prevGroup any
 	chainLen := 0
@@ -246,17 +277,12 @@ func insertStateGroup(ctx context.Context, tx *sql.Tx, roomID id.RoomID, prev in
 	if err != nil {
 		return 0, 0, err
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)`)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer stmt.Close()
 	for k, ev := range entries {
 		var evID any
 		if ev != "" {
 			evID = ev
 		}
-		if _, err := stmt.ExecContext(ctx, g, k.Type, k.StateKey, evID); err != nil {
+		if _, err := st.insertStateEntry.ExecContext(ctx, g, k.Type, k.StateKey, evID); err != nil {
 			return 0, 0, fmt.Errorf("insert state entry: %w", err)
 		}
 	}

@@ -215,10 +215,11 @@ type PushSent struct {
 	StreamPos int64
 }
 
-// AddPushActions stores the notifications an event made and, when its
-// sender is local, that they sent it — one transaction.
-func (db *DB) AddPushActions(ctx context.Context, actions []PushAction, sent *PushSent) error {
-	if len(actions) == 0 && sent == nil {
+// AddPushActions stores the notifications events made and, for local
+// senders, how far their own events mark the room read — one transaction
+// for a batch of events.
+func (db *DB) AddPushActions(ctx context.Context, actions []PushAction, sent []PushSent) error {
+	if len(actions) == 0 && len(sent) == 0 {
 		return nil
 	}
 	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
@@ -229,10 +230,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (user_id, stream_pos) DO
 				return err
 			}
 		}
-		if sent != nil {
+		for _, s := range sent {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO push_sent (user_id, room_id, thread_id, stream_pos) VALUES ($1, $2, $3, $4)
 ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET stream_pos = excluded.stream_pos WHERE excluded.stream_pos > push_sent.stream_pos`,
-				sent.UserID, sent.RoomID, sent.ThreadID, sent.StreamPos); err != nil {
+				s.UserID, s.RoomID, s.ThreadID, s.StreamPos); err != nil {
 				return err
 			}
 		}

@@ -69,16 +69,23 @@ func (s *Service) Notifier() *Notifier { return s.notifier }
 
 // onRoomEvent wakes the room's members, and the target of a membership
 // change (an invited user is not a member yet; a kicked one no longer is).
-func (s *Service) onRoomEvent(ev *rooms.Event) {
-	users, err := s.db.Members(context.Background(), ev.RoomID, string(event.MembershipJoin))
-	if err != nil {
-		s.log.Warn("sync notifier: list members", "room", ev.RoomID, "error", err)
+func (s *Service) onRoomEvent(evs []*rooms.Event) {
+	if len(evs) == 0 {
+		return
 	}
-	if ev.PDU.Type == event.StateMember.Type {
-		users = append(users, id.UserID(ev.StateKey()))
+	users, err := s.db.Members(context.Background(), evs[0].RoomID, string(event.MembershipJoin))
+	if err != nil {
+		s.log.Warn("sync notifier: list members", "room", evs[0].RoomID, "error", err)
+	}
+	for _, ev := range evs {
+		if ev.PDU.Type == event.StateMember.Type {
+			users = append(users, id.UserID(ev.StateKey()))
+		}
 	}
 	s.notifier.Wake(users...)
-	s.typingMembershipChanged(ev)
+	for _, ev := range evs {
+		s.typingMembershipChanged(ev)
+	}
 }
 
 // Current returns the newest position of every stream.
