@@ -91,7 +91,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerHierarchy(rt)
 	a.registerSearch(rt)
 	a.registerModeration(rt)
-	// Old clients (matrix-nio before 0.21, weechat-matrix, …) use r0 for
+	// Old clients (matrix-nio before 0.25, weechat-matrix, …) use r0 for
 	// every request, and v3 is r0 renamed (/versions still claims r0.6.1).
 	// Giving r0 to every v3 route here, after all the modules, means an
 	// endpoint added later gets it too without asking.
