@@ -5,6 +5,7 @@ package clientapi
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/e2ee"
@@ -90,15 +91,43 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerHierarchy(rt)
 	a.registerSearch(rt)
 	a.registerModeration(rt)
+	// Old clients (matrix-nio before 0.25, weechat-matrix, …) use r0 for
+	// every request, and v3 is r0 renamed (/versions still claims r0.6.1).
+	// Giving r0 to every v3 route here, after all the modules, means an
+	// endpoint added later gets it too without asking.
+	rt.Mirror(v3, r0, isV3Only)
+	rt.Mirror(mediaV3, mediaR0, isV3Only)
 	return a
 }
 
-// Path prefixes of the client API's versions.
+// Path prefixes of the client API's and the content repository's versions.
 const (
-	v3 = "/_matrix/client/v3"
-	v1 = "/_matrix/client/v1"
-	r0 = "/_matrix/client/r0"
+	v3      = "/_matrix/client/v3"
+	v1      = "/_matrix/client/v1"
+	r0      = "/_matrix/client/r0"
+	mediaV3 = "/_matrix/media/v3"
+	mediaV1 = "/_matrix/media/v1"
+	mediaR0 = "/_matrix/media/r0"
 )
+
+// v3Only lists the v3 endpoints that get no r0 twin. Like Synapse, whose
+// r0 set old clients were written against, Palpo serves under r0 even
+// endpoints newer than r0.6.1 (knock, refresh, keys/signatures/upload…):
+// they are v3's unchanged and harmless to an old client. These few Synapse
+// keeps to v3 alone, so no client has ever called them with r0.
+var v3Only = []httpapi.Route{
+	{Method: http.MethodPost, Path: v3 + "/keys/device_signing/upload"},
+	{Method: http.MethodPost, Path: v3 + "/rooms/{roomId}/report"},
+	{Method: http.MethodPost, Path: v3 + "/users/{userId}/report"},
+	// Asynchronous upload (spec v1.7) pairs with /_matrix/media/v1/create.
+	{Method: http.MethodPut, Path: mediaV3 + "/upload/{serverName}/{mediaId}"},
+}
+
+func isV3Only(r httpapi.Route) bool { return slices.Contains(v3Only, r) }
+
+// V3Only returns the v3 routes deliberately served without an r0 twin
+// (for the test that every other v3 route has one).
+func V3Only() []httpapi.Route { return slices.Clone(v3Only) }
 
 // authedHandler serves a request from a logged-in user.
 type authedHandler func(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error

@@ -13,13 +13,11 @@ import (
 
 // Device management (spec: device_management.yaml).
 func (a *API) registerDevices(rt *httpapi.Router) {
-	for _, prefix := range []string{v3, r0} {
-		rt.Handle(http.MethodGet, prefix+"/devices", a.authed(a.listDevices))
-		rt.Handle(http.MethodGet, prefix+"/devices/{deviceId}", a.authed(a.getDevice))
-		rt.Handle(http.MethodPut, prefix+"/devices/{deviceId}", a.authed(a.updateDevice))
-		rt.Handle(http.MethodDelete, prefix+"/devices/{deviceId}", a.authed(a.deleteDevice))
-		rt.Handle(http.MethodPost, prefix+"/delete_devices", a.authed(a.deleteDevices))
-	}
+	rt.Handle(http.MethodGet, v3+"/devices", a.authed(a.listDevices))
+	rt.Handle(http.MethodGet, v3+"/devices/{deviceId}", a.authed(a.getDevice))
+	rt.Handle(http.MethodPut, v3+"/devices/{deviceId}", a.authed(a.updateDevice))
+	rt.Handle(http.MethodDelete, v3+"/devices/{deviceId}", a.authed(a.deleteDevice))
+	rt.Handle(http.MethodPost, v3+"/delete_devices", a.authed(a.deleteDevices))
 }
 
 // clientDevice is the spec's Device object; absent fields are left out.

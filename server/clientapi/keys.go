@@ -15,12 +15,10 @@ import (
 
 // End-to-end encryption keys (spec: keys.yaml, cross_signing.yaml).
 func (a *API) registerKeys(rt *httpapi.Router) {
-	for _, prefix := range []string{v3, r0} {
-		rt.Handle(http.MethodPost, prefix+"/keys/upload", a.authed(a.uploadKeys))
-		rt.Handle(http.MethodPost, prefix+"/keys/query", a.authed(a.queryKeys))
-		rt.Handle(http.MethodPost, prefix+"/keys/claim", a.authed(a.claimKeys))
-		rt.Handle(http.MethodGet, prefix+"/keys/changes", a.authed(a.keyChanges))
-	}
+	rt.Handle(http.MethodPost, v3+"/keys/upload", a.authed(a.uploadKeys))
+	rt.Handle(http.MethodPost, v3+"/keys/query", a.authed(a.queryKeys))
+	rt.Handle(http.MethodPost, v3+"/keys/claim", a.authed(a.claimKeys))
+	rt.Handle(http.MethodGet, v3+"/keys/changes", a.authed(a.keyChanges))
 	rt.Handle(http.MethodPost, v3+"/keys/device_signing/upload", a.authed(a.uploadCrossSigningKeys))
 	rt.Handle(http.MethodPost, v3+"/keys/signatures/upload", a.authed(a.uploadSignatures))
 }

@@ -11,13 +11,10 @@ import (
 // Session management: login, logout, refresh and login tokens
 // (spec: login.yaml, logout.yaml, refresh.yaml, login_token.yaml).
 func (a *API) registerLogin(rt *httpapi.Router) {
-	// r0 paths stay for old clients: /versions still advertises r0.x.
-	for _, prefix := range []string{v3, r0} {
-		rt.Handle(http.MethodGet, prefix+"/login", a.loginFlows)
-		rt.Handle(http.MethodPost, prefix+"/login", a.login)
-		rt.Handle(http.MethodPost, prefix+"/logout", a.authed(a.logout))
-		rt.Handle(http.MethodPost, prefix+"/logout/all", a.authed(a.logoutAll))
-	}
+	rt.Handle(http.MethodGet, v3+"/login", a.loginFlows)
+	rt.Handle(http.MethodPost, v3+"/login", a.login)
+	rt.Handle(http.MethodPost, v3+"/logout", a.authed(a.logout))
+	rt.Handle(http.MethodPost, v3+"/logout/all", a.authed(a.logoutAll))
 	rt.Handle(http.MethodPost, v3+"/refresh", a.refresh)
 	rt.Handle(http.MethodPost, v1+"/login/get_token", a.authed(a.getLoginToken))
 }

@@ -16,9 +16,11 @@ import (
 // /create stay under /_matrix/media; downloads, thumbnails, the config and
 // previews moved to /_matrix/client/v1/media and need an access token. The
 // old unauthenticated /_matrix/media/v3 downloads are frozen: they serve
-// only media uploaded before media.unauthenticated_before.
+// only media uploaded before media.unauthenticated_before. Register gives
+// every /_matrix/media/v3 route an r0 twin, so old clients' r0 downloads
+// obey the same freeze, while their r0 uploads and config (which carry an
+// access token) always work.
 func (a *API) registerMedia(rt *httpapi.Router) {
-	const mediaV3, mediaV1 = "/_matrix/media/v3", "/_matrix/media/v1"
 	// Upload bodies are streamed to disk, so their limit is the media one,
 	// not the small default for JSON bodies.
 	uploadLimit := httpapi.MaxBody(a.deps.Media.MaxUploadBytes())

@@ -14,15 +14,13 @@ import (
 // or application services) and VoIP TURN servers (spec: "Voice over IP";
 // none configured).
 func (a *API) registerMisc(rt *httpapi.Router) {
-	for _, prefix := range []string{v3, r0} {
-		rt.Handle(http.MethodGet, prefix+"/thirdparty/protocols", a.authed(a.thirdPartyProtocols))
-		rt.Handle(http.MethodGet, prefix+"/thirdparty/protocol/{protocol}", a.authed(a.thirdPartyUnknownProtocol))
-		rt.Handle(http.MethodGet, prefix+"/thirdparty/location/{protocol}", a.authed(a.thirdPartyUnknownProtocol))
-		rt.Handle(http.MethodGet, prefix+"/thirdparty/user/{protocol}", a.authed(a.thirdPartyUnknownProtocol))
-		rt.Handle(http.MethodGet, prefix+"/thirdparty/location", a.authed(a.thirdPartyReverse("alias")))
-		rt.Handle(http.MethodGet, prefix+"/thirdparty/user", a.authed(a.thirdPartyReverse("userid")))
-		rt.Handle(http.MethodGet, prefix+"/voip/turnServer", a.authed(a.turnServer))
-	}
+	rt.Handle(http.MethodGet, v3+"/thirdparty/protocols", a.authed(a.thirdPartyProtocols))
+	rt.Handle(http.MethodGet, v3+"/thirdparty/protocol/{protocol}", a.authed(a.thirdPartyUnknownProtocol))
+	rt.Handle(http.MethodGet, v3+"/thirdparty/location/{protocol}", a.authed(a.thirdPartyUnknownProtocol))
+	rt.Handle(http.MethodGet, v3+"/thirdparty/user/{protocol}", a.authed(a.thirdPartyUnknownProtocol))
+	rt.Handle(http.MethodGet, v3+"/thirdparty/location", a.authed(a.thirdPartyReverse("alias")))
+	rt.Handle(http.MethodGet, v3+"/thirdparty/user", a.authed(a.thirdPartyReverse("userid")))
+	rt.Handle(http.MethodGet, v3+"/voip/turnServer", a.authed(a.turnServer))
 }
 
 // thirdPartyProtocols lists the third-party protocols bridged here: none.

@@ -15,12 +15,10 @@ import (
 // as in Synapse's default configuration: display names and avatars are
 // public, copied into every room the user joins.
 func (a *API) registerProfile(rt *httpapi.Router) {
-	for _, prefix := range []string{v3, r0} {
-		rt.Handle(http.MethodGet, prefix+"/profile/{userId}", a.getProfile)
-		rt.Handle(http.MethodGet, prefix+"/profile/{userId}/{keyName}", a.getProfileField)
-		rt.Handle(http.MethodPut, prefix+"/profile/{userId}/{keyName}", a.authed(a.putProfileField))
-		rt.Handle(http.MethodDelete, prefix+"/profile/{userId}/{keyName}", a.authed(a.deleteProfileField))
-	}
+	rt.Handle(http.MethodGet, v3+"/profile/{userId}", a.getProfile)
+	rt.Handle(http.MethodGet, v3+"/profile/{userId}/{keyName}", a.getProfileField)
+	rt.Handle(http.MethodPut, v3+"/profile/{userId}/{keyName}", a.authed(a.putProfileField))
+	rt.Handle(http.MethodDelete, v3+"/profile/{userId}/{keyName}", a.authed(a.deleteProfileField))
 }
 
 // profileUser parses the {userId} of a profile path.

@@ -14,20 +14,18 @@ import (
 
 // Push rules, pushers and notifications (spec: "Push Notifications").
 func (a *API) registerPush(rt *httpapi.Router) {
-	for _, prefix := range []string{v3, r0} {
-		rt.Handle(http.MethodGet, prefix+"/pushrules/{$}", a.authed(a.getPushRules))
-		rt.Handle(http.MethodGet, prefix+"/pushrules/global/{$}", a.authed(a.getGlobalPushRules))
-		rt.Handle(http.MethodGet, prefix+"/pushrules/global/{kind}/{ruleId}", a.authed(a.getPushRule))
-		rt.Handle(http.MethodPut, prefix+"/pushrules/global/{kind}/{ruleId}", a.authed(a.putPushRule))
-		rt.Handle(http.MethodDelete, prefix+"/pushrules/global/{kind}/{ruleId}", a.authed(a.deletePushRule))
-		rt.Handle(http.MethodGet, prefix+"/pushrules/global/{kind}/{ruleId}/enabled", a.authed(a.getPushRuleEnabled))
-		rt.Handle(http.MethodPut, prefix+"/pushrules/global/{kind}/{ruleId}/enabled", a.authed(a.putPushRuleEnabled))
-		rt.Handle(http.MethodGet, prefix+"/pushrules/global/{kind}/{ruleId}/actions", a.authed(a.getPushRuleActions))
-		rt.Handle(http.MethodPut, prefix+"/pushrules/global/{kind}/{ruleId}/actions", a.authed(a.putPushRuleActions))
-		rt.Handle(http.MethodGet, prefix+"/pushers", a.authed(a.getPushers))
-		rt.Handle(http.MethodPost, prefix+"/pushers/set", a.authed(a.setPusher))
-		rt.Handle(http.MethodGet, prefix+"/notifications", a.authed(a.notifications))
-	}
+	rt.Handle(http.MethodGet, v3+"/pushrules/{$}", a.authed(a.getPushRules))
+	rt.Handle(http.MethodGet, v3+"/pushrules/global/{$}", a.authed(a.getGlobalPushRules))
+	rt.Handle(http.MethodGet, v3+"/pushrules/global/{kind}/{ruleId}", a.authed(a.getPushRule))
+	rt.Handle(http.MethodPut, v3+"/pushrules/global/{kind}/{ruleId}", a.authed(a.putPushRule))
+	rt.Handle(http.MethodDelete, v3+"/pushrules/global/{kind}/{ruleId}", a.authed(a.deletePushRule))
+	rt.Handle(http.MethodGet, v3+"/pushrules/global/{kind}/{ruleId}/enabled", a.authed(a.getPushRuleEnabled))
+	rt.Handle(http.MethodPut, v3+"/pushrules/global/{kind}/{ruleId}/enabled", a.authed(a.putPushRuleEnabled))
+	rt.Handle(http.MethodGet, v3+"/pushrules/global/{kind}/{ruleId}/actions", a.authed(a.getPushRuleActions))
+	rt.Handle(http.MethodPut, v3+"/pushrules/global/{kind}/{ruleId}/actions", a.authed(a.putPushRuleActions))
+	rt.Handle(http.MethodGet, v3+"/pushers", a.authed(a.getPushers))
+	rt.Handle(http.MethodPost, v3+"/pushers/set", a.authed(a.setPusher))
+	rt.Handle(http.MethodGet, v3+"/notifications", a.authed(a.notifications))
 }
 
 // pushRule is the caller's rule that {kind} and {ruleId} name.

@@ -111,6 +111,10 @@ pending_expiry_seconds = 86400
 # Old clients download media without signing in. Matrix has frozen that:
 # such downloads only work for media uploaded before this moment (such as
 # "2024-09-01T00:00:00Z"). Empty means never: every download needs sign-in.
+# Clients that only know the old API (weechat-matrix, matrix-nio before
+# 0.25) can still send files either way; to let them show files sent from
+# now on too, set a moment far in the future, at the price that anyone
+# holding a file's link can then download it without an account.
 unauthenticated_before = ""
 
 # Thumbnails are only made for images up to this many pixels, and this wide

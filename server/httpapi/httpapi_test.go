@@ -241,6 +241,54 @@ func TestRoutesListed(t *testing.T) {
 	rt.Handle("GET", "/a", nil)
 }
 
+func TestMirror(t *testing.T) {
+	rt := NewRouter(slog.New(slog.DiscardHandler), 1024)
+	answer := func(s string) HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) error {
+			n, err := io.Copy(io.Discard, r.Body)
+			if err != nil {
+				return err
+			}
+			return WriteJSON(w, http.StatusOK, map[string]any{"from": s, "n": n, "x": r.PathValue("x")})
+		}
+	}
+	rt.Handle("GET", "/new/a/{x}", answer("a"))
+	rt.Handle("POST", "/new/up", answer("up"), MaxBody(4096))
+	rt.Handle("POST", "/new/newcomer", answer("newcomer"))
+	rt.Handle("GET", "/old/own", answer("old own"))
+	rt.Handle("GET", "/new/own", answer("new own"))
+	rt.Handle("GET", "/newer/z", answer("z"))
+	rt.Mirror("/new", "/old", func(r Route) bool { return r.Path == "/new/newcomer" })
+	srv := httptest.NewServer(rt)
+	t.Cleanup(srv.Close)
+
+	// The twin runs the same handler with the same options.
+	if _, b := do(t, "GET", srv.URL+"/old/a/7", nil, nil); string(b) != `{"from":"a","n":0,"x":"7"}` {
+		t.Fatalf("mirrored route: %s", b)
+	}
+	big := strings.Repeat("a", 2000)
+	if _, b := do(t, "POST", srv.URL+"/old/up", strings.NewReader(big), nil); !strings.Contains(string(b), `"n":2000`) {
+		t.Fatalf("mirrored route lost its body limit: %s", b)
+	}
+	// Skipped routes, and paths that only share the prefix's letters, get
+	// no twin; a twin registered before keeps its own handler.
+	expectError(t, "POST", srv.URL+"/old/newcomer", nil, 404, "M_UNRECOGNIZED")
+	expectError(t, "GET", srv.URL+"/older/z", nil, 404, "M_UNRECOGNIZED")
+	if _, b := do(t, "GET", srv.URL+"/old/own", nil, nil); !strings.Contains(string(b), `"old own"`) {
+		t.Fatalf("explicit twin replaced: %s", b)
+	}
+	want := map[Route]bool{{"GET", "/old/a/{x}"}: true, {"POST", "/old/up"}: true}
+	for _, r := range rt.Routes() {
+		if strings.HasPrefix(r.Path, "/old/") && r.Path != "/old/own" && !want[r] {
+			t.Errorf("unexpected twin %v", r)
+		}
+		delete(want, r)
+	}
+	if len(want) != 0 {
+		t.Errorf("twins not listed in Routes: %v", want)
+	}
+}
+
 func TestClientGoneIsNotAnError(t *testing.T) {
 	var logs syncBuffer
 	rt := NewRouter(slog.New(slog.NewTextHandler(&logs, nil)), 1024)

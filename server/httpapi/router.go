@@ -77,14 +77,47 @@ func (rt *Router) Handle(method, pattern string, h HandlerFunc, opts ...RouteOpt
 	for _, o := range opts {
 		o(e)
 	}
+	if rt.endpoint(method, pattern) != nil {
+		panic("httpapi: duplicate route " + method + " " + pattern)
+	}
+	rt.add(method, pattern, e)
+}
+
+// Mirror serves every route registered so far under the path prefix from
+// also under the prefix to, with the same handler and options: an old API
+// version whose endpoints live on unchanged in a newer one, such as the
+// client API's r0 inside v3. A route for which skip reports true is left
+// out (an endpoint the old version never had), and so is one whose twin is
+// registered already, which keeps its own handler. Call it after the
+// routes under from are registered; later ones are not mirrored.
+func (rt *Router) Mirror(from, to string, skip func(Route) bool) {
+	for _, r := range rt.Routes() {
+		rest, ok := strings.CutPrefix(r.Path, from+"/")
+		if !ok || skip(r) {
+			continue
+		}
+		twin := to + "/" + rest
+		if rt.endpoint(r.Method, twin) != nil {
+			continue
+		}
+		rt.add(r.Method, twin, rt.endpoint(r.Method, r.Path))
+	}
+}
+
+// endpoint is what serves method on pattern, or nil.
+func (rt *Router) endpoint(method, pattern string) *endpoint {
+	if ph, ok := rt.paths[pattern]; ok {
+		return ph.methods[method]
+	}
+	return nil
+}
+
+func (rt *Router) add(method, pattern string, e *endpoint) {
 	ph, ok := rt.paths[pattern]
 	if !ok {
 		ph = &pathHandler{router: rt, methods: map[string]*endpoint{}}
 		rt.paths[pattern] = ph
 		rt.mux.Handle(pattern, ph)
-	}
-	if _, dup := ph.methods[method]; dup {
-		panic("httpapi: duplicate route " + method + " " + pattern)
 	}
 	ph.methods[method] = e
 	rt.routes = append(rt.routes, Route{Method: method, Path: pattern})
