@@ -252,10 +252,13 @@ func (s *Service) VisibleTimeline(ctx context.Context, q TimelineQuery) (evs []*
 	return evs, limited, err
 }
 
-// timelineScanBatches bounds how many batches a timeline scan reads
-// looking for events the user may see and the filter lets through; past
-// it, the timeline is reported limited.
-const timelineScanBatches = 20
+// A timeline scan reads at most timelineScanFactor times the limit, and
+// at least timelineScanMin, events looking for those the user may see and
+// the filter lets through; past that the timeline is reported limited.
+const (
+	timelineScanFactor = 20
+	timelineScanMin    = 200
+)
 
 // visibleTimeline is VisibleTimeline that also reports a gap: the range
 // holds events the timeline does not (for its limit, the filter or
@@ -267,15 +270,20 @@ func (s *Service) visibleTimeline(ctx context.Context, q TimelineQuery) (evs []*
 	}
 	// Read batches newest first until the limit is filled and one more
 	// event the client would have been sent shows the limit cut the range,
-	// or the range ends. A batch is a little larger than a small limit, so
-	// a filter that drops most events still finds its few.
-	batchSize := max(limit, 20)
+	// or the range ends. The first batch is just enough when nothing is
+	// left out (the common case: a room list asking for one event per
+	// room); later ones grow, so a filter that drops most events still
+	// finds its few.
+	budget := max(timelineScanFactor*limit, timelineScanMin)
+	batchSize := limit + 1
 	upper := q.To
-	for range timelineScanBatches {
-		batch, more, err := s.rooms.Timeline(ctx, q.RoomID, q.From, upper, batchSize, true)
+	for budget > 0 {
+		batch, more, err := s.rooms.Timeline(ctx, q.RoomID, q.From, upper, min(batchSize, budget), true)
 		if err != nil {
 			return nil, false, false, err
 		}
+		budget -= len(batch)
+		batchSize = max(2*batchSize, 20)
 		for i := len(batch) - 1; i >= 0; i-- {
 			ev := batch[i]
 			upper = ev.StreamPos - 1
