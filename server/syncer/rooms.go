@@ -70,15 +70,12 @@ func (s *Service) roomsSection(ctx context.Context, req *Request, since, cur Tok
 				resp.Rooms.Knock[m.RoomID] = &mautrix.SyncKnockedRoom{State: mautrix.SyncEventsList{Events: stripped}}
 			}
 		case event.MembershipLeave, event.MembershipBan:
-			includeLeave := rf != nil && rf.IncludeLeave
-			if (initial || req.FullState) && !includeLeave {
-				continue
-			}
 			full := initial || req.FullState
-			if !full && !changed {
-				continue
-			}
-			if full {
+			switch {
+			case full:
+				if rf == nil || !rf.IncludeLeave {
+					continue
+				}
 				// A forgotten room is gone from the user's room lists; but
 				// an incremental sync over the leave still reports it, as
 				// Synapse does: the leave happened in its range.
@@ -87,8 +84,14 @@ func (s *Service) roomsSection(ctx context.Context, req *Request, since, cur Tok
 				} else if forgotten {
 					continue
 				}
-			} else if full, err = s.db.JoinedWithin(ctx, m.RoomID, req.User, since.Events, m.StreamPos); err != nil {
-				return err
+			case !changed:
+				continue
+			default:
+				// A room joined and left since the last sync is new to the
+				// client: it gets the whole state.
+				if full, err = s.db.JoinedWithin(ctx, m.RoomID, req.User, since.Events, m.StreamPos); err != nil {
+					return err
+				}
 			}
 			lr, err := s.leftRoom(ctx, req, m, since, full)
 			if err != nil {
