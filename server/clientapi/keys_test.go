@@ -146,19 +146,6 @@ func keysClaimed(resp *mautrix.RespClaimKeys, d *keysDevice) (id.KeyID, mautrix.
 	return "", mautrix.OneTimeKey{}
 }
 
-// keysRawSync is a sync answer as JSON, to see what mautrix's types hide
-// (a count of zero).
-func keysRawSync(t *testing.T, c *mautrix.Client, since string) map[string]any {
-	t.Helper()
-	path := "/_matrix/client/v3/sync?timeout=0"
-	if since != "" {
-		path += "&since=" + since
-	}
-	r := acctDo(t, c, "GET", path, nil)
-	acctExpect(t, "sync", r, 200, "")
-	return r.Body
-}
-
 func TestKeysUploadAndQuery(t *testing.T) {
 	ts := testserver.New(t)
 	alice := ts.RegisterUser("alice")
@@ -440,7 +427,7 @@ func TestKeysFallbackAndCountsInSync(t *testing.T) {
 	dev := keysNewDevice(t, alice)
 
 	// Before any upload: a zero count, still present, and no fallback key.
-	body := keysRawSync(t, alice, "")
+	body := rawSync(t, alice, "", "")
 	if c := body["device_one_time_keys_count"]; fmt.Sprint(c) != "map[signed_curve25519:0]" {
 		t.Fatalf("device_one_time_keys_count = %v, want signed_curve25519: 0", c)
 	}
@@ -470,7 +457,7 @@ func TestKeysFallbackAndCountsInSync(t *testing.T) {
 			t.Fatalf("claim %d with no one-time keys left: %s fallback=%v, want the fallback key %s", i+2, kid, k.Fallback, fallbackID)
 		}
 	}
-	body = keysRawSync(t, alice, "")
+	body = rawSync(t, alice, "", "")
 	if c := body["device_one_time_keys_count"]; fmt.Sprint(c) != "map[signed_curve25519:0]" {
 		t.Fatalf("count after the claims = %v", c)
 	}

@@ -114,8 +114,7 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, c *accounts.Caller) e
 	if err != nil {
 		return err
 	}
-	// The response marshals itself in its wire form (syncer.WireResponse
-	// and the per-thread unread counts).
+	// The response marshals itself in its wire form (syncer/wire.go).
 	return httpapi.WriteJSON(w, http.StatusOK, resp)
 }
 

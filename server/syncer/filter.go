@@ -67,8 +67,26 @@ func parseFilter(raw []byte) (*mautrix.Filter, error) {
 			return nil, mautrix.MBadJSON.WithMessage("Invalid filter: limit must not be negative")
 		}
 	}
+	if f.Room != nil && f.Room.Timeline != nil && f.Room.Timeline.Limit == 0 {
+		// mautrix's type cannot tell "limit": 0 from no limit at all.
+		var explicit struct {
+			Room struct {
+				Timeline struct {
+					Limit *int `json:"limit"`
+				} `json:"timeline"`
+			} `json:"room"`
+		}
+		if json.Unmarshal(raw, &explicit) == nil && explicit.Room.Timeline.Limit != nil {
+			f.Room.Timeline.Limit = noTimelineEvents
+		}
+	}
 	return &f, nil
 }
+
+// noTimelineEvents marks a filter's room.timeline.limit of 0 (no timeline
+// events, only state), apart from an absent limit (the default). A client
+// cannot send it: negative limits are refused above.
+const noTimelineEvents = -1
 
 func roomPart(f *mautrix.Filter, which string) *mautrix.FilterPart {
 	if f.Room == nil {

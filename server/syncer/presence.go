@@ -126,18 +126,37 @@ func presenceContent(p *storage.Presence, now time.Time) event.PresenceEventCont
 }
 
 // presenceSection lists the presence changes of the user and of the users
-// they share rooms with.
+// they share rooms with; in an incremental sync also the current presence
+// of the users they came to share a room with, changed or not (as Synapse
+// does: a client learns a new room-mate's presence without waiting for it
+// to change).
 func (s *Service) presenceSection(ctx context.Context, req *Request, since, cur Token, resp *mautrix.RespSync) error {
 	from := since.Presence
 	if req.Since == nil {
 		from = 0
 	}
-	if from >= cur.Presence {
-		return nil // nothing changed: skip the shared-rooms query
+	var changes []storage.Presence
+	if from < cur.Presence {
+		var err error
+		if changes, err = s.db.PresenceChanges(ctx, req.User, from, cur.Presence); err != nil {
+			return err
+		}
 	}
-	changes, err := s.db.PresenceChanges(ctx, req.User, from, cur.Presence)
-	if err != nil {
-		return err
+	if req.Since != nil {
+		extra, err := s.newlySharing(ctx, req.User, since.Events, cur.Events)
+		if err != nil {
+			return err
+		}
+		for _, p := range changes {
+			delete(extra, p.UserID)
+		}
+		if len(extra) > 0 {
+			more, err := s.db.PresenceOf(ctx, sortedUsers(extra))
+			if err != nil {
+				return err
+			}
+			changes = append(changes, more...)
+		}
 	}
 	var part *mautrix.FilterPart
 	if req.Filter != nil {
@@ -154,6 +173,44 @@ func (s *Service) presenceSection(ctx context.Context, req *Request, since, cur 
 		resp.Presence.Events = append(resp.Presence.Events, ev)
 	}
 	return nil
+}
+
+// newlySharing returns the users who came to share a room with the user in
+// the event range (from, to]: the members of rooms the user joined, and
+// those who joined, were invited to or knocked on the user's rooms (the
+// memberships sharesDevices counts, as Synapse counts them for presence).
+func (s *Service) newlySharing(ctx context.Context, user id.UserID, from, to int64) (map[id.UserID]bool, error) {
+	out := map[id.UserID]bool{}
+	if from >= to {
+		return out, nil
+	}
+	own, err := s.db.OwnMemberDeltas(ctx, user, from, to)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range own {
+		if d.After != string(event.MembershipJoin) || d.Before == d.After {
+			continue
+		}
+		members, err := s.db.Members(ctx, d.RoomID, string(event.MembershipJoin))
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range members {
+			out[u] = true
+		}
+	}
+	others, err := s.db.RoomMemberDeltas(ctx, user, from, to)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range others {
+		if d.Before != d.After && sharesDevices(d.After) {
+			out[d.UserID] = true
+		}
+	}
+	delete(out, user)
+	return out, nil
 }
 
 // SweepPresence marks users offline whose clients stopped syncing before
