@@ -115,6 +115,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		E2EE:        keys,
 		Media:       s.media,
 		Search:      search.New(db, s.rooms, s.sync, log),
+		Support:     cfg.Support,
 	})
 	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms})
 	return s, nil

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
+	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/e2ee"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/keybackup"
@@ -46,6 +47,8 @@ type Deps struct {
 	Media *media.Service
 	// Search is server-side search.
 	Search *search.Service
+	// Support is what /.well-known/matrix/support publishes.
+	Support config.Support
 }
 
 // API holds the client API's handlers.
@@ -90,6 +93,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerHierarchy(rt)
 	a.registerSearch(rt)
 	a.registerModeration(rt)
+	a.registerSupport(rt)
 	return a
 }
 
