@@ -67,6 +67,8 @@ type UserDetails struct {
 	CreatedTS   int64  // milliseconds since the epoch
 	LastSeenTS  int64  // 0: never seen
 	HasPassword bool
+	Locked      bool
+	Suspended   bool
 }
 
 func detailsOf(u *storage.AdminUser) UserDetails {
@@ -74,6 +76,7 @@ func detailsOf(u *storage.AdminUser) UserDetails {
 		UserID: u.UserID, DisplayName: u.DisplayName, AvatarURL: u.AvatarURL,
 		Admin: u.IsAdmin, Deactivated: u.Deactivated, Erased: u.Erased, UserType: u.UserType,
 		CreatedTS: u.CreatedTS, LastSeenTS: u.LastSeenTS, HasPassword: u.PasswordHash != "",
+		Locked: u.Locked, Suspended: u.Suspended,
 	}
 }
 

@@ -94,6 +94,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerSearch(rt)
 	a.registerModeration(rt)
 	a.registerSupport(rt)
+	a.registerAdmin(rt)
 	return a
 }
 
@@ -109,10 +110,14 @@ type authedHandler func(w http.ResponseWriter, r *http.Request, c *accounts.Call
 
 // authed wraps h with access-token authentication: the token comes from the
 // Authorization header or, for old clients, the access_token query parameter.
+// Locked and suspended accounts are held to their limits (suspension.go).
 func (a *API) authed(h authedHandler) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		c, err := a.accounts.AuthenticateToken(r.Context(), httpapi.AccessToken(r), httpapi.ClientIP(r), r.UserAgent())
+		c, err := a.authenticate(r)
 		if err != nil {
+			return err
+		}
+		if err := a.checkSuspended(r, c); err != nil {
 			return err
 		}
 		return h(w, r, c)
