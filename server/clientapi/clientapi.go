@@ -95,6 +95,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerModeration(rt)
 	a.registerSupport(rt)
 	a.registerAdmin(rt)
+	a.registerOpenID(rt)
 	return a
 }
 
