@@ -12,6 +12,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/keybackup"
 	"github.com/palpo-im/palpo-desktop/server/media"
+	"github.com/palpo-im/palpo-desktop/server/notices"
 	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/search"
@@ -49,6 +50,9 @@ type Deps struct {
 	Search *search.Service
 	// Support is what /.well-known/matrix/support publishes.
 	Support config.Support
+	// Notices owns the server notices rooms (nil: none), which their
+	// users may not reject.
+	Notices *notices.Service
 }
 
 // API holds the client API's handlers.

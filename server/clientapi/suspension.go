@@ -65,6 +65,12 @@ var suspendedForbidden = map[string]bool{
 	"PUT /directory/list/room/{roomId}":                   true,
 }
 
+// joinRoutes are the joins by room ID (or alias).
+var joinRoutes = map[string]bool{
+	"POST /join/{roomIdOrAlias}": true,
+	"POST /rooms/{roomId}/join":  true,
+}
+
 // redactRoute may be used by a suspended account on its own events only.
 const redactRoute = "PUT /rooms/{roomId}/redact/{eventId}/{txnId}"
 
@@ -74,6 +80,14 @@ func (a *API) checkSuspended(r *http.Request, c *accounts.Caller) error {
 		return nil
 	}
 	key := routeKey(r)
+	if joinRoutes[key] && a.deps.Notices != nil {
+		// The spec recommends letting a suspended user talk to the
+		// server's administrators: joining the notices room is allowed.
+		notice, err := a.deps.Notices.IsNoticeRoom(r.Context(), c.UserID, id.RoomID(r.PathValue("roomId")+r.PathValue("roomIdOrAlias")))
+		if err != nil || notice {
+			return err
+		}
+	}
 	if suspendedForbidden[key] {
 		return accounts.ErrSuspended
 	}
