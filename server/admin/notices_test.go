@@ -172,3 +172,35 @@ func mustCaller(t *testing.T, ts *testserver.Server, c *mautrix.Client) *account
 	}
 	return caller
 }
+
+// Synapse's user API shows the lock and the suspension, and can lock.
+func TestUserAPILockAndSuspension(t *testing.T) {
+	ts := testserver.New(t)
+	root := ts.RegisterAdmin("root")
+	bob := ts.RegisterUser("bob")
+	var d map[string]any
+	ok(t, root, req{method: http.MethodPut, path: userPath(bob.UserID), body: map[string]any{"locked": true}}, http.StatusOK, &d)
+	if d["locked"] != true {
+		t.Fatalf("after locking: %v", d)
+	}
+	_, err := bob.Whoami(ctx)
+	expectErr(t, err, http.StatusUnauthorized, "M_USER_LOCKED")
+	if err := ts.Accounts().SetSuspended(ctx, mustCaller(t, ts, root), bob.UserID, true); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, root, req{method: http.MethodGet, path: userPath(bob.UserID)}, http.StatusOK, &d)
+	if d["locked"] != true || d["suspended"] != true {
+		t.Fatalf("locked and suspended bob: %v", d)
+	}
+	var list struct {
+		Users []map[string]any `json:"users"`
+	}
+	ok(t, root, req{method: http.MethodGet, path: "/v2/users?order_by=locked&dir=b"}, http.StatusOK, &list)
+	if len(list.Users) == 0 || list.Users[0]["name"] != string(bob.UserID) || list.Users[0]["locked"] != true {
+		t.Fatalf("users by lock, locked first: %v", list.Users)
+	}
+	ok(t, root, req{method: http.MethodPut, path: userPath(bob.UserID), body: map[string]any{"locked": false}}, http.StatusOK, &d)
+	if _, err := bob.Whoami(ctx); err != nil {
+		t.Fatalf("whoami after unlocking: %v", err)
+	}
+}

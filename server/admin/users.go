@@ -179,12 +179,8 @@ func (a *API) putUser(w http.ResponseWriter, r *http.Request, c *accounts.Caller
 	if ch.Deactivated, err = b.boolean("deactivated", mautrix.MInvalidParam); err != nil {
 		return err
 	}
-	locked, err := b.boolean("locked", mautrix.MInvalidParam)
-	if err != nil {
+	if ch.Locked, err = b.boolean("locked", mautrix.MInvalidParam); err != nil {
 		return err
-	}
-	if locked != nil && *locked {
-		return mautrix.MInvalidParam.WithMessage("Palpo does not support locking accounts; deactivate the account instead")
 	}
 	if raw, present := b["user_type"]; present {
 		if ch.UserType, err = b.str("user_type", mautrix.MInvalidParam); err != nil {
