@@ -125,8 +125,15 @@ func TestAccountLock(t *testing.T) {
 	admin := ts.RegisterAdmin("admin")
 	bob := ts.RegisterUser("bob")
 	bobPhone := ts.Login("bob", testserver.DefaultPassword)
+	// A session that refreshes its token.
+	r := acctDo(t, ts.Client(), http.MethodPost, "/_matrix/client/v3/login", map[string]any{
+		"type": "m.login.password", "identifier": map[string]string{"type": "m.id.user", "user": "bob"},
+		"password": testserver.DefaultPassword, "refresh_token": true,
+	})
+	acctExpect(t, "login with refresh", r, http.StatusOK, "")
+	refresh, _ := r.Body["refresh_token"].(string)
 
-	r := acctDo(t, admin, http.MethodPut, lockPath(bob.UserID), map[string]bool{"locked": true})
+	r = acctDo(t, admin, http.MethodPut, lockPath(bob.UserID), map[string]bool{"locked": true})
 	acctExpect(t, "lock", r, http.StatusOK, "")
 	if r.Body["locked"] != true {
 		t.Fatalf("lock answer %v", r.Body)
@@ -154,6 +161,7 @@ func TestAccountLock(t *testing.T) {
 	if status, code := acctErr(t, err); status != http.StatusUnauthorized || code != "M_USER_LOCKED" {
 		t.Fatalf("locked login: %d %s", status, code)
 	}
+	acctExpect(t, "locked refresh", acctDo(t, ts.Client(), http.MethodPost, "/_matrix/client/v3/refresh", map[string]string{"refresh_token": refresh}), http.StatusUnauthorized, "M_USER_LOCKED")
 	// Logging out still works.
 	acctExpect(t, "locked logout", acctDo(t, bobPhone, http.MethodPost, "/_matrix/client/v3/logout", nil), http.StatusOK, "")
 
