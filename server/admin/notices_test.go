@@ -149,7 +149,7 @@ func TestServerNotices(t *testing.T) {
 		t.Fatalf("leave after joining: %v", err)
 	}
 	ok(t, root, req{method: http.MethodPost, path: "/v1/send_server_notice", body: notice(alice.UserID, "third")}, http.StatusOK, &first)
-	resp, _ = syncUntil(t, alice, since, "a new invite", func(r *mautrix.RespSync) bool {
+	syncUntil(t, alice, since, "a new invite", func(r *mautrix.RespSync) bool {
 		for rid := range r.Rooms.Invite {
 			if rid != roomID {
 				return true
