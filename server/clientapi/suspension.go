@@ -83,7 +83,10 @@ func (a *API) checkSuspended(r *http.Request, c *accounts.Caller) error {
 	if joinRoutes[key] && a.deps.Notices != nil {
 		// The spec recommends letting a suspended user talk to the
 		// server's administrators: joining the notices room is allowed.
-		notice, err := a.deps.Notices.IsNoticeRoom(r.Context(), c.UserID, id.RoomID(r.PathValue("roomId")+r.PathValue("roomIdOrAlias")))
+		// Only one of the two wildcards is set; an alias is never a
+		// notices room, so joins by alias stay forbidden.
+		target := id.RoomID(r.PathValue("roomId") + r.PathValue("roomIdOrAlias"))
+		notice, err := a.deps.Notices.IsNoticeRoom(r.Context(), c.UserID, target)
 		if err != nil || notice {
 			return err
 		}
