@@ -25,6 +25,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/identity"
 	"github.com/palpo-im/palpo-desktop/server/keybackup"
 	"github.com/palpo-im/palpo-desktop/server/media"
+	"github.com/palpo-im/palpo-desktop/server/notices"
 	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/search"
@@ -101,6 +102,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.accounts.DeviceEvents = accounts.DevicesObservers{keys, s.push}
 	s.sync.OnReadReceipt = s.push.ReadReceiptMoved
 	s.media = media.New(db, cfg, dataDir, log)
+	notes := notices.New(db, s.accounts, s.rooms, s.sync, cfg.ServerNotices, log)
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
 	clientapi.Register(s.router, clientapi.Deps{
 		ServerName:  cfg.ServerName,
@@ -115,8 +117,10 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		E2EE:        keys,
 		Media:       s.media,
 		Search:      search.New(db, s.rooms, s.sync, log),
+		Support:     cfg.Support,
+		Notices:     notes,
 	})
-	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms})
+	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms, Notices: notes})
 	return s, nil
 }
 

@@ -17,6 +17,10 @@ type Caller struct {
 	UserID   id.UserID
 	DeviceID id.DeviceID
 	IsAdmin  bool
+	// Locked callers only get this far on the routes that allow it
+	// (logout); Suspended ones may read but not write (moderation.go).
+	Locked    bool
+	Suspended bool
 
 	tokenHash []byte
 }
@@ -33,8 +37,19 @@ var (
 // deviceSeenInterval bounds how often a device's last-seen time is written.
 const deviceSeenInterval = time.Minute
 
-// AuthenticateToken resolves an access token to its caller.
+// AuthenticateToken resolves an access token to its caller. A locked
+// account's token is answered M_USER_LOCKED.
 func (s *Service) AuthenticateToken(ctx context.Context, token, ip, userAgent string) (*Caller, error) {
+	return s.authenticate(ctx, token, ip, userAgent, false)
+}
+
+// AuthenticateTokenAllowLocked is AuthenticateToken for the only requests
+// a locked account may still make: logging out (spec: "Account locking").
+func (s *Service) AuthenticateTokenAllowLocked(ctx context.Context, token, ip, userAgent string) (*Caller, error) {
+	return s.authenticate(ctx, token, ip, userAgent, true)
+}
+
+func (s *Service) authenticate(ctx context.Context, token, ip, userAgent string, allowLocked bool) (*Caller, error) {
 	if token == "" {
 		return nil, errMissingToken
 	}
@@ -53,13 +68,17 @@ func (s *Service) AuthenticateToken(ctx context.Context, token, ip, userAgent st
 	if owner.ExpiresTS > 0 && owner.ExpiresTS <= now.UnixMilli() {
 		return nil, errExpiredToken
 	}
+	if owner.Locked && !allowLocked {
+		return nil, errLocked
+	}
 	if owner.FirstUse {
 		if err := s.db.MarkAccessTokenUsed(ctx, hash, owner.RefreshHash); err != nil {
 			return nil, err
 		}
 	}
 	s.touchDevice(ctx, owner.UserID, owner.DeviceID, now, ip, userAgent)
-	return &Caller{UserID: owner.UserID, DeviceID: owner.DeviceID, IsAdmin: owner.IsAdmin, tokenHash: hash}, nil
+	return &Caller{UserID: owner.UserID, DeviceID: owner.DeviceID, IsAdmin: owner.IsAdmin,
+		Locked: owner.Locked, Suspended: owner.Suspended, tokenHash: hash}, nil
 }
 
 // touchDevice records last-seen information at most once a minute per
@@ -193,6 +212,11 @@ func (s *Service) LoginWithToken(ctx context.Context, token string, p SessionPar
 }
 
 func (s *Service) startSession(ctx context.Context, userID id.UserID, p SessionParams) (*LoginResult, error) {
+	// A locked account keeps its sessions but gets no new one until it
+	// is unlocked (spec: "Soft logout").
+	if err := s.checkNotLocked(ctx, userID); err != nil {
+		return nil, err
+	}
 	ns, res := s.newSession(userID, p)
 	err := s.db.CreateSession(ctx, ns)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -229,6 +253,11 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*LoginResul
 		return nil, mautrix.MUnknownToken.WithMessage("Unknown refresh token")
 	}
 	if err != nil {
+		return nil, err
+	}
+	// Refused after the rotation, which is harmless: the old refresh token
+	// stays valid until its successor is used, and that never happens.
+	if err := s.checkNotLocked(ctx, userID); err != nil {
 		return nil, err
 	}
 	res.UserID, res.DeviceID = userID, deviceID

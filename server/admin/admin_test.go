@@ -398,7 +398,7 @@ func TestCreateAndModifyUser(t *testing.T) {
 		{"avatar not mxc", req{body: map[string]any{"avatar_url": "https://example.org/a.png", "displayname": "Changed"}}, 400, "M_INVALID_PARAM"},
 		{"bad user type", req{body: map[string]any{"user_type": "wizard", "displayname": "Changed"}}, 400, "M_INVALID_PARAM"},
 		{"long display name", req{body: map[string]any{"displayname": strings.Repeat("x", 257)}}, 400, "M_INVALID_PARAM"},
-		{"locked", req{body: map[string]any{"locked": true}}, 400, "M_INVALID_PARAM"},
+		{"locked not bool", req{body: map[string]any{"locked": "yes"}}, 400, "M_INVALID_PARAM"},
 		{"threepids", req{body: map[string]any{"threepids": []any{map[string]string{"medium": "email", "address": "a@b.c"}}}}, 400, "M_INVALID_PARAM"},
 	} {
 		tc.r.method, tc.r.path = http.MethodPut, userPath("@bob:localhost")

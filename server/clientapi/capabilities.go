@@ -48,9 +48,21 @@ type capabilities struct {
 	SetAvatarURL    booleanCapability      `json:"m.set_avatar_url"`
 	ThreePIDChanges booleanCapability      `json:"m.3pid_changes"`
 	GetLoginToken   booleanCapability      `json:"m.get_login_token"`
+	// AccountModeration is left out for those who may not lock or suspend
+	// anyone, as the spec asks.
+	AccountModeration *accountModerationCapability `json:"m.account_moderation,omitempty"`
+}
+
+type accountModerationCapability struct {
+	Suspend bool `json:"suspend"`
+	Lock    bool `json:"lock"`
 }
 
 func (a *API) capabilities(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
+	var moderation *accountModerationCapability
+	if c.IsAdmin {
+		moderation = &accountModerationCapability{Suspend: true, Lock: true}
+	}
 	return httpapi.WriteJSON(w, http.StatusOK, map[string]capabilities{"capabilities": {
 		ChangePassword: booleanCapability{true},
 		RoomVersions:   roomVersionsCapability{Default: DefaultRoomVersion, Available: RoomVersions},
@@ -59,5 +71,7 @@ func (a *API) capabilities(w http.ResponseWriter, r *http.Request, c *accounts.C
 		// Palpo sends no email or SMS, so no 3PID can be validated.
 		ThreePIDChanges: booleanCapability{false},
 		GetLoginToken:   booleanCapability{true},
+
+		AccountModeration: moderation,
 	}})
 }

@@ -41,6 +41,9 @@ type Config struct {
 	Backup       Backup       `toml:"backup"`
 
 	UserDirectory UserDirectory `toml:"user_directory"`
+
+	Support       Support       `toml:"support"`
+	ServerNotices ServerNotices `toml:"server_notices"`
 }
 
 // UserDirectory configures who the user directory (the "start chat" search)
@@ -145,6 +148,9 @@ func Default() *Config {
 		Log:      Log{Level: "info", Format: "text"},
 		Media:    defaultMedia(),
 		Backup:   defaultBackup(),
+		Support:  Support{Contacts: []SupportContact{}},
+
+		ServerNotices: defaultServerNotices(),
 	}
 }
 
@@ -266,6 +272,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Backup.validate(); err != nil {
+		return err
+	}
+	if err := c.Support.validate(); err != nil {
+		return err
+	}
+	if err := c.ServerNotices.validate(); err != nil {
 		return err
 	}
 	return nil

@@ -85,3 +85,30 @@ func TestLoadNamesTheFile(t *testing.T) {
 		t.Fatal("expected an error for a missing file")
 	}
 }
+
+func TestSupportAndNoticesConfig(t *testing.T) {
+	cfg, err := Parse("[[support.contacts]]\nmatrix_id = \"@admin:example.org\"\nrole = \"m.role.admin\"\n[server_notices]\nsystem_user_localpart = \"notices\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Support.Configured() || cfg.Support.Contacts[0].MatrixID != "@admin:example.org" || cfg.ServerNotices.Localpart != "notices" {
+		t.Fatalf("unexpected config %+v %+v", cfg.Support, cfg.ServerNotices)
+	}
+	if Default().Support.Configured() {
+		t.Fatal("support is configured by default")
+	}
+	for text, key := range map[string]string{
+		"[[support.contacts]]\nrole = \"m.role.admin\"":                             "support.contacts[0]",
+		"[[support.contacts]]\nmatrix_id = \"admin\"\nrole = \"m.role.admin\"":      "support.contacts[0].matrix_id",
+		"[[support.contacts]]\nemail_address = \"nobody\"\nrole = \"m.role.admin\"": "support.contacts[0].email_address",
+		"[[support.contacts]]\nemail_address = \"a@example.org\"":                   "support.contacts[0].role",
+		"[support]\nsupport_page = \"example.org\"":                                 "support.support_page",
+		"[server_notices]\nsystem_user_localpart = \"\"":                            "server_notices.system_user_localpart",
+		"[server_notices]\nsystem_user_localpart = \"Big Name\"":                    "server_notices.system_user_localpart",
+		"[server_notices]\nroom_name = \" \"":                                       "server_notices.room_name",
+	} {
+		if _, err := Parse(text); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%q: error %v does not name %q", text, err, key)
+		}
+	}
+}

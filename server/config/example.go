@@ -162,4 +162,29 @@ keep = 7
 # apart from the backups. A relative path is inside the data directory.
 # Empty means backups are not encrypted.
 passphrase_file = ""
+
+[support]
+# Who people should contact about this server, published at
+# /.well-known/matrix/support (clients show it, for instance to someone whose
+# account was locked). With no contacts and no page, that address answers
+# "not found". Add one [[support.contacts]] section per contact, with a
+# matrix_id, an email_address or both, and a role: "m.role.admin" for any
+# question or "m.role.security" for sensitive reports. For example:
+#   [[support.contacts]]
+#   matrix_id = "@admin:example.org"
+#   email_address = "admin@example.org"
+#   role = "m.role.admin"
+contacts = []
+
+# A web page with help for the people on this server; empty for none.
+# Example: support_page = "https://example.org/help.html"
+support_page = ""
+
+[server_notices]
+# Admins can send a user an official message (the admin API's
+# send_server_notice). It arrives from this user, in a room of its own that
+# the user is invited to. Nobody can register this user name.
+system_user_localpart = "server"
+system_user_display_name = "Server Notices"
+room_name = "Server Notices"
 `
