@@ -90,6 +90,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerHierarchy(rt)
 	a.registerSearch(rt)
 	a.registerModeration(rt)
+	a.registerEventStream(rt)
 	return a
 }
 

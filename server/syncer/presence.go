@@ -125,6 +125,13 @@ func presenceContent(p *storage.Presence, now time.Time) event.PresenceEventCont
 	return c
 }
 
+// presenceEvent is a user's presence as an m.presence event.
+func presenceEvent(p *storage.Presence, now time.Time) *event.Event {
+	ev := &event.Event{Sender: p.UserID, Type: event.EphemeralEventPresence}
+	ev.Content.Parsed = presenceContent(p, now)
+	return ev
+}
+
 // presenceSection lists the presence changes of the user and of the users
 // they share rooms with.
 func (s *Service) presenceSection(ctx context.Context, req *Request, since, cur Token, resp *mautrix.RespSync) error {
@@ -145,9 +152,7 @@ func (s *Service) presenceSection(ctx context.Context, req *Request, since, cur 
 	}
 	now := time.Now()
 	for i := range changes {
-		p := &changes[i]
-		ev := &event.Event{Sender: p.UserID, Type: event.EphemeralEventPresence}
-		ev.Content.Parsed = presenceContent(p, now)
+		ev := presenceEvent(&changes[i], now)
 		if !allows(part, ev) {
 			continue
 		}

@@ -78,6 +78,7 @@ func (s *Service) onRoomEvent(ev *rooms.Event) {
 		users = append(users, id.UserID(ev.StateKey()))
 	}
 	s.notifier.Wake(users...)
+	s.notifier.WakeRoom(ev.RoomID)
 	s.typingMembershipChanged(ev)
 }
 
