@@ -48,6 +48,11 @@ func (a *API) events(w http.ResponseWriter, r *http.Request, c *accounts.Caller)
 		}
 		req.Timeout = t
 	}
+	limit, err := limitParam(q, 0)
+	if err != nil {
+		return err
+	}
+	req.Limit = limit
 	if q.Has("room_id") {
 		roomID := id.RoomID(q.Get("room_id"))
 		if !strings.HasPrefix(string(roomID), "!") || len(roomID) < 2 {
@@ -74,7 +79,7 @@ func (a *API) oneEvent(w http.ResponseWriter, r *http.Request, c *accounts.Calle
 
 func (a *API) initialSync(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
 	q := r.URL.Query()
-	limit, err := snapshotLimit(q)
+	limit, err := limitParam(q, syncer.DefaultSnapshotLimit)
 	if err != nil {
 		return err
 	}
@@ -98,7 +103,7 @@ func (a *API) roomInitialSync(w http.ResponseWriter, r *http.Request, c *account
 	if err != nil {
 		return err
 	}
-	limit, err := snapshotLimit(r.URL.Query())
+	limit, err := limitParam(r.URL.Query(), syncer.DefaultSnapshotLimit)
 	if err != nil {
 		return err
 	}
@@ -109,11 +114,12 @@ func (a *API) roomInitialSync(w http.ResponseWriter, r *http.Request, c *account
 	return httpapi.WriteJSON(w, http.StatusOK, resp)
 }
 
-// snapshotLimit reads the messages-per-room limit of the initialSync APIs.
-func snapshotLimit(q url.Values) (int, error) {
+// limitParam reads a limit query parameter: a non-negative integer, def
+// when absent.
+func limitParam(q url.Values, def int) (int, error) {
 	v := q.Get("limit")
 	if v == "" {
-		return syncer.DefaultSnapshotLimit, nil
+		return def, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {

@@ -75,6 +75,14 @@ func TestEventStream(t *testing.T) {
 	if replay := evStream(t, ts, bob, "timeout=0&from="+url.QueryEscape(first.End)); !slices.Equal(ctxBodies(replay.Chunk), []string{"after"}) {
 		t.Fatalf("replay: %v", ctxBodies(replay.Chunk))
 	}
+	// limit pages the stream: end resumes after the last event returned.
+	ctxSendTexts(t, alice, roomID, "p0", "p1", "p2")
+	page := evStream(t, ts, bob, "timeout=0&limit=2&from="+url.QueryEscape(got.End))
+	rest := evStream(t, ts, bob, "timeout=0&limit=2&from="+url.QueryEscape(page.End))
+	if !slices.Equal(ctxBodies(page.Chunk), []string{"p0", "p1"}) || !slices.Equal(ctxBodies(rest.Chunk), []string{"p2"}) {
+		t.Fatalf("pages: %v then %v", ctxBodies(page.Chunk), ctxBodies(rest.Chunk))
+	}
+	got = rest
 
 	// Bob sees his own leave, and nothing of the room after it.
 	if _, err := bob.LeaveRoom(ctx, roomID); err != nil {
@@ -99,6 +107,8 @@ func TestEventStreamBadInput(t *testing.T) {
 		{"from=s99999999&timeout=0", "M_INVALID_PARAM"}, // ahead of the server
 		{"timeout=-1", "M_INVALID_PARAM"},
 		{"timeout=soon", "M_INVALID_PARAM"},
+		{"timeout=0&limit=-1", "M_INVALID_PARAM"},
+		{"timeout=0&limit=ten", "M_INVALID_PARAM"},
 		{"timeout=0&room_id=not-a-room", "M_INVALID_PARAM"},
 		{"timeout=0&room_id=", "M_INVALID_PARAM"},
 	} {

@@ -29,6 +29,9 @@ type EventsRequest struct {
 	// RoomID, when set, limits the stream to one room, which the user may
 	// be peeking into (see rooms.ReadView).
 	RoomID id.RoomID
+	// Limit bounds the events of one answer (0: eventsPageLimit, which
+	// also caps it).
+	Limit int
 }
 
 // EventsResponse is the answer to /events.
@@ -101,7 +104,7 @@ func (s *Service) Events(ctx context.Context, req *EventsRequest) (*EventsRespon
 }
 
 // eventsPage collects the visible events in (from, cur] of the request's
-// rooms, oldest first, up to eventsPageLimit; partial reports that it
+// rooms, oldest first, up to the limit; partial reports that it
 // stopped short of cur (the end token says where).
 func (s *Service) eventsPage(ctx context.Context, req *EventsRequest, ignored map[id.UserID]bool, from, cur Token) (_ *EventsResponse, partial bool, err error) {
 	// Each room is read up to its upper bound: now for a room the user is
@@ -130,13 +133,17 @@ func (s *Service) eventsPage(ctx context.Context, req *EventsRequest, ignored ma
 	}
 	// horizon is how far every room was read: events past it wait for the
 	// next call, so no room's events are skipped.
+	limit := eventsPageLimit
+	if req.Limit > 0 {
+		limit = min(req.Limit, eventsPageLimit)
+	}
 	horizon := cur.Events
 	var evs []*rooms.Event
 	for _, sp := range spans {
 		if sp.upper <= from.Events {
 			continue
 		}
-		got, boundary, done, err := s.scanVisible(ctx, scanQuery{User: req.User, RoomID: sp.roomID, Ignored: ignored}, from.Events, sp.upper, eventsPageLimit, false)
+		got, boundary, done, err := s.scanVisible(ctx, scanQuery{User: req.User, RoomID: sp.roomID, Ignored: ignored}, from.Events, sp.upper, limit, false)
 		if err != nil {
 			return nil, false, err
 		}
@@ -147,8 +154,8 @@ func (s *Service) eventsPage(ctx context.Context, req *EventsRequest, ignored ma
 	}
 	slices.SortFunc(evs, func(a, b *rooms.Event) int { return cmp.Compare(a.StreamPos, b.StreamPos) })
 	evs = slices.DeleteFunc(evs, func(ev *rooms.Event) bool { return ev.StreamPos > horizon })
-	if len(evs) > eventsPageLimit {
-		evs = evs[:eventsPageLimit]
+	if len(evs) > limit {
+		evs = evs[:limit]
 		horizon = evs[len(evs)-1].StreamPos
 	}
 	end := cur
