@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -150,4 +151,63 @@ func TestEventStreamPeek(t *testing.T) {
 	// Closing the history ends the preview.
 	setVisibility(t, alice, roomID, "joined")
 	roomErr(t, "peek after closing", evGet(t, ts, carol, "/v3/events?"+q, nil), 403, "M_FORBIDDEN")
+}
+
+// TestEventStreamExtras: besides room events the stream carries typing,
+// receipts, account data (tags with their room) and presence, as old
+// clients and the test suites wait for them there.
+func TestEventStreamExtras(t *testing.T) {
+	ts, alice, bob, roomID := pairInRoom(t, "")
+	ctx := context.Background()
+	msg := ctxSendTexts(t, alice, roomID, "read me")[0]
+	from := url.QueryEscape(evStream(t, ts, bob, "timeout=0").End)
+
+	if _, err := alice.UserTyping(ctx, roomID, true, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.MarkRead(ctx, roomID, msg); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.AddTag(ctx, roomID, "u.later", 0.1); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.SetAccountData(ctx, "org.example.prefs", map[string]any{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceOnline}); err != nil {
+		t.Fatal(err)
+	}
+	find := func(chunk []*event.Event, evType string) *event.Event {
+		for _, ev := range chunk {
+			if ev.Type.Type == evType {
+				return ev
+			}
+		}
+		return nil
+	}
+	got := evStream(t, ts, bob, "timeout=0&from="+from)
+	if ev := find(got.Chunk, "m.typing"); ev == nil || ev.RoomID != roomID || !slices.Contains(ev.Content.Raw["user_ids"].([]any), any(string(alice.UserID))) {
+		t.Fatalf("typing: %+v", ev)
+	}
+	if ev := find(got.Chunk, "m.receipt"); ev == nil || ev.RoomID != roomID || ev.Content.Raw[string(msg)] == nil {
+		t.Fatalf("receipt: %+v", ev)
+	}
+	if ev := find(got.Chunk, "m.tag"); ev == nil || ev.RoomID != roomID {
+		t.Fatalf("tag: %+v", ev)
+	}
+	if ev := find(got.Chunk, "org.example.prefs"); ev == nil || ev.RoomID != "" {
+		t.Fatalf("account data: %+v", ev)
+	}
+	if ev := find(got.Chunk, "m.presence"); ev == nil || ev.Sender != alice.UserID || ev.Content.Raw["user_id"] != string(alice.UserID) {
+		t.Fatalf("presence: %+v", ev)
+	}
+	// One room's stream has that room's typing and receipts, not the
+	// user's own data.
+	one := evStream(t, ts, bob, "timeout=0&room_id="+url.QueryEscape(string(roomID))+"&from="+from)
+	if find(one.Chunk, "m.typing") == nil || find(one.Chunk, "m.receipt") == nil || find(one.Chunk, "m.tag") != nil || find(one.Chunk, "m.presence") != nil {
+		t.Fatalf("room stream: %v", isTypes(one.Chunk))
+	}
+	if again := evStream(t, ts, bob, "timeout=0&from="+url.QueryEscape(got.End)); len(again.Chunk) != 0 {
+		t.Fatalf("from end: %v", isTypes(again.Chunk))
+	}
 }

@@ -191,7 +191,9 @@ func TestInitialSync(t *testing.T) {
 	if !slices.Contains(isTypes(resp.AccountData), "org.example.settings") {
 		t.Fatalf("account_data: %v", isTypes(resp.AccountData))
 	}
-	if !slices.ContainsFunc(resp.Presence, func(ev *event.Event) bool { return ev.Sender == bob.UserID }) {
+	if !slices.ContainsFunc(resp.Presence, func(ev *event.Event) bool {
+		return ev.Sender == bob.UserID && ev.Content.Raw["user_id"] == string(bob.UserID) && ev.Content.Raw["presence"] == "unavailable"
+	}) {
 		t.Fatalf("presence: %+v", resp.Presence)
 	}
 	archived := byRoom(get("archived=true"))

@@ -41,14 +41,14 @@ type EventsResponse struct {
 	Chunk []*event.Event `json:"chunk"`
 }
 
-// eventsPageLimit bounds one /events answer; the end token resumes after
-// the last event returned.
+// eventsPageLimit bounds the room events of one /events answer; the end
+// token resumes after the last one returned.
 const eventsPageLimit = 100
 
 // Events answers a GET /events: the room events after From that the user
-// may see, at once when there are some, otherwise after waiting up to the
-// timeout for some. Only room events are streamed: ephemeral events, account
-// data and presence are /sync's.
+// may see, with the typing, receipts, account data and presence changed
+// since (see streamExtras), at once when there are some, otherwise after
+// waiting up to the timeout for some.
 func (s *Service) Events(ctx context.Context, req *EventsRequest) (*EventsResponse, error) {
 	var l *Listener
 	if req.RoomID != "" {
@@ -115,8 +115,10 @@ func (s *Service) eventsPage(ctx context.Context, req *EventsRequest, ignored ma
 		upper  int64
 	}
 	var spans []span
+	var current []id.RoomID // the rooms read up to now
 	if req.RoomID != "" {
 		spans = append(spans, span{req.RoomID, cur.Events})
+		current = append(current, req.RoomID)
 	} else {
 		memberships, err := s.rooms.MembershipsAt(ctx, req.User, cur.Events)
 		if err != nil {
@@ -126,6 +128,7 @@ func (s *Service) eventsPage(ctx context.Context, req *EventsRequest, ignored ma
 			switch {
 			case m.Membership == string(event.MembershipJoin):
 				spans = append(spans, span{m.RoomID, cur.Events})
+				current = append(current, m.RoomID)
 			case m.StreamPos > from.Events:
 				spans = append(spans, span{m.RoomID, m.StreamPos})
 			}
@@ -168,5 +171,55 @@ func (s *Service) eventsPage(ctx context.Context, req *EventsRequest, ignored ma
 		}
 		resp.Chunk = append(resp.Chunk, ce)
 	}
+	extras, err := s.streamExtras(ctx, req, current, from, cur)
+	if err != nil {
+		return nil, false, err
+	}
+	resp.Chunk = append(resp.Chunk, extras...)
 	return resp, horizon < cur.Events, nil
+}
+
+// streamExtras returns what the stream carries besides room events, changed
+// in (from, cur]: the rooms' typing and read receipts and, on the user's own
+// stream (not one room's), their account data (room tags among it, with
+// the room's ID) and the presence of the people they share a room with.
+func (s *Service) streamExtras(ctx context.Context, req *EventsRequest, roomIDs []id.RoomID, from, cur Token) ([]*event.Event, error) {
+	var out []*event.Event
+	typing := s.TypingSince(roomIDs, from.Typing, false)
+	receipts, err := s.ReceiptContents(ctx, req.User, roomIDs, from, cur, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, roomID := range roomIDs {
+		if users, ok := typing[roomID]; ok {
+			out = append(out, typingEvent(roomID, users))
+		}
+		if content, ok := receipts[roomID]; ok {
+			out = append(out, receiptEvent(roomID, content))
+		}
+	}
+	if req.RoomID != "" {
+		return out, nil
+	}
+	items, err := s.db.AccountDataSince(ctx, req.User, from.AccountData, cur.AccountData)
+	if err != nil {
+		return nil, err
+	}
+	for i := range items {
+		if ev := accountDataEvent(&items[i]); ev != nil {
+			ev.RoomID = items[i].RoomID
+			out = append(out, ev)
+		}
+	}
+	if from.Presence < cur.Presence {
+		changes, err := s.db.PresenceChanges(ctx, req.User, from.Presence, cur.Presence)
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		for i := range changes {
+			out = append(out, legacyPresenceEvent(&changes[i], now))
+		}
+	}
+	return out, nil
 }

@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -134,7 +133,7 @@ func (s *Service) InitialSync(ctx context.Context, user id.UserID, device id.Dev
 	}
 	now := time.Now()
 	for i := range changes {
-		resp.Presence = append(resp.Presence, presenceEvent(&changes[i], now))
+		resp.Presence = append(resp.Presence, legacyPresenceEvent(&changes[i], now))
 	}
 	if resp.Receipts, err = s.receiptEvents(ctx, user, joined, cur); err != nil {
 		return nil, err
@@ -184,7 +183,7 @@ func (s *Service) RoomInitialSync(ctx context.Context, user id.UserID, device id
 		if err != nil {
 			return nil, err
 		}
-		resp.Presence = append(resp.Presence, presenceEvent(p, now))
+		resp.Presence = append(resp.Presence, legacyPresenceEvent(p, now))
 	}
 	if resp.Receipts, err = s.receiptEvents(ctx, user, []id.RoomID{roomID}, cur); err != nil {
 		return nil, err
@@ -263,9 +262,10 @@ func (s *Service) accountDataEvents(ctx context.Context, user id.UserID, cur Tok
 	}
 	global := []*event.Event{}
 	byRoom := map[id.RoomID][]*event.Event{}
-	for _, it := range items {
-		ev := &event.Event{Type: event.Type{Type: it.Type, Class: event.AccountDataEventType}}
-		if err := json.Unmarshal(it.Content, &ev.Content); err != nil {
+	for i := range items {
+		it := &items[i]
+		ev := accountDataEvent(it)
+		if ev == nil {
 			continue
 		}
 		if it.RoomID == "" {
@@ -290,11 +290,7 @@ func (s *Service) receiptEvents(ctx context.Context, user id.UserID, roomIDs []i
 	}
 	for _, roomID := range roomIDs {
 		if content, ok := contents[roomID]; ok {
-			out = append(out, &event.Event{
-				Type:    event.Type{Type: event.EphemeralEventReceipt.Type, Class: event.EphemeralEventType},
-				RoomID:  roomID,
-				Content: event.Content{Raw: content},
-			})
+			out = append(out, receiptEvent(roomID, content))
 		}
 	}
 	return out, nil

@@ -132,6 +132,15 @@ func presenceEvent(p *storage.Presence, now time.Time) *event.Event {
 	return ev
 }
 
+// legacyPresenceEvent is presenceEvent for the old APIs (/events and
+// /initialSync), whose clients read the user from content.user_id (as
+// Synapse still sends it).
+func legacyPresenceEvent(p *storage.Presence, now time.Time) *event.Event {
+	ev := presenceEvent(p, now)
+	ev.Content.Raw = map[string]any{"user_id": string(p.UserID)}
+	return ev
+}
+
 // presenceSection lists the presence changes of the user and of the users
 // they share rooms with.
 func (s *Service) presenceSection(ctx context.Context, req *Request, since, cur Token, resp *mautrix.RespSync) error {
