@@ -104,8 +104,8 @@ func (s *Service) Events(ctx context.Context, req *EventsRequest) (*EventsRespon
 }
 
 // eventsPage collects the visible events in (from, cur] of the request's
-// rooms, oldest first, up to the limit; partial reports that it
-// stopped short of cur (the end token says where).
+// rooms, oldest first, up to the limit, and the streamExtras; partial
+// reports that it stopped short of cur (the end token says where).
 func (s *Service) eventsPage(ctx context.Context, req *EventsRequest, ignored map[id.UserID]bool, from, cur Token) (_ *EventsResponse, partial bool, err error) {
 	// Each room is read up to its upper bound: now for a room the user is
 	// in (or peeks into), their membership change for a room they left,
@@ -134,12 +134,12 @@ func (s *Service) eventsPage(ctx context.Context, req *EventsRequest, ignored ma
 			}
 		}
 	}
-	// horizon is how far every room was read: events past it wait for the
-	// next call, so no room's events are skipped.
 	limit := eventsPageLimit
 	if req.Limit > 0 {
 		limit = min(req.Limit, eventsPageLimit)
 	}
+	// horizon is how far every room was read: events past it wait for the
+	// next call, so no room's events are skipped.
 	horizon := cur.Events
 	var evs []*rooms.Event
 	for _, sp := range spans {
