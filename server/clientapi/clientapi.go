@@ -98,6 +98,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerHierarchy(rt)
 	a.registerSearch(rt)
 	a.registerModeration(rt)
+	a.registerEventStream(rt)
 	a.registerSupport(rt)
 	a.registerAdmin(rt)
 	a.registerOpenID(rt)

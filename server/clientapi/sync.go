@@ -86,11 +86,11 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, c *accounts.Caller) e
 		req.Since = &t
 	}
 	if ts := q.Get("timeout"); ts != "" {
-		ms, err := strconv.ParseInt(ts, 10, 64)
-		if err != nil || ms < 0 {
-			return mautrix.MInvalidParam.WithMessage("timeout must be a non-negative number of milliseconds")
+		t, err := longPollTimeout(ts)
+		if err != nil {
+			return err
 		}
-		req.Timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
+		req.Timeout = t
 	}
 	switch q.Get("full_state") {
 	case "", "false":
@@ -116,6 +116,16 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, c *accounts.Caller) e
 	}
 	// The response marshals itself in its wire form (syncer/wire.go).
 	return httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
+// longPollTimeout reads a long-poll's timeout parameter (milliseconds),
+// bounded by maxSyncTimeout.
+func longPollTimeout(v string) (time.Duration, error) {
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms < 0 {
+		return 0, mautrix.MInvalidParam.WithMessage("timeout must be a non-negative number of milliseconds")
+	}
+	return min(time.Duration(ms)*time.Millisecond, maxSyncTimeout), nil
 }
 
 // ownUser checks the {userId} path parameter names the caller: filters and

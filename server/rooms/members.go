@@ -45,30 +45,12 @@ var errMembersHidden = mautrix.MForbidden.WithMessage("You may not see the room'
 // no further than their leave, and must have been able to see the room at
 // that point (history visibility).
 func (s *Service) Members(ctx context.Context, user id.UserID, roomID id.RoomID, q MembersQuery) ([]*event.Event, error) {
-	if _, err := s.room(ctx, roomID); err != nil {
-		return nil, err
-	}
-	m, memberEvID, err := s.db.Membership(ctx, roomID, user)
+	view, err := s.ReadView(ctx, user, roomID)
 	if err != nil {
 		return nil, err
 	}
 	// left is the user's leave (or ban) when that bounds what they see.
-	var left *Event
-	if m != string(event.MembershipJoin) {
-		readable, err := s.worldReadable(ctx, roomID)
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case readable:
-		case m == string(event.MembershipLeave) || m == string(event.MembershipBan):
-			if left, err = s.event(ctx, memberEvID); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, errNotInRoom
-		}
-	}
+	left := view.Left
 
 	var state StateMap
 	switch {
@@ -221,6 +203,5 @@ func (s *Service) worldReadable(ctx context.Context, roomID id.RoomID) (bool, er
 	if err != nil || hv == nil {
 		return false, err
 	}
-	var c event.HistoryVisibilityEventContent
-	return jsonUnmarshal(hv.PDU.Content, &c) == nil && c.HistoryVisibility == event.HistoryVisibilityWorldReadable, nil
+	return historyVisibility(hv) == event.HistoryVisibilityWorldReadable, nil
 }

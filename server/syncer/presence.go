@@ -125,6 +125,22 @@ func presenceContent(p *storage.Presence, now time.Time) event.PresenceEventCont
 	return c
 }
 
+// presenceEvent is a user's presence as an m.presence event.
+func presenceEvent(p *storage.Presence, now time.Time) *event.Event {
+	ev := &event.Event{Sender: p.UserID, Type: event.EphemeralEventPresence}
+	ev.Content.Parsed = presenceContent(p, now)
+	return ev
+}
+
+// legacyPresenceEvent is presenceEvent for the old APIs (/events and
+// /initialSync), whose clients read the user from content.user_id (as
+// Synapse still sends it).
+func legacyPresenceEvent(p *storage.Presence, now time.Time) *event.Event {
+	ev := presenceEvent(p, now)
+	ev.Content.Raw = map[string]any{"user_id": string(p.UserID)}
+	return ev
+}
+
 // presenceSection lists the presence changes of the user and of the users
 // they share rooms with; in an incremental sync also the current presence
 // of the users they came to share a room with, changed or not (as Synapse
@@ -164,9 +180,7 @@ func (s *Service) presenceSection(ctx context.Context, req *Request, since, cur 
 	}
 	now := time.Now()
 	for i := range changes {
-		p := &changes[i]
-		ev := &event.Event{Sender: p.UserID, Type: event.EphemeralEventPresence}
-		ev.Content.Parsed = presenceContent(p, now)
+		ev := presenceEvent(&changes[i], now)
 		if !allows(part, ev) {
 			continue
 		}
