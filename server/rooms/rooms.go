@@ -21,12 +21,17 @@ import (
 )
 
 // DefaultRoomVersion is the version of new rooms unless a client asks for
-// another (the spec's recommended default).
+// another (the spec's recommended default) or the owner configured another
+// (Service.DefaultVersion).
 const DefaultRoomVersion = id.RoomV12
 
-// SupportedRoomVersions are the versions Palpo creates and joins, all
-// stable. Versions 1–5 use older event formats and are not supported.
-var SupportedRoomVersions = []id.RoomVersion{id.RoomV6, id.RoomV7, id.RoomV8, id.RoomV9, id.RoomV10, id.RoomV11, id.RoomV12}
+// SupportedRoomVersions are the versions Palpo creates and joins: every
+// stable version, since old rooms on the network still use versions 1–5
+// (their event format is in eventformat.go, their auth rules in authrules).
+var SupportedRoomVersions = []id.RoomVersion{
+	id.RoomV1, id.RoomV2, id.RoomV3, id.RoomV4, id.RoomV5, id.RoomV6,
+	id.RoomV7, id.RoomV8, id.RoomV9, id.RoomV10, id.RoomV11, id.RoomV12,
+}
 
 // IsSupportedVersion tells whether Palpo handles a room version.
 func IsSupportedVersion(v id.RoomVersion) bool {
@@ -55,6 +60,10 @@ type Service struct {
 	// Profiles fills display names and avatars into member events.
 	Profiles ProfileSource
 
+	// DefaultVersion is the version of new rooms whose creator asks for
+	// none (config default_room_version).
+	DefaultVersion id.RoomVersion
+
 	// UserDirectorySearchAll lets the user directory find every local
 	// account, not only the users who share a room with the searcher
 	// (config user_directory.search_all_users).
@@ -68,12 +77,13 @@ type Service struct {
 // New builds the rooms service.
 func New(db *storage.DB, serverName string, key *federation.SigningKey, log *slog.Logger) *Service {
 	return &Service{
-		db:         db,
-		serverName: serverName,
-		key:        key,
-		log:        log,
-		Now:        time.Now,
-		cache:      newCache(),
+		db:             db,
+		serverName:     serverName,
+		key:            key,
+		log:            log,
+		Now:            time.Now,
+		DefaultVersion: DefaultRoomVersion,
+		cache:          newCache(),
 	}
 }
 
