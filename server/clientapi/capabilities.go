@@ -45,7 +45,7 @@ var roomVersions = func() map[id.RoomVersion]string {
 func (a *API) capabilities(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
 	return httpapi.WriteJSON(w, http.StatusOK, map[string]capabilities{"capabilities": {
 		ChangePassword: booleanCapability{true},
-		RoomVersions:   roomVersionsCapability{Default: a.rooms.DefaultVersion, Available: roomVersions},
+		RoomVersions:   roomVersionsCapability{Default: a.rooms.DefaultNewRoomVersion(), Available: roomVersions},
 		SetDisplayname: booleanCapability{true},
 		SetAvatarURL:   booleanCapability{true},
 		// Palpo sends no email or SMS, so no 3PID can be validated.

@@ -75,7 +75,7 @@ func (s *Service) addProfile(ctx context.Context, content map[string]any, user i
 func (s *Service) CreateRoom(ctx context.Context, creator id.UserID, req *CreateRoomRequest) (id.RoomID, error) {
 	version := req.RoomVersion
 	if version == "" {
-		version = s.DefaultVersion
+		version = s.DefaultNewRoomVersion()
 	}
 	if !IsSupportedVersion(version) {
 		return "", mautrix.MUnsupportedRoomVersion.WithStatus(http.StatusBadRequest).WithMessage(fmt.Sprintf("Room version %q is not supported", version))

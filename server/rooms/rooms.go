@@ -20,29 +20,6 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
-// DefaultRoomVersion is the version of new rooms unless a client asks for
-// another (the spec's recommended default) or the owner configured another
-// (Service.DefaultVersion).
-const DefaultRoomVersion = id.RoomV12
-
-// SupportedRoomVersions are the versions Palpo creates and joins: every
-// stable version, since old rooms on the network still use versions 1–5
-// (their event format is in eventformat.go, their auth rules in authrules).
-var SupportedRoomVersions = []id.RoomVersion{
-	id.RoomV1, id.RoomV2, id.RoomV3, id.RoomV4, id.RoomV5, id.RoomV6,
-	id.RoomV7, id.RoomV8, id.RoomV9, id.RoomV10, id.RoomV11, id.RoomV12,
-}
-
-// IsSupportedVersion tells whether Palpo handles a room version.
-func IsSupportedVersion(v id.RoomVersion) bool {
-	for _, s := range SupportedRoomVersions {
-		if s == v {
-			return true
-		}
-	}
-	return false
-}
-
 // Listener hears about every event persisted, in stream order; the sync
 // notifier is one.
 type Listener func(ev *Event)
@@ -61,7 +38,7 @@ type Service struct {
 	Profiles ProfileSource
 
 	// DefaultVersion is the version of new rooms whose creator asks for
-	// none (config default_room_version).
+	// none (config default_room_version); empty means DefaultRoomVersion.
 	DefaultVersion id.RoomVersion
 
 	// UserDirectorySearchAll lets the user directory find every local
@@ -77,13 +54,12 @@ type Service struct {
 // New builds the rooms service.
 func New(db *storage.DB, serverName string, key *federation.SigningKey, log *slog.Logger) *Service {
 	return &Service{
-		db:             db,
-		serverName:     serverName,
-		key:            key,
-		log:            log,
-		Now:            time.Now,
-		DefaultVersion: DefaultRoomVersion,
-		cache:          newCache(),
+		db:         db,
+		serverName: serverName,
+		key:        key,
+		log:        log,
+		Now:        time.Now,
+		cache:      newCache(),
 	}
 }
 
