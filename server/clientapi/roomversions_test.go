@@ -51,8 +51,8 @@ func everyRoomVersion(t *testing.T, ctx context.Context, alice, bob *mautrix.Cli
 	if got := create.Content.AsCreate().RoomVersion; got != v {
 		t.Fatalf("create event room_version %q", got)
 	}
-	if v.CreatorInContent() && create.Content.AsCreate().Creator != alice.UserID {
-		t.Fatalf("create event creator %q", create.Content.AsCreate().Creator)
+	if creator := create.Content.Raw["creator"]; v.CreatorInContent() != (creator == alice.UserID.String()) {
+		t.Fatalf("create event creator %v", creator)
 	}
 	format := eventIDFormats[v]
 	if format == nil {
@@ -173,8 +173,8 @@ func TestConfiguredDefaultRoomVersion(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c := create.Content.AsCreate(); c.RoomVersion != want || (want == id.RoomV10 && c.Creator != alice.UserID) {
-			t.Fatalf("asked for %q: create content %+v, want version %s", req, c, want)
+		if c := create.Content.Raw; c["room_version"] != string(want) || (want == id.RoomV10) != (c["creator"] == alice.UserID.String()) {
+			t.Fatalf("asked for %q: create content %v, want version %s", req, c, want)
 		}
 		if want == id.RoomV10 && !strings.HasSuffix(string(roomID), ":localhost") {
 			t.Fatalf("v10 room ID %s has no server part", roomID)
