@@ -69,6 +69,24 @@ func everyRoomVersion(t *testing.T, ctx context.Context, alice, bob *mautrix.Cli
 	if !format.MatchString(string(hello.EventID)) {
 		t.Fatalf("message event ID %s does not have the format of room version %s", hello.EventID, v)
 	}
+	if v == id.RoomV3 {
+		// Version 3 event IDs may hold "/" and "+", which must survive
+		// being a path segment.
+		for i := 0; !strings.ContainsAny(string(hello.EventID), "/+"); i++ {
+			if i == 100 {
+				t.Fatal("no event ID with / or + in 100 messages")
+			}
+			if hello, err = alice.SendText(ctx, roomID, "hello v"+string(v)); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+		}
+	}
+	if ev, err := bob.GetEvent(ctx, roomID, hello.EventID); err == nil || ev != nil {
+		t.Fatalf("bob read an event of a room he is not in: %v", ev)
+	}
+	if ev, err := alice.GetEvent(ctx, roomID, hello.EventID); err != nil || ev.ID != hello.EventID {
+		t.Fatalf("get event %s: %+v, %v", hello.EventID, ev, err)
+	}
 	if _, err := alice.SendStateEvent(ctx, roomID, event.StateTopic, "", &event.TopicEventContent{Topic: "by alice"}); err != nil {
 		t.Fatalf("topic: %v", err)
 	}
@@ -132,20 +150,21 @@ func everyRoomVersion(t *testing.T, ctx context.Context, alice, bob *mautrix.Cli
 	if err != nil {
 		t.Fatalf("messages: %v", err)
 	}
-	var bodies []string
-	var sawCreate, sawOops bool
+	var sawCreate, sawOops, sawHello, sawReply bool
 	for _, ev := range msgs.Chunk {
-		switch {
-		case ev.ID == create.ID:
+		switch ev.ID {
+		case create.ID:
 			sawCreate = true
-		case ev.ID == oops.EventID:
+		case oops.EventID:
 			sawOops = len(ev.Content.Raw) == 0
-		case ev.Type == event.EventMessage && ev.Content.Raw["body"] != nil:
-			bodies = append(bodies, ev.Content.Raw["body"].(string))
+		case hello.EventID:
+			sawHello = len(ev.Content.Raw) == 0
+		case reply.EventID:
+			sawReply = ev.Content.Raw["body"] == "hi alice"
 		}
 	}
-	if !sawCreate || !sawOops || len(bodies) != 1 || bodies[0] != "hi alice" {
-		t.Fatalf("messages: create %v, redacted oops %v, bodies %v", sawCreate, sawOops, bodies)
+	if !sawCreate || !sawOops || !sawHello || !sawReply {
+		t.Fatalf("messages: create %v, redacted oops %v, redacted hello %v, reply %v", sawCreate, sawOops, sawHello, sawReply)
 	}
 	var topic event.TopicEventContent
 	if err := alice.StateEvent(ctx, roomID, event.StateTopic, "", &topic); err != nil || topic.Topic != "by bob" {
