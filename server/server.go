@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/federation"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/admin"
@@ -87,6 +88,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.accounts = accounts.New(db, cfg, log)
 	s.rooms = rooms.New(db, cfg.ServerName, key, log)
 	s.rooms.UserDirectorySearchAll = cfg.UserDirectory.SearchAllUsers
+	s.rooms.DefaultVersion = id.RoomVersion(cfg.DefaultRoomVersion)
 	// Accounts and rooms need each other: deactivation leaves rooms, a
 	// profile change updates member events, and member events carry the
 	// profile. The interfaces keep the packages independent.

@@ -105,8 +105,8 @@ func TestCreateRoomVersionsAndPresets(t *testing.T) {
 			t.Fatalf("v%s public join: %v", v, err)
 		}
 	}
-	_, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{RoomVersion: "5"})
-	roomErr(t, "room v5", err, 400, "M_UNSUPPORTED_ROOM_VERSION")
+	_, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{RoomVersion: "13"})
+	roomErr(t, "room v13", err, 400, "M_UNSUPPORTED_ROOM_VERSION")
 	_, err = alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{RoomVersion: "banana"})
 	roomErr(t, "unknown version", err, 400, "M_UNSUPPORTED_ROOM_VERSION")
 	_, err = alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "party"})

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,6 +31,9 @@ type Config struct {
 	PublicBaseURL string `toml:"public_baseurl"`
 	// Listen lists host:port pairs for the client (and later federation) API.
 	Listen []string `toml:"listen"`
+	// DefaultRoomVersion is the version of rooms created without a
+	// room_version in the request: one of RoomVersions.
+	DefaultRoomVersion string `toml:"default_room_version"`
 
 	Registration Registration `toml:"registration"`
 	Auth         Auth         `toml:"auth"`
@@ -45,6 +49,12 @@ type Config struct {
 	Support       Support       `toml:"support"`
 	ServerNotices ServerNotices `toml:"server_notices"`
 }
+
+// RoomVersions are the room versions default_room_version may name: those
+// Palpo creates (rooms.SupportedRoomVersions; a test there keeps the two
+// lists equal). The config cannot import the rooms package, which depends on
+// storage and much else.
+var RoomVersions = []string{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"}
 
 // UserDirectory configures who the user directory (the "start chat" search)
 // finds.
@@ -126,6 +136,8 @@ func Default() *Config {
 	return &Config{
 		ServerName: "localhost",
 		Listen:     []string{"127.0.0.1:8008"},
+		// The spec's recommended default.
+		DefaultRoomVersion: "12",
 		Registration: Registration{
 			Mode:              RegistrationToken,
 			MinPasswordLength: 8,
@@ -217,6 +229,10 @@ func (c *Config) Validate() error {
 		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 			return fmt.Errorf("listen %q: port must be a number from 0 to 65535", addr)
 		}
+	}
+	if !slices.Contains(RoomVersions, c.DefaultRoomVersion) {
+		return fmt.Errorf("default_room_version %q: must be one of %s; the default and the spec's recommendation is \"12\", and \"10\" or \"11\" suit older clients",
+			c.DefaultRoomVersion, strings.Join(RoomVersions, ", "))
 	}
 	switch c.Registration.Mode {
 	case RegistrationOpen, RegistrationToken, RegistrationClosed:

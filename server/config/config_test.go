@@ -59,6 +59,32 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 	}
 }
 
+func TestDefaultRoomVersion(t *testing.T) {
+	if cfg := Default(); cfg.DefaultRoomVersion != "12" {
+		t.Fatalf("default default_room_version %q, want \"12\"", cfg.DefaultRoomVersion)
+	}
+	cfg, err := Parse(`default_room_version = "10"`)
+	if err != nil || cfg.DefaultRoomVersion != "10" {
+		t.Fatalf("default_room_version = \"10\": %+v, %v", cfg, err)
+	}
+	for _, bad := range []string{`default_room_version = "13"`, `default_room_version = ""`, `default_room_version = "v11"`} {
+		_, err := Parse(bad)
+		if err == nil {
+			t.Errorf("%s: expected an error", bad)
+			continue
+		}
+		// The message names the key and every value allowed.
+		for _, want := range append([]string{"default_room_version"}, RoomVersions...) {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error %q does not name %q", bad, err, want)
+			}
+		}
+	}
+	if _, err := Parse(`default_room_version = 11`); err == nil || !strings.Contains(err.Error(), "default_room_version") {
+		t.Errorf("a number instead of a string: %v", err)
+	}
+}
+
 func TestValidServerNames(t *testing.T) {
 	for _, name := range []string{"localhost", "example.org", "matrix.example.org:8448", "1.2.3.4", "1.2.3.4:80", "[::1]", "[1234:5678::abcd]:8448"} {
 		if err := ValidateServerName(name); err != nil {

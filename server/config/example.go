@@ -27,6 +27,16 @@ public_baseurl = ""
 # and laptops on your home network connect.
 listen = ["127.0.0.1:8008"]
 
+# The room version of new rooms when the app creating them asks for none:
+# one of "1" to "12". "12" is the spec's recommendation, and apps that know
+# better ask for a version themselves. Some older apps do not understand
+# version 12 rooms, whose create event names no "creator" and whose room IDs
+# have no ":server" part: Nheko 0.11.3 (Debian 12) says "Room creation failed"
+# although the room was made, and weechat-matrix warns about every room. If
+# people on this server use those apps, "11" or "10" works for them, and
+# for everyone else too.
+default_room_version = "12"
+
 [registration]
 # Who may create an account:
 #   "token"  - only people with an invite (a registration token made in the

@@ -82,7 +82,7 @@ func (s *Service) addProfile(ctx context.Context, content map[string]any, user i
 func (s *Service) CreateRoom(ctx context.Context, creator id.UserID, req *CreateRoomRequest) (id.RoomID, error) {
 	version := req.RoomVersion
 	if version == "" {
-		version = DefaultRoomVersion
+		version = s.DefaultNewRoomVersion()
 	}
 	if !IsSupportedVersion(version) {
 		return "", mautrix.MUnsupportedRoomVersion.WithStatus(http.StatusBadRequest).WithMessage(fmt.Sprintf("Room version %q is not supported", version))

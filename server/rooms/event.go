@@ -3,7 +3,6 @@ package rooms
 import (
 	"context"
 	jsonv1 "encoding/json"
-	"encoding/json/v2"
 	"errors"
 	"fmt"
 
@@ -25,6 +24,10 @@ type Event struct {
 	StateAfter  int64
 	RedactedBy  id.EventID
 	Rejected    bool
+
+	// wire is the event's JSON in its room version's format, from build
+	// until it is persisted.
+	wire []byte
 }
 
 // IsState tells whether the event is a state event.
@@ -52,14 +55,14 @@ func (s *Service) fromStored(ctx context.Context, se *storage.Event) (*Event, er
 	if err != nil {
 		return nil, err
 	}
-	var p pdu.PDU
-	if err := json.Unmarshal(se.PDU, &p); err != nil {
+	p, err := parsePDU(r.Version, se.PDU)
+	if err != nil {
 		return nil, fmt.Errorf("parse stored event %s: %w", se.EventID, err)
 	}
 	p.InternalMeta.EventID = se.EventID
 	p.InternalMeta.Rejected = se.Rejected
 	return &Event{
-		PDU: &p, ID: se.EventID, RoomID: se.RoomID, Version: r.Version, StreamPos: se.StreamPos,
+		PDU: p, ID: se.EventID, RoomID: se.RoomID, Version: r.Version, StreamPos: se.StreamPos,
 		StateBefore: se.StateBefore, StateAfter: se.StateAfter, RedactedBy: se.RedactedBy, Rejected: se.Rejected,
 	}, nil
 }
