@@ -1,0 +1,199 @@
+package clientapi_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
+)
+
+// Room behaviours where clients (and the Matrix test suites) expect what
+// Synapse does: joins, member content, rich topics, unsigned data on the
+// read endpoints, /messages and /members edge cases, v12 creators, invites.
+
+// rawJoin POSTs a join body to path (relative to /_matrix/client/v3).
+func rawJoin(t *testing.T, ts *testserver.Server, c *mautrix.Client, path string, body any) (id.RoomID, error) {
+	t.Helper()
+	var resp struct {
+		RoomID id.RoomID `json:"room_id"`
+	}
+	_, err := c.MakeFullRequest(context.Background(), mautrix.FullRequest{
+		Method: http.MethodPost, URL: ts.URL + "/_matrix/client/v3" + path, RequestJSON: body, ResponseJSON: &resp, MaxAttempts: 1,
+	})
+	return resp.RoomID, err
+}
+
+// memberEvent is a user's current member event in a room.
+func memberEvent(t *testing.T, c *mautrix.Client, roomID id.RoomID, user id.UserID) *event.Event {
+	t.Helper()
+	ev, err := c.FullStateEvent(context.Background(), roomID, event.StateMember, string(user))
+	if err != nil {
+		t.Fatalf("member event of %s: %v", user, err)
+	}
+	return ev
+}
+
+func TestJoinWhenJoinedIsIdempotent(t *testing.T) {
+	ts, alice, bob, roomID := pairInRoom(t, "")
+	ctx := context.Background()
+	first := memberEvent(t, alice, roomID, bob.UserID).ID
+
+	// Joining again with nothing new: 200 with the room ID, and no event.
+	for _, path := range []string{"/join/" + url.PathEscape(string(roomID)), "/rooms/" + url.PathEscape(string(roomID)) + "/join"} {
+		got, err := rawJoin(t, ts, bob, path, map[string]any{})
+		if err != nil || got != roomID {
+			t.Fatalf("join again via %s: %v %v", path, got, err)
+		}
+		if again := memberEvent(t, alice, roomID, bob.UserID).ID; again != first {
+			t.Fatalf("join again via %s sent a new member event %s (was %s)", path, again, first)
+		}
+	}
+	// The creator too.
+	creator := memberEvent(t, alice, roomID, alice.UserID).ID
+	if _, err := alice.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	if memberEvent(t, alice, roomID, alice.UserID).ID != creator {
+		t.Fatal("the creator's join again sent a new member event")
+	}
+
+	// New content (a custom field) is a change: one new event, and the
+	// same content again is not.
+	if _, err := rawJoin(t, ts, bob, "/join/"+url.PathEscape(string(roomID)), map[string]any{"org.example.status": "busy"}); err != nil {
+		t.Fatal(err)
+	}
+	changed := memberEvent(t, alice, roomID, bob.UserID)
+	if changed.ID == first || changed.Content.Raw["org.example.status"] != "busy" {
+		t.Fatalf("join with new content: %s %v", changed.ID, changed.Content.Raw)
+	}
+	if _, err := rawJoin(t, ts, bob, "/rooms/"+url.PathEscape(string(roomID))+"/join", map[string]any{"org.example.status": "busy"}); err != nil {
+		t.Fatal(err)
+	}
+	if again := memberEvent(t, alice, roomID, bob.UserID).ID; again != changed.ID {
+		t.Fatalf("the same content again sent %s (was %s)", again, changed.ID)
+	}
+	// A new display name is a change as well.
+	if err := bob.SetDisplayName(ctx, "Bobby"); err != nil {
+		t.Fatal(err)
+	}
+	renamed := memberEvent(t, alice, roomID, bob.UserID)
+	if renamed.Content.Raw["displayname"] != "Bobby" {
+		t.Fatalf("after a rename: %v", renamed.Content.Raw)
+	}
+	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	// A plain join drops the custom field: that is new content.
+	plain := memberEvent(t, alice, roomID, bob.UserID)
+	if _, kept := plain.Content.Raw["org.example.status"]; plain.ID == renamed.ID || kept || plain.Content.Raw["displayname"] != "Bobby" {
+		t.Fatalf("a plain join after a custom one: %s %v", plain.ID, plain.Content.Raw)
+	}
+}
+
+func TestJoinKeepsCustomContent(t *testing.T) {
+	ts := testserver.New(t)
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	carol := ts.RegisterUser("carol")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+
+	// Extra keys stay; membership and the profile come from the server;
+	// third_party_signed is a join parameter, not content.
+	body := map[string]any{
+		"foo": "bar", "nested": map[string]any{"n": 1}, "reason": "hello",
+		"membership": "leave", "displayname": "Not Bob", "third_party_signed": map[string]any{"x": 1},
+	}
+	if _, err := rawJoin(t, ts, bob, "/join/"+url.PathEscape(string(roomID)), body); err != nil {
+		t.Fatal(err)
+	}
+	c := memberEvent(t, alice, roomID, bob.UserID).Content.Raw
+	if c["foo"] != "bar" || c["reason"] != "hello" || c["membership"] != "join" || c["displayname"] != "bob" {
+		t.Fatalf("member content %v", c)
+	}
+	if n, _ := c["nested"].(map[string]any); n["n"] != float64(1) {
+		t.Fatalf("nested custom content %v", c["nested"])
+	}
+	if _, ok := c["third_party_signed"]; ok {
+		t.Fatalf("third_party_signed kept in content: %v", c)
+	}
+	// The /rooms/{roomId}/join form too.
+	if _, err := rawJoin(t, ts, carol, "/rooms/"+url.PathEscape(string(roomID))+"/join", map[string]any{"foo": "baz"}); err != nil {
+		t.Fatal(err)
+	}
+	if c := memberEvent(t, alice, roomID, carol.UserID).Content.Raw; c["foo"] != "baz" || c["displayname"] != "carol" {
+		t.Fatalf("carol's member content %v", c)
+	}
+	// A reason that is not a string is bad JSON.
+	_, err := rawJoin(t, ts, carol, "/join/"+url.PathEscape(string(roomID)), map[string]any{"reason": 5})
+	roomErr(t, "non-string reason", err, 400, "M_BAD_JSON")
+}
+
+func TestRestrictedRoomRejoin(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	space := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	restricted := roomCreate(t, alice, &mautrix.ReqCreateRoom{InitialState: []*event.Event{{
+		Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
+			JoinRule: event.JoinRuleRestricted,
+			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: space}},
+		}},
+	}}})
+	if _, err := bob.JoinRoomByID(ctx, space); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoomByID(ctx, restricted); err != nil {
+		t.Fatal(err)
+	}
+	// Bob leaves the allowed room: being in the restricted room already,
+	// he may still join it again (to change his member event).
+	if _, err := bob.LeaveRoom(ctx, space); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rawJoin(t, ts, bob, "/join/"+url.PathEscape(string(restricted)), map[string]any{"org.example.note": "again"}); err != nil {
+		t.Fatalf("join again through /join: %v", err)
+	}
+	if c := memberEvent(t, alice, restricted, bob.UserID).Content.Raw; c["org.example.note"] != "again" || c["membership"] != "join" {
+		t.Fatalf("member content after joining again: %v", c)
+	}
+	// A member PUT with join, naming an authoriser that means nothing for
+	// a join after a join: the key is dropped, not checked.
+	if _, err := bob.SendStateEvent(ctx, restricted, event.StateMember, string(bob.UserID), map[string]any{
+		"membership": "join", "displayname": "Room Bob", "join_authorised_via_users_server": "unused",
+	}); err != nil {
+		t.Fatalf("member PUT with join: %v", err)
+	}
+	if c := memberEvent(t, alice, restricted, bob.UserID).Content.Raw; c["displayname"] != "Room Bob" || c["join_authorised_via_users_server"] != nil {
+		t.Fatalf("member content after the PUT: %v", c)
+	}
+	if err := bob.SetDisplayName(ctx, "Bobby"); err != nil {
+		t.Fatal(err)
+	}
+	if c := memberEvent(t, alice, restricted, bob.UserID).Content.Raw; c["displayname"] != "Bobby" {
+		t.Fatalf("profile change in the restricted room: %v", c)
+	}
+	// Someone never in the room still needs the allowed room, through
+	// /join and through a member PUT alike; with it, the PUT names an
+	// authoriser as /join does.
+	carol := ts.RegisterUser("carol")
+	_, err := carol.JoinRoomByID(ctx, restricted)
+	roomErr(t, "carol, not in the allowed room", err, 403, "M_FORBIDDEN")
+	_, err = carol.SendStateEvent(ctx, restricted, event.StateMember, string(carol.UserID), map[string]any{"membership": "join"})
+	roomErr(t, "carol's member PUT, not in the allowed room", err, 403, "M_FORBIDDEN")
+	if _, err := carol.JoinRoomByID(ctx, space); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.SendStateEvent(ctx, restricted, event.StateMember, string(carol.UserID), map[string]any{"membership": "join"}); err != nil {
+		t.Fatalf("carol's member PUT through the allowed room: %v", err)
+	}
+	if c := memberEvent(t, alice, restricted, carol.UserID).Content.Raw; c["join_authorised_via_users_server"] != string(alice.UserID) {
+		t.Fatalf("carol's member content: %v", c)
+	}
+}
