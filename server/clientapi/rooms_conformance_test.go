@@ -2,6 +2,7 @@ package clientapi_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"testing"
@@ -195,5 +196,83 @@ func TestRestrictedRoomRejoin(t *testing.T) {
 	}
 	if c := memberEvent(t, alice, restricted, carol.UserID).Content.Raw; c["join_authorised_via_users_server"] != string(alice.UserID) {
 		t.Fatalf("carol's member content: %v", c)
+	}
+}
+
+func TestCreateRoomV12CreatorsBadInput(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	create := func(body map[string]any) error {
+		_, err := alice.MakeFullRequest(ctx, mautrix.FullRequest{
+			Method: http.MethodPost, URL: ts.URL + "/_matrix/client/v3/createRoom", RequestJSON: body, MaxAttempts: 1,
+		})
+		return err
+	}
+	creators := func(v any) map[string]any {
+		return map[string]any{"room_version": "12", "preset": "public_chat", "creation_content": map[string]any{"additional_creators": v}}
+	}
+	roomErr(t, "not a list", create(creators("not-an-array")), 400, "M_BAD_JSON")
+	roomErr(t, "not strings", create(creators([]any{"@foo:example.com", 42})), 400, "M_BAD_JSON")
+	roomErr(t, "not user IDs", create(creators([]any{"@foo:example.com", "not-a-user-id"})), 400, "M_INVALID_PARAM")
+	roomErr(t, "bad server name", create(creators([]any{"@invalid:dom$ain$.com"})), 400, "M_INVALID_PARAM")
+	if err := create(creators([]any{"@foo:example.com", "@bar:baz.code"})); err != nil {
+		t.Fatalf("valid additional_creators: %v", err)
+	}
+	// Trusted private chats check them the same way.
+	bad := creators([]any{"nope"})
+	bad["preset"] = "trusted_private_chat"
+	roomErr(t, "trusted private chat, not user IDs", create(bad), 400, "M_INVALID_PARAM")
+	// A create event in initial_state, whatever its state key: 400.
+	for _, key := range []string{"", "x"} {
+		err := create(map[string]any{"room_version": "12", "initial_state": []any{map[string]any{"type": "m.room.create", "state_key": key, "content": map[string]any{}}}})
+		roomErr(t, "create event in initial_state, key "+key, err, 400, "M_INVALID_PARAM")
+	}
+	// Creators have infinite power and are never listed in power levels.
+	err := create(map[string]any{"room_version": "12", "power_level_content_override": map[string]any{"users": map[string]any{string(alice.UserID): 100}}})
+	if code := httpStatus(err); code != 400 {
+		t.Fatalf("override naming the creator: %v", err)
+	}
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{RoomVersion: id.RoomV12, Preset: "public_chat", CreationContent: map[string]any{"additional_creators": []id.UserID{bob.UserID}}})
+	for _, u := range []id.UserID{alice.UserID, bob.UserID} {
+		_, err := alice.SendStateEvent(ctx, roomID, event.StatePowerLevels, "", map[string]any{"users": map[string]any{string(u): 100}})
+		roomErr(t, "power levels naming creator "+string(u), err, 400, "M_BAD_JSON")
+	}
+	// Someone else may be listed.
+	if _, err := alice.SendStateEvent(ctx, roomID, event.StatePowerLevels, "", map[string]any{"users": map[string]any{"@carol:localhost": 50}}); err != nil {
+		t.Fatalf("power levels naming a non-creator: %v", err)
+	}
+}
+
+// httpStatus is the HTTP status of a mautrix error (0 for none).
+func httpStatus(err error) int {
+	var he mautrix.HTTPError
+	if err == nil {
+		return 0
+	}
+	if errors.As(err, &he) && he.Response != nil {
+		return he.Response.StatusCode
+	}
+	return -1
+}
+
+func TestInviteUnknownLocalUser(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{})
+	_, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: "@nobody:localhost"})
+	roomErr(t, "invite an unknown local user", err, 404, "M_NOT_FOUND")
+	if m, err := alice.Members(ctx, roomID); err != nil || len(m.Chunk) != 1 {
+		t.Fatalf("members after the refused invite: %v %v", m, err)
+	}
+	// createRoom with one: 404 too, and no room made.
+	before, _ := alice.JoinedRooms(ctx)
+	_, err = alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Invite: []id.UserID{"@nobody:localhost"}})
+	roomErr(t, "createRoom inviting an unknown local user", err, 404, "M_NOT_FOUND")
+	after, _ := alice.JoinedRooms(ctx)
+	if len(after.JoinedRooms) != len(before.JoinedRooms) {
+		t.Fatalf("a room was made: %v", after.JoinedRooms)
 	}
 }

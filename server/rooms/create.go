@@ -101,6 +101,9 @@ func (s *Service) CreateRoom(ctx context.Context, creator id.UserID, req *Create
 			return "", mautrix.MInvalidParam.WithMessage(fmt.Sprintf("Invalid user ID %q in invite", u))
 		}
 	}
+	if err := s.checkCreateRequest(ctx, req, version); err != nil {
+		return "", err
+	}
 	if len(req.Invite3PID) > 0 {
 		return "", mautrix.MUnknown.WithStatus(http.StatusBadRequest).WithMessage("Inviting by email or phone number is not supported by this server")
 	}

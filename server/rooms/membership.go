@@ -59,6 +59,11 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (id.
 	case c.Membership == event.MembershipJoin && current == string(event.MembershipBan):
 		return "", mautrix.MForbidden.WithMessage("You are banned from this room")
 	}
+	if c.Membership == event.MembershipInvite {
+		if err := s.checkLocalUserExists(ctx, c.Target); err != nil {
+			return "", err
+		}
+	}
 	content := map[string]any{}
 	for k, v := range c.Extra {
 		content[k] = v

@@ -57,6 +57,11 @@ func (s *Service) SetState(ctx context.Context, sender id.UserID, roomID id.Room
 	if err := s.checkStateContent(evType, stateKey, content); err != nil {
 		return "", err
 	}
+	if evType == event.StatePowerLevels.Type && stateKey == "" {
+		if err := s.checkPowerLevelsCreators(ctx, r, content); err != nil {
+			return "", err
+		}
+	}
 	if evType == event.StateMember.Type && stateKey == string(sender) {
 		if content, err = s.selfJoinContent(ctx, r, sender, content); err != nil {
 			return "", err
