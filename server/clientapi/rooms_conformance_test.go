@@ -2,6 +2,7 @@ package clientapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -133,6 +134,48 @@ func TestJoinKeepsCustomContent(t *testing.T) {
 	// A reason that is not a string is bad JSON.
 	_, err := rawJoin(t, ts, carol, "/join/"+url.PathEscape(string(roomID)), map[string]any{"reason": 5})
 	roomErr(t, "non-string reason", err, 400, "M_BAD_JSON")
+}
+
+func TestRoomTopicRichContent(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Topic: "All about tea"})
+	var topic event.TopicEventContent
+	if err := alice.StateEvent(ctx, roomID, event.StateTopic, "", &topic); err != nil {
+		t.Fatal(err)
+	}
+	if topic.Topic != "All about tea" || topic.ExtensibleTopic == nil || len(topic.ExtensibleTopic.Text) != 1 ||
+		topic.ExtensibleTopic.Text[0].Body != "All about tea" || topic.ExtensibleTopic.Text[0].MimeType != "text/plain" {
+		t.Fatalf("createRoom topic content %+v (m.topic %+v)", topic, topic.ExtensibleTopic)
+	}
+	// createRoom's topic wins over one in initial_state, in both forms.
+	roomID = roomCreate(t, alice, &mautrix.ReqCreateRoom{Topic: "Tea", InitialState: []*event.Event{{
+		Type: event.StateTopic, Content: event.Content{Raw: map[string]any{"topic": "Coffee"}},
+	}}})
+	topic = event.TopicEventContent{}
+	if err := alice.StateEvent(ctx, roomID, event.StateTopic, "", &topic); err != nil {
+		t.Fatal(err)
+	}
+	if topic.Topic != "Tea" || topic.ExtensibleTopic == nil || topic.ExtensibleTopic.Text[0].Body != "Tea" {
+		t.Fatalf("topic with initial_state %+v", topic)
+	}
+	// A client's rich topic is kept as sent.
+	rich := map[string]any{"topic": "Plain", "m.topic": map[string]any{"m.text": []any{
+		map[string]any{"mimetype": "text/html", "body": "<b>Rich</b>"},
+		map[string]any{"body": "Plain"},
+	}}}
+	if _, err := alice.SendStateEvent(ctx, roomID, event.StateTopic, "", rich); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := alice.StateEvent(ctx, roomID, event.StateTopic, "", &got); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(rich)
+	if have, _ := json.Marshal(got); string(have) != string(want) {
+		t.Fatalf("client topic %s, want %s", have, want)
+	}
 }
 
 func TestRestrictedRoomRejoin(t *testing.T) {

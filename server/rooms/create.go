@@ -278,7 +278,7 @@ func (s *Service) createRoomEvents(ctx context.Context, creator id.UserID, req *
 		}
 	}
 	if req.Topic != nil {
-		if err := add(event.StateTopic.Type, &empty, map[string]any{"topic": *req.Topic}); err != nil {
+		if err := add(event.StateTopic.Type, &empty, topicContent(*req.Topic)); err != nil {
 			return nil, err
 		}
 	}

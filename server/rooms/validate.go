@@ -98,3 +98,13 @@ func (s *Service) checkPowerLevelsCreators(ctx context.Context, r *room, content
 	}
 	return nil
 }
+
+// topicContent is the m.room.topic content for a plain-text topic: the
+// topic and, since spec v1.15, the same text as an m.topic block, as
+// Synapse writes it for createRoom's topic.
+func topicContent(topic string) map[string]any {
+	return map[string]any{
+		"topic":   topic,
+		"m.topic": map[string]any{"m.text": []map[string]string{{"mimetype": "text/plain", "body": topic}}},
+	}
+}
