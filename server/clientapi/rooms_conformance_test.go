@@ -178,6 +178,106 @@ func TestRoomTopicRichContent(t *testing.T) {
 	}
 }
 
+// rawEvent fetches GET /rooms/{roomId}/event/{eventId} as JSON.
+func rawEvent(t *testing.T, ts *testserver.Server, c *mautrix.Client, roomID id.RoomID, evID id.EventID) map[string]any {
+	t.Helper()
+	var out map[string]any
+	_, err := c.MakeFullRequest(context.Background(), mautrix.FullRequest{
+		Method: http.MethodGet, ResponseJSON: &out, MaxAttempts: 1,
+		URL: ts.URL + "/_matrix/client/v3/rooms/" + url.PathEscape(string(roomID)) + "/event/" + url.PathEscape(string(evID)),
+	})
+	if err != nil {
+		t.Fatalf("get event %s as %s: %v", evID, c.UserID, err)
+	}
+	return out
+}
+
+func unsignedOf(ev map[string]any) map[string]any {
+	u, _ := ev["unsigned"].(map[string]any)
+	return u
+}
+
+func TestGetEventTransactionID(t *testing.T) {
+	ts, alice, bob, roomID := pairInRoom(t, "")
+	ctx := context.Background()
+	resp, err := alice.SendMessageEvent(ctx, roomID, event.EventMessage, map[string]any{"msgtype": "m.text", "body": "hi"}, mautrix.ReqSendEvent{TransactionID: "txn-42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := unsignedOf(rawEvent(t, ts, alice, roomID, resp.EventID))["transaction_id"]; got != "txn-42" {
+		t.Fatalf("sender's device: transaction_id %v", got)
+	}
+	// Another device of the same user, and another user, do not see it.
+	other := ts.Login("alice", testserver.DefaultPassword)
+	for _, c := range []*mautrix.Client{other, bob} {
+		if got, ok := unsignedOf(rawEvent(t, ts, c, roomID, resp.EventID))["transaction_id"]; ok {
+			t.Fatalf("%s/%s sees transaction_id %v", c.UserID, c.DeviceID, got)
+		}
+	}
+}
+
+func TestUnsignedMembership(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	pre := relText(t, alice, roomID, "prejoin", nil)
+	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	post := relText(t, alice, roomID, "postjoin", nil)
+	reply := relText(t, alice, roomID, "reply", map[string]any{"rel_type": "m.thread", "event_id": string(pre)})
+
+	want := map[id.EventID]event.Membership{pre: event.MembershipLeave, post: event.MembershipJoin, reply: event.MembershipJoin}
+	check := func(where string, evs []*event.Event) {
+		t.Helper()
+		seen := 0
+		for _, ev := range evs {
+			if w, ok := want[ev.ID]; ok {
+				seen++
+				if ev.Unsigned.Membership != w {
+					t.Fatalf("%s: %s has unsigned.membership %q, want %q", where, ev.ID, ev.Unsigned.Membership, w)
+				}
+			}
+			if ev.Type == event.StateMember && ev.GetStateKey() == string(bob.UserID) && ev.Unsigned.Membership != event.MembershipJoin {
+				t.Fatalf("%s: bob's own join has unsigned.membership %q", where, ev.Unsigned.Membership)
+			}
+		}
+		if seen == 0 {
+			t.Fatalf("%s: none of the events checked", where)
+		}
+	}
+
+	// /sync: events before the join say leave, the join and after join.
+	resp := syncOnce(t, bob, "", "", 0)
+	check("sync", resp.Rooms.Join[roomID].Timeline.Events)
+	msgs, err := bob.Messages(ctx, roomID, "", "", mautrix.DirectionBackward, nil, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("messages", msgs.Chunk)
+	cx, err := bob.Context(ctx, roomID, post, nil, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("context", append(append([]*event.Event{cx.Event}, cx.EventsBefore...), cx.EventsAfter...))
+	for _, evID := range []id.EventID{pre, post} {
+		ev, err := bob.GetEvent(ctx, roomID, evID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("event", []*event.Event{ev})
+	}
+	rels := relList(t, bob, roomID, pre, &mautrix.ReqGetRelations{})
+	check("relations", rels.Chunk)
+	// Alice was joined for all of these.
+	ev, err := alice.GetEvent(ctx, roomID, pre)
+	if err != nil || ev.Unsigned.Membership != event.MembershipJoin {
+		t.Fatalf("alice's membership at prejoin: %+v %v", ev, err)
+	}
+}
+
 func TestRestrictedRoomRejoin(t *testing.T) {
 	ts := testserver.New(t)
 	ctx := context.Background()
