@@ -278,6 +278,33 @@ func TestUnsignedMembership(t *testing.T) {
 	}
 }
 
+// rawMessages calls /messages with a raw query string.
+func rawMessages(c *mautrix.Client, ts *testserver.Server, roomID id.RoomID, query string) (map[string]any, error) {
+	var out map[string]any
+	_, err := c.MakeFullRequest(context.Background(), mautrix.FullRequest{
+		Method: http.MethodGet, ResponseJSON: &out, MaxAttempts: 1,
+		URL: ts.URL + "/_matrix/client/v3/rooms/" + url.PathEscape(string(roomID)) + "/messages?" + query,
+	})
+	return out, err
+}
+
+func TestMessagesForbiddenBeforeBadParameters(t *testing.T) {
+	ts := testserver.New(t)
+	alice := ts.RegisterUser("alice")
+	eve := ts.RegisterUser("eve")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{})
+	for _, q := range []string{"dir=b", "dir=x", "dir=b&from=nonsense", "limit=-1&dir=b", ""} {
+		_, err := rawMessages(eve, ts, roomID, q)
+		roomErr(t, "stranger, "+q, err, 403, "M_FORBIDDEN")
+		// An unknown room answers the same as a room one may not see.
+		_, err = rawMessages(eve, ts, "!unknown:localhost", q)
+		roomErr(t, "unknown room, "+q, err, 403, "M_FORBIDDEN")
+	}
+	// Members still get the parameter errors.
+	_, err := rawMessages(alice, ts, roomID, "dir=x")
+	roomErr(t, "member, bad dir", err, 400, "M_INVALID_PARAM")
+}
+
 func TestRestrictedRoomRejoin(t *testing.T) {
 	ts := testserver.New(t)
 	ctx := context.Background()
