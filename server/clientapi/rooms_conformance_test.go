@@ -305,6 +305,37 @@ func TestMessagesForbiddenBeforeBadParameters(t *testing.T) {
 	roomErr(t, "member, bad dir", err, 400, "M_INVALID_PARAM")
 }
 
+func TestMembersAtSyncPrevBatch(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	carol := ts.RegisterUser("carol")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if _, err := alice.SendText(ctx, roomID, "Hello world"); err != nil {
+		t.Fatal(err)
+	}
+	// The whole room fits in the timeline: prev_batch is the room's start.
+	first := syncOnce(t, alice, "", "", 0)
+	at := first.Rooms.Join[roomID].Timeline.PrevBatch
+	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: carol.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, roomID, "Hello back"); err != nil {
+		t.Fatal(err)
+	}
+	memExpect(t, "at the first sync's prev_batch", memList(t, alice, roomID, mautrix.ReqMembers{At: at}), "alice=join")
+	memExpect(t, "at the first sync's next_batch", memList(t, alice, roomID, mautrix.ReqMembers{At: first.NextBatch}), "alice=join")
+	now := syncOnce(t, alice, first.NextBatch, "", 0).NextBatch
+	memExpect(t, "now", memList(t, alice, roomID, mautrix.ReqMembers{At: now}), "alice=join", "bob=join", "carol=invite")
+	memExpect(t, "now, joined", memList(t, alice, roomID, mautrix.ReqMembers{At: now, Membership: event.MembershipJoin}), "alice=join", "bob=join")
+	memExpect(t, "now, not joined", memList(t, alice, roomID, mautrix.ReqMembers{At: now, NotMembership: event.MembershipJoin}), "carol=invite")
+	memExpect(t, "prev_batch, not joined", memList(t, alice, roomID, mautrix.ReqMembers{At: at, NotMembership: event.MembershipJoin}))
+}
+
 func TestRestrictedRoomRejoin(t *testing.T) {
 	ts := testserver.New(t)
 	ctx := context.Background()
