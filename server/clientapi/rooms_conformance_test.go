@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"testing"
 
 	"maunium.net/go/mautrix"
@@ -334,6 +335,64 @@ func TestMembersAtSyncPrevBatch(t *testing.T) {
 	memExpect(t, "now, joined", memList(t, alice, roomID, mautrix.ReqMembers{At: now, Membership: event.MembershipJoin}), "alice=join", "bob=join")
 	memExpect(t, "now, not joined", memList(t, alice, roomID, mautrix.ReqMembers{At: now, NotMembership: event.MembershipJoin}), "carol=invite")
 	memExpect(t, "prev_batch, not joined", memList(t, alice, roomID, mautrix.ReqMembers{At: at, NotMembership: event.MembershipJoin}))
+}
+
+// pageAll pages /messages from the newest event backwards with the given
+// limit until end is left out, returning the event IDs and the pages.
+func pageAll(t *testing.T, c *mautrix.Client, roomID id.RoomID, limit int) ([]id.EventID, []*mautrix.RespMessages) {
+	t.Helper()
+	var ids []id.EventID
+	var pages []*mautrix.RespMessages
+	from := ""
+	for range 100 {
+		resp, err := c.Messages(context.Background(), roomID, from, "", mautrix.DirectionBackward, nil, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, resp)
+		for _, ev := range resp.Chunk {
+			ids = append(ids, ev.ID)
+		}
+		if resp.End == "" {
+			return ids, pages
+		}
+		from = resp.End
+	}
+	t.Fatal("pagination did not end")
+	return nil, nil
+}
+
+func TestMessagesEndOmittedAtRoomStart(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	ctxSendTexts(t, alice, roomID, ctxSeq("m", 1, 4)...)
+	all, _ := pageAll(t, alice, roomID, 1000)
+	n := len(all)
+	// Every page size, including one that ends exactly on the create event:
+	// the page holding the create event is the last, with no end, and no
+	// event is lost or repeated.
+	for _, limit := range []int{1, 2, 3, n - 1, n, n + 1} {
+		ids, pages := pageAll(t, alice, roomID, limit)
+		if !slices.Equal(ids, all) {
+			t.Fatalf("limit %d: %v, want %v", limit, ids, all)
+		}
+		last := pages[len(pages)-1]
+		if len(last.Chunk) == 0 || last.Chunk[len(last.Chunk)-1].Type != event.StateCreate {
+			t.Fatalf("limit %d: the last page does not end with the create event (%d events)", limit, len(last.Chunk))
+		}
+		for _, p := range pages[:len(pages)-1] {
+			if p.End == "" || len(p.Chunk) == 0 {
+				t.Fatalf("limit %d: a page before the last has no end or no events", limit)
+			}
+		}
+	}
+	// Forwards from before the create event, the newest page has no end.
+	resp, err := alice.Messages(ctx, roomID, "", "", mautrix.DirectionForward, nil, n)
+	if err != nil || len(resp.Chunk) != n || resp.End != "" {
+		t.Fatalf("forwards over the whole room: %d events, end %q, %v", len(resp.Chunk), resp.End, err)
+	}
 }
 
 func TestRestrictedRoomRejoin(t *testing.T) {
