@@ -489,6 +489,12 @@ func TestCreateRoomV12CreatorsBadInput(t *testing.T) {
 		err := create(map[string]any{"room_version": "12", "initial_state": []any{map[string]any{"type": "m.room.create", "state_key": key, "content": map[string]any{}}}})
 		roomErr(t, "create event in initial_state, key "+key, err, 400, "M_INVALID_PARAM")
 	}
+	// Nor may a client send one into an existing room, of any version.
+	for _, v := range []id.RoomVersion{id.RoomV11, id.RoomV12} {
+		roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{RoomVersion: v})
+		_, err := alice.SendStateEvent(ctx, roomID, event.StateCreate, "", map[string]any{"room_version": string(v), "entropy": 100})
+		roomErr(t, "create event PUT in a v"+string(v)+" room", err, 400, "M_INVALID_PARAM")
+	}
 	// Creators have infinite power and are never listed in power levels.
 	err := create(map[string]any{"room_version": "12", "power_level_content_override": map[string]any{"users": map[string]any{string(alice.UserID): 100}}})
 	if code := httpStatus(err); code != 400 {

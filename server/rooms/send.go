@@ -47,7 +47,9 @@ func (s *Service) SetState(ctx context.Context, sender id.UserID, roomID id.Room
 		return "", err
 	}
 	if evType == event.StateCreate.Type {
-		return "", mautrix.MForbidden.WithMessage("The create event cannot be replaced")
+		// 400 rather than the auth rules' 403, as Synapse answers: no
+		// sender may ever send this, whatever their power.
+		return "", mautrix.MInvalidParam.WithMessage("The create event cannot be replaced")
 	}
 	if evType == event.StateCanonicalAlias.Type && stateKey == "" {
 		if err := s.checkCanonicalAlias(ctx, roomID, content); err != nil {
