@@ -272,6 +272,7 @@ func TestUnsignedMembership(t *testing.T) {
 	}
 	rels := relList(t, bob, roomID, pre, &mautrix.ReqGetRelations{})
 	check("relations", rels.Chunk)
+	check("threads", thrMust(t, bob, ts, roomID, "").Chunk)
 	// Alice was joined for all of these.
 	ev, err := alice.GetEvent(ctx, roomID, pre)
 	if err != nil || ev.Unsigned.Membership != event.MembershipJoin {

@@ -451,7 +451,7 @@ func (s *Service) Threads(ctx context.Context, req *ThreadsRequest) (*Page, erro
 			redacted.PDU = root.PDU.Clone().Redact(root.Version)
 			roots[i] = &redacted
 		}
-		ce, err := s.ClientEvent(ctx, roots[i])
+		ce, err := s.ClientEventFor(ctx, req.User, "", roots[i])
 		if err != nil {
 			return nil, err
 		}
