@@ -132,9 +132,14 @@ func TestJoinKeepsCustomContent(t *testing.T) {
 	if c := memberEvent(t, alice, roomID, carol.UserID).Content.Raw; c["foo"] != "baz" || c["displayname"] != "carol" {
 		t.Fatalf("carol's member content %v", c)
 	}
-	// A reason that is not a string is bad JSON.
+	// A reason that is not a string, custom content that is not canonical
+	// JSON (a float) and a body that is not an object are bad JSON.
 	_, err := rawJoin(t, ts, carol, "/join/"+url.PathEscape(string(roomID)), map[string]any{"reason": 5})
 	roomErr(t, "non-string reason", err, 400, "M_BAD_JSON")
+	_, err = rawJoin(t, ts, carol, "/join/"+url.PathEscape(string(roomID)), map[string]any{"foo": 1.5})
+	roomErr(t, "float in custom content", err, 400, "M_BAD_JSON")
+	_, err = rawJoin(t, ts, carol, "/join/"+url.PathEscape(string(roomID)), []string{"not", "an", "object"})
+	roomErr(t, "body not an object", err, 400, "M_BAD_JSON")
 }
 
 func TestRoomTopicRichContent(t *testing.T) {
