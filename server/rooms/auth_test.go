@@ -67,7 +67,8 @@ func TestAuthRulesRejectBadEvents(t *testing.T) {
 					return err
 				}},
 				{"member invites without invite power", func() error {
-					_, err := s.ChangeMembership(ctx, MembershipChange{Sender: member, Target: outsider, RoomID: roomID, Membership: event.MembershipInvite})
+					// A remote invitee: local ones must have an account here.
+					_, err := s.ChangeMembership(ctx, MembershipChange{Sender: member, Target: "@outsider:elsewhere.example", RoomID: roomID, Membership: event.MembershipInvite})
 					return err
 				}},
 				{"member bans", func() error {

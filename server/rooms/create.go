@@ -114,6 +114,9 @@ func (s *Service) CreateRoom(ctx context.Context, creator id.UserID, req *Create
 			return "", mautrix.MInvalidParam.WithMessage(fmt.Sprintf("Invalid user ID %q in invite", u))
 		}
 	}
+	if err := s.checkCreateRequest(ctx, req, version); err != nil {
+		return "", err
+	}
 	if len(req.Invite3PID) > 0 {
 		return "", mautrix.MUnknown.WithStatus(http.StatusBadRequest).WithMessage("Inviting by email or phone number is not supported by this server")
 	}
@@ -288,7 +291,7 @@ func (s *Service) createRoomEvents(ctx context.Context, creator id.UserID, req *
 		}
 	}
 	if req.Topic != nil {
-		if err := add(event.StateTopic.Type, &empty, map[string]any{"topic": *req.Topic}); err != nil {
+		if err := add(event.StateTopic.Type, &empty, topicContent(*req.Topic)); err != nil {
 			return nil, err
 		}
 	}

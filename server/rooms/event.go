@@ -168,3 +168,47 @@ func (s *Service) ClientEvent(ctx context.Context, ev *Event) (*event.Event, err
 	}
 	return ce, nil
 }
+
+// ClientEventFor is ClientEvent as one user's device receives it: with
+// unsigned.membership, the user's membership once the event applied (the
+// spec's MSC4115 field), and unsigned.transaction_id when that device sent
+// the event (so the client can match its local echo). An empty device
+// leaves out the transaction ID.
+func (s *Service) ClientEventFor(ctx context.Context, user id.UserID, device id.DeviceID, ev *Event) (*event.Event, error) {
+	ce, err := s.ClientEvent(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	if ce.Unsigned.Membership, err = s.membershipAfter(ctx, user, ev); err != nil {
+		return nil, err
+	}
+	if ev.PDU.Sender == user && device != "" {
+		txn, err := s.db.TxnIDOf(ctx, user, device, ev.ID)
+		if err != nil {
+			return nil, err
+		}
+		ce.Unsigned.TransactionID = txn
+	}
+	return ce, nil
+}
+
+// membershipAfter is a user's membership in the state just after an event,
+// its own change included; leave when they had none.
+func (s *Service) membershipAfter(ctx context.Context, user id.UserID, ev *Event) (event.Membership, error) {
+	if ev.PDU.Type == event.StateMember.Type && ev.StateKey() == string(user) && !ev.Rejected {
+		return ev.Membership(), nil
+	}
+	state, err := s.StateAfter(ctx, ev)
+	if err != nil {
+		return "", err
+	}
+	evID, ok := state[pdu.StateKey{Type: event.StateMember.Type, StateKey: string(user)}]
+	if !ok {
+		return event.MembershipLeave, nil
+	}
+	m, err := s.event(ctx, evID)
+	if err != nil {
+		return "", err
+	}
+	return m.Membership(), nil
+}

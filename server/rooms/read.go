@@ -113,8 +113,9 @@ func membershipRank(m event.Membership) int {
 // event the user may not see: telling them apart would leak its existence.
 var errNoSuchEvent = mautrix.MNotFound.WithMessage("Event not found")
 
-// GetEvent returns an event of a room if the user may see it.
-func (s *Service) GetEvent(ctx context.Context, user id.UserID, roomID id.RoomID, evID id.EventID) (*event.Event, error) {
+// GetEvent returns an event of a room if the user may see it, as the
+// user's device receives it (ClientEventFor).
+func (s *Service) GetEvent(ctx context.Context, user id.UserID, device id.DeviceID, roomID id.RoomID, evID id.EventID) (*event.Event, error) {
 	if _, err := s.room(ctx, roomID); err != nil {
 		return nil, err
 	}
@@ -135,7 +136,7 @@ func (s *Service) GetEvent(ctx context.Context, user id.UserID, roomID id.RoomID
 	if !ok {
 		return nil, errNoSuchEvent
 	}
-	ce, err := s.ClientEvent(ctx, ev)
+	ce, err := s.ClientEventFor(ctx, user, device, ev)
 	if err != nil {
 		return nil, err
 	}

@@ -48,7 +48,9 @@ func (s *Service) SetState(ctx context.Context, sender id.UserID, roomID id.Room
 		return "", err
 	}
 	if evType == event.StateCreate.Type {
-		return "", mautrix.MForbidden.WithMessage("The create event cannot be replaced")
+		// 400 rather than the auth rules' 403, as Synapse answers: no
+		// sender may ever send this, whatever their power.
+		return "", mautrix.MInvalidParam.WithMessage("The create event cannot be replaced")
 	}
 	if evType == event.StateCanonicalAlias.Type && stateKey == "" {
 		if err := s.checkCanonicalAlias(ctx, roomID, content); err != nil {
@@ -57,6 +59,16 @@ func (s *Service) SetState(ctx context.Context, sender id.UserID, roomID id.Room
 	}
 	if err := s.checkStateContent(evType, stateKey, content); err != nil {
 		return "", err
+	}
+	if evType == event.StatePowerLevels.Type && stateKey == "" {
+		if err := s.checkPowerLevelsCreators(ctx, r, content); err != nil {
+			return "", err
+		}
+	}
+	if evType == event.StateMember.Type && stateKey == string(sender) {
+		if content, err = s.selfJoinContent(ctx, r, sender, content); err != nil {
+			return "", err
+		}
 	}
 	if cur, err := s.CurrentStateEvent(ctx, roomID, evType, stateKey); err != nil {
 		return "", err

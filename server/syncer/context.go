@@ -59,7 +59,7 @@ func (s *Service) Context(ctx context.Context, req *ContextRequest) (*ContextRes
 	if _, err := s.rooms.RoomVersion(ctx, req.RoomID); err != nil {
 		return nil, err
 	}
-	if err := s.checkCanRead(ctx, req.User, req.RoomID); err != nil {
+	if err := s.CheckCanRead(ctx, req.User, req.RoomID); err != nil {
 		return nil, err
 	}
 	found, err := s.rooms.Events(ctx, []id.EventID{req.EventID})

@@ -446,23 +446,10 @@ func (s *Service) clientEvent(ctx context.Context, req *Request, ev *rooms.Event
 	return s.ClientEvent(ctx, req.User, req.Device, ev)
 }
 
-// ClientEvent converts a timeline event, adding unsigned.transaction_id
-// for the device that sent it (so the client can match its local echo).
+// ClientEvent converts a timeline event as the user's device receives it
+// (rooms.ClientEventFor: unsigned membership and transaction ID).
 func (s *Service) ClientEvent(ctx context.Context, user id.UserID, device id.DeviceID, ev *rooms.Event) (*event.Event, error) {
-	ce, err := s.rooms.ClientEvent(ctx, ev)
-	if err != nil {
-		return nil, err
-	}
-	if ev.PDU.Sender == user && device != "" {
-		txn, err := s.db.TxnIDOf(ctx, user, device, ev.ID)
-		if err != nil {
-			return nil, err
-		}
-		if txn != "" {
-			ce.Unsigned.TransactionID = txn
-		}
-	}
-	return ce, nil
+	return s.rooms.ClientEventFor(ctx, user, device, ev)
 }
 
 // sortState orders state events deterministically (type, then state key).
