@@ -70,7 +70,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request, c *accounts.Caller)
 // oneEvent is the deprecated GET /events/{eventId}: /rooms/{roomId}/event
 // without the room.
 func (a *API) oneEvent(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	ev, err := a.rooms.GetEventByID(r.Context(), c.UserID, id.EventID(r.PathValue("eventId")))
+	ev, err := a.rooms.GetEventByID(r.Context(), c.UserID, c.DeviceID, id.EventID(r.PathValue("eventId")))
 	if err != nil {
 		return err
 	}

@@ -106,8 +106,10 @@ func TestJoinKeepsCustomContent(t *testing.T) {
 	carol := ts.RegisterUser("carol")
 	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
 
-	// Extra keys stay; membership and the profile come from the server;
-	// third_party_signed is a join parameter, not content.
+	// Extra keys stay, and so does a per-room display name (as Synapse
+	// keeps it); membership comes from the server, the global profile fills
+	// what the client left out; third_party_signed is a join parameter, not
+	// content.
 	body := map[string]any{
 		"foo": "bar", "nested": map[string]any{"n": 1}, "reason": "hello",
 		"membership": "leave", "displayname": "Not Bob", "third_party_signed": map[string]any{"x": 1},
@@ -116,7 +118,7 @@ func TestJoinKeepsCustomContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := memberEvent(t, alice, roomID, bob.UserID).Content.Raw
-	if c["foo"] != "bar" || c["reason"] != "hello" || c["membership"] != "join" || c["displayname"] != "bob" {
+	if c["foo"] != "bar" || c["reason"] != "hello" || c["membership"] != "join" || c["displayname"] != "Not Bob" {
 		t.Fatalf("member content %v", c)
 	}
 	if n, _ := c["nested"].(map[string]any); n["n"] != float64(1) {

@@ -95,7 +95,7 @@ func (a *API) checkSuspended(r *http.Request, c *accounts.Caller) error {
 		return accounts.ErrSuspended
 	}
 	if key == redactRoute {
-		ev, err := a.rooms.GetEvent(r.Context(), c.UserID, id.RoomID(r.PathValue("roomId")), id.EventID(r.PathValue("eventId")))
+		ev, err := a.rooms.GetEvent(r.Context(), c.UserID, c.DeviceID, id.RoomID(r.PathValue("roomId")), id.EventID(r.PathValue("eventId")))
 		if err != nil || ev.Sender != c.UserID {
 			return accounts.ErrSuspended
 		}

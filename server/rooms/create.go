@@ -63,16 +63,17 @@ type ProfileSource interface {
 }
 
 // addProfile puts a local user's display name and avatar into member event
-// content, as clients expect to find them there.
+// content, as clients expect to find them there, unless the content has its
+// own (a per-room profile).
 func (s *Service) addProfile(ctx context.Context, content map[string]any, user id.UserID) {
 	if s.Profiles == nil || user.Homeserver() != s.serverName {
 		return
 	}
 	dn, av := s.Profiles.MemberProfile(ctx, user)
-	if dn != "" {
+	if _, ok := content["displayname"]; !ok && dn != "" {
 		content["displayname"] = dn
 	}
-	if av != "" {
+	if _, ok := content["avatar_url"]; !ok && av != "" {
 		content["avatar_url"] = av
 	}
 }

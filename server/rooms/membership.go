@@ -30,9 +30,11 @@ type MembershipChange struct {
 
 // serverMemberKeys are the member content keys never taken from a client's
 // extra content: the membership itself, the reason (a field of its own),
-// the profile (the user's global one), the restricted-join authoriser, and
-// third_party_signed, a join parameter rather than content.
-var serverMemberKeys = []string{"membership", "reason", "displayname", "avatar_url", "join_authorised_via_users_server", "third_party_signed"}
+// the restricted-join authoriser, and third_party_signed, a join parameter
+// rather than content. A displayname or avatar_url the client sends is a
+// per-room profile and kept, as Synapse does; the global profile fills in
+// what it leaves out.
+var serverMemberKeys = []string{"membership", "reason", "join_authorised_via_users_server", "third_party_signed"}
 
 // ChangeMembership sends the m.room.member event for a join, invite,
 // leave, kick, ban, unban or knock, after the checks that give a clearer
@@ -70,6 +72,15 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (id.
 	}
 	for _, k := range serverMemberKeys {
 		delete(content, k)
+	}
+	for _, k := range []string{"displayname", "avatar_url"} {
+		if raw, ok := c.Extra[k]; ok {
+			var v string
+			if jsonv1.Unmarshal(raw, &v) != nil {
+				return "", mautrix.MBadJSON.WithMessage(k + " must be a string")
+			}
+			content[k] = v
+		}
 	}
 	content["membership"] = c.Membership
 	if c.Reason != "" {

@@ -192,7 +192,7 @@ func (s *Service) ReadView(ctx context.Context, user id.UserID, roomID id.RoomID
 
 // GetEventByID is GetEvent for a client that names only the event (the
 // deprecated GET /events/{eventId}).
-func (s *Service) GetEventByID(ctx context.Context, user id.UserID, evID id.EventID) (*event.Event, error) {
+func (s *Service) GetEventByID(ctx context.Context, user id.UserID, device id.DeviceID, evID id.EventID) (*event.Event, error) {
 	ev, err := s.event(ctx, evID)
 	if errors.Is(err, errEventNotFound) {
 		return nil, errNoSuchEvent
@@ -200,7 +200,7 @@ func (s *Service) GetEventByID(ctx context.Context, user id.UserID, evID id.Even
 	if err != nil {
 		return nil, err
 	}
-	return s.GetEvent(ctx, user, ev.RoomID, evID)
+	return s.GetEvent(ctx, user, device, ev.RoomID, evID)
 }
 
 // visibleState returns the state a user may read (see ReadView); for a
