@@ -54,6 +54,13 @@ func (s *Service) reserved(localpart string) bool {
 
 // CheckUsernameAvailable answers /register/available: the name is valid,
 // not reserved and not taken.
+// RequestedLocalpart is the user name a /register request asks for, lower-
+// cased as Synapse does so that "Alice" registers @alice rather than being
+// refused (login already finds users whatever the case). Only ASCII letters
+// are lowered: a non-ASCII letter whose lower case is ASCII (the Kelvin
+// sign's is "k") must not pass for a look-alike name, so it stays invalid.
+func RequestedLocalpart(username string) string { return lower(username) }
+
 func (s *Service) CheckUsernameAvailable(ctx context.Context, localpart string) error {
 	if err := s.ValidateLocalpart(localpart); err != nil {
 		return err
