@@ -132,6 +132,11 @@ func (s *Service) CreateAccount(ctx context.Context, a NewAccount) (*LoginResult
 			return nil, mautrix.MExclusive.WithMessage("This user name is reserved")
 		}
 	}
+	if a.DisplayName != "" {
+		if err := checkDisplayName(a.DisplayName); err != nil {
+			return nil, err
+		}
+	}
 	u := &storage.User{UserID: s.UserID(localpart), IsAdmin: a.Admin, CreatedTS: s.nowMS()}
 	if a.Password != "" {
 		if err := s.CheckPasswordStrength(a.Password); err != nil {
