@@ -102,6 +102,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.sync.OnReadReceipt = s.push.ReadReceiptMoved
 	s.media = media.New(db, cfg, dataDir, log)
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
+	s.router.SetBodyTimeout(time.Duration(cfg.HTTP.BodyTimeoutSeconds) * time.Second)
 	clientapi.Register(s.router, clientapi.Deps{
 		ServerName:  cfg.ServerName,
 		BaseURL:     s.ClientURL,
@@ -197,10 +198,12 @@ func (s *Server) Start() error {
 		lns = append(lns, ln)
 	}
 	s.listeners = lns
+	// No ReadTimeout or WriteTimeout: they would cut off long-polls (/sync)
+	// and large downloads; the router bounds request bodies per request.
 	s.http = &http.Server{
 		Handler:           s.router,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: time.Duration(s.cfg.HTTP.HeaderTimeoutSeconds) * time.Second,
+		IdleTimeout:       time.Duration(s.cfg.HTTP.IdleTimeoutSeconds) * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.sync.Start()

@@ -34,6 +34,9 @@ func ReadJSON(r *http.Request, v any) error {
 		if errors.As(err, &maxBytes) {
 			return errTooLarge(maxBytes.Limit)
 		}
+		if errors.Is(err, errBodyTimeout) {
+			return errBodyTimeout
+		}
 		return mautrix.MBadJSON.WithMessage("Could not read the request body")
 	}
 	return DecodeJSON(body, v)

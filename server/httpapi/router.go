@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 )
 
 // HandlerFunc serves one endpoint. It writes its success response itself
@@ -27,14 +28,16 @@ type Route struct {
 type RouteOption func(*endpoint)
 
 // MaxBody overrides the request body limit for one route; media uploads use
-// it to stream bodies far larger than the default limit.
+// it to stream bodies far larger than the default limit. Such a body may
+// take as long as it needs while it keeps arriving (see SetBodyTimeout).
 func MaxBody(limit int64) RouteOption {
-	return func(e *endpoint) { e.maxBody = limit }
+	return func(e *endpoint) { e.maxBody, e.streamed = limit, true }
 }
 
 type endpoint struct {
-	handler HandlerFunc
-	maxBody int64
+	handler  HandlerFunc
+	maxBody  int64
+	streamed bool
 }
 
 // pathHandler dispatches the methods registered for one path pattern, so an
@@ -52,7 +55,15 @@ type Router struct {
 	routes         []Route
 	log            *slog.Logger
 	defaultMaxBody int64
+	bodyTimeout    time.Duration
 }
+
+// SetBodyTimeout bounds how long a request body may take to arrive: the
+// whole body for ordinary routes, the pause between two reads for the
+// MaxBody (upload) routes. The timeout is per request and ends with the
+// body, unlike http.Server.ReadTimeout, whose deadline would also cut off
+// a long-poll (/sync) still running when it passes. 0 disables it.
+func (rt *Router) SetBodyTimeout(d time.Duration) { rt.bodyTimeout = d }
 
 // NewRouter returns a router whose request bodies are limited to maxBody
 // bytes unless a route says otherwise.
@@ -115,6 +126,9 @@ func (ph *pathHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return ErrMethodNotAllowed
 		}).ServeHTTP(w, r)
 		return
+	}
+	if rt := ph.router; rt.bodyTimeout > 0 && r.ContentLength != 0 && r.Body != http.NoBody {
+		r.Body = newTimedBody(w, r.Body, rt.bodyTimeout, e.streamed)
 	}
 	if e.maxBody > 0 {
 		if r.ContentLength > e.maxBody {
