@@ -2,8 +2,8 @@ package clientapi_test
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"

@@ -28,7 +28,6 @@ const (
 	presenceRefresh = time.Minute
 )
 
-
 func (s *Service) presencePosition(ctx context.Context) (int64, error) {
 	return s.db.MaxPresenceStream(ctx)
 }
