@@ -195,7 +195,7 @@ func (s *Server) Start() error {
 			s.push.Stop()
 			return fmt.Errorf("listen on %s: %w (is another Palpo or program using that port? change listen in palpo.toml)", addr, err)
 		}
-		lns = append(lns, ln)
+		lns = append(lns, httpapi.Listener(ln))
 	}
 	s.listeners = lns
 	// No ReadTimeout or WriteTimeout: they would cut off long-polls (/sync)

@@ -75,11 +75,14 @@ func NewRouter(log *slog.Logger, maxBody int64) *Router {
 		defaultMaxBody: maxBody,
 	}
 	// Anything no route matches is an unknown endpoint.
-	rt.mux.Handle("/", rt.wrap(func(http.ResponseWriter, *http.Request) error {
+	rt.mux.Handle("/", unknownEndpoint{rt.wrap(func(http.ResponseWriter, *http.Request) error {
 		return ErrUnrecognized
-	}))
+	})})
 	return rt
 }
+
+// unknownEndpoint is the handler of paths no route matches.
+type unknownEndpoint struct{ http.Handler }
 
 // Handle registers h for method and pattern. Registering the same method and
 // pattern twice panics, as ServeMux does: it is a programming error.
@@ -106,7 +109,22 @@ func (rt *Router) Routes() []Route { return slices.Clone(rt.routes) }
 
 // ServeHTTP runs the middleware and then the matching route.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rt.middleware(rt.mux).ServeHTTP(w, r)
+	rt.middleware(http.HandlerFunc(rt.route)).ServeHTTP(w, r)
+}
+
+// route hands the request to the mux, unless the mux would answer it
+// itself: ServeMux redirects (301) a path that is not clean, such as
+// //_matrix/client/versions or /_matrix/client/v3/../v3/x, to its cleaned
+// form with an HTML body. No Matrix endpoint lives at such a path, and a
+// client following the redirect would resend a POST as a GET, so it gets
+// the unknown-endpoint error instead.
+func (rt *Router) route(w http.ResponseWriter, r *http.Request) {
+	switch h, _ := rt.mux.Handler(r); h.(type) {
+	case *pathHandler, unknownEndpoint:
+		rt.mux.ServeHTTP(w, r)
+	default:
+		rt.writeError(w, r, ErrUnrecognized)
+	}
 }
 
 func (ph *pathHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

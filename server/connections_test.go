@@ -152,3 +152,60 @@ func TestTimeoutsSpareLongPollsAndUploads(t *testing.T) {
 		t.Fatalf("slow upload: %d after %v: %s", r.StatusCode, time.Since(start), b)
 	}
 }
+
+// rawRequest sends raw bytes to the server and reads its answer.
+func rawRequest(t *testing.T, ts *testserver.Server, raw string) (*http.Response, map[string]any) {
+	t.Helper()
+	conn := rawConn(t, ts)
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("answer to %.60q: %v", raw, err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &body); err != nil {
+		t.Fatalf("answer to %.60q is not JSON: %d %s", raw, resp.StatusCode, b)
+	}
+	return resp, body
+}
+
+// The answers net/http or ServeMux would write themselves (400 for a
+// malformed request, 431 for huge headers, 301 to a cleaned path) are
+// Matrix JSON errors.
+func TestProtocolErrorsAreMatrixErrors(t *testing.T) {
+	ts := testserver.New(t)
+	for _, tc := range []struct {
+		what, raw string
+		status    int
+		errcode   string
+	}{
+		{"double slash", "GET //_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, "M_UNRECOGNIZED"},
+		{"dot-dot", "POST /_matrix/client/v3/../v3/login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}", 404, "M_UNRECOGNIZED"},
+		{"dot segment", "GET /_matrix/client/./versions HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, "M_UNRECOGNIZED"},
+		{"malformed request line", "HELLO\r\n\r\n", 400, "M_UNRECOGNIZED"},
+		{"no Host header", "GET /_matrix/client/versions HTTP/1.1\r\n\r\n", 400, "M_UNRECOGNIZED"},
+		{"malformed header", "GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\nno colon here\r\n\r\n", 400, "M_UNRECOGNIZED"},
+		{"unknown transfer encoding", "POST /_matrix/client/v3/login HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: rot13\r\n\r\n", 501, "M_UNRECOGNIZED"},
+		{"huge headers", "GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\nX-Big: " + strings.Repeat("a", 1<<20+8192) + "\r\n\r\n", 431, "M_TOO_LARGE"},
+	} {
+		resp, body := rawRequest(t, ts, tc.raw)
+		if resp.StatusCode != tc.status || body["errcode"] != tc.errcode || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: %d %s %v, want %d %s", tc.what, resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.status, tc.errcode)
+		}
+		if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("%s: no CORS headers", tc.what)
+		}
+	}
+	// Well-formed requests are untouched.
+	resp, body := rawRequest(t, ts, "GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	if resp.StatusCode != 200 || body["versions"] == nil {
+		t.Fatalf("versions: %d %v", resp.StatusCode, body)
+	}
+}
