@@ -540,7 +540,7 @@ func TestLoginToken(t *testing.T) {
 	sessExpect(t, "get_token with a wrong password", r, 401, "M_FORBIDDEN")
 	// Bob's password does not get alice a token.
 	r = sessRaw(t, ts, alice.AccessToken, "POST", path, map[string]any{"auth": sessPasswordAuth("bob", testserver.DefaultPassword, session)})
-	sessExpect(t, "get_token as someone else", r, 401, "M_FORBIDDEN")
+	sessExpect(t, "get_token as someone else", r, 403, "M_FORBIDDEN")
 	r = sessRaw(t, ts, alice.AccessToken, "POST", path, map[string]any{"auth": sessPasswordAuth("alice", testserver.DefaultPassword, session)})
 	sessExpect(t, "get_token", r, 200, "")
 	if r.body["expires_in_ms"] != float64(ts.Config.Auth.LoginTokenLifetimeSeconds*1000) || !strings.HasPrefix(r.str("login_token"), "plt_") {
