@@ -106,6 +106,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.media = media.New(db, cfg, dataDir, log)
 	notes := notices.New(db, s.accounts, s.rooms, s.sync, cfg.ServerNotices, log)
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
+	s.router.SetBodyTimeout(time.Duration(cfg.HTTP.BodyTimeoutSeconds) * time.Second)
 	clientapi.Register(s.router, clientapi.Deps{
 		ServerName:  cfg.ServerName,
 		BaseURL:     s.ClientURL,
@@ -200,13 +201,15 @@ func (s *Server) Start() error {
 			s.push.Stop()
 			return fmt.Errorf("listen on %s: %w (is another Palpo or program using that port? change listen in palpo.toml)", addr, err)
 		}
-		lns = append(lns, ln)
+		lns = append(lns, httpapi.Listener(ln))
 	}
 	s.listeners = lns
+	// No ReadTimeout or WriteTimeout: they would cut off long-polls (/sync)
+	// and large downloads; the router bounds request bodies per request.
 	s.http = &http.Server{
 		Handler:           s.router,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: time.Duration(s.cfg.HTTP.HeaderTimeoutSeconds) * time.Second,
+		IdleTimeout:       time.Duration(s.cfg.HTTP.IdleTimeoutSeconds) * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.sync.Start()

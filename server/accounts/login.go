@@ -166,7 +166,11 @@ func (s *Service) LoginWithPassword(ctx context.Context, user, password string, 
 // account is rate-limited (M_LIMIT_EXCEEDED) before the hash is even tried.
 func (s *Service) checkPasswordLimited(ctx context.Context, userID id.UserID, password, ip string) error {
 	now := s.Now()
-	if ok, wait := s.limiters.loginAccount.check(string(userID), now); !ok {
+	key, err := s.failureKey(ctx, userID, ip)
+	if err != nil {
+		return err
+	}
+	if ok, wait := s.limiters.loginAccount.check(key, now); !ok {
 		return limitExceeded(wait)
 	}
 	u, err := s.db.GetUser(ctx, userID)
@@ -182,13 +186,31 @@ func (s *Service) checkPasswordLimited(ctx context.Context, userID id.UserID, pa
 		return fmt.Errorf("verify password of %s: %w", userID, err)
 	}
 	if u == nil || u.PasswordHash == "" || !match {
-		s.limiters.loginAccount.take(string(userID), now)
+		s.limiters.loginAccount.take(key, now)
 		if u != nil && u.Deactivated {
 			return MUserDeactivated.WithMessage("This account has been deactivated")
 		}
 		return ErrInvalidLogin
 	}
 	return nil
+}
+
+// failureKey is the key of the per-account failure limit for a password
+// tried from ip. Strangers' guesses all count against the account's one
+// budget, so that nobody can try many passwords; but an address one of the
+// account's devices was last seen from has a budget of its own, so that
+// strangers guessing cannot lock the owner out of signing in again where
+// they already use the account (home, the same computer). Someone at that
+// address guessing is still limited, by that budget.
+func (s *Service) failureKey(ctx context.Context, userID id.UserID, ip string) (string, error) {
+	if ip == "" {
+		return string(userID), nil
+	}
+	known, err := s.db.DeviceSeenFrom(ctx, userID, ip)
+	if err != nil || !known {
+		return string(userID), err
+	}
+	return string(userID) + " from " + ip, nil
 }
 
 // CheckPassword verifies a user's password (for the admin tools).

@@ -126,3 +126,16 @@ func TestPresenceNewlySharedRoom(t *testing.T) {
 		t.Fatalf("presence filter ignored: %+v", p)
 	}
 }
+
+// A user who never set any presence (nor synced) is offline, as Synapse
+// answers, not 404; an unknown user is still refused like a stranger.
+func TestPresenceNeverSet(t *testing.T) {
+	ts, alice, carol, _ := pairInRoom(t, "presence")
+	for _, viewer := range []*mautrix.Client{carol, alice} {
+		r := sessRaw(t, ts, viewer.AccessToken, http.MethodGet, "/_matrix/client/v3/presence/"+string(carol.UserID)+"/status", nil)
+		sessExpect(t, "presence never set", r, http.StatusOK, "")
+		if r.body["presence"] != "offline" || r.body["last_active_ago"] != nil {
+			t.Fatalf("presence never set, seen by %s: %s", viewer.UserID, r.raw)
+		}
+	}
+}

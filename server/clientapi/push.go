@@ -42,7 +42,7 @@ func ruleTarget(r *http.Request) (push.Kind, string, error) {
 	kind, ok := push.ParseKind(r.PathValue("kind"))
 	if !ok {
 		return "", "", mautrix.MInvalidParam.WithMessage("Unknown push rule kind " + strconv.Quote(r.PathValue("kind")) +
-			": use override, content, room, sender or underride")
+			": use override, content, postcontent, room, sender or underride")
 	}
 	return kind, r.PathValue("ruleId"), nil
 }

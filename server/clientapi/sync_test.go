@@ -306,6 +306,31 @@ func TestSyncFilters(t *testing.T) {
 	roomErr(t, "bad filter body", err, 400, "M_BAD_JSON")
 }
 
+// Room and user IDs in a filter must be IDs (400 M_BAD_JSON, as Synapse's
+// filter schema answers), whether the filter is stored or inline; room v12
+// IDs, which have no server name, are IDs.
+func TestFilterBadIDs(t *testing.T) {
+	ts := testserver.New(t)
+	alice := ts.RegisterUser("alice")
+	path := "/_matrix/client/v3/user/" + url.PathEscape(string(alice.UserID)) + "/filter"
+	for _, tc := range []struct{ what, body string }{
+		{"rooms", `{"room": {"rooms": ["lobby"]}}`},
+		{"not_rooms", `{"room": {"not_rooms": [""]}}`},
+		{"timeline rooms", `{"room": {"timeline": {"rooms": ["#alias:localhost"]}}}`},
+		{"state not_rooms", `{"room": {"state": {"not_rooms": ["! x"]}}}`},
+		{"senders", `{"room": {"timeline": {"senders": ["alice"]}}}`},
+		{"not_senders", `{"presence": {"not_senders": ["@:localhost"]}}`},
+		{"account_data senders", `{"account_data": {"senders": ["@alice"]}}`},
+		{"ephemeral not_senders", `{"room": {"ephemeral": {"not_senders": ["!room:localhost"]}}}`},
+	} {
+		acctExpect(t, tc.what, acctDo(t, alice, http.MethodPost, path, tc.body), http.StatusBadRequest, "M_BAD_JSON")
+		r := acctDo(t, alice, http.MethodGet, "/_matrix/client/v3/sync?timeout=0&filter="+url.QueryEscape(tc.body), nil)
+		acctExpect(t, tc.what+" inline", r, http.StatusBadRequest, "M_BAD_JSON")
+	}
+	good := `{"room": {"rooms": ["!abc:localhost", "!OpaqueV12RoomIdWithoutServer"], "timeline": {"senders": ["@alice:localhost"], "not_senders": ["@bob:example.org"]}}}`
+	acctExpect(t, "good IDs", acctDo(t, alice, http.MethodPost, path, good), http.StatusOK, "")
+}
+
 func TestSyncBadTokens(t *testing.T) {
 	ts := testserver.New(t)
 	alice := ts.RegisterUser("alice")

@@ -115,6 +115,15 @@ type HTTP struct {
 	// ShutdownTimeoutSeconds is how long in-flight requests get to finish
 	// on shutdown before connections are closed.
 	ShutdownTimeoutSeconds int `toml:"shutdown_timeout_seconds"`
+	// HeaderTimeoutSeconds is how long a client has to send a request's
+	// headers; a slower one is disconnected.
+	HeaderTimeoutSeconds int `toml:"header_timeout_seconds"`
+	// BodyTimeoutSeconds is how long a client has to send a request body
+	// (for media uploads: the longest pause between two pieces of it).
+	BodyTimeoutSeconds int `toml:"body_timeout_seconds"`
+	// IdleTimeoutSeconds is how long a kept-alive connection may wait for
+	// its next request.
+	IdleTimeoutSeconds int `toml:"idle_timeout_seconds"`
 }
 
 // Database configures the embedded SQLite database.
@@ -155,6 +164,9 @@ func Default() *Config {
 		HTTP: HTTP{
 			MaxRequestBytes:        1 << 20,
 			ShutdownTimeoutSeconds: 10,
+			HeaderTimeoutSeconds:   30,
+			BodyTimeoutSeconds:     60,
+			IdleTimeoutSeconds:     120,
 		},
 		Database: Database{Path: "palpo.db", Readers: 4},
 		Log:      Log{Level: "info", Format: "text"},
@@ -267,6 +279,15 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.ShutdownTimeoutSeconds < 0 {
 		return fmt.Errorf("http.shutdown_timeout_seconds %d: must not be negative", c.HTTP.ShutdownTimeoutSeconds)
+	}
+	for key, v := range map[string]int{
+		"header_timeout_seconds": c.HTTP.HeaderTimeoutSeconds,
+		"body_timeout_seconds":   c.HTTP.BodyTimeoutSeconds,
+		"idle_timeout_seconds":   c.HTTP.IdleTimeoutSeconds,
+	} {
+		if v < 1 {
+			return fmt.Errorf("http.%s %d: must be at least 1; the defaults are 30, 60 and 120", key, v)
+		}
 	}
 	if strings.TrimSpace(c.Database.Path) == "" {
 		return errors.New("database.path: must not be empty; the default is \"palpo.db\"")

@@ -84,6 +84,15 @@ max_request_bytes = 1048576
 # On shutdown, how many seconds requests already in progress get to finish.
 shutdown_timeout_seconds = 10
 
+# Slow or stalled connections are closed, so they cannot pile up: seconds a
+# client has to send a request's headers, to send its body (for media
+# uploads, the longest pause between two pieces of it, so a large file on a
+# slow link still arrives), and seconds an idle kept-alive connection stays
+# open. Long-polling requests such as /sync are not limited by these.
+header_timeout_seconds = 30
+body_timeout_seconds = 60
+idle_timeout_seconds = 120
+
 [database]
 # The SQLite database file. A relative path is inside the data directory.
 path = "palpo.db"

@@ -287,6 +287,9 @@ func (s *Service) createRoomEvents(ctx context.Context, creator id.UserID, req *
 
 	// 7. Name and topic.
 	if req.Name != nil {
+		if err := checkText("name", *req.Name); err != nil {
+			return nil, err
+		}
 		if err := add(event.StateRoomName.Type, &empty, map[string]any{"name": *req.Name}); err != nil {
 			return nil, err
 		}

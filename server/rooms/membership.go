@@ -79,6 +79,9 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (id.
 			if jsonv1.Unmarshal(raw, &v) != nil {
 				return "", mautrix.MBadJSON.WithMessage(k + " must be a string")
 			}
+			if err := checkText(k, v); err != nil {
+				return "", err
+			}
 			content[k] = v
 		}
 	}

@@ -28,9 +28,6 @@ const (
 	presenceRefresh = time.Minute
 )
 
-// errNoPresence is the spec's 404 for a user whose presence we cannot show.
-var errNoPresence = mautrix.MNotFound.WithMessage("No presence for this user")
-
 func (s *Service) presencePosition(ctx context.Context) (int64, error) {
 	return s.db.MaxPresenceStream(ctx)
 }
@@ -91,26 +88,27 @@ func (s *Service) wakeSharing(ctx context.Context, user id.UserID) {
 }
 
 // GetPresence returns a user's presence as GET /presence shows it: only to
-// themselves and to users sharing a room with them.
-func (s *Service) GetPresence(ctx context.Context, viewer, user id.UserID) (*event.PresenceEventContent, error) {
+// themselves and to users sharing a room with them (so an unknown user is
+// refused like any stranger, as Synapse does). A user who never set any
+// presence is offline, with known false: there is no last activity to tell.
+func (s *Service) GetPresence(ctx context.Context, viewer, user id.UserID) (c event.PresenceEventContent, known bool, err error) {
 	if viewer != user {
 		shares, err := s.db.SharesRoom(ctx, viewer, user)
 		if err != nil {
-			return nil, err
+			return c, false, err
 		}
 		if !shares {
-			return nil, mautrix.MForbidden.WithMessage("You are not allowed to see their presence")
+			return c, false, mautrix.MForbidden.WithMessage("You are not allowed to see their presence")
 		}
 	}
 	p, err := s.db.GetPresence(ctx, user)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, errNoPresence
+		return event.PresenceEventContent{Presence: event.PresenceOffline}, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return c, false, err
 	}
-	c := presenceContent(p, time.Now())
-	return &c, nil
+	return presenceContent(p, time.Now()), true, nil
 }
 
 func presenceContent(p *storage.Presence, now time.Time) event.PresenceEventContent {
