@@ -99,6 +99,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerSearch(rt)
 	a.registerModeration(rt)
 	a.registerEventStream(rt)
+	a.registerMutualRooms(rt)
 	a.registerSupport(rt)
 	a.registerAdmin(rt)
 	a.registerOpenID(rt)

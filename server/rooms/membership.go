@@ -360,3 +360,22 @@ func (s *Service) MembershipOf(ctx context.Context, roomID id.RoomID, user id.Us
 	m, _, err := s.db.Membership(ctx, roomID, user)
 	return event.Membership(m), err
 }
+
+// mutualRoomsPage is how many rooms one GET /mutual_rooms answer lists.
+const mutualRoomsPage = 100
+
+// MutualRooms is one page of the rooms user and other are both joined to,
+// in room ID order after the room ID after ("" for the first page), with
+// the total count and whether more follow.
+func (s *Service) MutualRooms(ctx context.Context, user, other id.UserID, after id.RoomID) (page []id.RoomID, total int, more bool, err error) {
+	if page, err = s.db.MutualRooms(ctx, user, other, after, mutualRoomsPage+1); err != nil {
+		return nil, 0, false, err
+	}
+	if more = len(page) > mutualRoomsPage; more {
+		page = page[:mutualRoomsPage]
+	}
+	if total, err = s.db.CountMutualRooms(ctx, user, other); err != nil {
+		return nil, 0, false, err
+	}
+	return page, total, more, nil
+}
