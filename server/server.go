@@ -309,6 +309,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// After the HTTP server, so no event is being recorded while the
 	// pushers store how far they got; before the database closes.
 	s.push.Stop()
+	s.rooms.Close()
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close database: %w", err))
 	}

@@ -66,6 +66,7 @@ type Service struct {
 func New(db *storage.DB, roomsSvc *rooms.Service, serverName string, log *slog.Logger) *Service {
 	s := &Service{db: db, rooms: roomsSvc, serverName: serverName, log: log, Now: time.Now, cache: map[id.UserID]*compiled{}, gen: map[id.UserID]uint64{}}
 	s.delivery = newDelivery(s)
+	roomsSvc.OnPrepare(s.prepareEvents)
 	roomsSvc.OnEvent(s.onEvents)
 	return s
 }
@@ -184,26 +185,32 @@ func (s *Service) changed(ctx context.Context, user id.UserID) error {
 
 func (s *Service) isLocal(user id.UserID) bool { return user.Homeserver() == s.serverName }
 
-// onEvents evaluates every local member's rules against new events of a
-// room and records the notifications, for all of them in one write. It
-// runs inside the events' send, so a failure is logged rather than failing
-// a send that is already stored.
-func (s *Service) onEvents(evs []*rooms.Event) {
-	ctx := context.Background()
-	var actions []storage.PushAction
-	var sent []storage.PushSent
-	for _, ev := range evs {
+// prepareEvents evaluates every local member's rules against events about
+// to be stored; their notifications and read markers are stored with them,
+// in the same transaction (rooms.Preparer). A failure is logged: an event
+// is not refused for its notifications.
+func (s *Service) prepareEvents(ctx context.Context, evs []*rooms.Event, stored []*storage.NewEvent) {
+	for i, ev := range evs {
 		if ev.Rejected {
 			continue
 		}
-		var err error
-		if actions, sent, err = s.process(ctx, ev, actions, sent); err != nil {
+		actions, sent, err := s.process(ctx, ev, nil, nil)
+		if err != nil {
 			s.log.Warn("push: evaluate rules", "room", ev.RoomID, "event", ev.ID, "error", err)
+			continue
 		}
+		// Shared with the stored event, which fills in their stream
+		// position when it is stored.
+		stored[i].PushActions, stored[i].PushSent = actions, sent
+		ev.PushActions = actions
 	}
-	if err := s.db.AddPushActions(ctx, actions, sent); err != nil {
-		s.log.Warn("push: store notifications", "room", evs[0].RoomID, "error", err)
-		return
+}
+
+// onEvents wakes the pushers of the users that stored events notified.
+func (s *Service) onEvents(evs []*rooms.Event) {
+	var actions []storage.PushAction
+	for _, ev := range evs {
+		actions = append(actions, ev.PushActions...)
 	}
 	s.notificationsAdded(actions)
 }

@@ -113,9 +113,15 @@ type roomHead struct {
 	creating   bool
 	prevEvents []id.EventID
 	depth      int64
+	// The head's state group: stateGroup when stored, or the state after
+	// stateOf, the room's latest event, queued but not yet committed.
 	stateGroup int64
+	stateOf    *storage.NewEvent
 	state      StateMap
 	chainLen   int
+	// pending is the queued batch the head's latest event belongs to, until
+	// it is committed: events built on this head fail if it does.
+	pending *pendingBatch
 }
 
 func (s *Service) head(ctx context.Context, r *room) (*roomHead, error) {
@@ -241,37 +247,73 @@ func authError(err error) error {
 const persistChunk = 32
 
 // sendEvents builds, authorises and persists events of one room, in order,
-// each on top of the previous. With creating set, the first proto is the
-// create event of the new room r. Every event is authorised before any is
-// stored, so a refused event stores none of the batch.
+// each on top of the previous, and returns once they are committed. With
+// creating set, the first proto is the create event of the new room r.
+// Every event is authorised before any is stored, so a refused event
+// stores none of the batch.
 func (s *Service) sendEvents(ctx context.Context, r *room, protos []*proto, creating bool) ([]*Event, error) {
-	var h *roomHead
-	if creating {
-		// A new room: nobody else knows its ID yet; sendEventsOn locks it
-		// once the create event has named it.
+	q, err := s.queueEvents(ctx, r, protos, nil, creating)
+	if err != nil {
+		return nil, err
+	}
+	return s.awaitEvents(q)
+}
+
+// sendEventsOn is sendEvents on a given head, not the room's latest; tests
+// make forks with it, as federation will.
+func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h *roomHead) ([]*Event, error) {
+	q, err := s.queueEvents(ctx, r, protos, h, false)
+	if err != nil {
+		return nil, err
+	}
+	return s.awaitEvents(q)
+}
+
+// queued is events handed to the committer, in batches of one room.
+type queued struct {
+	built   []*Event
+	batches []*pendingBatch
+	// repeat is set for a retried transaction, answered with the first
+	// request's event: it waits for that commit, but the listeners are the
+	// first request's to tell.
+	repeat bool
+}
+
+// queueEvents builds and authorises events under the room's lock, on top of
+// the room's latest event even when that is not committed yet, and queues
+// them for the committer. The lock is released before the commit, so the
+// next sender in the room builds while this one's events are written, and
+// concurrent senders share one commit (commit.go).
+func (s *Service) queueEvents(ctx context.Context, r *room, protos []*proto, h *roomHead, creating bool) (*queued, error) {
+	if h != nil {
+		defer s.locks.lock(r.ID)()
+	} else if creating {
+		// A new room: nobody else knows its ID yet; it is locked below, once
+		// the create event has named it.
 		h = &roomHead{creating: true, depth: 1, state: StateMap{}, chainLen: -1}
 	} else {
 		defer s.locks.lock(r.ID)()
+		if dup, ok, err := s.repeatedTxn(ctx, r, protos); ok || err != nil {
+			return dup, err
+		}
 		var err error
-		if h, err = s.head(ctx, r); err != nil {
+		if h, err = s.latestHead(ctx, r); err != nil {
 			return nil, err
 		}
 	}
-	return s.sendEventsOn(ctx, r, protos, h, creating)
-}
-
-// sendEventsOn is sendEvents on a given head; the caller holds the lock
-// unless creating.
-func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h *roomHead, creating bool) ([]*Event, error) {
 	nowTS := s.Now().UnixMilli()
 	built := make([]*Event, 0, len(protos))
-	batch := make([]*storage.NewEvent, 0, len(protos))
+	stored := make([]*storage.NewEvent, 0, len(protos))
 	// Later events of a batch are authorised against earlier ones before
-	// any is stored, so the cache pins them meanwhile (an ordinary entry
-	// could be cleared under a full cache, losing the only copy); they are
-	// released as their chunk is stored, or forgotten if the batch fails.
-	stored := 0
-	defer func() { s.cache.unpin(built[stored:], false) }()
+	// any is stored, so the cache pins them until they are committed (an
+	// ordinary entry could be cleared under a full cache, losing the only
+	// copy); they are forgotten if the batch is refused.
+	queuedOK := false
+	defer func() {
+		if !queuedOK {
+			s.cache.unpin(built, false)
+		}
+	}()
 	// The batch's state: one map it owns, changed in place, and state
 	// groups laid out by batchState, so a long batch costs time and space
 	// linear in its length (no copy of the whole state per event).
@@ -291,9 +333,10 @@ func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h 
 				EventID: ev.ID, RoomID: r.ID, Type: p.Type, StateKey: p.StateKey, Sender: p.Sender,
 				Depth: ev.PDU.Depth, OriginServerTS: ev.PDU.OriginServerTS, StateBefore: h.stateGroup,
 			},
-			PrevEvents: ev.PDU.PrevEvents,
-			Redacts:    p.Redacts,
-			Relation:   relationOf(p.Content),
+			StateBeforeOf: h.stateOf,
+			PrevEvents:    ev.PDU.PrevEvents,
+			Redacts:       p.Redacts,
+			Relation:      relationOf(p.Content),
 		}
 		if h.resolved {
 			ne.BeforeState = h.state
@@ -313,56 +356,76 @@ func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h 
 				ne.Membership = string(ev.Membership())
 			}
 			bs.set(ne, pdu.StateKey{Type: p.Type, StateKey: *p.StateKey}, ev.ID)
-			h.state = bs.cur
+			h.state, h.chainLen = bs.cur, bs.chain
 		}
 		ev.RoomID = r.ID
 		s.cache.pin(ev)
 		built = append(built, ev)
-		batch = append(batch, ne)
+		stored = append(stored, ne)
 		// The next event attaches to this one; its state group is only known
-		// once stored, which storage.PersistEvents resolves (StateBefore -1).
+		// once stored (storage resolves StateBeforeOf).
 		h.creating = false
 		h.prevEvents = []id.EventID{ev.ID}
 		h.depth = ev.PDU.Depth + 1
-		h.stateGroup = -1
+		h.stateGroup, h.stateOf = 0, ne
 	}
 	if creating {
 		defer s.locks.lock(r.ID)()
 	}
-	var lastAfter int64
-	for stored < len(batch) {
-		end := min(stored+persistChunk, len(batch))
-		chunk := batch[stored:end]
-		if chunk[0].StateBefore < 0 {
-			chunk[0].StateBefore = lastAfter
+	// What the events add to their transaction (push notifications) is
+	// worked out now, outside the database's writer.
+	for _, prepare := range s.prepare {
+		prepare(ctx, built, stored)
+	}
+	q := &queued{built: built}
+	for start := 0; start < len(stored); start += persistChunk {
+		end := min(start+persistChunk, len(stored))
+		b := &pendingBatch{room: r.ID, events: stored[start:end], built: built[start:end], after: h.pending, done: make(chan struct{})}
+		if end == len(stored) && bs.last != nil {
+			b.finalState = &stateSnapshot{state: bs.cur, chainLen: bs.chain}
+			b.finalStateOf = bs.last
 		}
-		positions, err := s.db.PersistEvents(ctx, chunk, nowTS)
-		if err != nil {
-			return nil, err
-		}
-		for i, ev := range built[stored:end] {
-			ne := chunk[i]
-			ev.StreamPos = positions[i]
-			ev.StateBefore = ne.StateBefore
-			ev.StateAfter = ne.StateAfter
-			if ne.Redacts != "" {
-				s.cache.dropEvent(ne.Redacts)
+		for _, ne := range b.events {
+			if ne.TxnID != "" {
+				s.pendingTxns.add(txnKeyOf(ne), b, built[start+indexOf(b.events, ne)])
 			}
 		}
-		lastAfter = chunk[len(chunk)-1].StateAfter
-		s.cache.unpin(built[stored:end], true)
-		evs := built[stored:end]
-		stored = end
-		for _, l := range s.listen {
-			l(evs)
+		q.batches = append(q.batches, b)
+		h.pending = b
+		s.committer.enqueue(b)
+	}
+	queuedOK = true
+	s.setTail(r.ID, h)
+	return q, nil
+}
+
+func indexOf[T comparable](s []T, v T) int {
+	for i, x := range s {
+		if x == v {
+			return i
 		}
 	}
-	if last := bs.last; last != nil {
-		// Only the batch's final state is cached; earlier groups are read
-		// back from their deltas if anyone asks.
-		s.cache.putState(last.StateAfter, &stateSnapshot{state: bs.cur, chainLen: chainLenOf(last)})
+	return -1
+}
+
+// awaitEvents waits for queued events to be committed, then tells the
+// listeners, chunk by chunk.
+func (s *Service) awaitEvents(q *queued) ([]*Event, error) {
+	for _, b := range q.batches {
+		<-b.done
+		if b.err != nil {
+			return nil, b.err
+		}
+		if !q.repeat {
+			for _, l := range s.listen {
+				l(b.built)
+			}
+			for _, ev := range b.built {
+				ev.PushActions = nil // told; the cached event need not keep them
+			}
+		}
 	}
-	return built, nil
+	return q.built, nil
 }
 
 // batchState lays out the state groups of a batch of events. The k-th
@@ -375,11 +438,17 @@ func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h 
 type batchState struct {
 	// cur is the state after the latest event, owned by the batch.
 	cur StateMap
-	// The base the deltas start from: a stored group, or a snapshot this
-	// batch made (baseEvent), with its chain length; -1 means none yet.
+	// owned tells whether cur is the batch's own copy yet: a batch of
+	// messages only never copies the state.
+	owned bool
+	// The base the deltas start from: a stored group, or the event whose
+	// state after it is (one of this batch's, or queued before it), with
+	// its chain length; -1 means none yet.
 	baseGroup int64
 	baseEvent *storage.NewEvent
 	baseChain int
+	// chain is the chain length of the latest state group.
+	chain int
 	// The state set since the base, in order, and the events that set it.
 	keys   []pdu.StateKey
 	values []id.EventID
@@ -389,10 +458,7 @@ type batchState struct {
 }
 
 func newBatchState(h *roomHead) *batchState {
-	bs := &batchState{cur: maps.Clone(h.state), baseGroup: h.stateGroup, baseChain: h.chainLen}
-	if bs.cur == nil {
-		bs.cur = StateMap{}
-	}
+	bs := &batchState{cur: h.state, baseGroup: h.stateGroup, baseEvent: h.stateOf, baseChain: h.chainLen, chain: h.chainLen}
 	if h.resolved {
 		// The state before the first event is stored by that event
 		// (storage's BeforeState), in a group not known here: start afresh.
@@ -403,18 +469,27 @@ func newBatchState(h *roomHead) *batchState {
 
 // set records that ne sets key to evID, and fills in ne's state group.
 func (bs *batchState) set(ne *storage.NewEvent, key pdu.StateKey, evID id.EventID) {
+	if !bs.owned {
+		// The head's state is shared (cached, or another batch's): copy it
+		// once, before the first change.
+		bs.cur, bs.owned = maps.Clone(bs.cur), true
+		if bs.cur == nil {
+			bs.cur = StateMap{}
+		}
+	}
 	bs.cur[key] = evID
 	bs.last = ne
 	k := len(bs.keys) + 1
 	if bs.baseChain < 0 || bs.baseChain+bits.OnesCount(uint(k)) >= storage.MaxChainLen {
 		ne.FullState = maps.Clone(bs.cur)
-		bs.baseGroup, bs.baseEvent, bs.baseChain = 0, ne, 0
+		bs.baseGroup, bs.baseEvent, bs.baseChain, bs.chain = 0, ne, 0, 0
 		bs.keys, bs.values, bs.events = bs.keys[:0], bs.values[:0], bs.events[:0]
 		return
 	}
 	bs.keys = append(bs.keys, key)
 	bs.values = append(bs.values, evID)
 	bs.events = append(bs.events, ne)
+	bs.chain = bs.baseChain + bits.OnesCount(uint(k))
 	parent := k & (k - 1)
 	delta := make(StateMap, k-parent)
 	for i := parent; i < k; i++ {

@@ -34,6 +34,7 @@ func TestLongInitialStateGroups(t *testing.T) {
 	t.Cleanup(func() { db.Close() })
 	key := federation.GenerateSigningKey()
 	creator := New(db, "localhost", key, slog.New(slog.DiscardHandler))
+	t.Cleanup(creator.Close)
 	const n = 3*persistChunk + 17
 	req := &CreateRoomRequest{Invite: []id.UserID{"@bob:remote.example", "@carol:remote.example"}}
 	for i := range n {
@@ -51,6 +52,7 @@ func TestLongInitialStateGroups(t *testing.T) {
 	}
 
 	fresh := New(db, "localhost", key, slog.New(slog.DiscardHandler))
+	t.Cleanup(fresh.Close)
 	// Walk the room's single chain of events back from its head.
 	var chain []*Event
 	ext, err := db.ForwardExtremities(ctx, roomID)

@@ -24,6 +24,8 @@ type Event struct {
 	StateAfter  int64
 	RedactedBy  id.EventID
 	Rejected    bool
+	// PushActions are the notifications the event made, stored with it.
+	PushActions []storage.PushAction
 
 	// wire is the event's JSON in its room version's format, from build
 	// until it is persisted.

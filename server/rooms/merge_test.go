@@ -32,7 +32,7 @@ func TestForkedRoomMerges(t *testing.T) {
 					t.Fatal(err)
 				}
 				p, _ := newProto(alice, evType, &empty, content)
-				evs, err := s.sendEventsOn(ctx, r, []*proto{p}, h, false)
+				evs, err := s.sendEventsOn(ctx, r, []*proto{p}, h)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -43,7 +43,7 @@ func TestForkedRoomMerges(t *testing.T) {
 			base, _ := s.head(ctx, r)
 			topic := fork(event.StateTopic.Type, map[string]any{"topic": "fork A"})
 			p, _ := newProto(alice, event.StateRoomName.Type, &empty, map[string]any{"name": "fork B"})
-			name, err := s.sendEventsOn(ctx, r, []*proto{p}, base, false)
+			name, err := s.sendEventsOn(ctx, r, []*proto{p}, base)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,7 +82,7 @@ func TestForkedRoomMerges(t *testing.T) {
 			base, _ = s.head(ctx, r)
 			fork(event.StateTopic.Type, map[string]any{"topic": "X"})
 			p, _ = newProto(alice, event.StateTopic.Type, &empty, map[string]any{"topic": "Y"})
-			if _, err := s.sendEventsOn(ctx, r, []*proto{p}, base, false); err != nil {
+			if _, err := s.sendEventsOn(ctx, r, []*proto{p}, base); err != nil {
 				t.Fatal(err)
 			}
 			msgID, err = s.Send(ctx, alice, "D", roomID, "m.room.message", message(2), "t2")

@@ -51,11 +51,18 @@ type Service struct {
 	locks  roomLocks
 	cache  *cache
 	listen []Listener
+
+	// Group commit (commit.go).
+	committer   *committer
+	prepare     []Preparer
+	tails       roomTails
+	pendingTxns pendingTxns
 }
 
 // New builds the rooms service.
+// Its committer runs until Close.
 func New(db *storage.DB, serverName string, key *federation.SigningKey, log *slog.Logger) *Service {
-	return &Service{
+	s := &Service{
 		db:         db,
 		serverName: serverName,
 		key:        key,
@@ -63,6 +70,8 @@ func New(db *storage.DB, serverName string, key *federation.SigningKey, log *slo
 		Now:        time.Now,
 		cache:      newCache(),
 	}
+	s.committer = newCommitter(s)
+	return s
 }
 
 // OnEvent registers a listener for new events. Register listeners before

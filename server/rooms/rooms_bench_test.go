@@ -27,8 +27,12 @@ func newTestService(tb testing.TB) *Service {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { db.Close() })
-	return New(db, "localhost", federation.GenerateSigningKey(), slog.New(slog.DiscardHandler))
+	s := New(db, "localhost", federation.GenerateSigningKey(), slog.New(slog.DiscardHandler))
+	tb.Cleanup(func() {
+		s.Close()
+		db.Close()
+	})
+	return s
 }
 
 func message(i int) []byte {

@@ -30,9 +30,12 @@ func TestSearchWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
 	log := slog.New(slog.DiscardHandler)
 	roomsSvc := rooms.New(db, "localhost", federation.GenerateSigningKey(), log)
+	t.Cleanup(func() {
+		roomsSvc.Close()
+		db.Close()
+	})
 	s := New(db, roomsSvc, syncer.New(db, roomsSvc, log), log)
 	alice := id.UserID("@alice:localhost")
 	roomID, err := roomsSvc.CreateRoom(ctx, alice, &rooms.CreateRoomRequest{})

@@ -35,7 +35,11 @@ type Event struct {
 // NewEvent is an event to persist with what it does to its room.
 type NewEvent struct {
 	Event
-	PrevEvents []id.EventID
+	// StateBeforeOf, when set, is the event just before this one, persisted
+	// earlier (in this call or before it) but not yet when this one was
+	// built: its state after is this event's StateBefore.
+	StateBeforeOf *NewEvent
+	PrevEvents    []id.EventID
 	// NewRoom, for a create event, is the room row to insert.
 	NewRoom *Room
 	// StateDelta, for an accepted state event, is the state it changes;
@@ -69,6 +73,10 @@ type NewEvent struct {
 	Redacts id.EventID
 	// Relation is the event's m.relates_to, indexed with it (relations.go).
 	Relation *NewRelation
+	// PushActions are the notifications the event makes and PushSent the
+	// read markers it sets, stored with it (their StreamPos is the event's).
+	PushActions []PushAction
+	PushSent    []PushSent
 	// ChainLen is set by PersistEvents: the delta chain length of the state
 	// group the event made.
 	ChainLen int
@@ -80,11 +88,41 @@ const MaxChainLen = 50
 
 // PersistEvents stores events of one room in one transaction, in order,
 // each with its state group, forward extremities and current state. It
-// returns the stream positions assigned. The caller holds the room's lock.
+// returns the stream positions assigned (also set in each event).
 func (db *DB) PersistEvents(ctx context.Context, evs []*NewEvent, nowTS int64) ([]int64, error) {
+	b := &EventBatch{Events: evs}
+	if err := db.PersistBatches(ctx, []*EventBatch{b}, nowTS); err != nil {
+		return nil, err
+	}
+	if b.Err != nil {
+		return nil, b.Err
+	}
 	positions := make([]int64, len(evs))
-	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
-		// The statements run once per event are prepared once per batch:
+	for i, ev := range evs {
+		positions[i] = ev.StreamPos
+	}
+	return positions, nil
+}
+
+// EventBatch is events of one room to persist together, in order: all of
+// them or none.
+type EventBatch struct {
+	Events []*NewEvent
+	// Skip, when set, is asked just before the batch is stored; an error
+	// from it fails the batch unstored (a batch built on one that failed).
+	Skip func() error
+	// Err is set by PersistBatches when the batch was not stored.
+	Err error
+}
+
+// PersistBatches stores several batches, of one room or several, in one
+// transaction and so with one commit (and one fsync): the group commit of
+// concurrent senders. Each batch is stored in a savepoint, so one that
+// fails (its Err is set) leaves the others stored. The error returned is
+// the transaction's own, when nothing was stored.
+func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS int64) error {
+	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+		// The statements run once per event are prepared once per group:
 		// SQLite compiles the events table's triggers (the search index)
 		// into every INSERT it prepares, which cost more than running it.
 		st, err := preparePersist(ctx, tx)
@@ -92,23 +130,33 @@ func (db *DB) PersistEvents(ctx context.Context, evs []*NewEvent, nowTS int64) (
 			return err
 		}
 		defer st.close()
-		var lastAfter int64
-		for i, ev := range evs {
-			// StateBefore -1: the state after the previous event of this
-			// batch, whose group is only known now.
-			if ev.StateBefore < 0 {
-				ev.StateBefore = lastAfter
+		for _, b := range batches {
+			b.Err = nil
+			if b.Skip != nil {
+				if b.Err = b.Skip(); b.Err != nil {
+					continue
+				}
 			}
-			pos, err := persistEvent(ctx, tx, st, ev, nowTS)
-			if err != nil {
-				return fmt.Errorf("persist event %s: %w", ev.EventID, err)
+			if _, err := tx.ExecContext(ctx, `SAVEPOINT batch`); err != nil {
+				return fmt.Errorf("savepoint: %w", err)
 			}
-			positions[i] = pos
-			lastAfter = ev.StateAfter
+			for _, ev := range b.Events {
+				if _, err := persistEvent(ctx, tx, st, ev, nowTS); err != nil {
+					b.Err = fmt.Errorf("persist event %s: %w", ev.EventID, err)
+					break
+				}
+			}
+			if b.Err != nil {
+				if _, err := tx.ExecContext(ctx, `ROLLBACK TO batch`); err != nil {
+					return fmt.Errorf("roll back a failed batch: %w", err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `RELEASE batch`); err != nil {
+				return fmt.Errorf("release savepoint: %w", err)
+			}
 		}
 		return nil
 	})
-	return positions, err
 }
 
 // persistStmts are the statements persisting a batch of events prepared
@@ -137,6 +185,9 @@ func (st *persistStmts) close() {
 }
 
 func persistEvent(ctx context.Context, tx *sql.Tx, st *persistStmts, ev *NewEvent, nowTS int64) (int64, error) {
+	if ev.StateBeforeOf != nil {
+		ev.StateBefore = ev.StateBeforeOf.StateAfter
+	}
 	if ev.NewRoom != nil {
 		r := ev.NewRoom
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1, $2, $3, $4)`,
@@ -194,6 +245,17 @@ func persistEvent(ctx context.Context, tx *sql.Tx, st *persistStmts, ev *NewEven
 	}
 	if err := updateRoomList(ctx, tx, ev, pos); err != nil {
 		return 0, err
+	}
+	if len(ev.PushActions) > 0 || len(ev.PushSent) > 0 {
+		for i := range ev.PushActions {
+			ev.PushActions[i].StreamPos = pos
+		}
+		for i := range ev.PushSent {
+			ev.PushSent[i].StreamPos = pos
+		}
+		if err := insertPushActions(ctx, tx, ev.PushActions, ev.PushSent); err != nil {
+			return 0, err
+		}
 	}
 	if ev.Relation != nil {
 		if err := indexRelation(ctx, tx, ev, pos); err != nil {

@@ -222,25 +222,27 @@ func (db *DB) AddPushActions(ctx context.Context, actions []PushAction, sent []P
 	if len(actions) == 0 && len(sent) == 0 {
 		return nil
 	}
-	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
-		for _, a := range actions {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO push_actions (user_id, room_id, stream_pos, event_id, thread_id, notify, highlight, actions, ts)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (user_id, stream_pos) DO NOTHING`,
-				a.UserID, a.RoomID, a.StreamPos, a.EventID, a.ThreadID, a.Notify, a.Highlight, string(a.Actions), a.TS); err != nil {
-				return err
-			}
-		}
-		for _, s := range sent {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO push_sent (user_id, room_id, thread_id, stream_pos) VALUES ($1, $2, $3, $4)
-ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET stream_pos = excluded.stream_pos WHERE excluded.stream_pos > push_sent.stream_pos`,
-				s.UserID, s.RoomID, s.ThreadID, s.StreamPos); err != nil {
-				return err
-			}
-		}
-		return nil
+	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+		return insertPushActions(ctx, tx, actions, sent)
 	})
-	if err != nil {
-		return fmt.Errorf("store push actions: %w", err)
+}
+
+// insertPushActions stores notifications and read markers in a write
+// transaction: the event's own when it is persisted, or AddPushActions'.
+func insertPushActions(ctx context.Context, tx *sql.Tx, actions []PushAction, sent []PushSent) error {
+	for _, a := range actions {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO push_actions (user_id, room_id, stream_pos, event_id, thread_id, notify, highlight, actions, ts)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (user_id, stream_pos) DO NOTHING`,
+			a.UserID, a.RoomID, a.StreamPos, a.EventID, a.ThreadID, a.Notify, a.Highlight, string(a.Actions), a.TS); err != nil {
+			return fmt.Errorf("store push actions: %w", err)
+		}
+	}
+	for _, s := range sent {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO push_sent (user_id, room_id, thread_id, stream_pos) VALUES ($1, $2, $3, $4)
+ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET stream_pos = excluded.stream_pos WHERE excluded.stream_pos > push_sent.stream_pos`,
+			s.UserID, s.RoomID, s.ThreadID, s.StreamPos); err != nil {
+			return fmt.Errorf("store push actions: %w", err)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,327 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/storage"
+)
+
+// Group commit. A request builds and authorises its events under its
+// room's lock, on top of the room's latest event even when that is still
+// queued, queues them and releases the lock; one committer goroutine then
+// stores everything queued in one transaction, with one fsync, and wakes
+// each request once the commit that holds its events is done. Concurrent
+// senders, in one room or many, share a commit instead of each waiting for
+// its own; durability is unchanged (an answered event is committed with
+// synchronous=FULL).
+
+// maxGroupEvents bounds the events of one commit, so a long batch (a room
+// created with many initial events) never holds the writer for long.
+const maxGroupEvents = 64
+
+// errEarlierBatchFailed answers a request whose events were built on
+// events that then failed to be stored.
+var errEarlierBatchFailed = errors.New("an earlier event of the room could not be stored")
+
+// pendingBatch is events of one room queued for the committer, stored all
+// or none.
+type pendingBatch struct {
+	room   id.RoomID
+	events []*storage.NewEvent
+	built  []*Event
+	// after is the room's batch queued before this one, which this one's
+	// events build on, while it was not committed.
+	after *pendingBatch
+	// finalState, when set, is the state after finalStateOf, the batch's
+	// last state event, to cache once its group is known.
+	finalState   *stateSnapshot
+	finalStateOf *storage.NewEvent
+
+	err  error
+	done chan struct{}
+}
+
+// Preparer works out, before events are stored, what belongs in the same
+// transaction (the push service's notifications: it sets PushActions and
+// PushSent on the stored events). evs and stored are parallel.
+type Preparer func(ctx context.Context, evs []*Event, stored []*storage.NewEvent)
+
+// OnPrepare registers a preparer. Register before the server serves.
+func (s *Service) OnPrepare(p Preparer) { s.prepare = append(s.prepare, p) }
+
+// committer stores queued batches, as many as are waiting at once.
+type committer struct {
+	s       *Service
+	mu      sync.Mutex
+	queue   []*pendingBatch
+	wake    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+	// commits counts transactions, for tests and benchmarks.
+	commits atomic.Int64
+	// testHook, when set, runs before each group is stored and can fail
+	// batches of it (tests of failures).
+	testHook func(group []*pendingBatch) map[*pendingBatch]error
+}
+
+func newCommitter(s *Service) *committer {
+	c := &committer{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go c.run()
+	return c
+}
+
+func (c *committer) enqueue(b *pendingBatch) {
+	c.mu.Lock()
+	c.queue = append(c.queue, b)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *committer) run() {
+	defer close(c.stopped)
+	for {
+		select {
+		case <-c.wake:
+		case <-c.stop:
+			// Whatever is still queued fails rather than waits forever.
+			c.mu.Lock()
+			left := c.queue
+			c.queue = nil
+			c.mu.Unlock()
+			for _, b := range left {
+				c.finish(b, errors.New("the server is shutting down"))
+			}
+			return
+		}
+		for {
+			group := c.take()
+			if len(group) == 0 {
+				break
+			}
+			c.commit(group)
+		}
+	}
+}
+
+// take removes the next group from the queue: every batch waiting, up to
+// maxGroupEvents events (at least one batch).
+func (c *committer) take() []*pendingBatch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, events := 0, 0
+	for n < len(c.queue) && (n == 0 || events+len(c.queue[n].events) <= maxGroupEvents) {
+		events += len(c.queue[n].events)
+		n++
+	}
+	group := c.queue[:n:n]
+	c.queue = c.queue[n:]
+	return group
+}
+
+func (c *committer) commit(group []*pendingBatch) {
+	var injected map[*pendingBatch]error
+	c.mu.Lock()
+	hook := c.testHook
+	c.mu.Unlock()
+	if hook != nil {
+		injected = hook(group)
+	}
+	batches := make([]*storage.EventBatch, len(group))
+	inGroup := make(map[*pendingBatch]*storage.EventBatch, len(group))
+	for i, b := range group {
+		after := b.after
+		fail := injected[b]
+		batches[i] = &storage.EventBatch{Events: b.events, Skip: func() error {
+			if fail != nil {
+				return fail
+			}
+			// The batch built on was stored just before in this group, or
+			// has finished in an earlier one.
+			if prev, ok := inGroup[after]; ok && prev.Err != nil || !ok && after != nil && after.err != nil {
+				return errEarlierBatchFailed
+			}
+			return nil
+		}}
+		inGroup[b] = batches[i]
+	}
+	// Storing goes on whatever becomes of the requests that queued it.
+	err := c.s.db.PersistBatches(context.Background(), batches, c.s.Now().UnixMilli())
+	c.commits.Add(1)
+	for i, b := range group {
+		berr := err
+		if berr == nil {
+			berr = batches[i].Err
+		}
+		c.finish(b, berr)
+	}
+}
+
+// finish records a batch's outcome, updates the caches, and wakes its
+// request.
+func (c *committer) finish(b *pendingBatch, err error) {
+	s := c.s
+	b.err = err
+	if err == nil {
+		for i, ev := range b.built {
+			ne := b.events[i]
+			ev.StreamPos = ne.StreamPos
+			ev.StateBefore = ne.StateBefore
+			ev.StateAfter = ne.StateAfter
+			if ne.Redacts != "" {
+				s.cache.dropEvent(ne.Redacts)
+			}
+		}
+		if b.finalState != nil {
+			// Only a batch's final state is cached; earlier groups are read
+			// back from their deltas if anyone asks.
+			s.cache.putState(b.finalStateOf.StateAfter, b.finalState)
+		}
+	} else {
+		s.log.Warn("events not stored", "room", b.room, "error", err)
+	}
+	s.cache.unpin(b.built, err == nil)
+	for _, ne := range b.events {
+		if ne.TxnID != "" {
+			s.pendingTxns.remove(txnKeyOf(ne), b)
+		}
+	}
+	s.dropTail(b)
+	close(b.done)
+}
+
+// close stops the committer, failing what is still queued.
+func (c *committer) close() {
+	close(c.stop)
+	<-c.stopped
+}
+
+// Close stops the rooms service's committer. Sends after it fail.
+func (s *Service) Close() { s.committer.close() }
+
+// roomTails are the heads of rooms whose latest events are still queued:
+// the next event of such a room builds on them rather than on what the
+// database holds. A tail is dropped when its batch is committed (the
+// database is then up to date) or fails.
+type roomTails struct {
+	mu    sync.Mutex
+	heads map[id.RoomID]*roomHead
+}
+
+// setTail records the head after the events just queued; the caller holds
+// the room's lock.
+func (s *Service) setTail(roomID id.RoomID, h *roomHead) {
+	s.tails.mu.Lock()
+	defer s.tails.mu.Unlock()
+	if s.tails.heads == nil {
+		s.tails.heads = map[id.RoomID]*roomHead{}
+	}
+	s.tails.heads[roomID] = h
+}
+
+func (s *Service) dropTail(b *pendingBatch) {
+	s.tails.mu.Lock()
+	defer s.tails.mu.Unlock()
+	if h := s.tails.heads[b.room]; h != nil && h.pending == b {
+		delete(s.tails.heads, b.room)
+	}
+}
+
+// latestHead is where the room's next event attaches: after its latest
+// queued event, or what the database holds. The caller holds the room's
+// lock.
+func (s *Service) latestHead(ctx context.Context, r *room) (*roomHead, error) {
+	s.tails.mu.Lock()
+	h := s.tails.heads[r.ID]
+	s.tails.mu.Unlock()
+	if h != nil {
+		// A copy: building changes the head it is given.
+		c := *h
+		return &c, nil
+	}
+	return s.head(ctx, r)
+}
+
+// txnKey is a client transaction: device, room and endpoint (send/<type>
+// or redact/<event>) and transaction ID.
+type txnKey struct {
+	user     id.UserID
+	device   id.DeviceID
+	room     id.RoomID
+	endpoint string
+	txn      string
+}
+
+func txnKeyOf(ne *storage.NewEvent) txnKey {
+	return txnKey{ne.TxnUserID, ne.TxnDeviceID, ne.RoomID, ne.TxnEndpoint, ne.TxnID}
+}
+
+// pendingTxns are the client transactions whose events are queued, so a
+// retry that arrives before the commit answers with the same event instead
+// of building a second one.
+type pendingTxns struct {
+	mu sync.Mutex
+	m  map[txnKey]pendingTxn
+}
+
+type pendingTxn struct {
+	batch *pendingBatch
+	ev    *Event
+}
+
+func (p *pendingTxns) add(k txnKey, b *pendingBatch, ev *Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[txnKey]pendingTxn{}
+	}
+	p.m[k] = pendingTxn{b, ev}
+}
+
+func (p *pendingTxns) remove(k txnKey, b *pendingBatch) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.m[k]; ok && t.batch == b {
+		delete(p.m, k)
+	}
+}
+
+func (p *pendingTxns) get(k txnKey) (pendingTxn, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.m[k]
+	return t, ok
+}
+
+// repeatedTxn answers a single-event send whose transaction was already
+// used on the same path: with the queued event (once it is committed), or
+// the stored one. The caller holds the room's lock, so the check and the
+// queueing of a new event cannot interleave with a retry's.
+func (s *Service) repeatedTxn(ctx context.Context, r *room, protos []*proto) (*queued, bool, error) {
+	if len(protos) != 1 || protos[0].TxnID == "" {
+		return nil, false, nil
+	}
+	p := protos[0]
+	k := txnKey{p.Sender, p.TxnDevice, r.ID, p.TxnEndpoint, p.TxnID}
+	if t, ok := s.pendingTxns.get(k); ok {
+		// Its batch is waited for, but its listeners are the first
+		// request's to call.
+		return &queued{built: []*Event{t.ev}, batches: []*pendingBatch{t.batch}, repeat: true}, true, nil
+	}
+	evID, err := s.db.TxnEvent(ctx, p.Sender, p.TxnDevice, r.ID, p.TxnEndpoint, p.TxnID)
+	if err != nil || evID == "" {
+		return nil, false, err
+	}
+	ev, err := s.event(ctx, evID)
+	if err != nil {
+		return nil, false, err
+	}
+	return &queued{built: []*Event{ev}, repeat: true}, true, nil
+}

@@ -1,0 +1,223 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// roomChain checks a room's events, read back in stream order, form one
+// chain: each event's only prev_event is the one stored before it, depths
+// rise by one, and the room's one forward extremity is the last. It
+// returns the events' IDs.
+func roomChain(t *testing.T, s *Service, roomID id.RoomID) []id.EventID {
+	t.Helper()
+	ctx := context.Background()
+	stored, _, err := s.db.RoomEvents(ctx, roomID, 0, 1<<62, 1<<20, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []id.EventID
+	for i, se := range stored {
+		ev, err := s.event(ctx, se.EventID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			prev, _ := s.event(ctx, stored[i-1].EventID)
+			if len(ev.PDU.PrevEvents) != 1 || ev.PDU.PrevEvents[0] != prev.ID || ev.PDU.Depth != prev.PDU.Depth+1 {
+				t.Fatalf("event %d of %s: prev_events %v depth %d, want [%s] %d", i, roomID, ev.PDU.PrevEvents, ev.PDU.Depth, prev.ID, prev.PDU.Depth+1)
+			}
+			if ev.StateBefore != prev.StateAfter {
+				t.Fatalf("event %d of %s: state before %d, want the state after the event before it, %d", i, roomID, ev.StateBefore, prev.StateAfter)
+			}
+		}
+		ids = append(ids, ev.ID)
+	}
+	ext, err := s.db.ForwardExtremities(ctx, roomID)
+	if err != nil || len(ext) != 1 || ext[0] != ids[len(ids)-1] {
+		t.Fatalf("forward extremities of %s: %v %v, want the last event", roomID, ext, err)
+	}
+	return ids
+}
+
+// TestGroupCommitConcurrentSenders: senders in one room and in several at
+// once share commits, and every room's events still form one exact chain
+// with correct state, each sender's answer being its stored event.
+func TestGroupCommitConcurrentSenders(t *testing.T) {
+	s := newTestService(t)
+	ctx := context.Background()
+	const senders, perSender = 8, 40
+	var roomIDs []id.RoomID
+	for range 3 {
+		roomID, err := s.CreateRoom(ctx, "@alice:localhost", &CreateRoomRequest{Preset: PresetPublicChat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roomIDs = append(roomIDs, roomID)
+	}
+	before := s.committer.commits.Load()
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	sent := make([][]id.EventID, senders)
+	for i := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Five senders share the first room, the rest the other two;
+			// a few state events too.
+			roomID := roomIDs[0]
+			if i >= 5 {
+				roomID = roomIDs[1+i%2]
+			}
+			for j := range perSender {
+				var evID id.EventID
+				var err error
+				if j%10 == 9 {
+					evID, err = s.SetState(ctx, "@alice:localhost", roomID, "com.example.state", fmt.Sprintf("%d-%d", i, j), []byte(`{"n":1}`))
+				} else {
+					evID, err = s.Send(ctx, "@alice:localhost", id.DeviceID(fmt.Sprint("D", i)), roomID, "m.room.message", message(j), fmt.Sprint("t", j))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				sent[i] = append(sent[i], evID)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	commits := s.committer.commits.Load() - before
+	if commits >= senders*perSender {
+		t.Errorf("%d events took %d commits: none were shared", senders*perSender, commits)
+	}
+	t.Logf("%d events in %d commits", senders*perSender, commits)
+	all := map[id.EventID]bool{}
+	for _, roomID := range roomIDs {
+		for _, evID := range roomChain(t, s, roomID) {
+			all[evID] = true
+		}
+		// The current state is the state after the last event.
+		ids := roomChain(t, s, roomID)
+		last, _ := s.event(ctx, ids[len(ids)-1])
+		after, err := s.StateAfter(ctx, last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		current, err := s.CurrentState(ctx, roomID)
+		if err != nil || len(current) != len(after) {
+			t.Fatalf("current state of %s has %d entries (%v), the state after its last event %d", roomID, len(current), err, len(after))
+		}
+		for k, v := range after {
+			if current[k] != v {
+				t.Fatalf("current state of %s: %v is %s, after the last event %s", roomID, k, current[k], v)
+			}
+		}
+	}
+	for i, ids := range sent {
+		for _, evID := range ids {
+			if !all[evID] {
+				t.Fatalf("sender %d was answered with %s, which is not stored", i, evID)
+			}
+		}
+	}
+	// A retry of a transaction answers with its event, whether it comes
+	// while the first is queued or after.
+	var retry sync.WaitGroup
+	got := make([]id.EventID, 4)
+	for k := range got {
+		retry.Add(1)
+		go func() {
+			defer retry.Done()
+			got[k], _ = s.Send(ctx, "@alice:localhost", "R", roomIDs[0], "m.room.message", message(0), "same")
+		}()
+	}
+	retry.Wait()
+	for _, evID := range got {
+		if evID == "" || evID != got[0] {
+			t.Fatalf("concurrent retries of one transaction gave %v", got)
+		}
+	}
+	roomChain(t, s, roomIDs[0])
+}
+
+// TestGroupCommitFailedBatch: when a batch cannot be stored, the events
+// built on it while it was queued fail too, nothing of either is stored,
+// and the room goes on from what is stored.
+func TestGroupCommitFailedBatch(t *testing.T) {
+	s := newTestService(t)
+	ctx := context.Background()
+	roomID, err := s.CreateRoom(ctx, "@alice:localhost", &CreateRoomRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Hold the committer until both sends are queued, then fail the first.
+	held, release := make(chan struct{}), make(chan struct{})
+	boom := errors.New("disk on fire")
+	s.committer.mu.Lock()
+	s.committer.testHook = func(group []*pendingBatch) map[*pendingBatch]error {
+		close(held)
+		<-release
+		return map[*pendingBatch]error{group[0]: boom}
+	}
+	s.committer.mu.Unlock()
+	results := make(chan error, 2)
+	go func() {
+		_, err := s.Send(ctx, "@alice:localhost", "D", roomID, "m.room.message", message(1), "one")
+		results <- err
+	}()
+	<-held // the first is taken into a group and held
+	go func() {
+		_, err := s.SetState(ctx, "@alice:localhost", roomID, event.StateTopic.Type, "", []byte(`{"topic":"built on the failed one"}`))
+		results <- err
+	}()
+	waitQueued(t, s, 1)
+	s.committer.mu.Lock()
+	s.committer.testHook = nil
+	s.committer.mu.Unlock()
+	close(release)
+	for range 2 {
+		if err := <-results; err == nil {
+			t.Fatal("a send built on a failed batch succeeded")
+		}
+	}
+	ids := roomChain(t, s, roomID)
+	evID, err := s.Send(ctx, "@alice:localhost", "D", roomID, "m.room.message", message(2), "two")
+	if err != nil {
+		t.Fatalf("the room does not go on after a failed batch: %v", err)
+	}
+	if after := roomChain(t, s, roomID); len(after) != len(ids)+1 || after[len(after)-1] != evID {
+		t.Fatalf("room after the failure: %d events, want %d ending in %s", len(after), len(ids)+1, evID)
+	}
+	if topic, _ := s.CurrentStateEvent(ctx, roomID, event.StateTopic.Type, ""); topic != nil {
+		t.Fatalf("the failed topic is in the current state: %s", topic.ID)
+	}
+}
+
+// waitQueued waits until the committer's queue holds n batches.
+func waitQueued(t *testing.T, s *Service, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.committer.mu.Lock()
+		got := len(s.committer.queue)
+		s.committer.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committer queue has %d batches, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
