@@ -121,15 +121,9 @@ type EventBatch struct {
 // fails (its Err is set) leaves the others stored. The error returned is
 // the transaction's own, when nothing was stored.
 func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS int64) error {
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
-		// The statements run once per event are prepared once per group:
-		// SQLite compiles the events table's triggers (the search index)
-		// into every INSERT it prepares, which cost more than running it.
-		st, err := preparePersist(ctx, tx)
-		if err != nil {
-			return err
-		}
-		defer st.close()
+	defer db.writeStmts.prepareWanted(ctx)
+	return db.WriteTx(ctx, func(sqlTx *sql.Tx) error {
+		tx := cachedTx{sqlTx, &db.writeStmts}
 		for _, b := range batches {
 			b.Err = nil
 			if b.Skip != nil {
@@ -141,7 +135,7 @@ func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS i
 				return fmt.Errorf("savepoint: %w", err)
 			}
 			for _, ev := range b.Events {
-				if _, err := persistEvent(ctx, tx, st, ev, nowTS); err != nil {
+				if _, err := persistEvent(ctx, tx, ev, nowTS); err != nil {
 					b.Err = fmt.Errorf("persist event %s: %w", ev.EventID, err)
 					break
 				}
@@ -159,32 +153,7 @@ func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS i
 	})
 }
 
-// persistStmts are the statements persisting a batch of events prepared
-// once for the batch.
-type persistStmts struct {
-	insertEvent, insertStateEntry *sql.Stmt
-}
-
-func preparePersist(ctx context.Context, tx *sql.Tx) (*persistStmts, error) {
-	var st persistStmts
-	var err error
-	if st.insertEvent, err = tx.PrepareContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, state_before, state_after)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`); err != nil {
-		return nil, fmt.Errorf("prepare event insert: %w", err)
-	}
-	if st.insertStateEntry, err = tx.PrepareContext(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)`); err != nil {
-		st.insertEvent.Close()
-		return nil, fmt.Errorf("prepare state entry insert: %w", err)
-	}
-	return &st, nil
-}
-
-func (st *persistStmts) close() {
-	st.insertEvent.Close()
-	st.insertStateEntry.Close()
-}
-
-func persistEvent(ctx context.Context, tx *sql.Tx, st *persistStmts, ev *NewEvent, nowTS int64) (int64, error) {
+func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) (int64, error) {
 	if ev.StateBeforeOf != nil {
 		ev.StateBefore = ev.StateBeforeOf.StateAfter
 	}
@@ -196,7 +165,7 @@ func persistEvent(ctx context.Context, tx *sql.Tx, st *persistStmts, ev *NewEven
 		}
 	}
 	if ev.BeforeState != nil {
-		g, _, err := insertStateGroup(ctx, tx, st, ev.RoomID, 0, nil, ev.BeforeState)
+		g, _, err := insertStateGroup(ctx, tx, ev.RoomID, 0, nil, ev.BeforeState)
 		if err != nil {
 			return 0, err
 		}
@@ -213,7 +182,7 @@ func persistEvent(ctx context.Context, tx *sql.Tx, st *persistStmts, ev *NewEven
 		} else if ev.DeltaOn > 0 {
 			parent = ev.DeltaOn
 		}
-		g, chainLen, err := insertStateGroup(ctx, tx, st, ev.RoomID, parent, ev.StateDelta, ev.FullState)
+		g, chainLen, err := insertStateGroup(ctx, tx, ev.RoomID, parent, ev.StateDelta, ev.FullState)
 		if err != nil {
 			return 0, err
 		}
@@ -231,7 +200,8 @@ func persistEvent(ctx context.Context, tx *sql.Tx, st *persistStmts, ev *NewEven
 	if ev.Type == "m.room.member" && ev.Membership != "" {
 		membership = ev.Membership
 	}
-	res, err := st.insertEvent.ExecContext(ctx, ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), ev.Rejected, before, after)
+	res, err := tx.ExecContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, state_before, state_after)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), ev.Rejected, before, after)
 	if err != nil {
 		return 0, fmt.Errorf("insert event: %w", err)
 	}
@@ -298,25 +268,20 @@ ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_i
 
 // replaceCurrentState makes a room's current state exactly state (after
 // forks were merged, the winners may not be the events stored last).
-func replaceCurrentState(ctx context.Context, tx *sql.Tx, roomID id.RoomID, state map[StateKey]id.EventID) error {
+func replaceCurrentState(ctx context.Context, tx execer, roomID id.RoomID, state map[StateKey]id.EventID) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM current_state WHERE room_id = $1`, roomID); err != nil {
 		return fmt.Errorf("replace current state: %w", err)
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO current_state (room_id, type, state_key, event_id, membership)
-VALUES ($1, $2, $3, $4, (SELECT membership FROM events WHERE event_id = $4))`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
 	for k, evID := range state {
-		if _, err := stmt.ExecContext(ctx, roomID, k.Type, k.StateKey, evID); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO current_state (room_id, type, state_key, event_id, membership)
+VALUES ($1, $2, $3, $4, (SELECT membership FROM events WHERE event_id = $4))`, roomID, k.Type, k.StateKey, evID); err != nil {
 			return fmt.Errorf("replace current state: %w", err)
 		}
 	}
 	return nil
 }
 
-func insertStateGroup(ctx context.Context, tx *sql.Tx, st *persistStmts, roomID id.RoomID, prev int64, delta, full map[StateKey]id.EventID) (int64, int, error) {
+func insertStateGroup(ctx context.Context, tx execer, roomID id.RoomID, prev int64, delta, full map[StateKey]id.EventID) (int64, int, error) {
 	entries := delta
 	var prevGroup any
 	chainLen := 0
@@ -344,7 +309,7 @@ func insertStateGroup(ctx context.Context, tx *sql.Tx, st *persistStmts, roomID 
 		if ev != "" {
 			evID = ev
 		}
-		if _, err := st.insertStateEntry.ExecContext(ctx, g, k.Type, k.StateKey, evID); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)`, g, k.Type, k.StateKey, evID); err != nil {
 			return 0, 0, fmt.Errorf("insert state entry: %w", err)
 		}
 	}

@@ -229,7 +229,7 @@ func (db *DB) AddPushActions(ctx context.Context, actions []PushAction, sent []P
 
 // insertPushActions stores notifications and read markers in a write
 // transaction: the event's own when it is persisted, or AddPushActions'.
-func insertPushActions(ctx context.Context, tx *sql.Tx, actions []PushAction, sent []PushSent) error {
+func insertPushActions(ctx context.Context, tx execer, actions []PushAction, sent []PushSent) error {
 	for _, a := range actions {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO push_actions (user_id, room_id, stream_pos, event_id, thread_id, notify, highlight, actions, ts)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (user_id, stream_pos) DO NOTHING`,

@@ -41,7 +41,7 @@ type Relation struct {
 }
 
 // indexRelation records ev's relation; ev is stored at stream position pos.
-func indexRelation(ctx context.Context, tx *sql.Tx, ev *NewEvent, pos int64) error {
+func indexRelation(ctx context.Context, tx execer, ev *NewEvent, pos int64) error {
 	rel := ev.Relation
 	var key any
 	if rel.Key != nil {
@@ -69,7 +69,7 @@ ON CONFLICT (room_id, root_id) DO UPDATE SET latest_pos = excluded.latest_pos WH
 
 // unindexRelation forgets the relation of a redacted event; a thread whose
 // latest reply it was falls back to its previous reply, or disappears.
-func unindexRelation(ctx context.Context, tx *sql.Tx, roomID id.RoomID, evID id.EventID) error {
+func unindexRelation(ctx context.Context, tx execer, roomID id.RoomID, evID id.EventID) error {
 	var parent id.EventID
 	var relType string
 	err := tx.QueryRowContext(ctx, `DELETE FROM event_relations WHERE event_id = $1 AND room_id = $2 RETURNING relates_to, rel_type`,

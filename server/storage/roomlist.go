@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"maunium.net/go/mautrix/id"
@@ -21,7 +20,7 @@ var BumpEventTypes = map[string]bool{
 }
 
 // updateRoomList records a persisted (accepted) event in its room's row.
-func updateRoomList(ctx context.Context, tx *sql.Tx, ev *NewEvent, pos int64) error {
+func updateRoomList(ctx context.Context, tx execer, ev *NewEvent, pos int64) error {
 	q := `UPDATE rooms SET last_pos = $2 WHERE room_id = $1`
 	if BumpEventTypes[ev.Type] {
 		q = `UPDATE rooms SET last_pos = $2, bump_pos = $2 WHERE room_id = $1`

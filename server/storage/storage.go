@@ -19,9 +19,10 @@ import (
 // writer at a time and queueing in Go is cheaper than SQLITE_BUSY retries,
 // and a pool of read-only connections, which WAL lets run beside the writer.
 type DB struct {
-	path   string
-	writer *sql.DB
-	reader *readPool
+	path       string
+	writer     *sql.DB
+	writeStmts writeStmts
+	reader     *readPool
 }
 
 // Open opens (creating if needed) the SQLite database at path and applies
@@ -51,7 +52,7 @@ func open(ctx context.Context, path string, readers, migrateTo int) (*DB, error)
 		writer.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	db := &DB{path: path, writer: writer}
+	db := &DB{path: path, writer: writer, writeStmts: writeStmts{db: writer}}
 	if err := db.migrate(ctx, migrateTo); err != nil {
 		writer.Close()
 		return nil, err
@@ -133,6 +134,7 @@ func (db *DB) Close() error {
 		errs = append(errs, db.reader.Close())
 	}
 	if db.writer != nil {
+		db.writeStmts.close()
 		// A clean checkpoint leaves a self-contained database file behind,
 		// which is what a person copying the data directory expects.
 		if _, err := db.writer.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
