@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"maunium.net/go/mautrix"
 
+	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
 	"github.com/palpo-im/palpo-desktop/server/storage"
@@ -582,5 +584,35 @@ func acctCheckRequestToken(t *testing.T, c *mautrix.Client, prefix string, statu
 		t.Run(tc.name, func(t *testing.T) {
 			acctExpect(t, tc.name, acctDo(t, c, http.MethodPost, tc.path, tc.body), tc.status, tc.errcode)
 		})
+	}
+}
+
+// An invite code is typed on a phone: small letters, spaces or no dashes
+// still find it, and the use is counted on the code itself.
+func TestRegisterInviteCodeTypedLoosely(t *testing.T) {
+	ts := testserver.New(t)
+	code, err := accounts.NewInviteCode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(code) != 14 || strings.Count(code, "-") != 2 || strings.ContainsAny(code, "01OIL") {
+		t.Fatalf("invite code %q is not three groups of four without look-alikes", code)
+	}
+	one := 1
+	createRegToken(t, ts, code, &one, nil)
+	typed := strings.ToLower(strings.ReplaceAll(code, "-", " "))
+	if !tokenValid(t, ts, url.QueryEscape(typed)) {
+		t.Fatalf("%q (typed for %q) not valid", typed, code)
+	}
+	acctExpect(t, "loosely typed code", registerWithToken(t, ts.Client(), "frank", strings.ReplaceAll(strings.ToLower(code), "-", "")), http.StatusOK, "")
+	if tok, _ := ts.DB().GetRegistrationToken(t.Context(), code); tok.Completed != 1 {
+		t.Fatalf("completed = %d on the code", tok.Completed)
+	}
+	if tokenValid(t, ts, code) {
+		t.Fatal("used-up code still valid")
+	}
+	// Something that is no code is not stretched into one.
+	if tokenValid(t, ts, "not-a-code") {
+		t.Fatal("unknown token valid")
 	}
 }
