@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -614,5 +615,35 @@ func TestRegisterInviteCodeTypedLoosely(t *testing.T) {
 	// Something that is no code is not stretched into one.
 	if tokenValid(t, ts, "not-a-code") {
 		t.Fatal("unknown token valid")
+	}
+}
+
+// An invite link opens a page on the invitee's device with the code and
+// the address that device reached the server by.
+func TestInvitePage(t *testing.T) {
+	ts := testserver.New(t)
+	resp, err := http.Get(ts.URL + "/invite/K7QM-3XPD-9HFT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("invite page: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	page := string(body)
+	for _, want := range []string{"K7QM-3XPD-9HFT", "<code>" + ts.URL + "</code>", "Create account", "Edit"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("invite page lacks %q:\n%s", want, page)
+		}
+	}
+	// A "code" that could carry markup is no invite.
+	resp, err = http.Get(ts.URL + "/invite/%3Cscript%3E")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("invite page for markup: %d", resp.StatusCode)
 	}
 }
