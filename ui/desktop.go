@@ -70,6 +70,8 @@ type Desktop struct {
 
 	// form is the form dialog shown last (tests fill it in).
 	form *formDialog
+	// inviteDlg is the invite dialog shown last (tests look at it).
+	inviteDlg *inviteDialog
 
 	// Background work (async): pending counts the goroutines running,
 	// wake hears when one ends. post runs a function on Fyne's event loop
@@ -341,8 +343,14 @@ func (d *Desktop) RestartServer() {
 	}, "Could not restart the server")
 }
 
-func (d *Desktop) serverTask(busy string, work func() error, failed string) {
+// serverTask runs work (a start, stop or restart) in the background with
+// busy shown; after, if given, runs on the event loop once it is done (or
+// at once when another task is running).
+func (d *Desktop) serverTask(busy string, work func() error, failed string, after ...func()) {
 	if d.busyText != "" {
+		for _, f := range after {
+			f()
+		}
 		return // one at a time; the buttons are disabled meanwhile
 	}
 	d.busyText = busy
@@ -355,6 +363,9 @@ func (d *Desktop) serverTask(busy string, work func() error, failed string) {
 			// The Status tab shows the error with its details; bring it up.
 			d.tabs.Select(d.tabs.Items[0])
 			d.app.Logger().Error(failed, "error", err)
+		}
+		for _, f := range after {
+			f()
 		}
 	})
 }

@@ -42,6 +42,8 @@ type statusTab struct {
 
 	start, stop, restart *widget.Button
 
+	connect *connectPanel
+
 	lan string // the first home-network address, for Copy
 }
 
@@ -86,6 +88,7 @@ func newStatusTab(d *Desktop) *statusTab {
 	t.start.Importance = widget.HighImportance
 	t.stop = widget.NewButtonWithIcon("Stop", theme.MediaStopIcon(), d.StopServer)
 	t.restart = widget.NewButtonWithIcon("Restart", theme.ViewRefreshIcon(), d.RestartServer)
+	t.connect = newConnectPanel(d)
 
 	form := container.New(layout.NewFormLayout(),
 		widget.NewLabel("Server name"), t.serverName,
@@ -107,6 +110,8 @@ func newStatusTab(d *Desktop) *statusTab {
 		form,
 		widget.NewSeparator(),
 		container.NewHBox(t.start, t.stop, t.restart),
+		widget.NewSeparator(),
+		t.connect.content,
 	)))
 	return t
 }
@@ -178,6 +183,7 @@ func (t *statusTab) refresh(st app.Status) {
 		t.copyLAN.Disable()
 	}
 	t.showUptime(st)
+	t.connect.refresh()
 
 	running := st.State == app.StateRunning
 	idle := busy == "" && st.State != app.StateStarting

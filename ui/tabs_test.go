@@ -268,7 +268,7 @@ func TestUsersTab(t *testing.T) {
 	if !hasLabel(shown, inv.Token) {
 		t.Fatalf("the new invite's code is not shown: %q", labels(shown))
 	}
-	tap(t, findButton(t, shown, "Copy"))
+	tap(t, findButton(t, shown, "Copy code"))
 	if fa.Clipboard().Content() != inv.Token {
 		t.Fatalf("clipboard %q", fa.Clipboard().Content())
 	}
