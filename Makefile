@@ -73,7 +73,8 @@ run: check-go
 	else \
 		echo "No display found: building and running the headless server (palpo serve)."; \
 		$(MAKE) --no-print-directory build-headless; \
-		./bin/palpo-headless serve $(ARGS); \
+		if ./bin/palpo version | grep -q 'desktop app: false'; then ./bin/palpo serve $(ARGS); \
+		else ./bin/palpo-headless serve $(ARGS); fi; \
 	fi
 
 ## build: the desktop app binary bin/palpo (cgo, Fyne)
@@ -81,10 +82,15 @@ build: check-go deps
 	@echo "Building bin/palpo (desktop app and server)"
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/palpo .
 
-## build-headless: a server-only binary bin/palpo-headless, no cgo needed
+## build-headless: a server-only binary bin/palpo-headless, no cgo needed;
+## also bin/palpo when there is no desktop build, the name the README uses
 build-headless: check-go
 	@echo "Building bin/palpo-headless (server only, no desktop app)"
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/palpo-headless .
+	@if [ ! -x bin/palpo ] || ! ./bin/palpo version 2>/dev/null | grep -q 'desktop app: true'; then \
+		cp -f bin/palpo-headless bin/palpo; \
+		echo "No desktop build here: bin/palpo is the server-only build too (./bin/palpo user add …)"; \
+	fi
 
 ## lint: gofmt, go vet and staticcheck
 lint: check-go
