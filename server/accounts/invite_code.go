@@ -12,12 +12,12 @@ import (
 
 // Invite codes are registration tokens made to be read out over the phone
 // and typed on one: capital letters and digits without the look-alikes
-// (0/O, 1/I/L), in groups of four ("K7QM-3XPD-9HFT"). Twelve characters
-// from 31 give about 59 bits, far beyond what the rate limits let anyone
-// guess.
+// (0/O, 1/I/L, 2/Z, 5/S, 8/B), in groups of four ("K7QM-3XPD-9HFT").
+// Twelve characters from 25 give about 56 bits, far beyond what the rate
+// limits let anyone guess.
 
 // inviteCodeChars are the characters of an invite code.
-const inviteCodeChars = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+const inviteCodeChars = "34679ACDEFGHJKMNPQRTUVWXY"
 
 const (
 	inviteCodeGroups    = 3
