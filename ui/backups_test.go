@@ -72,6 +72,11 @@ func TestBackupsTabBackUpCheckRestore(t *testing.T) {
 		t.Fatalf("users after restore: %+v %v", users, err)
 	}
 	mustLogin(t, a, "owner", ownerPassword)
+	// The Logs tab has a line for the backup and one for the restore.
+	d.logs.refresh()
+	if !d.logs.has("backup made") || !d.logs.has("backup restored") {
+		t.Fatalf("logs lack the backup or the restore: %q", d.logs.text())
+	}
 }
 
 // A damaged backup is refused with a clear message, and nothing changes.

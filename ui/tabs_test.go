@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -426,7 +427,7 @@ func TestLogsTab(t *testing.T) {
 	if l.has("hello from the test") || l.has("careful now") || !l.has("it broke") {
 		t.Fatalf("errors only: %q", l.text())
 	}
-	tap(t, findButton(t, l.content, "Copy"))
+	tap(t, findButton(t, l.content, "Copy all"))
 	clip := fa.Clipboard().Content()
 	if !strings.Contains(clip, "ERROR it broke error=boom") || strings.Contains(clip, "hello") {
 		t.Fatalf("clipboard %q", clip)
@@ -440,6 +441,52 @@ func TestLogsTab(t *testing.T) {
 	l.refresh()
 	if !l.has("later warning") {
 		t.Fatal("new line not shown")
+	}
+}
+
+// Request lines are hidden unless asked for; a failed request's warning
+// is not; a long line can be read whole.
+func TestLogsTabRequestsAndLongLines(t *testing.T) {
+	d, fa := runningDesktop(t, Options{})
+	l := d.logs
+	if status, _ := callJSON(t, http.MethodGet, clientURL(t, d.app)+"/_matrix/client/versions", "", nil); status != http.StatusOK {
+		t.Fatalf("versions: %d", status)
+	}
+	d.app.Logger().Warn("request", "path", "/failed")
+	long := strings.Repeat("a long value ", 40)
+	d.app.Logger().Info("long line", "detail", long)
+	l.refresh()
+	requests := func() (n int) {
+		for _, e := range l.shown {
+			if e.Message == "request" && e.Level == slog.LevelInfo {
+				n++
+			}
+		}
+		return n
+	}
+	if l.requests.Checked || requests() != 0 {
+		t.Fatalf("request lines shown by default: %q", l.text())
+	}
+	if !strings.Contains(l.text(), "path=/failed") || !l.has("long line") {
+		t.Fatalf("a failed request's warning or a plain line is hidden: %q", l.text())
+	}
+	l.requests.SetChecked(true)
+	if requests() == 0 || !strings.Contains(l.text(), "/_matrix/client/versions") {
+		t.Fatalf("Show requests shows none: %q", l.text())
+	}
+	l.requests.SetChecked(false)
+	if requests() != 0 {
+		t.Fatal("request lines still shown after unticking Show requests")
+	}
+	// Selecting the long line shows it whole, wrapped, with Copy line.
+	i := slices.IndexFunc(l.shown, func(e app.LogEntry) bool { return e.Message == "long line" })
+	l.list.Select(i)
+	if !l.detailBox.Visible() || !strings.Contains(l.detail.Text, long) || l.detail.Wrapping != fyne.TextWrapWord {
+		t.Fatalf("detail %v %q", l.detailBox.Visible(), l.detail.Text)
+	}
+	tap(t, findButton(t, l.content, "Copy line"))
+	if !strings.Contains(fa.Clipboard().Content(), long) {
+		t.Fatalf("clipboard %q", fa.Clipboard().Content())
 	}
 }
 
