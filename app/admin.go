@@ -65,6 +65,11 @@ func (a *App) CheckNewUser(name, password string) (id.UserID, error) {
 // CreateUser creates an account with a password; admin makes it a server
 // admin. Reserved names are allowed: the owner is making it.
 func (a *App) CreateUser(ctx context.Context, name, password string, admin bool) (id.UserID, error) {
+	return a.createUser(ctx, name, password, admin, "")
+}
+
+// createUser is CreateUser with a display name ("" leaves the default).
+func (a *App) createUser(ctx context.Context, name, password string, admin bool, displayName string) (id.UserID, error) {
 	srv, err := a.running()
 	if err != nil {
 		return "", err
@@ -77,7 +82,7 @@ func (a *App) CreateUser(ctx context.Context, name, password string, admin bool)
 		return "", fmt.Errorf("the user name %s is already taken", userID.Localpart())
 	}
 	_, err = srv.Accounts().CreateAccount(ctx, accounts.NewAccount{
-		Localpart: userID.Localpart(), Password: password, Admin: admin, ByAdmin: true,
+		Localpart: userID.Localpart(), Password: password, Admin: admin, ByAdmin: true, DisplayName: displayName,
 	})
 	if err != nil {
 		return "", err

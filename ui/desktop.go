@@ -15,6 +15,7 @@ package ui
 import (
 	"context"
 	"errors"
+	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,9 @@ type Desktop struct {
 	form *formDialog
 	// inviteDlg is the invite dialog shown last (tests look at it).
 	inviteDlg *inviteDialog
+	// lookupHost resolves a host name (the wizard checks a LAN name with
+	// it; tests replace it).
+	lookupHost func(ctx context.Context, host string) ([]string, error)
 
 	// Background work (async): pending counts the goroutines running,
 	// wake hears when one ends. post runs a function on Fyne's event loop
@@ -90,7 +94,8 @@ type Desktop struct {
 // New builds the window (not shown yet) and the tray menu. Call Begin to
 // decide between the first-run wizard and the tabs.
 func New(fa fyne.App, a *app.App, opts Options) *Desktop {
-	d := &Desktop{fa: fa, app: a, opts: opts, stopCh: make(chan struct{}), wake: make(chan struct{}, 1), post: fyne.Do}
+	d := &Desktop{fa: fa, app: a, opts: opts, stopCh: make(chan struct{}), wake: make(chan struct{}, 1), post: fyne.Do,
+		lookupHost: net.DefaultResolver.LookupHost}
 	d.win = fa.NewWindow("Palpo")
 	d.win.SetIcon(assets.IconResource())
 	d.win.Resize(fyne.NewSize(820, 680))

@@ -76,6 +76,11 @@ func newSettingsTab(d *Desktop) *settingsTab {
 		d.openURL(folderURL(d.app.DataDir()))
 	})
 
+	// Save covers the two sections above it; the switch below and the
+	// Backups tab apply each change at once.
+	saveNote := wrapped("Save applies the port, home-network access and largest upload above; " +
+		"a running server restarts to use them. The start-on-login switch below applies at once.")
+	saveNote.Importance = widget.LowImportance
 	network := container.NewVBox(
 		heading("Network"),
 		container.New(layout.NewFormLayout(), widget.NewLabel("Port"), container.NewGridWrap(fyne.NewSize(120, s.port.MinSize().Height), s.port)),
@@ -91,7 +96,7 @@ func newSettingsTab(d *Desktop) *settingsTab {
 		container.NewBorder(nil, nil, nil, s.openFolder, s.dataDir))
 	s.content = container.NewVScroll(container.NewPadded(container.NewVBox(
 		network, widget.NewSeparator(), uploads, widget.NewSeparator(),
-		container.NewHBox(s.save), s.result, widget.NewSeparator(),
+		container.NewHBox(s.save), saveNote, s.result, widget.NewSeparator(),
 		startup, widget.NewSeparator(), data,
 	)))
 	s.load()

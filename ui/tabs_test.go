@@ -3,8 +3,8 @@ package ui
 import (
 	"errors"
 	"fmt"
-	"net"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -253,7 +253,10 @@ func TestUsersTab(t *testing.T) {
 	}
 	tap(t, findButton(t, dialogOnTop(t, d), "Close"))
 
-	// Invites: create, copy, use, revoke.
+	// Invites: the empty list says what to do; create, copy, use, revoke.
+	if !hasLabel(u.content, "No invite codes yet") {
+		t.Fatalf("the empty invite list does not say what to do: %q", labels(u.content))
+	}
 	tap(t, u.newInvite)
 	tap(t, findButton(t, dialogOnTop(t, d), "Create"))
 	d.Wait()
@@ -340,6 +343,10 @@ func TestSettingsTab(t *testing.T) {
 	a := d.app
 	s := d.settings
 	s.load()
+	// What Save covers is said next to it.
+	if !hasLabel(s.content, "Save applies the port, home-network access and largest upload") {
+		t.Fatalf("Save's reach is not explained: %q", labels(s.content))
+	}
 	if s.port.Text != "0" || s.maxUpload.Text != "100" || s.lan.Checked || s.autostart.Checked {
 		t.Fatalf("shown: port %q upload %q lan %v autostart %v", s.port.Text, s.maxUpload.Text, s.lan.Checked, s.autostart.Checked)
 	}
