@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/federation"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/admin"
@@ -25,6 +26,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/identity"
 	"github.com/palpo-im/palpo-desktop/server/keybackup"
 	"github.com/palpo-im/palpo-desktop/server/media"
+	"github.com/palpo-im/palpo-desktop/server/notices"
 	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/search"
@@ -103,6 +105,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.accounts = accounts.New(db, cfg, log)
 	s.rooms = rooms.New(db, cfg.ServerName, key, log)
 	s.rooms.UserDirectorySearchAll = cfg.UserDirectory.SearchAllUsers
+	s.rooms.DefaultVersion = id.RoomVersion(cfg.DefaultRoomVersion)
 	// Accounts and rooms need each other: deactivation leaves rooms, a
 	// profile change updates member events, and member events carry the
 	// profile. The interfaces keep the packages independent.
@@ -118,7 +121,9 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.accounts.DeviceEvents = accounts.DevicesObservers{keys, s.push}
 	s.sync.OnReadReceipt = s.push.ReadReceiptMoved
 	s.media = media.New(db, cfg, dataDir, log)
+	notes := notices.New(db, s.accounts, s.rooms, s.sync, cfg.ServerNotices, log)
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
+	s.router.SetBodyTimeout(time.Duration(cfg.HTTP.BodyTimeoutSeconds) * time.Second)
 	clientapi.Register(s.router, clientapi.Deps{
 		ServerName:  cfg.ServerName,
 		BaseURL:     s.ClientURL,
@@ -132,8 +137,10 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		E2EE:        keys,
 		Media:       s.media,
 		Search:      search.New(db, s.rooms, s.sync, log),
+		Support:     cfg.Support,
+		Notices:     notes,
 	})
-	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms})
+	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms, Notices: notes})
 	return s, nil
 }
 
@@ -211,13 +218,15 @@ func (s *Server) Start() error {
 			s.push.Stop()
 			return fmt.Errorf("listen on %s: %w (is another Palpo or program using that port? change listen in palpo.toml)", addr, err)
 		}
-		lns = append(lns, ln)
+		lns = append(lns, httpapi.Listener(ln))
 	}
 	s.listeners = lns
+	// No ReadTimeout or WriteTimeout: they would cut off long-polls (/sync)
+	// and large downloads; the router bounds request bodies per request.
 	s.http = &http.Server{
 		Handler:           s.router,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: time.Duration(s.cfg.HTTP.HeaderTimeoutSeconds) * time.Second,
+		IdleTimeout:       time.Duration(s.cfg.HTTP.IdleTimeoutSeconds) * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.sync.Start()

@@ -108,8 +108,11 @@ func loadFile(path string) ([]Operation, error) {
 var wildcard = regexp.MustCompile(`\{[^}]*\}`)
 
 // normalize turns both spec paths ({roomId}) and ServeMux patterns
-// ({roomId}, {stateKey...}) into one shape for comparison.
-func normalize(p string) string { return wildcard.ReplaceAllString(p, "{}") }
+// ({roomId}, {stateKey...}, and {$} after a path's trailing slash) into one
+// shape for comparison.
+func normalize(p string) string {
+	return wildcard.ReplaceAllString(strings.TrimSuffix(p, "{$}"), "{}")
+}
 
 // Covered is an operation and whether Palpo serves it.
 type Covered struct {

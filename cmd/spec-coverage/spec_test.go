@@ -98,3 +98,13 @@ func TestCommittedReportIsCurrent(t *testing.T) {
 		t.Fatal("docs/spec-coverage.md is out of date: run `make spec-coverage` and commit it")
 	}
 }
+
+// TestTrailingSlashPattern: a route written with ServeMux's {$} (exactly
+// the path with its trailing slash) serves the spec's path that ends in /.
+func TestTrailingSlashPattern(t *testing.T) {
+	ops := []Operation{{File: "push", Method: "GET", Path: "/_matrix/client/v3/pushrules/global/"}}
+	cov := Compare(ops, []httpapi.Route{{Method: "GET", Path: "/_matrix/client/v3/pushrules/global/{$}"}})
+	if !cov[0].Served {
+		t.Fatalf("GET /pushrules/global/ not matched by its {$} route: %+v", cov)
+	}
+}

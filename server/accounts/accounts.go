@@ -95,6 +95,8 @@ func New(db *storage.DB, cfg *config.Config, log *slog.Logger) *Service {
 	for _, p := range cfg.Registration.ReservedUsernames {
 		s.reservedRE = append(s.reservedRE, regexp.MustCompile(p)) // validated by config
 	}
+	// The server notices user speaks for the server: nobody may register it.
+	s.reservedRE = append(s.reservedRE, regexp.MustCompile("^"+regexp.QuoteMeta(cfg.ServerNotices.Localpart)+"$"))
 	return s
 }
 

@@ -67,6 +67,8 @@ type UserDetails struct {
 	CreatedTS   int64  // milliseconds since the epoch
 	LastSeenTS  int64  // 0: never seen
 	HasPassword bool
+	Locked      bool
+	Suspended   bool
 }
 
 func detailsOf(u *storage.AdminUser) UserDetails {
@@ -74,6 +76,7 @@ func detailsOf(u *storage.AdminUser) UserDetails {
 		UserID: u.UserID, DisplayName: u.DisplayName, AvatarURL: u.AvatarURL,
 		Admin: u.IsAdmin, Deactivated: u.Deactivated, Erased: u.Erased, UserType: u.UserType,
 		CreatedTS: u.CreatedTS, LastSeenTS: u.LastSeenTS, HasPassword: u.PasswordHash != "",
+		Locked: u.Locked, Suspended: u.Suspended,
 	}
 }
 
@@ -149,6 +152,8 @@ type UserChanges struct {
 	Deactivated *bool
 	// UserType, when set, replaces the type ("" for an ordinary user).
 	UserType *string
+	// Locked, when set, locks or unlocks the account (moderation.go).
+	Locked *bool
 }
 
 // ErrReactivateNeedsPassword: Palpo accounts log in with a password only,
@@ -247,6 +252,9 @@ func (s *Service) CreateOrModifyUser(ctx context.Context, by *Caller, userID id.
 			return false, nil, err
 		}
 	}
+	if err := s.applyLock(ctx, userID, ch.Locked); err != nil {
+		return false, nil, err
+	}
 	d, err := s.GetUserDetails(ctx, userID)
 	return false, d, err
 }
@@ -276,6 +284,9 @@ func (s *Service) createByAdmin(ctx context.Context, userID id.UserID, ch UserCh
 			return nil, err
 		}
 	}
+	if err := s.applyLock(ctx, userID, ch.Locked); err != nil {
+		return nil, err
+	}
 	return s.GetUserDetails(ctx, userID)
 }
 
@@ -302,4 +313,14 @@ func (s *Service) SetPasswordByAdmin(ctx context.Context, by *Caller, userID id.
 		keep = by.DeviceID
 	}
 	return s.ChangePassword(ctx, userID, password, logoutDevices, keep)
+}
+
+// applyLock sets the lock Synapse's user API asks for (nil: unchanged).
+// Unlike the spec's /admin/lock, that API may lock any account, as in
+// Synapse.
+func (s *Service) applyLock(ctx context.Context, userID id.UserID, locked *bool) error {
+	if locked == nil {
+		return nil
+	}
+	return s.db.SetUserLocked(ctx, userID, *locked)
 }

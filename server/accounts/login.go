@@ -17,6 +17,10 @@ type Caller struct {
 	UserID   id.UserID
 	DeviceID id.DeviceID
 	IsAdmin  bool
+	// Locked callers only get this far on the routes that allow it
+	// (logout); Suspended ones may read but not write (moderation.go).
+	Locked    bool
+	Suspended bool
 
 	tokenHash []byte
 }
@@ -33,8 +37,19 @@ var (
 // deviceSeenInterval bounds how often a device's last-seen time is written.
 const deviceSeenInterval = time.Minute
 
-// AuthenticateToken resolves an access token to its caller.
+// AuthenticateToken resolves an access token to its caller. A locked
+// account's token is answered M_USER_LOCKED.
 func (s *Service) AuthenticateToken(ctx context.Context, token, ip, userAgent string) (*Caller, error) {
+	return s.authenticate(ctx, token, ip, userAgent, false)
+}
+
+// AuthenticateTokenAllowLocked is AuthenticateToken for the only requests
+// a locked account may still make: logging out (spec: "Account locking").
+func (s *Service) AuthenticateTokenAllowLocked(ctx context.Context, token, ip, userAgent string) (*Caller, error) {
+	return s.authenticate(ctx, token, ip, userAgent, true)
+}
+
+func (s *Service) authenticate(ctx context.Context, token, ip, userAgent string, allowLocked bool) (*Caller, error) {
 	if token == "" {
 		return nil, errMissingToken
 	}
@@ -53,13 +68,17 @@ func (s *Service) AuthenticateToken(ctx context.Context, token, ip, userAgent st
 	if owner.ExpiresTS > 0 && owner.ExpiresTS <= now.UnixMilli() {
 		return nil, errExpiredToken
 	}
+	if owner.Locked && !allowLocked {
+		return nil, errLocked
+	}
 	if owner.FirstUse {
 		if err := s.db.MarkAccessTokenUsed(ctx, hash, owner.RefreshHash); err != nil {
 			return nil, err
 		}
 	}
 	s.touchDevice(ctx, owner.UserID, owner.DeviceID, now, ip, userAgent)
-	return &Caller{UserID: owner.UserID, DeviceID: owner.DeviceID, IsAdmin: owner.IsAdmin, tokenHash: hash}, nil
+	return &Caller{UserID: owner.UserID, DeviceID: owner.DeviceID, IsAdmin: owner.IsAdmin,
+		Locked: owner.Locked, Suspended: owner.Suspended, tokenHash: hash}, nil
 }
 
 // touchDevice records last-seen information at most once a minute per
@@ -147,7 +166,11 @@ func (s *Service) LoginWithPassword(ctx context.Context, user, password string, 
 // account is rate-limited (M_LIMIT_EXCEEDED) before the hash is even tried.
 func (s *Service) checkPasswordLimited(ctx context.Context, userID id.UserID, password, ip string) error {
 	now := s.Now()
-	if ok, wait := s.limiters.loginAccount.check(string(userID), now); !ok {
+	key, err := s.failureKey(ctx, userID, ip)
+	if err != nil {
+		return err
+	}
+	if ok, wait := s.limiters.loginAccount.check(key, now); !ok {
 		return limitExceeded(wait)
 	}
 	u, err := s.db.GetUser(ctx, userID)
@@ -163,13 +186,31 @@ func (s *Service) checkPasswordLimited(ctx context.Context, userID id.UserID, pa
 		return fmt.Errorf("verify password of %s: %w", userID, err)
 	}
 	if u == nil || u.PasswordHash == "" || !match {
-		s.limiters.loginAccount.take(string(userID), now)
+		s.limiters.loginAccount.take(key, now)
 		if u != nil && u.Deactivated {
 			return MUserDeactivated.WithMessage("This account has been deactivated")
 		}
 		return ErrInvalidLogin
 	}
 	return nil
+}
+
+// failureKey is the key of the per-account failure limit for a password
+// tried from ip. Strangers' guesses all count against the account's one
+// budget, so that nobody can try many passwords; but an address one of the
+// account's devices was last seen from has a budget of its own, so that
+// strangers guessing cannot lock the owner out of signing in again where
+// they already use the account (home, the same computer). Someone at that
+// address guessing is still limited, by that budget.
+func (s *Service) failureKey(ctx context.Context, userID id.UserID, ip string) (string, error) {
+	if ip == "" {
+		return string(userID), nil
+	}
+	known, err := s.db.DeviceSeenFrom(ctx, userID, ip)
+	if err != nil || !known {
+		return string(userID), err
+	}
+	return string(userID) + " from " + ip, nil
 }
 
 // CheckPassword verifies a user's password (for the admin tools).
@@ -193,6 +234,11 @@ func (s *Service) LoginWithToken(ctx context.Context, token string, p SessionPar
 }
 
 func (s *Service) startSession(ctx context.Context, userID id.UserID, p SessionParams) (*LoginResult, error) {
+	// A locked account keeps its sessions but gets no new one until it
+	// is unlocked (spec: "Soft logout").
+	if err := s.checkNotLocked(ctx, userID); err != nil {
+		return nil, err
+	}
 	ns, res := s.newSession(userID, p)
 	err := s.db.CreateSession(ctx, ns)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -229,6 +275,11 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*LoginResul
 		return nil, mautrix.MUnknownToken.WithMessage("Unknown refresh token")
 	}
 	if err != nil {
+		return nil, err
+	}
+	// Refused after the rotation, which is harmless: the old refresh token
+	// stays valid until its successor is used, and that never happens.
+	if err := s.checkNotLocked(ctx, userID); err != nil {
 		return nil, err
 	}
 	res.UserID, res.DeviceID = userID, deviceID

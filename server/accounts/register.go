@@ -54,6 +54,13 @@ func (s *Service) reserved(localpart string) bool {
 
 // CheckUsernameAvailable answers /register/available: the name is valid,
 // not reserved and not taken.
+// RequestedLocalpart is the user name a /register request asks for, lower-
+// cased as Synapse does so that "Alice" registers @alice rather than being
+// refused (login already finds users whatever the case). Only ASCII letters
+// are lowered: a non-ASCII letter whose lower case is ASCII (the Kelvin
+// sign's is "k") must not pass for a look-alike name, so it stays invalid.
+func RequestedLocalpart(username string) string { return lower(username) }
+
 func (s *Service) CheckUsernameAvailable(ctx context.Context, localpart string) error {
 	if err := s.ValidateLocalpart(localpart); err != nil {
 		return err
@@ -123,6 +130,11 @@ func (s *Service) CreateAccount(ctx context.Context, a NewAccount) (*LoginResult
 		}
 		if !a.ByAdmin && s.reserved(localpart) {
 			return nil, mautrix.MExclusive.WithMessage("This user name is reserved")
+		}
+	}
+	if a.DisplayName != "" {
+		if err := checkDisplayName(a.DisplayName); err != nil {
+			return nil, err
 		}
 	}
 	u := &storage.User{UserID: s.UserID(localpart), IsAdmin: a.Admin, CreatedTS: s.nowMS()}

@@ -149,7 +149,11 @@ func (s *Service) CheckUIA(ctx context.Context, req UIARequest) (*UIASession, er
 	var sess *UIASession
 	if auth.Session != "" {
 		sess = st.sessions[auth.Session]
-		if sess == nil || sess.operation != req.Operation || sess.userID != req.UserID {
+		if sess != nil && sess.userID != req.UserID {
+			st.mu.Unlock()
+			return nil, errNotYourself
+		}
+		if sess == nil || sess.operation != req.Operation {
 			st.mu.Unlock()
 			return nil, mautrix.MUnknown.WithStatus(http.StatusBadRequest).WithMessage("Unknown or expired authentication session; start again")
 		}
@@ -173,7 +177,7 @@ func (s *Service) CheckUIA(ctx context.Context, req UIARequest) (*UIASession, er
 				sess.completed = append(sess.completed, auth.Type)
 			}
 			st.mu.Unlock()
-		case errors.As(err, &re) && re.ErrCode == mautrix.MLimitExceeded.ErrCode:
+		case errors.As(err, &re) && re.ErrCode == mautrix.MLimitExceeded.ErrCode, errors.Is(err, errNotYourself):
 			return nil, err
 		case errors.As(err, &re):
 			stageErr = &re
@@ -211,6 +215,18 @@ func (s *Service) uiaAnswer(req UIARequest, sess *UIASession, stageErr *mautrix.
 	return ans
 }
 
+// errNotYourself refuses, with 403 at once rather than as a failed stage
+// to retry, an authentication as someone other than the account it is
+// for: another user's identifier, or a session another user started (as
+// Synapse does). No password is checked, so it guesses no one's password.
+var errNotYourself = &uiaRefusal{mautrix.MForbidden.WithMessage("You can only authenticate as yourself")}
+
+// uiaRefusal is a RespError that errors.Is tells apart from the other
+// M_FORBIDDEN answers (a wrong password is a failed stage).
+type uiaRefusal struct{ mautrix.RespError }
+
+func (e *uiaRefusal) Unwrap() error { return e.RespError }
+
 func (s *Service) runStage(ctx context.Context, req UIARequest, sess *UIASession, auth *authDict) error {
 	switch auth.Type {
 	case StageDummy:
@@ -225,7 +241,7 @@ func (s *Service) runStage(ctx context.Context, req UIARequest, sess *UIASession
 		}
 		userID, err := s.ResolveUser(user)
 		if err != nil || userID != req.UserID {
-			return mautrix.MForbidden.WithMessage("You can only authenticate as yourself")
+			return errNotYourself
 		}
 		return s.checkPasswordLimited(ctx, userID, auth.Password, req.IP)
 	case StageRegistrationToken:

@@ -22,6 +22,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/media"
+	"github.com/palpo-im/palpo-desktop/server/notices"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 )
 
@@ -41,6 +42,8 @@ type Deps struct {
 	Media *media.Service
 	// Rooms holds the reports users make (nil: no report endpoints).
 	Rooms *rooms.Service
+	// Notices sends server notices (nil: no send_server_notice).
+	Notices *notices.Service
 }
 
 // API holds the admin API's handlers.
@@ -62,6 +65,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerTokens(rt)
 	a.registerMedia(rt)
 	a.registerReports(rt)
+	a.registerNotices(rt)
 	return a
 }
 

@@ -395,10 +395,10 @@ func TestCreateAndModifyUser(t *testing.T) {
 		{"deactivated not bool", req{body: map[string]any{"deactivated": "true"}}, 400, "M_INVALID_PARAM"},
 		{"weak password", req{body: map[string]any{"password": "short", "displayname": "Changed"}}, 400, "M_WEAK_PASSWORD"},
 		{"password not string", req{body: map[string]any{"password": 12345678}}, 400, "M_INVALID_PARAM"},
-		{"avatar not mxc", req{body: map[string]any{"avatar_url": "https://example.org/a.png", "displayname": "Changed"}}, 400, "M_INVALID_PARAM"},
+		{"displayname with a control character", req{body: map[string]any{"displayname": "Bob\x00by"}}, 400, "M_INVALID_PARAM"},
 		{"bad user type", req{body: map[string]any{"user_type": "wizard", "displayname": "Changed"}}, 400, "M_INVALID_PARAM"},
 		{"long display name", req{body: map[string]any{"displayname": strings.Repeat("x", 257)}}, 400, "M_INVALID_PARAM"},
-		{"locked", req{body: map[string]any{"locked": true}}, 400, "M_INVALID_PARAM"},
+		{"locked not bool", req{body: map[string]any{"locked": "yes"}}, 400, "M_INVALID_PARAM"},
 		{"threepids", req{body: map[string]any{"threepids": []any{map[string]string{"medium": "email", "address": "a@b.c"}}}}, 400, "M_INVALID_PARAM"},
 	} {
 		tc.r.method, tc.r.path = http.MethodPut, userPath("@bob:localhost")
@@ -713,6 +713,8 @@ func TestSharedSecretRegistration(t *testing.T) {
 	_, err = sa.SharedSecretRegister(ctx, secret, synapseadmin.ReqSharedSecretRegister{Username: "weak", Password: "short"})
 	expectErr(t, err, 400, "M_WEAK_PASSWORD")
 	_, err = sa.SharedSecretRegister(ctx, secret, synapseadmin.ReqSharedSecretRegister{Username: "robot", Password: "a long enough password", UserType: "wizard"})
+	expectErr(t, err, 400, "M_INVALID_PARAM")
+	_, err = sa.SharedSecretRegister(ctx, secret, synapseadmin.ReqSharedSecretRegister{Username: "newline", Password: "a long enough password", Displayname: "New\nLine"})
 	expectErr(t, err, 400, "M_INVALID_PARAM")
 
 	// Missing fields and bad JSON.

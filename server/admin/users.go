@@ -21,8 +21,8 @@ func (a *API) registerUsers(rt *httpapi.Router) {
 }
 
 // userJSON is a user in the list, as Synapse shows one. Fields for features
-// Palpo does not have (guests, shadow bans, locks) are always false, which
-// is what they mean.
+// Palpo does not have (guests, shadow bans) are always false, which is what
+// they mean.
 type userJSON struct {
 	Name         id.UserID `json:"name"`
 	IsGuest      bool      `json:"is_guest"`
@@ -52,7 +52,7 @@ func toUserJSON(d *accounts.UserDetails) userJSON {
 	return userJSON{
 		Name: d.UserID, Admin: d.Admin, UserType: nullable(d.UserType), Deactivated: d.Deactivated, Erased: d.Erased,
 		DisplayName: nullable(d.DisplayName), AvatarURL: nullable(d.AvatarURL),
-		CreationTS: d.CreatedTS, LastSeenTS: nullable(d.LastSeenTS),
+		CreationTS: d.CreatedTS, LastSeenTS: nullable(d.LastSeenTS), Locked: d.Locked,
 	}
 }
 
@@ -69,7 +69,7 @@ type userDetailsJSON struct {
 }
 
 func toUserDetailsJSON(d *accounts.UserDetails) userDetailsJSON {
-	out := userDetailsJSON{userJSON: toUserJSON(d), Threepids: []any{}, ExternalIDs: []any{}}
+	out := userDetailsJSON{userJSON: toUserJSON(d), Threepids: []any{}, ExternalIDs: []any{}, Suspended: d.Suspended}
 	out.CreationTS = d.CreatedTS / 1000
 	return out
 }
@@ -179,12 +179,8 @@ func (a *API) putUser(w http.ResponseWriter, r *http.Request, c *accounts.Caller
 	if ch.Deactivated, err = b.boolean("deactivated", mautrix.MInvalidParam); err != nil {
 		return err
 	}
-	locked, err := b.boolean("locked", mautrix.MInvalidParam)
-	if err != nil {
+	if ch.Locked, err = b.boolean("locked", mautrix.MInvalidParam); err != nil {
 		return err
-	}
-	if locked != nil && *locked {
-		return mautrix.MInvalidParam.WithMessage("Palpo does not support locking accounts; deactivate the account instead")
 	}
 	if raw, present := b["user_type"]; present {
 		if ch.UserType, err = b.str("user_type", mautrix.MInvalidParam); err != nil {

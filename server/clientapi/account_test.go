@@ -104,12 +104,12 @@ func TestChangePassword(t *testing.T) {
 
 	// Bob's password does not authorise a change of Alice's.
 	r = acctDo(t, alice, http.MethodPost, passwordPath, map[string]any{"new_password": newPassword, "auth": passwordAuth("bob", testserver.DefaultPassword, session)})
-	acctUIA(t, "someone else's password", r, "M_FORBIDDEN", []string{"m.login.password"})
+	acctExpect(t, "someone else's password", r, http.StatusForbidden, "M_FORBIDDEN")
 
 	// Alice's session cannot be finished from Bob's account.
 	bob := ts.Login("bob", testserver.DefaultPassword)
 	r = acctDo(t, bob, http.MethodPost, passwordPath, map[string]any{"new_password": newPassword, "auth": passwordAuth("bob", testserver.DefaultPassword, session)})
-	acctExpect(t, "another user's session", r, http.StatusBadRequest, "M_UNKNOWN")
+	acctExpect(t, "another user's session", r, http.StatusForbidden, "M_FORBIDDEN")
 
 	if code := acctLoginErr(t, ts, "alice", testserver.DefaultPassword); code != "" {
 		t.Fatalf("password changed by failed attempts: %s", code)
@@ -173,6 +173,37 @@ func TestChangePasswordInOneRequest(t *testing.T) {
 	if code := acctLoginErr(t, ts, "alice", newPassword); code != "" {
 		t.Fatalf("new password login: %s", code)
 	}
+}
+
+// User-interactive auth proves the caller is the account's owner: another
+// user's identifier (even with that user's right password) or a session
+// another user started is refused with 403 M_FORBIDDEN, as Synapse does,
+// and changes nothing.
+func TestUIAAsAnotherUser(t *testing.T) {
+	ts := testserver.New(t)
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	body := map[string]any{"new_password": newPassword, "logout_devices": false}
+	withAuth := func(auth map[string]any) map[string]any {
+		return map[string]any{"new_password": newPassword, "logout_devices": false, "auth": auth}
+	}
+	// Bob's identifier and password, in Alice's request.
+	session := acctUIA(t, "alice starts", acctDo(t, alice, http.MethodPost, passwordPath, body), "", []string{"m.login.password"})
+	r := acctDo(t, alice, http.MethodPost, passwordPath, withAuth(passwordAuth("bob", testserver.DefaultPassword, session)))
+	acctExpect(t, "alice authenticating as bob", r, http.StatusForbidden, "M_FORBIDDEN")
+	r = acctDo(t, alice, http.MethodPost, passwordPath, withAuth(passwordAuth("@bob:localhost", testserver.DefaultPassword, "")))
+	acctExpect(t, "alice authenticating as bob without a session", r, http.StatusForbidden, "M_FORBIDDEN")
+	// Bob, with his own password, in the session Alice started.
+	r = acctDo(t, bob, http.MethodPost, passwordPath, withAuth(passwordAuth("bob", testserver.DefaultPassword, session)))
+	acctExpect(t, "bob in alice's session", r, http.StatusForbidden, "M_FORBIDDEN")
+	for _, user := range []string{"alice", "bob"} {
+		if code := acctLoginErr(t, ts, user, testserver.DefaultPassword); code != "" {
+			t.Fatalf("%s's password changed: %s", user, code)
+		}
+	}
+	// Alice can still finish her own session.
+	r = acctDo(t, alice, http.MethodPost, passwordPath, withAuth(passwordAuth("alice", testserver.DefaultPassword, session)))
+	acctExpect(t, "alice as herself", r, http.StatusOK, "")
 }
 
 func TestChangePasswordBadInput(t *testing.T) {

@@ -8,10 +8,12 @@ import (
 	"slices"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
+	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/e2ee"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/keybackup"
 	"github.com/palpo-im/palpo-desktop/server/media"
+	"github.com/palpo-im/palpo-desktop/server/notices"
 	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/search"
@@ -47,6 +49,11 @@ type Deps struct {
 	Media *media.Service
 	// Search is server-side search.
 	Search *search.Service
+	// Support is what /.well-known/matrix/support publishes.
+	Support config.Support
+	// Notices owns the server notices rooms (nil: none), which their
+	// users may not reject.
+	Notices *notices.Service
 }
 
 // API holds the client API's handlers.
@@ -91,6 +98,11 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerHierarchy(rt)
 	a.registerSearch(rt)
 	a.registerModeration(rt)
+	a.registerEventStream(rt)
+	a.registerMutualRooms(rt)
+	a.registerSupport(rt)
+	a.registerAdmin(rt)
+	a.registerOpenID(rt)
 	// Old clients (matrix-nio before 0.25, weechat-matrix, …) use r0 for
 	// every request, and v3 is r0 renamed (/versions still claims r0.6.1).
 	// Giving r0 to every v3 route here, after all the modules, means an
@@ -134,10 +146,14 @@ type authedHandler func(w http.ResponseWriter, r *http.Request, c *accounts.Call
 
 // authed wraps h with access-token authentication: the token comes from the
 // Authorization header or, for old clients, the access_token query parameter.
+// Locked and suspended accounts are held to their limits (suspension.go).
 func (a *API) authed(h authedHandler) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		c, err := a.accounts.AuthenticateToken(r.Context(), httpapi.AccessToken(r), httpapi.ClientIP(r), r.UserAgent())
+		c, err := a.authenticate(r)
 		if err != nil {
+			return err
+		}
+		if err := a.checkSuspended(r, c); err != nil {
 			return err
 		}
 		return h(w, r, c)

@@ -160,7 +160,7 @@ func TestDeleteDevice(t *testing.T) {
 	}
 	// UIA proves who the caller is: bob's password does not do.
 	r = sessUIA(t, ts, alice, "bob", testserver.DefaultPassword, "DELETE", "/_matrix/client/v3/devices/"+string(alice.DeviceID), nil)
-	sessExpect(t, "delete with someone else's password", r, 401, "M_FORBIDDEN")
+	sessExpect(t, "delete with someone else's password", r, 403, "M_FORBIDDEN")
 
 	// A session started to delete one device cannot delete another.
 	laptop := ts.Login("alice", testserver.DefaultPassword)

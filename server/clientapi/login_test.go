@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -539,7 +540,7 @@ func TestLoginToken(t *testing.T) {
 	sessExpect(t, "get_token with a wrong password", r, 401, "M_FORBIDDEN")
 	// Bob's password does not get alice a token.
 	r = sessRaw(t, ts, alice.AccessToken, "POST", path, map[string]any{"auth": sessPasswordAuth("bob", testserver.DefaultPassword, session)})
-	sessExpect(t, "get_token as someone else", r, 401, "M_FORBIDDEN")
+	sessExpect(t, "get_token as someone else", r, 403, "M_FORBIDDEN")
 	r = sessRaw(t, ts, alice.AccessToken, "POST", path, map[string]any{"auth": sessPasswordAuth("alice", testserver.DefaultPassword, session)})
 	sessExpect(t, "get_token", r, 200, "")
 	if r.body["expires_in_ms"] != float64(ts.Config.Auth.LoginTokenLifetimeSeconds*1000) || !strings.HasPrefix(r.str("login_token"), "plt_") {
@@ -591,6 +592,39 @@ func TestLoginToken(t *testing.T) {
 	sessExpect(t, "get_token without access token", sessRaw(t, ts, "", "POST", path, map[string]any{}), 401, "M_MISSING_TOKEN")
 	sessExpect(t, "get_token with malformed JSON", sessRaw(t, ts, bob.AccessToken, "POST", path, `{"auth":`), 400, "M_NOT_JSON")
 	sessExpect(t, "get_token with auth of wrong type", sessRaw(t, ts, bob.AccessToken, "POST", path, `{"auth": 5}`), 400, "M_BAD_JSON")
+}
+
+// Strangers' wrong guesses exhaust the account's failure budget, but not
+// for an address the account's devices were last seen from: the owner
+// signs in again from home while the guesser stays locked out. Someone
+// guessing from the owner's address has that address's own budget.
+func TestLoginLockoutSparesKnownAddress(t *testing.T) {
+	ts := testserver.New(t, func(c *config.Config) {
+		c.RateLimits.LoginPerAccount = config.RateLimit{PerSecond: 0.001, Burst: 3}
+	})
+	ts.RegisterUser("alice")
+	ts.Login("alice", testserver.DefaultPassword) // from 127.0.0.1: alice's device was seen there
+	stranger := ts.Client()
+	stranger.Client = &http.Client{Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext,
+	}}
+	for range 3 {
+		_, err := stranger.Login(sessCtx, sessPassword("alice", "guess"))
+		sessErr(t, "stranger's guess", err, 403, "M_FORBIDDEN")
+	}
+	_, err := stranger.Login(sessCtx, sessPassword("alice", testserver.DefaultPassword))
+	sessErr(t, "stranger after the budget", err, 429, "M_LIMIT_EXCEEDED")
+	// The owner, from where they use the account.
+	if _, err := ts.Client().Login(sessCtx, sessPassword("alice", testserver.DefaultPassword)); err != nil {
+		t.Fatalf("owner locked out by a stranger: %v", err)
+	}
+	// Guesses from the owner's address are limited too.
+	for range 3 {
+		_, err := ts.Client().Login(sessCtx, sessPassword("alice", "guess"))
+		sessErr(t, "guess from the owner's address", err, 403, "M_FORBIDDEN")
+	}
+	_, err = ts.Client().Login(sessCtx, sessPassword("alice", testserver.DefaultPassword))
+	sessErr(t, "owner's address after its budget", err, 429, "M_LIMIT_EXCEEDED")
 }
 
 func TestLoginRateLimits(t *testing.T) {

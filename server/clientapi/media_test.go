@@ -611,6 +611,53 @@ func TestMediaUnauthenticatedDownloadFrozen(t *testing.T) {
 	mediaWantErr(t, "legacy download after the freeze", r, body, 404, "M_NOT_FOUND")
 }
 
+// A media ID made by /create and not uploaded yet answers 504
+// M_NOT_YET_UPLOADED after timeout_ms on every download endpoint, the
+// legacy unauthenticated ones included when they serve media; a download
+// waiting for the upload gets the content.
+func TestMediaPendingOnEveryEndpoint(t *testing.T) {
+	ts := testserver.New(t, func(c *config.Config) { c.Media.UnauthenticatedBefore = "2100-01-01T00:00:00Z" })
+	alice := ts.RegisterUser("alice")
+	cr, err := alice.CreateMXC(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := "/_matrix/media/v3/download/localhost/" + cr.ContentURI.FileID
+	for _, p := range []struct{ path, token string }{
+		{mediaDownloadPath(cr.ContentURI) + "?timeout_ms=0", alice.AccessToken},
+		{mediaThumbPath(cr.ContentURI, 32, 32, "crop") + "&timeout_ms=0", alice.AccessToken},
+		{legacy + "?timeout_ms=0", ""},
+		{legacy + "/name.png?timeout_ms=0", ""},
+		{"/_matrix/media/v3/thumbnail/localhost/" + cr.ContentURI.FileID + "?width=32&height=32&timeout_ms=0", ""},
+	} {
+		r, body := mediaDo(t, ts, p.token, http.MethodGet, p.path, nil, nil)
+		mediaWantErr(t, p.path, r, body, 504, "M_NOT_YET_UPLOADED")
+	}
+	// timeout_ms is waited for.
+	start := time.Now()
+	r, body := mediaDo(t, ts, "", http.MethodGet, legacy+"?timeout_ms=300", nil, nil)
+	mediaWantErr(t, "legacy download with a timeout", r, body, 504, "M_NOT_YET_UPLOADED")
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Fatalf("answered after %v, before timeout_ms", waited)
+	}
+	// A legacy download waiting for the upload gets it.
+	data := mediaRandom(3000, 21)
+	got := make(chan []byte, 1)
+	go func() {
+		r, body := mediaDo(t, ts, "", http.MethodGet, legacy, nil, nil)
+		if r.StatusCode != 200 {
+			t.Errorf("waiting legacy download: %d %s", r.StatusCode, body)
+		}
+		got <- body
+	}()
+	if _, err := alice.UploadMedia(t.Context(), mautrix.ReqUploadMedia{ContentBytes: data, ContentType: "application/octet-stream", MXC: cr.ContentURI}); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, data) {
+		t.Fatal("the waiting legacy download got other bytes")
+	}
+}
+
 func TestMediaDeactivatedUsersMediaStays(t *testing.T) {
 	ts := testserver.New(t)
 	alice := ts.RegisterUser("alice")

@@ -65,5 +65,24 @@ func (a *API) joinedMembers(w http.ResponseWriter, r *http.Request, c *accounts.
 	if err != nil {
 		return err
 	}
-	return httpapi.WriteJSON(w, http.StatusOK, map[string]map[id.UserID]mautrix.JoinedMember{"joined": joined})
+	out := make(map[id.UserID]joinedMember, len(joined))
+	for userID, m := range joined {
+		out[userID] = joinedMember{DisplayName: nonEmpty(m.DisplayName), AvatarURL: nonEmpty(m.AvatarURL)}
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]map[id.UserID]joinedMember{"joined": out})
+}
+
+// joinedMember is a member in GET /joined_members. Both fields are always
+// there, null when the member has none, as Synapse answers: clients read
+// them without checking for the key.
+type joinedMember struct {
+	DisplayName *string `json:"display_name"`
+	AvatarURL   *string `json:"avatar_url"`
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

@@ -49,11 +49,14 @@ func (a *API) getPresence(w http.ResponseWriter, r *http.Request, c *accounts.Ca
 	if _, _, err := user.ParseAndValidateRelaxed(); err != nil {
 		return mautrix.MInvalidParam.WithMessage("Invalid user ID")
 	}
-	p, err := a.syncEngine.GetPresence(r.Context(), c.UserID, user)
+	p, known, err := a.syncEngine.GetPresence(r.Context(), c.UserID, user)
 	if err != nil {
 		return err
 	}
-	body := map[string]any{"presence": p.Presence, "last_active_ago": p.LastActiveAgo, "currently_active": p.CurrentlyActive}
+	body := map[string]any{"presence": p.Presence}
+	if known {
+		body["last_active_ago"], body["currently_active"] = p.LastActiveAgo, p.CurrentlyActive
+	}
 	if p.StatusMessage != "" {
 		body["status_msg"] = p.StatusMessage
 	}

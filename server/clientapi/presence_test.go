@@ -86,3 +86,56 @@ func TestPresence(t *testing.T) {
 	_, err = bob.MakeRequest(ctx, http.MethodGet, ts.URL+"/_matrix/client/v3/sync?set_presence=dancing", nil, nil)
 	roomErr(t, "bad set_presence", err, 400, "M_INVALID_PARAM")
 }
+
+// TestPresenceNewlySharedRoom: users who come to share a room get each
+// other's current presence in their next incremental sync, although it did
+// not change in the sync's range (as Synapse does): the joiner gets the
+// room's members', the members get the joiner's.
+func TestPresenceNewlySharedRoom(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	// Both come online; the tokens are taken after that change.
+	syncOnce(t, alice, "", "", 0)
+	syncOnce(t, bob, "", "", 0)
+	aliceSince := syncOnce(t, alice, "", "", 0).NextBatch
+	bobSince := syncOnce(t, bob, "", "", 0).NextBatch
+	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	resp := syncOnce(t, alice, aliceSince, "", 0)
+	if p := presenceOf(resp, bob.UserID); p == nil || p.Content.Raw["presence"] != "online" {
+		t.Fatalf("alice's sync after bob joined lacks bob's presence: %+v", resp.Presence)
+	}
+	resp = syncOnce(t, bob, bobSince, "", 0)
+	if p := presenceOf(resp, alice.UserID); p == nil || p.Content.Raw["presence"] != "online" {
+		t.Fatalf("bob's sync after he joined lacks alice's presence: %+v", resp.Presence)
+	}
+	// Once told, it is not repeated while nothing changes.
+	if p := presenceOf(syncOnce(t, bob, resp.NextBatch, "", 0), alice.UserID); p != nil {
+		t.Fatalf("alice's unchanged presence sent again: %+v", p)
+	}
+	// A presence filter still applies.
+	filter, err := alice.CreateFilter(ctx, &mautrix.Filter{Presence: &mautrix.FilterPart{NotSenders: []id.UserID{bob.UserID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := presenceOf(syncOnce(t, alice, aliceSince, filter.FilterID, 0), bob.UserID); p != nil {
+		t.Fatalf("presence filter ignored: %+v", p)
+	}
+}
+
+// A user who never set any presence (nor synced) is offline, as Synapse
+// answers, not 404; an unknown user is still refused like a stranger.
+func TestPresenceNeverSet(t *testing.T) {
+	ts, alice, carol, _ := pairInRoom(t, "presence")
+	for _, viewer := range []*mautrix.Client{carol, alice} {
+		r := sessRaw(t, ts, viewer.AccessToken, http.MethodGet, "/_matrix/client/v3/presence/"+string(carol.UserID)+"/status", nil)
+		sessExpect(t, "presence never set", r, http.StatusOK, "")
+		if r.body["presence"] != "offline" || r.body["last_active_ago"] != nil {
+			t.Fatalf("presence never set, seen by %s: %s", viewer.UserID, r.raw)
+		}
+	}
+}

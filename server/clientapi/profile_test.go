@@ -141,8 +141,11 @@ func TestProfileBadInput(t *testing.T) {
 		{"displayname null", "displayname", map[string]any{"displayname": nil}, 400, "M_INVALID_PARAM"},
 		{"displayname too long", "displayname", map[string]any{"displayname": strings.Repeat("a", 257)}, 400, "M_INVALID_PARAM"},
 		{"avatar_url not a string", "avatar_url", map[string]any{"avatar_url": []int{1}}, 400, "M_INVALID_PARAM"},
-		{"avatar_url not mxc", "avatar_url", map[string]any{"avatar_url": "https://example.org/a.png"}, 400, "M_INVALID_PARAM"},
-		{"avatar_url without media ID", "avatar_url", map[string]any{"avatar_url": "mxc://example.org/"}, 400, "M_INVALID_PARAM"},
+		{"displayname with NUL", "displayname", map[string]any{"displayname": "Al\x00ice"}, 400, "M_INVALID_PARAM"},
+		{"displayname with newline", "displayname", map[string]any{"displayname": "Alice\nAdmin"}, 400, "M_INVALID_PARAM"},
+		{"displayname with escape", "displayname", map[string]any{"displayname": "\x1b[31mAlice"}, 400, "M_INVALID_PARAM"},
+		{"displayname with C1 control", "displayname", map[string]any{"displayname": "Alice\u0085"}, 400, "M_INVALID_PARAM"},
+		{"avatar_url too long", "avatar_url", map[string]any{"avatar_url": "mxc://a/" + strings.Repeat("b", 1000)}, 400, "M_INVALID_PARAM"},
 		{"m.tz not a string", "m.tz", map[string]any{"m.tz": 1}, 400, "M_INVALID_PARAM"},
 		{"custom null", "org.example.x", map[string]any{"org.example.x": nil}, 400, "M_INVALID_PARAM"},
 		{"key not in body", "displayname", map[string]any{"avatar_url": "mxc://a/b"}, 400, "M_MISSING_PARAM"},
@@ -162,6 +165,21 @@ func TestProfileBadInput(t *testing.T) {
 	}
 	sessExpect(t, "DELETE invalid key", sessRaw(t, ts, alice.AccessToken, "DELETE", base+"Bad", nil), 400, "M_INVALID_PARAM")
 	sessExpect(t, "PUT not a user ID", sessRaw(t, ts, alice.AccessToken, "PUT", "/_matrix/client/v3/profile/alice/displayname", map[string]any{"displayname": "x"}), 400, "M_INVALID_PARAM")
+}
+
+// Avatar URLs are taken as sent, as Synapse takes them: an http(s) URL or
+// an mxc URI without a media ID is stored and read back unchanged.
+func TestProfileAvatarNotMXC(t *testing.T) {
+	ts := testserver.New(t)
+	alice := ts.RegisterUser("alice")
+	path := "/_matrix/client/v3/profile/" + string(alice.UserID) + "/avatar_url"
+	for _, avatar := range []string{"http://somewhere/my-pic.jpg", "mxc://example.org/"} {
+		sessExpect(t, "PUT "+avatar, sessRaw(t, ts, alice.AccessToken, "PUT", path, map[string]any{"avatar_url": avatar}), 200, "")
+		r := sessRaw(t, ts, "", "GET", path, nil)
+		if r.status != 200 || r.str("avatar_url") != avatar {
+			t.Fatalf("read back %s: %s", avatar, r.raw)
+		}
+	}
 }
 
 func TestProfileOfOthers(t *testing.T) {

@@ -42,7 +42,7 @@ func ruleTarget(r *http.Request) (push.Kind, string, error) {
 	kind, ok := push.ParseKind(r.PathValue("kind"))
 	if !ok {
 		return "", "", mautrix.MInvalidParam.WithMessage("Unknown push rule kind " + strconv.Quote(r.PathValue("kind")) +
-			": use override, content, room, sender or underride")
+			": use override, content, postcontent, room, sender or underride")
 	}
 	return kind, r.PathValue("ruleId"), nil
 }
@@ -118,7 +118,7 @@ func (a *API) putPushRuleEnabled(w http.ResponseWriter, r *http.Request, c *acco
 		return err
 	}
 	if body.Enabled == nil {
-		return mautrix.RespError{ErrCode: "M_MISSING_PARAM", StatusCode: http.StatusBadRequest}.WithMessage("Missing enabled")
+		return httpapi.MMissingParam.WithMessage("Missing enabled")
 	}
 	if err := a.deps.Push.SetEnabled(r.Context(), c.UserID, kind, ruleID, *body.Enabled); err != nil {
 		return err
@@ -150,7 +150,7 @@ func (a *API) putPushRuleActions(w http.ResponseWriter, r *http.Request, c *acco
 		return err
 	}
 	if body.Actions == nil {
-		return mautrix.RespError{ErrCode: "M_MISSING_PARAM", StatusCode: http.StatusBadRequest}.WithMessage("Missing actions")
+		return httpapi.MMissingParam.WithMessage("Missing actions")
 	}
 	if err := a.deps.Push.SetActions(r.Context(), c.UserID, kind, ruleID, body.Actions); err != nil {
 		return err

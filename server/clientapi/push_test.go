@@ -246,8 +246,8 @@ func TestPushRuleCRUD(t *testing.T) {
 	if got := contentIDs(); !slices.Equal(got, []string{"tea", "cake", "lie", "biscuit", ".m.rule.contains_user_name"}) {
 		t.Fatalf("content order after move %v", got)
 	}
-	// Actions of a user rule; dont_notify is stripped (historical action).
-	r := pushRaw(t, ts, bob, http.MethodPut, "/pushrules/global/content/tea/actions", map[string]any{"actions": []any{"dont_notify", map[string]any{"set_tweak": "sound", "value": "bell"}}})
+	// Actions of a user rule.
+	r := pushRaw(t, ts, bob, http.MethodPut, "/pushrules/global/content/tea/actions", map[string]any{"actions": []any{map[string]any{"set_tweak": "sound", "value": "bell"}}})
 	sessExpect(t, "PUT tea actions", r, http.StatusOK, "")
 	r = pushRaw(t, ts, bob, http.MethodGet, "/pushrules/global/content/tea/actions", nil)
 	if fmt.Sprint(r.body["actions"]) != "[map[set_tweak:sound value:bell]]" {
@@ -319,6 +319,57 @@ func TestPushRuleCRUD(t *testing.T) {
 	rule, err = bob.GetPushRule(ctx, "global", pushrules.UnderrideRule, ".m.rule.message")
 	if err != nil || rule.Enabled {
 		t.Fatalf("default change after restart %+v %v", rule, err)
+	}
+}
+
+// The historical dont_notify and coalesce actions are kept as sent (a
+// client reads back what it wrote, as with Synapse) and ignored when the
+// rule is evaluated: a matching rule with only dont_notify notifies no one.
+func TestPushRulesLegacyActionsKept(t *testing.T) {
+	ts := testserver.New(t)
+	alice, bob, roomID := pushPair(t, ts)
+	r := pushRaw(t, ts, bob, http.MethodPut, "/pushrules/global/room/"+url.PathEscape(string(roomID)), map[string]any{"actions": []any{"dont_notify", "coalesce"}})
+	sessExpect(t, "PUT room rule", r, http.StatusOK, "")
+	r = pushRaw(t, ts, bob, http.MethodGet, "/pushrules/global/room/"+url.PathEscape(string(roomID)), nil)
+	if fmt.Sprint(r.body["actions"]) != "[dont_notify coalesce]" {
+		t.Fatalf("room rule read back %s", r.raw)
+	}
+	r = pushRaw(t, ts, bob, http.MethodPut, "/pushrules/global/underride/.m.rule.message/actions", map[string]any{"actions": []any{"dont_notify"}})
+	sessExpect(t, "PUT default actions", r, http.StatusOK, "")
+	r = pushRaw(t, ts, bob, http.MethodGet, "/pushrules/global/underride/.m.rule.message/actions", nil)
+	if fmt.Sprint(r.body["actions"]) != "[dont_notify]" {
+		t.Fatalf("default rule actions read back %s", r.raw)
+	}
+	// Only the mention (an override rule, before the room rule) notifies.
+	pushSend(t, alice, roomID, pushText("hello"))
+	mention := pushSend(t, alice, roomID, map[string]any{"msgtype": "m.text", "body": "hi", "m.mentions": map[string]any{"user_ids": []string{string(bob.UserID)}}})
+	r = pushRaw(t, ts, bob, http.MethodGet, "/notifications", nil)
+	n, _ := r.body["notifications"].([]any)
+	if len(n) != 1 || n[0].(map[string]any)["event"].(map[string]any)["event_id"] != string(mention) {
+		t.Fatalf("notifications %s", r.raw)
+	}
+}
+
+// MSC4306's postcontent kind is listed and addressable; its rules are the
+// server's, so creating one is refused with M_INVALID_PARAM as the MSC says.
+func TestPushRulesPostContent(t *testing.T) {
+	ts := testserver.New(t)
+	bob := ts.RegisterUser("bob")
+	r := pushRaw(t, ts, bob, http.MethodGet, "/pushrules/", nil)
+	sessExpect(t, "GET pushrules", r, http.StatusOK, "")
+	if list, ok := r.body["global"].(map[string]any)["postcontent"].([]any); !ok || len(list) != 0 {
+		t.Fatalf("no empty postcontent list: %s", r.raw)
+	}
+	r = pushRaw(t, ts, bob, http.MethodGet, "/pushrules/global/postcontent/x", nil)
+	sessExpect(t, "GET unknown postcontent rule", r, http.StatusNotFound, "M_NOT_FOUND")
+	r = pushRaw(t, ts, bob, http.MethodGet, "/pushrules/global/postcontent/x/enabled", nil)
+	sessExpect(t, "GET unknown postcontent rule enabled", r, http.StatusNotFound, "M_NOT_FOUND")
+	r = pushRaw(t, ts, bob, http.MethodDelete, "/pushrules/global/postcontent/x", nil)
+	sessExpect(t, "DELETE unknown postcontent rule", r, http.StatusNotFound, "M_NOT_FOUND")
+	r = pushRaw(t, ts, bob, http.MethodPut, "/pushrules/global/postcontent/x", map[string]any{"actions": []any{}, "conditions": []any{}})
+	sessExpect(t, "PUT postcontent rule", r, http.StatusBadRequest, "M_INVALID_PARAM")
+	if !strings.Contains(r.str("error"), "postcontent") {
+		t.Fatalf("refusal does not say why: %s", r.raw)
 	}
 }
 

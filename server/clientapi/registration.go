@@ -58,6 +58,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.Username != nil {
+		*req.Username = accounts.RequestedLocalpart(*req.Username)
 		if err := a.accounts.CheckUsernameAvailable(r.Context(), *req.Username); err != nil {
 			return err
 		}

@@ -38,7 +38,7 @@ func (a *API) relations(w http.ResponseWriter, r *http.Request, c *accounts.Call
 	}
 	q := r.URL.Query()
 	req := &rooms.RelationsRequest{
-		User: c.UserID, RoomID: roomID, EventID: id.EventID(r.PathValue("eventId")),
+		User: c.UserID, Device: c.DeviceID, RoomID: roomID, EventID: id.EventID(r.PathValue("eventId")),
 		RelType: r.PathValue("relType"), EventType: r.PathValue("eventType"),
 	}
 	switch q.Get("dir") {

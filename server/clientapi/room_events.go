@@ -152,7 +152,7 @@ func (a *API) getEvent(w http.ResponseWriter, r *http.Request, c *accounts.Calle
 	if err != nil {
 		return err
 	}
-	ev, err := a.rooms.GetEvent(r.Context(), c.UserID, roomID, id.EventID(r.PathValue("eventId")))
+	ev, err := a.rooms.GetEvent(r.Context(), c.UserID, c.DeviceID, roomID, id.EventID(r.PathValue("eventId")))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -79,13 +80,22 @@ func (a *API) resolveRoom(r *http.Request, idOrAlias string) (id.RoomID, error) 
 	return "", mautrix.MInvalidParam.WithMessage("Expected a room ID or a room alias")
 }
 
+// join serves join and knock. Keys of the body other than reason are
+// kept in the member event, as Synapse keeps them (the rooms service drops
+// those it sets itself).
 func (a *API) join(w http.ResponseWriter, r *http.Request, c *accounts.Caller, roomID id.RoomID, membership event.Membership) error {
-	var body membershipBody
+	var body map[string]json.RawMessage
 	if err := readOptionalJSON(r, &body); err != nil {
 		return err
 	}
+	var reason string
+	if raw, ok := body["reason"]; ok {
+		if err := json.Unmarshal(raw, &reason); err != nil {
+			return mautrix.MBadJSON.WithMessage("reason must be a string")
+		}
+	}
 	_, err := a.rooms.ChangeMembership(r.Context(), rooms.MembershipChange{
-		Sender: c.UserID, Target: c.UserID, RoomID: roomID, Membership: membership, Reason: body.Reason,
+		Sender: c.UserID, Target: c.UserID, RoomID: roomID, Membership: membership, Reason: reason, Extra: body,
 	})
 	if err != nil {
 		return err
@@ -172,6 +182,11 @@ func (a *API) leave(w http.ResponseWriter, r *http.Request, c *accounts.Caller) 
 	var body membershipBody
 	if err := readOptionalJSON(r, &body); err != nil {
 		return err
+	}
+	if a.deps.Notices != nil {
+		if err := a.deps.Notices.CheckLeave(r.Context(), c.UserID, roomID); err != nil {
+			return err
+		}
 	}
 	_, err = a.rooms.ChangeMembership(r.Context(), rooms.MembershipChange{
 		Sender: c.UserID, Target: c.UserID, RoomID: roomID, Membership: event.MembershipLeave, Reason: body.Reason,

@@ -3,6 +3,7 @@ package clientapi_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -105,8 +106,8 @@ func TestCreateRoomVersionsAndPresets(t *testing.T) {
 			t.Fatalf("v%s public join: %v", v, err)
 		}
 	}
-	_, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{RoomVersion: "5"})
-	roomErr(t, "room v5", err, 400, "M_UNSUPPORTED_ROOM_VERSION")
+	_, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{RoomVersion: "13"})
+	roomErr(t, "room v13", err, 400, "M_UNSUPPORTED_ROOM_VERSION")
 	_, err = alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{RoomVersion: "banana"})
 	roomErr(t, "unknown version", err, 400, "M_UNSUPPORTED_ROOM_VERSION")
 	_, err = alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "party"})
@@ -524,4 +525,31 @@ func TestUpgradeRoom(t *testing.T) {
 	if _, listed := pl.Users[alice.UserID]; listed {
 		t.Fatal("v12 creator listed in power levels after upgrade")
 	}
+}
+
+// Room names and member display names are one line of text: control
+// characters in them are refused with 400 M_INVALID_PARAM, whether the
+// room is being made or its state changed.
+func TestRoomNamesRefuseControlCharacters(t *testing.T) {
+	ts, alice, _, roomID := pairInRoom(t, "plain")
+	for _, name := range []string{"Tea\x00Room", "Tea\nRoom", "\x7fTea"} {
+		r := sessRaw(t, ts, alice.AccessToken, http.MethodPost, "/_matrix/client/v3/createRoom", map[string]any{"name": name})
+		sessExpect(t, fmt.Sprintf("createRoom name %q", name), r, http.StatusBadRequest, "M_INVALID_PARAM")
+		r = sessRaw(t, ts, alice.AccessToken, http.MethodPost, "/_matrix/client/v3/createRoom", map[string]any{
+			"initial_state": []any{map[string]any{"type": "m.room.name", "state_key": "", "content": map[string]any{"name": name}}},
+		})
+		sessExpect(t, fmt.Sprintf("createRoom initial_state name %q", name), r, http.StatusBadRequest, "M_INVALID_PARAM")
+		r = sessRaw(t, ts, alice.AccessToken, http.MethodPut, "/_matrix/client/v3/rooms/"+string(roomID)+"/state/m.room.name/", map[string]any{"name": name})
+		sessExpect(t, fmt.Sprintf("m.room.name %q", name), r, http.StatusBadRequest, "M_INVALID_PARAM")
+		r = sessRaw(t, ts, alice.AccessToken, http.MethodPut, "/_matrix/client/v3/rooms/"+string(roomID)+"/state/m.room.member/"+string(alice.UserID),
+			map[string]any{"membership": "join", "displayname": name})
+		sessExpect(t, fmt.Sprintf("member displayname %q", name), r, http.StatusBadRequest, "M_INVALID_PARAM")
+	}
+	joined, err := alice.JoinedRooms(context.Background())
+	if err != nil || len(joined.JoinedRooms) != 1 {
+		t.Fatalf("a refused createRoom made a room: %v %v", joined, err)
+	}
+	// A name with other Unicode is fine.
+	r := sessRaw(t, ts, alice.AccessToken, http.MethodPut, "/_matrix/client/v3/rooms/"+string(roomID)+"/state/m.room.name/", map[string]any{"name": "Tea ☕ Room"})
+	sessExpect(t, "plain name", r, http.StatusOK, "")
 }

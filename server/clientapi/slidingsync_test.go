@@ -43,7 +43,7 @@ type ssRoom struct {
 	Timeline          []*event.Event  `json:"timeline"`
 	InviteState       []*event.Event  `json:"invite_state"`
 	PrevBatch         string          `json:"prev_batch"`
-	Limited           bool            `json:"limited"`
+	Limited           *bool           `json:"limited"`
 	NumLive           *int            `json:"num_live"`
 	JoinedCount       *int            `json:"joined_count"`
 	InvitedCount      *int            `json:"invited_count"`
@@ -198,7 +198,7 @@ func TestSlidingSyncListFollowsMessages(t *testing.T) {
 	}
 	r3 := first.Rooms[roomIDs[3]]
 	if !r3.Initial || r3.Name == nil || *r3.Name != "Room 3" || !slices.Equal(ssBodies(r3.Timeline), []string{"hello 3"}) ||
-		!r3.Limited || r3.PrevBatch == "" || r3.Membership != "join" || !slices.Equal(r3.Lists, []string{"all"}) {
+		r3.Limited == nil || !*r3.Limited || r3.PrevBatch == "" || r3.Membership != "join" || !slices.Equal(r3.Lists, []string{"all"}) {
 		t.Fatalf("room 3 %+v", r3)
 	}
 	if *r3.NumLive != 0 {
@@ -230,7 +230,7 @@ func TestSlidingSyncListFollowsMessages(t *testing.T) {
 	ssSend(t, alice, roomIDs[3], "more in 3")
 	inc := ss(t, alice, ts, moved.Pos, body)
 	r3b := inc.Rooms[roomIDs[3]]
-	if r3b == nil || r3b.Initial || !slices.Equal(ssBodies(r3b.Timeline), []string{"more in 3"}) || r3b.Limited || r3b.Name != nil || *r3b.NumLive != 1 {
+	if r3b == nil || r3b.Initial || !slices.Equal(ssBodies(r3b.Timeline), []string{"more in 3"}) || r3b.Limited == nil || *r3b.Limited || r3b.Name != nil || *r3b.NumLive != 1 {
 		t.Fatalf("incremental room 3 %+v", r3b)
 	}
 	if len(r3b.RequiredState) != 0 {

@@ -36,6 +36,24 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, c *accounts.Calle
 	if err != nil {
 		return err
 	}
+	req, err := messagesRequest(r, c, roomID)
+	if err != nil {
+		// Someone who may not read the room learns that first, as Synapse
+		// answers, rather than which parameter was wrong.
+		if cerr := a.syncEngine.CheckCanRead(r.Context(), c.UserID, roomID); cerr != nil {
+			return cerr
+		}
+		return err
+	}
+	resp, err := a.syncEngine.Messages(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
+// messagesRequest reads the query parameters of /messages.
+func messagesRequest(r *http.Request, c *accounts.Caller, roomID id.RoomID) (*syncer.MessagesRequest, error) {
 	q := r.URL.Query()
 	req := &syncer.MessagesRequest{User: c.UserID, Device: c.DeviceID, RoomID: roomID}
 	switch q.Get("dir") {
@@ -43,13 +61,13 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, c *accounts.Calle
 		req.Backwards = true
 	case "f":
 	default:
-		return mautrix.MInvalidParam.WithMessage("dir must be b or f")
+		return nil, mautrix.MInvalidParam.WithMessage("dir must be b or f")
 	}
 	for name, dst := range map[string]**syncer.Token{"from": &req.From, "to": &req.To} {
 		if v := q.Get(name); v != "" {
 			t, err := syncer.ParseToken(v)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			*dst = &t
 		}
@@ -57,22 +75,18 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, c *accounts.Calle
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 0 {
-			return mautrix.MInvalidParam.WithMessage("limit must be a non-negative integer")
+			return nil, mautrix.MInvalidParam.WithMessage("limit must be a non-negative integer")
 		}
 		req.Limit = n
 	}
 	if f := q.Get("filter"); f != "" {
 		var part mautrix.FilterPart
 		if err := httpapi.DecodeJSON([]byte(f), &part); err != nil {
-			return err
+			return nil, err
 		}
 		req.Filter = &part
 	}
-	resp, err := a.syncEngine.Messages(r.Context(), req)
-	if err != nil {
-		return err
-	}
-	return httpapi.WriteJSON(w, http.StatusOK, resp)
+	return req, nil
 }
 
 func (a *API) sync(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
@@ -86,11 +100,11 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, c *accounts.Caller) e
 		req.Since = &t
 	}
 	if ts := q.Get("timeout"); ts != "" {
-		ms, err := strconv.ParseInt(ts, 10, 64)
-		if err != nil || ms < 0 {
-			return mautrix.MInvalidParam.WithMessage("timeout must be a non-negative number of milliseconds")
+		t, err := longPollTimeout(ts)
+		if err != nil {
+			return err
 		}
-		req.Timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
+		req.Timeout = t
 	}
 	switch q.Get("full_state") {
 	case "", "false":
@@ -114,9 +128,18 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, c *accounts.Caller) e
 	if err != nil {
 		return err
 	}
-	// The response marshals itself in its wire form (syncer.WireResponse
-	// and the per-thread unread counts).
+	// The response marshals itself in its wire form (syncer/wire.go).
 	return httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
+// longPollTimeout reads a long-poll's timeout parameter (milliseconds),
+// bounded by maxSyncTimeout.
+func longPollTimeout(v string) (time.Duration, error) {
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms < 0 {
+		return 0, mautrix.MInvalidParam.WithMessage("timeout must be a non-negative number of milliseconds")
+	}
+	return min(time.Duration(ms)*time.Millisecond, maxSyncTimeout), nil
 }
 
 // ownUser checks the {userId} path parameter names the caller: filters and

@@ -306,6 +306,31 @@ func TestSyncFilters(t *testing.T) {
 	roomErr(t, "bad filter body", err, 400, "M_BAD_JSON")
 }
 
+// Room and user IDs in a filter must be IDs (400 M_BAD_JSON, as Synapse's
+// filter schema answers), whether the filter is stored or inline; room v12
+// IDs, which have no server name, are IDs.
+func TestFilterBadIDs(t *testing.T) {
+	ts := testserver.New(t)
+	alice := ts.RegisterUser("alice")
+	path := "/_matrix/client/v3/user/" + url.PathEscape(string(alice.UserID)) + "/filter"
+	for _, tc := range []struct{ what, body string }{
+		{"rooms", `{"room": {"rooms": ["lobby"]}}`},
+		{"not_rooms", `{"room": {"not_rooms": [""]}}`},
+		{"timeline rooms", `{"room": {"timeline": {"rooms": ["#alias:localhost"]}}}`},
+		{"state not_rooms", `{"room": {"state": {"not_rooms": ["! x"]}}}`},
+		{"senders", `{"room": {"timeline": {"senders": ["alice"]}}}`},
+		{"not_senders", `{"presence": {"not_senders": ["@:localhost"]}}`},
+		{"account_data senders", `{"account_data": {"senders": ["@alice"]}}`},
+		{"ephemeral not_senders", `{"room": {"ephemeral": {"not_senders": ["!room:localhost"]}}}`},
+	} {
+		acctExpect(t, tc.what, acctDo(t, alice, http.MethodPost, path, tc.body), http.StatusBadRequest, "M_BAD_JSON")
+		r := acctDo(t, alice, http.MethodGet, "/_matrix/client/v3/sync?timeout=0&filter="+url.QueryEscape(tc.body), nil)
+		acctExpect(t, tc.what+" inline", r, http.StatusBadRequest, "M_BAD_JSON")
+	}
+	good := `{"room": {"rooms": ["!abc:localhost", "!OpaqueV12RoomIdWithoutServer"], "timeline": {"senders": ["@alice:localhost"], "not_senders": ["@bob:example.org"]}}}`
+	acctExpect(t, "good IDs", acctDo(t, alice, http.MethodPost, path, good), http.StatusOK, "")
+}
+
 func TestSyncBadTokens(t *testing.T) {
 	ts := testserver.New(t)
 	alice := ts.RegisterUser("alice")
@@ -410,5 +435,303 @@ func TestSyncLazyMembersIncremental(t *testing.T) {
 		if got := members(third); slices.Contains(got, bob.UserID) != redundant {
 			t.Fatalf("include_redundant_members=%v: bob's membership in the next sync: %v", redundant, got)
 		}
+	}
+}
+
+// rawSync is a sync answer as JSON, to see what mautrix's types hide (a
+// count of zero, a false flag, an empty list). filter is a filter ID or
+// inline filter JSON ("" for none).
+func rawSync(t *testing.T, c *mautrix.Client, since, filter string) map[string]any {
+	t.Helper()
+	q := url.Values{"timeout": {"0"}}
+	if since != "" {
+		q.Set("since", since)
+	}
+	if filter != "" {
+		q.Set("filter", filter)
+	}
+	r := acctDo(t, c, "GET", "/_matrix/client/v3/sync?"+q.Encode(), nil)
+	acctExpect(t, "sync", r, 200, "")
+	return r.Body
+}
+
+// syncRoomJSON is a room's entry in a raw sync answer's rooms.<section>
+// ("join", "leave", ...), or nil.
+func syncRoomJSON(body map[string]any, section string, roomID id.RoomID) map[string]any {
+	rooms, _ := body["rooms"].(map[string]any)
+	sec, _ := rooms[section].(map[string]any)
+	room, _ := sec[string(roomID)].(map[string]any)
+	return room
+}
+
+// syncEventsJSON is the events list of a raw room entry's part
+// ("timeline", "state").
+func syncEventsJSON(room map[string]any, part string) []map[string]any {
+	p, _ := room[part].(map[string]any)
+	list, _ := p["events"].([]any)
+	out := make([]map[string]any, 0, len(list))
+	for _, ev := range list {
+		m, _ := ev.(map[string]any)
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestSyncTimelineLimited checks timeline.limited as a client reads it:
+// always in the JSON of joined and left rooms, and true exactly when the
+// timeline left out events the filter would have let through (sytest's
+// "A filtered timeline reaches its limit" and its neighbours).
+func TestSyncTimelineLimited(t *testing.T) {
+	_, alice, bob, roomID := pairInRoom(t, "")
+	ctx := context.Background()
+	expect := func(what string, room map[string]any, want bool, wantEvents int) {
+		t.Helper()
+		tl, _ := room["timeline"].(map[string]any)
+		got, present := tl["limited"]
+		evs, hasEvents := tl["events"].([]any)
+		if !present || got != want || !hasEvents || (wantEvents >= 0 && len(evs) != wantEvents) {
+			t.Fatalf("%s: limited=%v (present %v), %d events (present %v); want limited=%v with %d events: %v",
+				what, got, present, len(evs), hasEvents, want, wantEvents, room)
+		}
+	}
+	if _, err := alice.SendText(ctx, roomID, "my message"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 11 {
+		if _, err := alice.SendMessageEvent(ctx, roomID, event.NewEventType("org.example.filler"), map[string]any{"n": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const all, two = `{"room":{"timeline":{"limit":100}}}`, `{"room":{"timeline":{"limit":2}}}`
+	expect("one message, the rest filtered out", syncRoomJSON(rawSync(t, alice, "", `{"room":{"timeline":{"limit":1,"types":["m.room.message"]}}}`), "join", roomID), false, 1)
+	expect("initial sync cut by its limit", syncRoomJSON(rawSync(t, alice, "", two), "join", roomID), true, 2)
+	first := rawSync(t, alice, "", all)
+	expect("initial sync of the whole history", syncRoomJSON(first, "join", roomID), false, -1)
+	bobSince := rawSync(t, bob, "", all)["next_batch"].(string)
+
+	since := first["next_batch"].(string)
+	if _, err := alice.SendText(ctx, roomID, "one more"); err != nil {
+		t.Fatal(err)
+	}
+	next := rawSync(t, alice, since, all)
+	expect("incremental sync", syncRoomJSON(next, "join", roomID), false, 1)
+	for i := range 5 {
+		if _, err := alice.SendText(ctx, roomID, fmt.Sprintf("gap %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect("incremental sync with a gap", syncRoomJSON(rawSync(t, alice, next["next_batch"].(string), two), "join", roomID), true, 2)
+
+	// Left rooms: bob's view ends with his leave, after the same messages.
+	if _, err := bob.LeaveRoom(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	expect("left room, incremental", syncRoomJSON(rawSync(t, bob, bobSince, all), "leave", roomID), false, 7)
+	expect("left room, incremental with a gap", syncRoomJSON(rawSync(t, bob, bobSince, two), "leave", roomID), true, 2)
+	expect("left room, initial", syncRoomJSON(rawSync(t, bob, "", `{"room":{"include_leave":true,"timeline":{"limit":100}}}`), "leave", roomID), false, -1)
+	expect("left room, initial cut by its limit", syncRoomJSON(rawSync(t, bob, "", `{"room":{"include_leave":true,"timeline":{"limit":2}}}`), "leave", roomID), true, 2)
+}
+
+// TestSyncRejectedInvite: an invite the invitee rejects ends in the leave
+// section, with the rejection in the timeline: in the next incremental
+// sync, and in an initial sync with include_leave. Nothing from before the
+// invite leaks into it (the room is not world-readable).
+func TestSyncRejectedInvite(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{Name: "Secret"})
+	if _, err := alice.SendText(ctx, roomID, "private"); err != nil {
+		t.Fatal(err)
+	}
+	const includeLeave = `{"room":{"include_leave":true}}`
+	since := rawSync(t, bob, "", includeLeave)["next_batch"].(string)
+	if _, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.LeaveRoom(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, body map[string]any) {
+		t.Helper()
+		room := syncRoomJSON(body, "leave", roomID)
+		if room == nil {
+			t.Fatalf("%s: the rejected invite is not in rooms.leave: %v", what, body["rooms"])
+		}
+		tl := syncEventsJSON(room, "timeline")
+		if len(tl) == 0 {
+			t.Fatalf("%s: no timeline: %v", what, room)
+		}
+		last := tl[len(tl)-1]
+		content, _ := last["content"].(map[string]any)
+		if last["type"] != "m.room.member" || last["state_key"] != string(bob.UserID) || content["membership"] != "leave" {
+			t.Fatalf("%s: the timeline does not end with bob's rejection: %v", what, tl)
+		}
+		for _, ev := range append(tl, syncEventsJSON(room, "state")...) {
+			if ev["type"] == "m.room.message" {
+				t.Fatalf("%s: a message from before the invite leaked: %v", what, ev)
+			}
+		}
+	}
+	check("incremental sync", rawSync(t, bob, since, includeLeave))
+	check("initial sync with include_leave", rawSync(t, bob, "", includeLeave))
+	// With membership events filtered out of the timeline, the rejection
+	// is in the state (the room as the user left it).
+	const noMembersTimeline = `{"room":{"include_leave":true,"timeline":{"not_types":["m.room.member"]}}}`
+	for _, from := range []string{since, ""} {
+		room := syncRoomJSON(rawSync(t, bob, from, noMembersTimeline), "leave", roomID)
+		found := false
+		for _, ev := range syncEventsJSON(room, "state") {
+			content, _ := ev["content"].(map[string]any)
+			found = found || (ev["type"] == "m.room.member" && ev["state_key"] == string(bob.UserID) && content["membership"] == "leave")
+		}
+		if !found {
+			t.Fatalf("since %q, timeline without members: the rejection is not in the state: %v", from, room)
+		}
+	}
+	if room := syncRoomJSON(rawSync(t, bob, "", ""), "leave", roomID); room != nil {
+		t.Fatalf("initial sync without include_leave lists the rejected invite: %v", room)
+	}
+}
+
+// TestSyncForgottenRoom follows Synapse: a room left and forgotten between
+// two syncs is still in the next incremental sync's leave section (the
+// leave happened in its range), but an initial sync, even with
+// include_leave, no longer shows it (sytest "Forgetting room does not show
+// up in v2 /sync").
+func TestSyncForgottenRoom(t *testing.T) {
+	_, alice, bob, roomID := pairInRoom(t, "")
+	ctx := context.Background()
+	since := syncOnce(t, bob, "", "", 0).NextBatch
+	if _, err := alice.SendText(ctx, roomID, "before the leave"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.LeaveRoom(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.ForgetRoom(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	resp := syncOnce(t, bob, since, "", 0)
+	lr := resp.Rooms.Leave[roomID]
+	if lr == nil || len(lr.Timeline.Events) == 0 || lr.Timeline.Events[len(lr.Timeline.Events)-1].Content.Raw["membership"] != "leave" {
+		t.Fatalf("incremental sync over the leave and forget: %+v", resp.Rooms)
+	}
+	if again := syncOnce(t, bob, resp.NextBatch, "", 0); again.Rooms.Leave[roomID] != nil {
+		t.Fatal("the forgotten room came again in the next incremental sync")
+	}
+	if room := syncRoomJSON(rawSync(t, bob, "", `{"room":{"include_leave":true}}`), "leave", roomID); room != nil {
+		t.Fatalf("initial sync with include_leave shows the forgotten room: %v", room)
+	}
+}
+
+// TestSyncLeftRoomFilter: a left room in an initial sync with include_leave
+// (and in the incremental sync over the leave) honours the filter like a
+// joined room: the state and timeline filters' types and limit, and the
+// room filter (sytest "Archived rooms only contain history from before the
+// user left").
+func TestSyncLeftRoomFilter(t *testing.T) {
+	_, alice, bob, roomID := pairInRoom(t, "")
+	ctx := context.Background()
+	madeUp := event.Type{Type: "org.example.state", Class: event.StateEventType}
+	const filter = `{"room":{"include_leave":true,"timeline":{"types":["m.room.message","org.example.state"]},"state":{"types":["org.example.state"]}}}`
+	since := rawSync(t, bob, "", filter)["next_batch"].(string)
+	send := func(body string) {
+		t.Helper()
+		if _, err := alice.SendText(ctx, roomID, body); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.SendStateEvent(ctx, roomID, madeUp, "", map[string]any{"v": body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("before")
+	if _, err := bob.LeaveRoom(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	send("after")
+	for _, from := range []string{"", since} {
+		room := syncRoomJSON(rawSync(t, bob, from, filter), "leave", roomID)
+		if room == nil {
+			t.Fatalf("since %q: no leave entry", from)
+		}
+		if st := syncEventsJSON(room, "state"); len(st) != 0 {
+			t.Fatalf("since %q: state the filter excludes: %v", from, st)
+		}
+		tl := syncEventsJSON(room, "timeline")
+		if len(tl) != 2 || tl[0]["type"] != "m.room.message" || tl[1]["type"] != madeUp.Type {
+			t.Fatalf("since %q: timeline %v, want the message and state from before the leave", from, tl)
+		}
+		if c, _ := tl[0]["content"].(map[string]any); c["body"] != "before" {
+			t.Fatalf("since %q: timeline %v holds events from after the leave", from, tl)
+		}
+	}
+	// A timeline limit of 0: no timeline, and the state as bob left the
+	// room, his leave included.
+	for _, from := range []string{"", since} {
+		room := syncRoomJSON(rawSync(t, bob, from, `{"room":{"include_leave":true,"timeline":{"limit":0}}}`), "leave", roomID)
+		if tl := syncEventsJSON(room, "timeline"); len(tl) != 0 {
+			t.Fatalf("since %q, limit 0: timeline %v", from, tl)
+		}
+		var left, before bool
+		for _, ev := range syncEventsJSON(room, "state") {
+			content, _ := ev["content"].(map[string]any)
+			left = left || (ev["type"] == "m.room.member" && ev["state_key"] == string(bob.UserID) && content["membership"] == "leave")
+			before = before || (ev["type"] == madeUp.Type && content["v"] == "before")
+			if ev["type"] == madeUp.Type && content["v"] != "before" {
+				t.Fatalf("since %q, limit 0: state from after the leave: %v", from, ev)
+			}
+		}
+		if !left || !before {
+			t.Fatalf("since %q, limit 0: state lacks the leave (%v) or the state before it (%v): %v", from, left, before, room)
+		}
+	}
+	// State not_types and the timeline limit.
+	room := syncRoomJSON(rawSync(t, bob, "", `{"room":{"include_leave":true,"timeline":{"limit":1},"state":{"not_types":["m.room.member"]}}}`), "leave", roomID)
+	for _, ev := range syncEventsJSON(room, "state") {
+		if ev["type"] == "m.room.member" {
+			t.Fatalf("state not_types let a member event through: %v", ev)
+		}
+	}
+	if tl := syncEventsJSON(room, "timeline"); len(tl) != 1 || tl[0]["type"] != "m.room.member" {
+		t.Fatalf("timeline limit 1: %v", tl)
+	}
+	// A room the room filter leaves out is not listed.
+	if room := syncRoomJSON(rawSync(t, bob, "", `{"room":{"include_leave":true,"not_rooms":["`+string(roomID)+`"]}}`), "leave", roomID); room != nil {
+		t.Fatalf("not_rooms ignored for a left room: %v", room)
+	}
+}
+
+// TestSyncJoinAndLeaveInOneBatch: a room the user joined and left between
+// two syncs is new to the client, so its leave entry carries the room's
+// whole state (as the filter lets through), not a delta (sytest "When
+// user joins and leaves a room in the same batch, the full state is still
+// included in the next sync").
+func TestSyncJoinAndLeaveInOneBatch(t *testing.T) {
+	ts := testserver.New(t)
+	ctx := context.Background()
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{})
+	madeUp := event.Type{Type: "org.example.state", Class: event.StateEventType}
+	if _, err := alice.SendStateEvent(ctx, roomID, madeUp, "", map[string]any{"v": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	const filter = `{"room":{"include_leave":true,"timeline":{"types":[]},"state":{"types":["org.example.state"]}}}`
+	since := rawSync(t, bob, "", filter)["next_batch"].(string)
+	if _, err := bob.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.LeaveRoom(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	room := syncRoomJSON(rawSync(t, bob, since, filter), "leave", roomID)
+	st := syncEventsJSON(room, "state")
+	if len(st) != 1 || st[0]["type"] != madeUp.Type {
+		t.Fatalf("state of a room joined and left in one batch: %v", room)
 	}
 }

@@ -135,3 +135,20 @@ func TestUserDirectorySearchAllUsers(t *testing.T) {
 		t.Fatalf("deactivated user found: %v", got)
 	}
 }
+
+// The searcher is never in their own results, whether they share rooms
+// with the matches or the server lets everyone find every account.
+func TestUserDirectorySearchLeavesOutSearcher(t *testing.T) {
+	ts := testserver.New(t, func(c *config.Config) { c.UserDirectory.SearchAllUsers = true })
+	alice := ts.RegisterUser("alice")
+	alina := ts.RegisterUser("alina")
+	roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	for _, term := range []string{"alice", "al", "@alice:localhost"} {
+		if got, _ := udSearch(t, alice, term, 10); slices.Contains(got, alice.UserID) {
+			t.Fatalf("alice found herself searching %q: %v", term, got)
+		}
+	}
+	if got, _ := udSearch(t, alice, "al", 10); !slices.Equal(got, []id.UserID{alina.UserID}) {
+		t.Fatalf("search al: %v", got)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,6 +31,9 @@ type Config struct {
 	PublicBaseURL string `toml:"public_baseurl"`
 	// Listen lists host:port pairs for the client (and later federation) API.
 	Listen []string `toml:"listen"`
+	// DefaultRoomVersion is the version of rooms created without a
+	// room_version in the request: one of RoomVersions.
+	DefaultRoomVersion string `toml:"default_room_version"`
 
 	Registration Registration `toml:"registration"`
 	Auth         Auth         `toml:"auth"`
@@ -41,7 +45,16 @@ type Config struct {
 	Backup       Backup       `toml:"backup"`
 
 	UserDirectory UserDirectory `toml:"user_directory"`
+
+	Support       Support       `toml:"support"`
+	ServerNotices ServerNotices `toml:"server_notices"`
 }
+
+// RoomVersions are the room versions default_room_version may name: those
+// Palpo creates (rooms.SupportedRoomVersions; a test there keeps the two
+// lists equal). The config cannot import the rooms package, which depends on
+// storage and much else.
+var RoomVersions = []string{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"}
 
 // UserDirectory configures who the user directory (the "start chat" search)
 // finds.
@@ -102,6 +115,15 @@ type HTTP struct {
 	// ShutdownTimeoutSeconds is how long in-flight requests get to finish
 	// on shutdown before connections are closed.
 	ShutdownTimeoutSeconds int `toml:"shutdown_timeout_seconds"`
+	// HeaderTimeoutSeconds is how long a client has to send a request's
+	// headers; a slower one is disconnected.
+	HeaderTimeoutSeconds int `toml:"header_timeout_seconds"`
+	// BodyTimeoutSeconds is how long a client has to send a request body
+	// (for media uploads: the longest pause between two pieces of it).
+	BodyTimeoutSeconds int `toml:"body_timeout_seconds"`
+	// IdleTimeoutSeconds is how long a kept-alive connection may wait for
+	// its next request.
+	IdleTimeoutSeconds int `toml:"idle_timeout_seconds"`
 }
 
 // Database configures the embedded SQLite database.
@@ -123,6 +145,8 @@ func Default() *Config {
 	return &Config{
 		ServerName: "localhost",
 		Listen:     []string{"127.0.0.1:8008"},
+		// The spec's recommended default.
+		DefaultRoomVersion: "12",
 		Registration: Registration{
 			Mode:              RegistrationToken,
 			MinPasswordLength: 8,
@@ -140,11 +164,17 @@ func Default() *Config {
 		HTTP: HTTP{
 			MaxRequestBytes:        1 << 20,
 			ShutdownTimeoutSeconds: 10,
+			HeaderTimeoutSeconds:   30,
+			BodyTimeoutSeconds:     60,
+			IdleTimeoutSeconds:     120,
 		},
 		Database: Database{Path: "palpo.db", Readers: 4},
 		Log:      Log{Level: "info", Format: "text"},
 		Media:    defaultMedia(),
 		Backup:   defaultBackup(),
+		Support:  Support{Contacts: []SupportContact{}},
+
+		ServerNotices: defaultServerNotices(),
 	}
 }
 
@@ -212,6 +242,10 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("listen %q: port must be a number from 0 to 65535", addr)
 		}
 	}
+	if !slices.Contains(RoomVersions, c.DefaultRoomVersion) {
+		return fmt.Errorf("default_room_version %q: must be one of %s; the default and the spec's recommendation is \"12\", and \"10\" or \"11\" suit older clients",
+			c.DefaultRoomVersion, strings.Join(RoomVersions, ", "))
+	}
 	switch c.Registration.Mode {
 	case RegistrationOpen, RegistrationToken, RegistrationClosed:
 	default:
@@ -246,6 +280,15 @@ func (c *Config) Validate() error {
 	if c.HTTP.ShutdownTimeoutSeconds < 0 {
 		return fmt.Errorf("http.shutdown_timeout_seconds %d: must not be negative", c.HTTP.ShutdownTimeoutSeconds)
 	}
+	for key, v := range map[string]int{
+		"header_timeout_seconds": c.HTTP.HeaderTimeoutSeconds,
+		"body_timeout_seconds":   c.HTTP.BodyTimeoutSeconds,
+		"idle_timeout_seconds":   c.HTTP.IdleTimeoutSeconds,
+	} {
+		if v < 1 {
+			return fmt.Errorf("http.%s %d: must be at least 1; the defaults are 30, 60 and 120", key, v)
+		}
+	}
 	if strings.TrimSpace(c.Database.Path) == "" {
 		return errors.New("database.path: must not be empty; the default is \"palpo.db\"")
 	}
@@ -266,6 +309,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Backup.validate(); err != nil {
+		return err
+	}
+	if err := c.Support.validate(); err != nil {
+		return err
+	}
+	if err := c.ServerNotices.validate(); err != nil {
 		return err
 	}
 	return nil

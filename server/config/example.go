@@ -27,6 +27,16 @@ public_baseurl = ""
 # and laptops on your home network connect.
 listen = ["127.0.0.1:8008"]
 
+# The room version of new rooms when the app creating them asks for none:
+# one of "1" to "12". "12" is the spec's recommendation, and apps that know
+# better ask for a version themselves. Some older apps do not understand
+# version 12 rooms, whose create event names no "creator" and whose room IDs
+# have no ":server" part: Nheko 0.11.3 (Debian 12) says "Room creation failed"
+# although the room was made, and weechat-matrix warns about every room. If
+# people on this server use those apps, "11" or "10" works for them, and
+# for everyone else too.
+default_room_version = "12"
+
 [registration]
 # Who may create an account:
 #   "token"  - only people with an invite code (made in the desktop app's
@@ -73,6 +83,15 @@ max_request_bytes = 1048576
 
 # On shutdown, how many seconds requests already in progress get to finish.
 shutdown_timeout_seconds = 10
+
+# Slow or stalled connections are closed, so they cannot pile up: seconds a
+# client has to send a request's headers, to send its body (for media
+# uploads, the longest pause between two pieces of it, so a large file on a
+# slow link still arrives), and seconds an idle kept-alive connection stays
+# open. Long-polling requests such as /sync are not limited by these.
+header_timeout_seconds = 30
+body_timeout_seconds = 60
+idle_timeout_seconds = 120
 
 [database]
 # The SQLite database file. A relative path is inside the data directory.
@@ -162,4 +181,29 @@ keep = 7
 # apart from the backups. A relative path is inside the data directory.
 # Empty means backups are not encrypted.
 passphrase_file = ""
+
+[support]
+# Who people should contact about this server, published at
+# /.well-known/matrix/support (clients show it, for instance to someone whose
+# account was locked). With no contacts and no page, that address answers
+# "not found". Add one [[support.contacts]] section per contact, with a
+# matrix_id, an email_address or both, and a role: "m.role.admin" for any
+# question or "m.role.security" for sensitive reports. For example:
+#   [[support.contacts]]
+#   matrix_id = "@admin:example.org"
+#   email_address = "admin@example.org"
+#   role = "m.role.admin"
+contacts = []
+
+# A web page with help for the people on this server; empty for none.
+# Example: support_page = "https://example.org/help.html"
+support_page = ""
+
+[server_notices]
+# Admins can send a user an official message (the admin API's
+# send_server_notice). It arrives from this user, in a room of its own that
+# the user is invited to. Nobody can register this user name.
+system_user_localpart = "server"
+system_user_display_name = "Server Notices"
+room_name = "Server Notices"
 `

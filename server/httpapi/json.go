@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"unicode/utf8"
 
 	"maunium.net/go/mautrix"
 )
@@ -33,14 +34,19 @@ func ReadJSON(r *http.Request, v any) error {
 		if errors.As(err, &maxBytes) {
 			return errTooLarge(maxBytes.Limit)
 		}
+		if errors.Is(err, errBodyTimeout) {
+			return errBodyTimeout
+		}
 		return mautrix.MBadJSON.WithMessage("Could not read the request body")
 	}
 	return DecodeJSON(body, v)
 }
 
-// DecodeJSON is ReadJSON for a body already in memory.
+// DecodeJSON is ReadJSON for a body already in memory. JSON is UTF-8 (RFC
+// 8259): a body with invalid UTF-8 is not JSON (as Synapse answers), rather
+// than decoded with its bad bytes silently replaced.
 func DecodeJSON(body []byte, v any) error {
-	if len(body) == 0 || !json.Valid(body) {
+	if len(body) == 0 || !utf8.Valid(body) || !json.Valid(body) {
 		return mautrix.MNotJSON.WithMessage("Content not JSON.")
 	}
 	if err := json.Unmarshal(body, v); err != nil {

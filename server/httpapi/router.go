@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 )
 
 // HandlerFunc serves one endpoint. It writes its success response itself
@@ -27,14 +28,16 @@ type Route struct {
 type RouteOption func(*endpoint)
 
 // MaxBody overrides the request body limit for one route; media uploads use
-// it to stream bodies far larger than the default limit.
+// it to stream bodies far larger than the default limit. Such a body may
+// take as long as it needs while it keeps arriving (see SetBodyTimeout).
 func MaxBody(limit int64) RouteOption {
-	return func(e *endpoint) { e.maxBody = limit }
+	return func(e *endpoint) { e.maxBody, e.streamed = limit, true }
 }
 
 type endpoint struct {
-	handler HandlerFunc
-	maxBody int64
+	handler  HandlerFunc
+	maxBody  int64
+	streamed bool
 }
 
 // pathHandler dispatches the methods registered for one path pattern, so an
@@ -52,7 +55,15 @@ type Router struct {
 	routes         []Route
 	log            *slog.Logger
 	defaultMaxBody int64
+	bodyTimeout    time.Duration
 }
+
+// SetBodyTimeout bounds how long a request body may take to arrive: the
+// whole body for ordinary routes, the pause between two reads for the
+// MaxBody (upload) routes. The timeout is per request and ends with the
+// body, unlike http.Server.ReadTimeout, whose deadline would also cut off
+// a long-poll (/sync) still running when it passes. 0 disables it.
+func (rt *Router) SetBodyTimeout(d time.Duration) { rt.bodyTimeout = d }
 
 // NewRouter returns a router whose request bodies are limited to maxBody
 // bytes unless a route says otherwise.
@@ -64,11 +75,14 @@ func NewRouter(log *slog.Logger, maxBody int64) *Router {
 		defaultMaxBody: maxBody,
 	}
 	// Anything no route matches is an unknown endpoint.
-	rt.mux.Handle("/", rt.wrap(func(http.ResponseWriter, *http.Request) error {
+	rt.mux.Handle("/", unknownEndpoint{rt.wrap(func(http.ResponseWriter, *http.Request) error {
 		return ErrUnrecognized
-	}))
+	})})
 	return rt
 }
+
+// unknownEndpoint is the handler of paths no route matches.
+type unknownEndpoint struct{ http.Handler }
 
 // Handle registers h for method and pattern. Registering the same method and
 // pattern twice panics, as ServeMux does: it is a programming error.
@@ -128,7 +142,22 @@ func (rt *Router) Routes() []Route { return slices.Clone(rt.routes) }
 
 // ServeHTTP runs the middleware and then the matching route.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rt.middleware(rt.mux).ServeHTTP(w, r)
+	rt.middleware(http.HandlerFunc(rt.route)).ServeHTTP(w, r)
+}
+
+// route hands the request to the mux, unless the mux would answer it
+// itself: ServeMux redirects (301) a path that is not clean, such as
+// //_matrix/client/versions or /_matrix/client/v3/../v3/x, to its cleaned
+// form with an HTML body. No Matrix endpoint lives at such a path, and a
+// client following the redirect would resend a POST as a GET, so it gets
+// the unknown-endpoint error instead.
+func (rt *Router) route(w http.ResponseWriter, r *http.Request) {
+	switch h, _ := rt.mux.Handler(r); h.(type) {
+	case *pathHandler, unknownEndpoint:
+		rt.mux.ServeHTTP(w, r)
+	default:
+		rt.writeError(w, r, ErrUnrecognized)
+	}
 }
 
 func (ph *pathHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -148,6 +177,9 @@ func (ph *pathHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return ErrMethodNotAllowed
 		}).ServeHTTP(w, r)
 		return
+	}
+	if rt := ph.router; rt.bodyTimeout > 0 && r.ContentLength != 0 && r.Body != http.NoBody {
+		r.Body = newTimedBody(w, r.Body, rt.bodyTimeout, e.streamed)
 	}
 	if e.maxBody > 0 {
 		if r.ContentLength > e.maxBody {

@@ -45,7 +45,9 @@ func (s *Service) mediaFor(ctx context.Context, serverName, mediaID string, time
 		return s.getReady(ctx, mediaID, timeout)
 	}
 	// Frozen media are answered as the spec says (404 M_NOT_FOUND) without
-	// waiting: media still being uploaded is new media.
+	// waiting. Media created before the freeze but still being uploaded is
+	// waited for like on the authenticated endpoints (504
+	// M_NOT_YET_UPLOADED after timeout_ms), then judged by its upload time.
 	cutoff, ok := s.cfg.UnauthenticatedCutoff()
 	if !ok {
 		return nil, errFrozen
@@ -54,7 +56,15 @@ func (s *Service) mediaFor(ctx context.Context, serverName, mediaID string, time
 	if err != nil {
 		return nil, err
 	}
-	if m.Pending() || m.UploadedTS >= cutoff.UnixMilli() {
+	if m.Pending() {
+		if m.CreatedTS >= cutoff.UnixMilli() {
+			return nil, errFrozen
+		}
+		if m, err = s.getReady(ctx, mediaID, timeout); err != nil {
+			return nil, err
+		}
+	}
+	if m.UploadedTS >= cutoff.UnixMilli() {
 		return nil, errFrozen
 	}
 	return m, nil

@@ -342,7 +342,7 @@ func (c *compiled) evaluate(ev *Event, rc roomContext, user string) (Outcome, bo
 
 func (cr *compiledRule) matches(kind Kind, ev *Event, rc roomContext, user string) bool {
 	switch kind {
-	case Override, Underride:
+	case Override, PostContent, Underride:
 		for i := range cr.conds {
 			if !cr.conds[i].match(ev, rc, user) {
 				return false

@@ -201,3 +201,36 @@ func TestEvaluateOrderAndOutcome(t *testing.T) {
 		t.Errorf("dont_notify outcome %+v", out)
 	}
 }
+
+// MSC4306: postcontent rules are checked after the content rules and
+// before the room rules.
+func TestPostContentOrder(t *testing.T) {
+	const user = "@bob:x"
+	all := func(id string, actions ...json.RawMessage) *Rule {
+		return &Rule{Kind: PostContent, RuleID: id, Enabled: true, Conditions: []json.RawMessage{}, Actions: actions}
+	}
+	msg := mustEvent(t, `{"type":"m.room.message","room_id":"!r:x","sender":"@al:x","content":{"body":"tea time"}}`)
+	rc := testRoom{members: 3}
+	outcome := func(own map[Kind][]*Rule) string {
+		o, _ := compile(Assemble(user, own, nil)).evaluate(msg, rc, user)
+		return o.RuleID
+	}
+	room := &Rule{Kind: Room, RuleID: "!r:x", Enabled: true, Actions: []json.RawMessage{actNotify}}
+	tea := &Rule{Kind: Content, RuleID: "tea", Enabled: true, Pattern: "tea", Actions: []json.RawMessage{actNotify}}
+	if got := outcome(map[Kind][]*Rule{Room: {room}, PostContent: {all("quiet")}}); got != "quiet" {
+		t.Errorf("postcontent against a room rule: %q won, want quiet", got)
+	}
+	if got := outcome(map[Kind][]*Rule{Content: {tea}, PostContent: {all("quiet")}}); got != "tea" {
+		t.Errorf("postcontent against a content rule: %q won, want tea", got)
+	}
+}
+
+// The historical actions are kept in the rule and ignored when it is
+// evaluated.
+func TestLegacyActionsIgnored(t *testing.T) {
+	r := &Rule{Kind: Override, RuleID: "x", Actions: []json.RawMessage{raw(`"dont_notify"`), raw(`"coalesce"`), actNotify}}
+	o := outcomeOf(r)
+	if !o.Notify || len(o.Actions) != 1 || len(r.Actions) != 3 {
+		t.Fatalf("outcome %+v of %s", o, r.Actions)
+	}
+}

@@ -14,15 +14,19 @@ type Kind string
 
 // The push rule kinds.
 const (
-	Override  Kind = "override"
-	Content   Kind = "content"
-	Room      Kind = "room"
-	Sender    Kind = "sender"
-	Underride Kind = "underride"
+	Override Kind = "override"
+	Content  Kind = "content"
+	// PostContent (MSC4306) holds general-purpose rules checked after the
+	// content rules and before the room rules. The MSC reserves it for
+	// server-default rules, so users cannot create rules of this kind.
+	PostContent Kind = "postcontent"
+	Room        Kind = "room"
+	Sender      Kind = "sender"
+	Underride   Kind = "underride"
 )
 
 // Kinds are the rule kinds in priority order.
-var Kinds = []Kind{Override, Content, Room, Sender, Underride}
+var Kinds = []Kind{Override, Content, PostContent, Room, Sender, Underride}
 
 // ParseKind checks a {kind} path parameter.
 func ParseKind(s string) (Kind, bool) {
@@ -36,7 +40,7 @@ func ParseKind(s string) (Kind, bool) {
 
 // hasConditions tells whether rules of the kind carry conditions (the
 // others match on their pattern or rule ID).
-func (k Kind) hasConditions() bool { return k == Override || k == Underride }
+func (k Kind) hasConditions() bool { return k == Override || k == PostContent || k == Underride }
 
 // Rule is one push rule. Conditions and actions are kept as the JSON they
 // were given, so tweaks and condition parameters this server does not know
@@ -52,7 +56,7 @@ type Rule struct {
 }
 
 // MarshalJSON writes the rule as the spec's PushRule: conditions for
-// override and underride rules (an empty list included), pattern for
+// override, postcontent and underride rules (an empty list included), pattern for
 // content rules, neither for room and sender rules.
 func (r *Rule) MarshalJSON() ([]byte, error) {
 	type base struct {
@@ -87,11 +91,12 @@ func (r *Rule) MarshalJSON() ([]byte, error) {
 // Ruleset is a user's full set of rules: their own merged with the
 // server-default rules, in the order they are checked within each kind.
 type Ruleset struct {
-	Override  []*Rule
-	Content   []*Rule
-	Room      []*Rule
-	Sender    []*Rule
-	Underride []*Rule
+	Override    []*Rule
+	Content     []*Rule
+	PostContent []*Rule
+	Room        []*Rule
+	Sender      []*Rule
+	Underride   []*Rule
 }
 
 // Of returns the rules of one kind.
@@ -101,6 +106,8 @@ func (rs *Ruleset) Of(k Kind) []*Rule {
 		return rs.Override
 	case Content:
 		return rs.Content
+	case PostContent:
+		return rs.PostContent
 	case Room:
 		return rs.Room
 	case Sender:
@@ -117,6 +124,8 @@ func (rs *Ruleset) set(k Kind, rules []*Rule) {
 		rs.Override = rules
 	case Content:
 		rs.Content = rules
+	case PostContent:
+		rs.PostContent = rules
 	case Room:
 		rs.Room = rules
 	case Sender:
@@ -146,12 +155,13 @@ func (rs *Ruleset) MarshalJSON() ([]byte, error) {
 		return r
 	}
 	return json.Marshal(struct {
-		Override  []*Rule `json:"override"`
-		Content   []*Rule `json:"content"`
-		Room      []*Rule `json:"room"`
-		Sender    []*Rule `json:"sender"`
-		Underride []*Rule `json:"underride"`
-	}{nonNil(rs.Override), nonNil(rs.Content), nonNil(rs.Room), nonNil(rs.Sender), nonNil(rs.Underride)})
+		Override    []*Rule `json:"override"`
+		Content     []*Rule `json:"content"`
+		PostContent []*Rule `json:"postcontent"`
+		Room        []*Rule `json:"room"`
+		Sender      []*Rule `json:"sender"`
+		Underride   []*Rule `json:"underride"`
+	}{nonNil(rs.Override), nonNil(rs.Content), nonNil(rs.PostContent), nonNil(rs.Room), nonNil(rs.Sender), nonNil(rs.Underride)})
 }
 
 // Global is the body of GET /pushrules/ and the content of the m.push_rules
@@ -303,7 +313,9 @@ type Change struct {
 func DefaultRuleset(user id.UserID) *Ruleset { return Assemble(user, nil, nil) }
 
 // normaliseActions drops the historical dont_notify and coalesce actions,
-// which the spec says to ignore by stripping them.
+// which the spec says to ignore by stripping them. Rules keep them as the
+// client sent them (as Synapse does: a client that reads back its rule
+// sees what it wrote); only evaluation strips them.
 func normaliseActions(actions []json.RawMessage) []json.RawMessage {
 	out := make([]json.RawMessage, 0, len(actions))
 	for _, a := range actions {

@@ -53,9 +53,12 @@ func (s *Service) PutRule(ctx context.Context, user id.UserID, kind Kind, ruleID
 	if err := checkActions(body.Actions); err != nil {
 		return mautrix.MInvalidParam.WithMessage("Invalid actions: " + err.Error())
 	}
+	if kind == PostContent {
+		return mautrix.MInvalidParam.WithMessage("postcontent rules are the server's; clients cannot create them (MSC4306)")
+	}
 	rule := storage.PushRuleRow{Kind: string(kind), RuleID: ruleID, Enabled: true}
 	var err error
-	if rule.Actions, err = json.Marshal(normaliseActions(body.Actions)); err != nil {
+	if rule.Actions, err = json.Marshal(body.Actions); err != nil {
 		return err
 	}
 	switch {
@@ -201,7 +204,7 @@ func (s *Service) SetActions(ctx context.Context, user id.UserID, kind Kind, rul
 	if err := checkActions(actions); err != nil {
 		return mautrix.MInvalidParam.WithMessage("Invalid actions: " + err.Error())
 	}
-	return s.update(ctx, user, kind, ruleID, nil, normaliseActions(actions))
+	return s.update(ctx, user, kind, ruleID, nil, actions)
 }
 
 func (s *Service) update(ctx context.Context, user id.UserID, kind Kind, ruleID string, enabled *bool, actions []json.RawMessage) error {

@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/crypto/canonicaljson"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/federation/eventauth"
 	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/palpo-im/palpo-desktop/server/rooms/authrules"
 	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
@@ -191,23 +191,13 @@ func (s *Service) build(ctx context.Context, r *room, h *roomHead, p *proto) (*E
 			ev.AuthEvents = append(ev.AuthEvents, evID)
 		}
 	}
-	if err := ev.FillContentHash(); err != nil {
-		return nil, fmt.Errorf("hash event: %w", err)
-	}
-	if err := ev.Sign(r.Version, s.serverName, s.key.ID, s.key.Priv); err != nil {
-		return nil, fmt.Errorf("sign event: %w", err)
-	}
-	evID, err := ev.GetEventID(r.Version)
+	evID, raw, err := s.seal(ctx, r, ev)
 	if err != nil {
-		return nil, fmt.Errorf("event ID: %w", err)
+		return nil, err
 	}
 	ev.InternalMeta.EventID = evID
 	if isV12Create {
 		r.ID = id.RoomID("!" + strings.TrimPrefix(string(evID), "$"))
-	}
-	raw, err := canonicaljson.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("encode event: %w", err)
 	}
 	if len(raw) > MaxPDUSize {
 		return nil, mautrix.MTooLarge.WithMessage(fmt.Sprintf("Event is %d bytes; the limit is %d", len(raw), MaxPDUSize))
@@ -215,20 +205,12 @@ func (s *Service) build(ctx context.Context, r *room, h *roomHead, p *proto) (*E
 	if err := s.authorize(ctx, r, ev); err != nil {
 		return nil, authError(err)
 	}
-	return &Event{PDU: ev, ID: evID, RoomID: r.ID, Version: r.Version, StateBefore: h.stateGroup}, nil
+	return &Event{PDU: ev, ID: evID, RoomID: r.ID, Version: r.Version, StateBefore: h.stateGroup, wire: raw}, nil
 }
 
-// authorize checks an event against the auth rules. mautrix v0.32.0's
-// eventauth panics on a power levels event that removes a users entry equal
-// to the sender's own level (the spec rejects it); such a panic is a
-// rejection, not a crash.
-func (s *Service) authorize(ctx context.Context, r *room, ev *pdu.PDU) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("auth rules could not be applied: %v", p)
-		}
-	}()
-	return eventauth.Authorize(r.Version, ev, nil, s.pdus(ctx), s.signingKey)
+// authorize checks an event against the auth rules of its room version.
+func (s *Service) authorize(ctx context.Context, r *room, ev *pdu.PDU) error {
+	return authrules.Authorize(r.Version, ev, nil, s.pdus(ctx), s.signingKey)
 }
 
 // signingKey gives the auth rules the public keys they check signatures
@@ -317,9 +299,9 @@ func (s *Service) sendEventsOn(ctx context.Context, r *room, protos []*proto, h 
 			ne.BeforeState = h.state
 			h.resolved = false
 		}
-		if ne.PDU, err = canonicaljson.Marshal(ev.PDU); err != nil {
-			return nil, err
-		}
+		// The JSON build made, in the room version's format; the cached
+		// event does not keep it.
+		ne.PDU, ev.wire = ev.wire, nil
 		if creating && i == 0 {
 			ne.NewRoom = &storage.Room{RoomID: r.ID, RoomVersion: r.Version, Creator: p.Sender, CreatedTS: nowTS}
 		}

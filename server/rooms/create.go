@@ -63,16 +63,17 @@ type ProfileSource interface {
 }
 
 // addProfile puts a local user's display name and avatar into member event
-// content, as clients expect to find them there.
+// content, as clients expect to find them there, unless the content has its
+// own (a per-room profile).
 func (s *Service) addProfile(ctx context.Context, content map[string]any, user id.UserID) {
 	if s.Profiles == nil || user.Homeserver() != s.serverName {
 		return
 	}
 	dn, av := s.Profiles.MemberProfile(ctx, user)
-	if dn != "" {
+	if _, ok := content["displayname"]; !ok && dn != "" {
 		content["displayname"] = dn
 	}
-	if av != "" {
+	if _, ok := content["avatar_url"]; !ok && av != "" {
 		content["avatar_url"] = av
 	}
 }
@@ -82,7 +83,7 @@ func (s *Service) addProfile(ctx context.Context, content map[string]any, user i
 func (s *Service) CreateRoom(ctx context.Context, creator id.UserID, req *CreateRoomRequest) (id.RoomID, error) {
 	version := req.RoomVersion
 	if version == "" {
-		version = DefaultRoomVersion
+		version = s.DefaultNewRoomVersion()
 	}
 	if !IsSupportedVersion(version) {
 		return "", mautrix.MUnsupportedRoomVersion.WithStatus(http.StatusBadRequest).WithMessage(fmt.Sprintf("Room version %q is not supported", version))
@@ -113,6 +114,9 @@ func (s *Service) CreateRoom(ctx context.Context, creator id.UserID, req *Create
 		if _, _, err := u.ParseAndValidateRelaxed(); err != nil {
 			return "", mautrix.MInvalidParam.WithMessage(fmt.Sprintf("Invalid user ID %q in invite", u))
 		}
+	}
+	if err := s.checkCreateRequest(ctx, req, version); err != nil {
+		return "", err
 	}
 	if len(req.Invite3PID) > 0 {
 		return "", mautrix.MUnknown.WithStatus(http.StatusBadRequest).WithMessage("Inviting by email or phone number is not supported by this server")
@@ -283,12 +287,15 @@ func (s *Service) createRoomEvents(ctx context.Context, creator id.UserID, req *
 
 	// 7. Name and topic.
 	if req.Name != nil {
+		if err := checkText("name", *req.Name); err != nil {
+			return nil, err
+		}
 		if err := add(event.StateRoomName.Type, &empty, map[string]any{"name": *req.Name}); err != nil {
 			return nil, err
 		}
 	}
 	if req.Topic != nil {
-		if err := add(event.StateTopic.Type, &empty, map[string]any{"topic": *req.Topic}); err != nil {
+		if err := add(event.StateTopic.Type, &empty, topicContent(*req.Topic)); err != nil {
 			return nil, err
 		}
 	}

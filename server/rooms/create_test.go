@@ -35,7 +35,7 @@ func TestLongInitialStateGroups(t *testing.T) {
 	key := federation.GenerateSigningKey()
 	creator := New(db, "localhost", key, slog.New(slog.DiscardHandler))
 	const n = 3*persistChunk + 17
-	req := &CreateRoomRequest{Invite: []id.UserID{"@bob:localhost", "@carol:localhost"}}
+	req := &CreateRoomRequest{Invite: []id.UserID{"@bob:remote.example", "@carol:remote.example"}}
 	for i := range n {
 		// Every seventh entry sets an earlier key again: the later one wins.
 		k := i

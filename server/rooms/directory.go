@@ -721,6 +721,7 @@ const MaxUserDirectoryResults = 50
 // appear, case-insensitively, in the user ID or the display name. Results
 // come best match first: an exact name, then a name or word starting with
 // the term, then the rest; users with a display name before those without.
+// The searcher is never among them.
 func (s *Service) SearchUserDirectory(ctx context.Context, searcher id.UserID, term string, limit int) ([]storage.DirectoryUser, bool, error) {
 	if limit < 1 {
 		return nil, false, mautrix.MInvalidParam.WithMessage("limit must be a positive number")
@@ -741,6 +742,11 @@ func (s *Service) SearchUserDirectory(ctx context.Context, searcher id.UserID, t
 	}
 	var hits []hit
 	for _, u := range users {
+		if u.UserID == searcher {
+			// People search the directory for others to talk to; finding
+			// oneself only clutters the invite dialog.
+			continue
+		}
 		name := strings.ToLower(u.DisplayName)
 		uid := strings.ToLower(string(u.UserID))
 		localpart := strings.TrimPrefix(uid, "@")

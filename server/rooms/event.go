@@ -3,7 +3,6 @@ package rooms
 import (
 	"context"
 	jsonv1 "encoding/json"
-	"encoding/json/v2"
 	"errors"
 	"fmt"
 
@@ -25,6 +24,10 @@ type Event struct {
 	StateAfter  int64
 	RedactedBy  id.EventID
 	Rejected    bool
+
+	// wire is the event's JSON in its room version's format, from build
+	// until it is persisted.
+	wire []byte
 }
 
 // IsState tells whether the event is a state event.
@@ -52,14 +55,14 @@ func (s *Service) fromStored(ctx context.Context, se *storage.Event) (*Event, er
 	if err != nil {
 		return nil, err
 	}
-	var p pdu.PDU
-	if err := json.Unmarshal(se.PDU, &p); err != nil {
+	p, err := parsePDU(r.Version, se.PDU)
+	if err != nil {
 		return nil, fmt.Errorf("parse stored event %s: %w", se.EventID, err)
 	}
 	p.InternalMeta.EventID = se.EventID
 	p.InternalMeta.Rejected = se.Rejected
 	return &Event{
-		PDU: &p, ID: se.EventID, RoomID: se.RoomID, Version: r.Version, StreamPos: se.StreamPos,
+		PDU: p, ID: se.EventID, RoomID: se.RoomID, Version: r.Version, StreamPos: se.StreamPos,
 		StateBefore: se.StateBefore, StateAfter: se.StateAfter, RedactedBy: se.RedactedBy, Rejected: se.Rejected,
 	}, nil
 }
@@ -164,4 +167,48 @@ func (s *Service) ClientEvent(ctx context.Context, ev *Event) (*event.Event, err
 		}
 	}
 	return ce, nil
+}
+
+// ClientEventFor is ClientEvent as one user's device receives it: with
+// unsigned.membership, the user's membership once the event applied (the
+// spec's MSC4115 field), and unsigned.transaction_id when that device sent
+// the event (so the client can match its local echo). An empty device
+// leaves out the transaction ID.
+func (s *Service) ClientEventFor(ctx context.Context, user id.UserID, device id.DeviceID, ev *Event) (*event.Event, error) {
+	ce, err := s.ClientEvent(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	if ce.Unsigned.Membership, err = s.membershipAfter(ctx, user, ev); err != nil {
+		return nil, err
+	}
+	if ev.PDU.Sender == user && device != "" {
+		txn, err := s.db.TxnIDOf(ctx, user, device, ev.ID)
+		if err != nil {
+			return nil, err
+		}
+		ce.Unsigned.TransactionID = txn
+	}
+	return ce, nil
+}
+
+// membershipAfter is a user's membership in the state just after an event,
+// its own change included; leave when they had none.
+func (s *Service) membershipAfter(ctx context.Context, user id.UserID, ev *Event) (event.Membership, error) {
+	if ev.PDU.Type == event.StateMember.Type && ev.StateKey() == string(user) && !ev.Rejected {
+		return ev.Membership(), nil
+	}
+	state, err := s.StateAfter(ctx, ev)
+	if err != nil {
+		return "", err
+	}
+	evID, ok := state[pdu.StateKey{Type: event.StateMember.Type, StateKey: string(user)}]
+	if !ok {
+		return event.MembershipLeave, nil
+	}
+	m, err := s.event(ctx, evID)
+	if err != nil {
+		return "", err
+	}
+	return m.Membership(), nil
 }

@@ -3,6 +3,7 @@ package rooms
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 
 	"maunium.net/go/mautrix"
@@ -45,30 +46,12 @@ var errMembersHidden = mautrix.MForbidden.WithMessage("You may not see the room'
 // no further than their leave, and must have been able to see the room at
 // that point (history visibility).
 func (s *Service) Members(ctx context.Context, user id.UserID, roomID id.RoomID, q MembersQuery) ([]*event.Event, error) {
-	if _, err := s.room(ctx, roomID); err != nil {
-		return nil, err
-	}
-	m, memberEvID, err := s.db.Membership(ctx, roomID, user)
+	view, err := s.ReadView(ctx, user, roomID)
 	if err != nil {
 		return nil, err
 	}
 	// left is the user's leave (or ban) when that bounds what they see.
-	var left *Event
-	if m != string(event.MembershipJoin) {
-		readable, err := s.worldReadable(ctx, roomID)
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case readable:
-		case m == string(event.MembershipLeave) || m == string(event.MembershipBan):
-			if left, err = s.event(ctx, memberEvID); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, errNotInRoom
-		}
-	}
+	left := view.Left
 
 	var state StateMap
 	switch {
@@ -82,17 +65,12 @@ func (s *Service) Members(ctx context.Context, user id.UserID, roomID id.RoomID,
 		if left != nil && pos > left.StreamPos {
 			pos = left.StreamPos
 		}
-		se, err := s.db.LastEventAt(ctx, roomID, pos)
-		if errors.Is(err, storage.ErrNotFound) {
-			// Before the room existed: it had no members.
+		last, err := s.lastEventAt(ctx, roomID, pos)
+		if err != nil {
+			return nil, err
+		}
+		if last == nil {
 			return []*event.Event{}, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		last, err := s.event(ctx, se.EventID)
-		if err != nil {
-			return nil, err
 		}
 		// The state at a point is as visible as the room's last event then
 		// (as Synapse decides it).
@@ -132,6 +110,37 @@ func (s *Service) Members(ctx context.Context, user id.UserID, roomID id.RoomID,
 		}
 	}
 	return s.memberEvents(ctx, ids, &q)
+}
+
+// membersStartScan bounds the events read looking for a room's first
+// member event (in a room made here it is the second event).
+const membersStartScan = 50
+
+// lastEventAt is the event whose state /members?at=pos reads: the room's
+// last event at or before pos. A position before the room's first event is
+// what a sync hands out as prev_batch when its timeline begins with the
+// room's creation (Synapse hands out the sync's own position there); it is
+// read as the room's start once it had a member, its creator's join, since
+// "no members" would describe no point a client ever saw. Nil when the
+// room has no member event at all.
+func (s *Service) lastEventAt(ctx context.Context, roomID id.RoomID, pos int64) (*Event, error) {
+	se, err := s.db.LastEventAt(ctx, roomID, pos)
+	if err == nil {
+		return s.event(ctx, se.EventID)
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	evs, _, err := s.Timeline(ctx, roomID, pos, math.MaxInt64, membersStartScan, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, ev := range evs {
+		if ev.PDU.Type == event.StateMember.Type {
+			return ev, nil
+		}
+	}
+	return nil, nil
 }
 
 // memberEvents loads member events, keeps those q allows, and returns them
@@ -221,6 +230,5 @@ func (s *Service) worldReadable(ctx context.Context, roomID id.RoomID) (bool, er
 	if err != nil || hv == nil {
 		return false, err
 	}
-	var c event.HistoryVisibilityEventContent
-	return jsonUnmarshal(hv.PDU.Content, &c) == nil && c.HistoryVisibility == event.HistoryVisibilityWorldReadable, nil
+	return historyVisibility(hv) == event.HistoryVisibilityWorldReadable, nil
 }

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	jsonv1 "encoding/json"
 	"errors"
 	"fmt"
 
@@ -21,7 +22,19 @@ type MembershipChange struct {
 	Membership event.Membership
 	Reason     string
 	IsDirect   bool
+	// Extra is further content the client sent with a join or knock (the
+	// spec lets clients put their own keys in member events); the keys the
+	// server sets itself are dropped from it.
+	Extra map[string]jsonv1.RawMessage
 }
+
+// serverMemberKeys are the member content keys never taken from a client's
+// extra content: the membership itself, the reason (a field of its own),
+// the restricted-join authoriser, and third_party_signed, a join parameter
+// rather than content. A displayname or avatar_url the client sends is a
+// per-room profile and kept, as Synapse does; the global profile fills in
+// what it leaves out.
+var serverMemberKeys = []string{"membership", "reason", "join_authorised_via_users_server", "third_party_signed"}
 
 // ChangeMembership sends the m.room.member event for a join, invite,
 // leave, kick, ban, unban or knock, after the checks that give a clearer
@@ -48,7 +61,31 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (id.
 	case c.Membership == event.MembershipJoin && current == string(event.MembershipBan):
 		return "", mautrix.MForbidden.WithMessage("You are banned from this room")
 	}
-	content := map[string]any{"membership": c.Membership}
+	if c.Membership == event.MembershipInvite {
+		if err := s.checkLocalUserExists(ctx, c.Target); err != nil {
+			return "", err
+		}
+	}
+	content := map[string]any{}
+	for k, v := range c.Extra {
+		content[k] = v
+	}
+	for _, k := range serverMemberKeys {
+		delete(content, k)
+	}
+	for _, k := range []string{"displayname", "avatar_url"} {
+		if raw, ok := c.Extra[k]; ok {
+			var v string
+			if jsonv1.Unmarshal(raw, &v) != nil {
+				return "", mautrix.MBadJSON.WithMessage(k + " must be a string")
+			}
+			if err := checkText(k, v); err != nil {
+				return "", err
+			}
+			content[k] = v
+		}
+	}
+	content["membership"] = c.Membership
 	if c.Reason != "" {
 		content["reason"] = c.Reason
 	}
@@ -70,11 +107,78 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (id.
 	if err != nil {
 		return "", err
 	}
+	if c.Membership == event.MembershipJoin && current == string(event.MembershipJoin) {
+		// Joining a room one is in changes nothing unless the content does
+		// (a new custom key, say): Synapse answers with the current event
+		// rather than repeat it.
+		if same, curID, err := s.sameMemberContent(ctx, c.RoomID, c.Target, p.Content); err != nil {
+			return "", err
+		} else if same {
+			return curID, nil
+		}
+	}
 	evs, err := s.sendEvents(ctx, r, []*proto{p}, false)
 	if err != nil {
 		return "", err
 	}
 	return evs[0].ID, nil
+}
+
+// sameMemberContent tells whether a user's current member event already
+// has the given content, leaving out join_authorised_via_users_server (a
+// rejoin does not name an authoriser again), and returns its ID.
+func (s *Service) sameMemberContent(ctx context.Context, roomID id.RoomID, user id.UserID, content []byte) (bool, id.EventID, error) {
+	cur, err := s.CurrentStateEvent(ctx, roomID, event.StateMember.Type, string(user))
+	if err != nil || cur == nil {
+		return false, "", err
+	}
+	var old, next map[string]jsonv1.RawMessage
+	if jsonUnmarshal(cur.PDU.Content, &old) != nil || jsonUnmarshal(content, &next) != nil {
+		return false, "", nil
+	}
+	delete(old, "join_authorised_via_users_server")
+	delete(next, "join_authorised_via_users_server")
+	a, err1 := jsonv1.Marshal(old)
+	b, err2 := jsonv1.Marshal(next)
+	return err1 == nil && err2 == nil && sameJSON(a, b), cur.ID, nil
+}
+
+// selfJoinContent prepares the content of a join a user sends through the
+// state endpoint as /join would: someone already joined names no
+// authoriser (a join after a join is not a restricted join, and the key
+// would make the auth rules demand that server's signature), and someone
+// joining a restricted room through an allowed room gets one. Other
+// content is returned as it is.
+func (s *Service) selfJoinContent(ctx context.Context, r *room, user id.UserID, content []byte) ([]byte, error) {
+	var c map[string]jsonv1.RawMessage
+	if jsonUnmarshal(content, &c) != nil {
+		return content, nil // checked and refused later
+	}
+	var m event.Membership
+	if raw, ok := c["membership"]; !ok || jsonUnmarshal(raw, &m) != nil || m != event.MembershipJoin {
+		return content, nil
+	}
+	current, _, err := s.db.Membership(ctx, r.ID, user)
+	if err != nil {
+		return nil, err
+	}
+	switch current {
+	case string(event.MembershipJoin):
+		if _, ok := c["join_authorised_via_users_server"]; !ok {
+			return content, nil
+		}
+		delete(c, "join_authorised_via_users_server")
+	case string(event.MembershipInvite):
+		return content, nil
+	default:
+		via, err := s.restrictedJoinVia(ctx, r, user)
+		if err != nil || via == "" {
+			return content, err
+		}
+		raw, _ := jsonv1.Marshal(via)
+		c["join_authorised_via_users_server"] = raw
+	}
+	return jsonv1.Marshal(c)
 }
 
 // restrictedJoinVia picks, for a restricted room the user may join through
@@ -255,4 +359,23 @@ func (s *Service) MembershipOf(ctx context.Context, roomID id.RoomID, user id.Us
 	}
 	m, _, err := s.db.Membership(ctx, roomID, user)
 	return event.Membership(m), err
+}
+
+// mutualRoomsPage is how many rooms one GET /mutual_rooms answer lists.
+const mutualRoomsPage = 100
+
+// MutualRooms is one page of the rooms user and other are both joined to,
+// in room ID order after the room ID after ("" for the first page), with
+// the total count and whether more follow.
+func (s *Service) MutualRooms(ctx context.Context, user, other id.UserID, after id.RoomID) (page []id.RoomID, total int, more bool, err error) {
+	if page, err = s.db.MutualRooms(ctx, user, other, after, mutualRoomsPage+1); err != nil {
+		return nil, 0, false, err
+	}
+	if more = len(page) > mutualRoomsPage; more {
+		page = page[:mutualRoomsPage]
+	}
+	if total, err = s.db.CountMutualRooms(ctx, user, other); err != nil {
+		return nil, 0, false, err
+	}
+	return page, total, more, nil
 }

@@ -340,7 +340,7 @@ func (s *Service) checkStateContent(evType, stateKey string, content []byte) err
 	if evType == event.StateServerACL.Type && stateKey == "" {
 		return s.checkServerACL(content)
 	}
-	return nil
+	return checkOneLine(evType, content)
 }
 
 // checkServerACL refuses an m.room.server_acl whose fields have the wrong

@@ -27,10 +27,7 @@ func (s *Service) canSee(ctx context.Context, user id.UserID, ev *Event) (bool, 
 	}
 	visibility := event.HistoryVisibilityShared
 	if hv, ok := evs[keys[0]]; ok {
-		var c event.HistoryVisibilityEventContent
-		if jsonUnmarshal(hv.PDU.Content, &c) == nil && c.HistoryVisibility != "" {
-			visibility = c.HistoryVisibility
-		}
+		visibility = historyVisibility(hv)
 	}
 	membership := event.MembershipLeave
 	if m, ok := evs[keys[1]]; ok {
@@ -48,14 +45,30 @@ func (s *Service) canSee(ctx context.Context, user id.UserID, ev *Event) (bool, 
 			return true, nil
 		}
 	}
-	// The spec's algorithm ("History visibility" in the client-server API).
+	ok, err := s.allowedBy(ctx, user, ev.RoomID, visibility, membership)
+	if ok || err != nil {
+		return ok, err
+	}
+	// A history visibility change is visible when the setting before or
+	// after it allows (the spec): a reader of a world-readable room sees
+	// the change that opened it, and the one that closed it again.
+	if ev.PDU.Type == event.StateHistoryVisibility.Type && ev.StateKey() == "" {
+		return s.allowedBy(ctx, user, ev.RoomID, historyVisibility(ev), membership)
+	}
+	return false, nil
+}
+
+// allowedBy is the spec's algorithm ("History visibility" in the
+// client-server API) for an event sent under visibility, to a user whose
+// membership then was membership.
+func (s *Service) allowedBy(ctx context.Context, user id.UserID, roomID id.RoomID, visibility event.HistoryVisibility, membership event.Membership) (bool, error) {
 	switch {
 	case visibility == event.HistoryVisibilityWorldReadable:
 		return true, nil
 	case membership == event.MembershipJoin:
 		return true, nil
 	case visibility == event.HistoryVisibilityShared:
-		current, _, err := s.db.Membership(ctx, ev.RoomID, user)
+		current, _, err := s.db.Membership(ctx, roomID, user)
 		if err != nil {
 			return false, err
 		}
@@ -64,6 +77,20 @@ func (s *Service) canSee(ctx context.Context, user id.UserID, ev *Event) (bool, 
 		return membership == event.MembershipInvite, nil
 	}
 	return false, nil
+}
+
+// historyVisibility reads an m.room.history_visibility event's setting; a
+// value this server does not know counts as shared (the spec's default).
+func historyVisibility(ev *Event) event.HistoryVisibility {
+	var c event.HistoryVisibilityEventContent
+	if jsonUnmarshal(ev.PDU.Content, &c) != nil {
+		return event.HistoryVisibilityShared
+	}
+	switch c.HistoryVisibility {
+	case event.HistoryVisibilityWorldReadable, event.HistoryVisibilityJoined, event.HistoryVisibilityInvited:
+		return c.HistoryVisibility
+	}
+	return event.HistoryVisibilityShared
 }
 
 // membershipRank orders memberships from most to least privileged, for
@@ -86,8 +113,9 @@ func membershipRank(m event.Membership) int {
 // event the user may not see: telling them apart would leak its existence.
 var errNoSuchEvent = mautrix.MNotFound.WithMessage("Event not found")
 
-// GetEvent returns an event of a room if the user may see it.
-func (s *Service) GetEvent(ctx context.Context, user id.UserID, roomID id.RoomID, evID id.EventID) (*event.Event, error) {
+// GetEvent returns an event of a room if the user may see it, as the
+// user's device receives it (ClientEventFor).
+func (s *Service) GetEvent(ctx context.Context, user id.UserID, device id.DeviceID, roomID id.RoomID, evID id.EventID) (*event.Event, error) {
 	if _, err := s.room(ctx, roomID); err != nil {
 		return nil, err
 	}
@@ -108,50 +136,84 @@ func (s *Service) GetEvent(ctx context.Context, user id.UserID, roomID id.RoomID
 	if !ok {
 		return nil, errNoSuchEvent
 	}
-	ce, err := s.ClientEvent(ctx, ev)
+	ce, err := s.ClientEventFor(ctx, user, device, ev)
 	if err != nil {
 		return nil, err
 	}
 	return ce, s.BundleAggregations(ctx, user, []*Event{ev}, []*event.Event{ce})
 }
 
-// visibleState returns the state a user may read: the current state when
-// joined (or when the room is world-readable), and for a user who left or
-// was kicked or banned, the state when they left.
-func (s *Service) visibleState(ctx context.Context, user id.UserID, roomID id.RoomID) (StateMap, error) {
+// ReadView is how much of a room a user may read now.
+type ReadView struct {
+	// Membership is the user's current membership ("" if they never had
+	// one).
+	Membership event.Membership
+	// Left is the user's leave (or kick or ban) when it bounds what they
+	// may read: the room as it was then. Nil when they read the room as it
+	// is now: they are joined, or its history is world-readable (a room
+	// preview, which needs no membership at all).
+	Left *Event
+}
+
+// Peeking tells whether the user reads the room without being in it, only
+// because its history is world-readable.
+func (v *ReadView) Peeking() bool {
+	return v.Left == nil && v.Membership != event.MembershipJoin
+}
+
+// ReadView decides what of a room a user may read: joined users and anyone
+// when the room is world-readable read it as it is now; users who left or
+// were banned read it as it was when they left; others are refused.
+func (s *Service) ReadView(ctx context.Context, user id.UserID, roomID id.RoomID) (*ReadView, error) {
 	if _, err := s.room(ctx, roomID); err != nil {
 		return nil, err
 	}
-	m, memberEv, err := s.db.Membership(ctx, roomID, user)
+	m, memberEvID, err := s.db.Membership(ctx, roomID, user)
 	if err != nil {
 		return nil, err
 	}
-	if m == string(event.MembershipJoin) {
-		return s.CurrentState(ctx, roomID)
+	v := &ReadView{Membership: event.Membership(m)}
+	if v.Membership == event.MembershipJoin {
+		return v, nil
 	}
-	state, err := s.CurrentState(ctx, roomID)
-	if err != nil {
+	if readable, err := s.worldReadable(ctx, roomID); err != nil {
 		return nil, err
+	} else if readable {
+		return v, nil
 	}
-	hv, err := s.stateEvents(ctx, state, pdu.StateKey{Type: event.StateHistoryVisibility.Type})
-	if err != nil {
-		return nil, err
-	}
-	if ev, ok := hv[pdu.StateKey{Type: event.StateHistoryVisibility.Type}]; ok {
-		var c event.HistoryVisibilityEventContent
-		if jsonUnmarshal(ev.PDU.Content, &c) == nil && c.HistoryVisibility == event.HistoryVisibilityWorldReadable {
-			return state, nil
-		}
-	}
-	if m == string(event.MembershipLeave) || m == string(event.MembershipBan) {
-		ev, err := s.event(ctx, memberEv)
-		if err != nil {
+	if v.Membership == event.MembershipLeave || v.Membership == event.MembershipBan {
+		if v.Left, err = s.event(ctx, memberEvID); err != nil {
 			return nil, err
 		}
-		// The state as it was just before they left: what they last saw.
-		return s.StateBefore(ctx, ev)
+		return v, nil
 	}
 	return nil, errNotInRoom
+}
+
+// GetEventByID is GetEvent for a client that names only the event (the
+// deprecated GET /events/{eventId}).
+func (s *Service) GetEventByID(ctx context.Context, user id.UserID, device id.DeviceID, evID id.EventID) (*event.Event, error) {
+	ev, err := s.event(ctx, evID)
+	if errors.Is(err, errEventNotFound) {
+		return nil, errNoSuchEvent
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.GetEvent(ctx, user, device, ev.RoomID, evID)
+}
+
+// visibleState returns the state a user may read (see ReadView); for a
+// user who left, the state just before they left: what they last saw.
+func (s *Service) visibleState(ctx context.Context, user id.UserID, roomID id.RoomID) (StateMap, error) {
+	v, err := s.ReadView(ctx, user, roomID)
+	if err != nil {
+		return nil, err
+	}
+	if v.Left != nil {
+		return s.StateBefore(ctx, v.Left)
+	}
+	return s.CurrentState(ctx, roomID)
 }
 
 // GetState returns the room state a user may read, as client events.

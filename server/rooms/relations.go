@@ -197,6 +197,7 @@ func (v *viewer) visible(ctx context.Context, ev *Event) (bool, error) {
 // RelationsRequest is a GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]].
 type RelationsRequest struct {
 	User      id.UserID
+	Device    id.DeviceID // for unsigned.transaction_id
 	RoomID    id.RoomID
 	EventID   id.EventID
 	RelType   string // "" for any
@@ -301,7 +302,7 @@ func (s *Service) Relations(ctx context.Context, req *RelationsRequest) (*Page, 
 		return nil, err
 	}
 	for _, ev := range evs {
-		ce, err := s.ClientEvent(ctx, ev)
+		ce, err := s.ClientEventFor(ctx, req.User, req.Device, ev)
 		if err != nil {
 			return nil, err
 		}
@@ -450,7 +451,7 @@ func (s *Service) Threads(ctx context.Context, req *ThreadsRequest) (*Page, erro
 			redacted.PDU = root.PDU.Clone().Redact(root.Version)
 			roots[i] = &redacted
 		}
-		ce, err := s.ClientEvent(ctx, roots[i])
+		ce, err := s.ClientEventFor(ctx, req.User, "", roots[i])
 		if err != nil {
 			return nil, err
 		}

@@ -85,7 +85,7 @@ func TestRelationToAnotherRoomNotIndexed(t *testing.T) {
 	if err != nil || len(page.Chunk) != 0 {
 		t.Fatalf("relations of the parent: %+v %v", page, err)
 	}
-	got, err := s.GetEvent(ctx, alice, roomA, parent)
+	got, err := s.GetEvent(ctx, alice, "", roomA, parent)
 	if err != nil || got.Unsigned.Relations != nil {
 		t.Fatalf("parent has aggregations: %+v %v", got.Unsigned.Relations, err)
 	}
@@ -185,7 +185,7 @@ func TestLatestEditOrdering(t *testing.T) {
 	}
 	latest := func() id.EventID {
 		t.Helper()
-		ev, err := s.GetEvent(ctx, alice, roomID, orig)
+		ev, err := s.GetEvent(ctx, alice, "", roomID, orig)
 		if err != nil {
 			t.Fatal(err)
 		}

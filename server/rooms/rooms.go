@@ -20,24 +20,6 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
-// DefaultRoomVersion is the version of new rooms unless a client asks for
-// another (the spec's recommended default).
-const DefaultRoomVersion = id.RoomV12
-
-// SupportedRoomVersions are the versions Palpo creates and joins, all
-// stable. Versions 1–5 use older event formats and are not supported.
-var SupportedRoomVersions = []id.RoomVersion{id.RoomV6, id.RoomV7, id.RoomV8, id.RoomV9, id.RoomV10, id.RoomV11, id.RoomV12}
-
-// IsSupportedVersion tells whether Palpo handles a room version.
-func IsSupportedVersion(v id.RoomVersion) bool {
-	for _, s := range SupportedRoomVersions {
-		if s == v {
-			return true
-		}
-	}
-	return false
-}
-
 // Listener hears about every event persisted, in stream order: the events
 // of one room stored in one transaction, so that what a listener writes
 // for them (push notifications) is one transaction too. The sync notifier
@@ -56,6 +38,10 @@ type Service struct {
 
 	// Profiles fills display names and avatars into member events.
 	Profiles ProfileSource
+
+	// DefaultVersion is the version of new rooms whose creator asks for
+	// none (config default_room_version); empty means DefaultRoomVersion.
+	DefaultVersion id.RoomVersion
 
 	// UserDirectorySearchAll lets the user directory find every local
 	// account, not only the users who share a room with the searcher

@@ -142,7 +142,7 @@ func BenchmarkCreateRoomLarge(b *testing.B) {
 			s := newTestService(b)
 			req := &CreateRoomRequest{}
 			for i := range n {
-				req.Invite = append(req.Invite, id.NewUserID(fmt.Sprintf("u%d", i), "localhost"))
+				req.Invite = append(req.Invite, id.NewUserID(fmt.Sprintf("u%d", i), "remote.example"))
 			}
 			resetPeakRSS()
 			for range b.N {

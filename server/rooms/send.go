@@ -3,7 +3,10 @@ package rooms
 import (
 	"bytes"
 	"context"
+	jsonv1 "encoding/json"
 	"errors"
+	"strings"
+	"unicode"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -48,7 +51,9 @@ func (s *Service) SetState(ctx context.Context, sender id.UserID, roomID id.Room
 		return "", err
 	}
 	if evType == event.StateCreate.Type {
-		return "", mautrix.MForbidden.WithMessage("The create event cannot be replaced")
+		// 400 rather than the auth rules' 403, as Synapse answers: no
+		// sender may ever send this, whatever their power.
+		return "", mautrix.MInvalidParam.WithMessage("The create event cannot be replaced")
 	}
 	if evType == event.StateCanonicalAlias.Type && stateKey == "" {
 		if err := s.checkCanonicalAlias(ctx, roomID, content); err != nil {
@@ -57,6 +62,16 @@ func (s *Service) SetState(ctx context.Context, sender id.UserID, roomID id.Room
 	}
 	if err := s.checkStateContent(evType, stateKey, content); err != nil {
 		return "", err
+	}
+	if evType == event.StatePowerLevels.Type && stateKey == "" {
+		if err := s.checkPowerLevelsCreators(ctx, r, content); err != nil {
+			return "", err
+		}
+	}
+	if evType == event.StateMember.Type && stateKey == string(sender) {
+		if content, err = s.selfJoinContent(ctx, r, sender, content); err != nil {
+			return "", err
+		}
 	}
 	if cur, err := s.CurrentStateEvent(ctx, roomID, evType, stateKey); err != nil {
 		return "", err
@@ -69,6 +84,33 @@ func (s *Service) SetState(ctx context.Context, sender id.UserID, roomID id.Room
 		return "", err
 	}
 	return evs[0].ID, nil
+}
+
+// oneLineFields are the state fields that hold one line of text every
+// client shows: a room's name and a member's display name.
+var oneLineFields = map[string]string{event.StateRoomName.Type: "name", event.StateMember.Type: "displayname"}
+
+// checkOneLine refuses control characters (NUL, newlines, escapes...) in
+// the oneLineFields of state a local user sends; a field of the wrong type
+// is left to the clients, as before.
+func checkOneLine(evType string, content []byte) error {
+	field, ok := oneLineFields[evType]
+	if !ok {
+		return nil
+	}
+	var fields map[string]jsonv1.RawMessage
+	var text string
+	if jsonUnmarshal(content, &fields) != nil || jsonUnmarshal(fields[field], &text) != nil {
+		return nil
+	}
+	return checkText(evType+" "+field, text)
+}
+
+func checkText(what, text string) error {
+	if strings.ContainsFunc(text, unicode.IsControl) {
+		return mautrix.MInvalidParam.WithMessage(what + " must not contain control characters")
+	}
+	return nil
 }
 
 func sameJSON(a, b []byte) bool {

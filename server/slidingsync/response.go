@@ -41,7 +41,7 @@ type RoomResult struct {
 	InviteState              []*event.Event  `json:"invite_state,omitempty"`
 	StrippedState            []*event.Event  `json:"stripped_state,omitempty"`
 	PrevBatch                string          `json:"prev_batch,omitempty"`
-	Limited                  bool            `json:"limited,omitempty"`
+	Limited                  *bool           `json:"limited,omitempty"` // set for every room with a timeline, false included (as Synapse)
 	NumLive                  *int            `json:"num_live,omitempty"`
 	JoinedCount              *int            `json:"joined_count,omitempty"`
 	InvitedCount             *int            `json:"invited_count,omitempty"`

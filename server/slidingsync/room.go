@@ -68,7 +68,7 @@ func (b *builder) room(ctx context.Context, m *match) (*RoomResult, error) {
 	if !initial {
 		maps.Copy(next.members, sent.members)
 	}
-	rr := &RoomResult{Initial: initial, Membership: string(r.membership), Lists: m.lists, Limited: limited}
+	rr := &RoomResult{Initial: initial, Membership: string(r.membership), Lists: m.lists, Limited: &limited}
 	if expanded {
 		rr.ExpandedTimeline, rr.UnstableExpandedTimeline = true, true
 	}

@@ -25,15 +25,17 @@ type User struct {
 	Erased       bool
 	UserType     string
 	CreatedTS    int64
+	Locked       bool
+	Suspended    bool
 }
 
-const userColumns = `user_id, COALESCE(password_hash, ''), is_admin, deactivated, erased, COALESCE(user_type, ''), created_ts`
+const userColumns = `user_id, COALESCE(password_hash, ''), is_admin, deactivated, erased, COALESCE(user_type, ''), created_ts, locked, suspended`
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanUser(s scanner) (*User, error) {
 	var u User
-	err := s.Scan(&u.UserID, &u.PasswordHash, &u.IsAdmin, &u.Deactivated, &u.Erased, &u.UserType, &u.CreatedTS)
+	err := s.Scan(&u.UserID, &u.PasswordHash, &u.IsAdmin, &u.Deactivated, &u.Erased, &u.UserType, &u.CreatedTS, &u.Locked, &u.Suspended)
 	return &u, err
 }
 

@@ -22,7 +22,7 @@ type AdminUser struct {
 // adminUserSelect joins what the admin tools show about a user in one row, so
 // a page of users costs one query.
 const adminUserSelect = `SELECT u.user_id, COALESCE(u.password_hash, ''), u.is_admin, u.deactivated, u.erased,
-	COALESCE(u.user_type, ''), u.created_ts,
+	COALESCE(u.user_type, ''), u.created_ts, u.locked, u.suspended,
 	COALESCE(json_extract(dn.value, '$'), ''), COALESCE(json_extract(av.value, '$'), ''),
 	COALESCE((SELECT MAX(d.last_seen_ts) FROM devices d WHERE d.user_id = u.user_id), 0)`
 
@@ -32,7 +32,7 @@ LEFT JOIN profile_fields av ON av.user_id = u.user_id AND av.field = 'avatar_url
 
 func scanAdminUser(s scanner) (*AdminUser, error) {
 	var u AdminUser
-	err := s.Scan(&u.UserID, &u.PasswordHash, &u.IsAdmin, &u.Deactivated, &u.Erased, &u.UserType, &u.CreatedTS,
+	err := s.Scan(&u.UserID, &u.PasswordHash, &u.IsAdmin, &u.Deactivated, &u.Erased, &u.UserType, &u.CreatedTS, &u.Locked, &u.Suspended,
 		&u.DisplayName, &u.AvatarURL, &u.LastSeenTS)
 	return &u, err
 }
@@ -69,8 +69,8 @@ type AdminUserFilter struct {
 }
 
 // AdminUserOrders maps the sort orders the admin API accepts to SQL. The
-// orders Synapse offers for features Palpo lacks (guests, shadow bans,
-// locks) have one value for every user, so they sort by user ID alone.
+// orders Synapse offers for features Palpo lacks (guests, shadow bans)
+// have one value for every user, so they sort by user ID alone.
 var AdminUserOrders = map[string]string{
 	"name":          "u.user_id",
 	"displayname":   "COALESCE(json_extract(dn.value, '$'), '')",
@@ -82,7 +82,7 @@ var AdminUserOrders = map[string]string{
 	"last_seen_ts":  "COALESCE((SELECT MAX(d.last_seen_ts) FROM devices d WHERE d.user_id = u.user_id), 0)",
 	"is_guest":      "0",
 	"shadow_banned": "0",
-	"locked":        "0",
+	"locked":        "u.locked",
 }
 
 // ListAdminUsers returns one page of the users matching f and how many

@@ -87,6 +87,20 @@ func (db *DB) DeleteOtherDevices(ctx context.Context, userID id.UserID, keep id.
 	return nil
 }
 
+// DeviceSeenFrom tells whether any of a user's devices was last seen from
+// the address ip.
+func (db *DB) DeviceSeenFrom(ctx context.Context, userID id.UserID, ip string) (bool, error) {
+	var one int
+	err := db.reader.QueryRowContext(ctx, `SELECT 1 FROM devices WHERE user_id = $1 AND last_seen_ip = $2 LIMIT 1`, userID, ip).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("devices of %s seen from an address: %w", userID, err)
+	}
+	return true, nil
+}
+
 // TouchDevice records when and from where a device was last seen.
 func (db *DB) TouchDevice(ctx context.Context, userID id.UserID, deviceID id.DeviceID, ts int64, ip, userAgent string) error {
 	_, err := db.writer.ExecContext(ctx, `UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4, last_seen_user_agent = $5

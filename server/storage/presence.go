@@ -33,6 +33,20 @@ func scanPresence(s scanner) (*Presence, error) {
 	return &p, nil
 }
 
+// scanPresences reads presence rows and closes them.
+func scanPresences(rows *sql.Rows) ([]Presence, error) {
+	defer rows.Close()
+	var out []Presence
+	for rows.Next() {
+		p, err := scanPresence(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *p)
+	}
+	return out, rows.Err()
+}
+
 // GetPresence returns a user's presence, or ErrNotFound.
 func (db *DB) GetPresence(ctx context.Context, userID id.UserID) (*Presence, error) {
 	p, err := scanPresence(db.reader.QueryRowContext(ctx, `SELECT `+presenceColumns+` FROM presence WHERE user_id = $1`, userID))
@@ -90,16 +104,25 @@ WHERE stream_id > $2 AND stream_id <= $3 AND (user_id = $1 OR user_id IN (`+shar
 	if err != nil {
 		return nil, fmt.Errorf("presence changes: %w", err)
 	}
-	defer rows.Close()
+	return scanPresences(rows)
+}
+
+// PresenceOf returns the presence of the given users who have one.
+func (db *DB) PresenceOf(ctx context.Context, users []id.UserID) ([]Presence, error) {
 	var out []Presence
-	for rows.Next() {
-		p, err := scanPresence(rows)
+	for _, part := range chunks(users, maxInList) {
+		in, args := inList(part, 1)
+		rows, err := db.reader.QueryContext(ctx, `SELECT `+presenceColumns+` FROM presence WHERE user_id IN (`+in+`) ORDER BY user_id`, args...)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("presence of users: %w", err)
 		}
-		out = append(out, *p)
+		got, err := scanPresences(rows)
+		if err != nil {
+			return nil, fmt.Errorf("presence of users: %w", err)
+		}
+		out = append(out, got...)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // SharesRoom tells whether two users are both joined to some room.
@@ -128,14 +151,5 @@ func (db *DB) StalePresence(ctx context.Context, ts int64) ([]Presence, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stale presence: %w", err)
 	}
-	defer rows.Close()
-	var out []Presence
-	for rows.Next() {
-		p, err := scanPresence(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *p)
-	}
-	return out, rows.Err()
+	return scanPresences(rows)
 }

@@ -8,7 +8,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
 )
@@ -31,6 +33,9 @@ func Open(ctx context.Context, path string, readers int) (*DB, error) {
 func open(ctx context.Context, path string, readers, migrateTo int) (*DB, error) {
 	if readers < 1 {
 		readers = 1
+	}
+	if err := ownerOnly(path); err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	writer, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
@@ -60,6 +65,41 @@ func open(ctx context.Context, path string, readers, migrateTo int) (*DB, error)
 	reader.SetMaxIdleConns(readers)
 	db.reader = newReadPool(reader)
 	return db, nil
+}
+
+// ownerOnly makes the database file readable by its owner only (0600),
+// whatever the folder's mode and the umask: it holds password hashes,
+// access tokens and private messages. The file is made here when missing,
+// and SQLite gives the -wal and -shm files it creates the database file's
+// mode (exactly: it chmods them past the umask), so they follow. Files
+// left by an older Palpo with a wider mode are narrowed.
+func ownerOnly(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		info, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		// Take away group and other access; keep the owner's (a read-only
+		// copy being verified stays read-only).
+		if perm := info.Mode().Perm(); perm&0o077 != 0 {
+			if err := os.Chmod(p, perm&0o700); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // dsn builds the modernc.org/sqlite connection string. Pragmas are set per

@@ -78,6 +78,22 @@ GROUP BY room_id`, userID, pos)
 	return out, rows.Err()
 }
 
+// JoinedWithin tells whether the user joined the room within the stream
+// range (from, to] without being joined at its start: the room is new to
+// a client that synced at from.
+func (db *DB) JoinedWithin(ctx context.Context, roomID id.RoomID, userID id.UserID, from, to int64) (bool, error) {
+	var joined bool
+	err := db.reader.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM events
+	WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2 AND membership = 'join'
+	AND stream_pos > $3 AND stream_pos <= $4 AND rejected = 0)
+AND COALESCE((SELECT membership FROM events WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2
+	AND stream_pos <= $3 AND rejected = 0 ORDER BY stream_pos DESC LIMIT 1), '') <> 'join'`, roomID, userID, from, to).Scan(&joined)
+	if err != nil {
+		return false, fmt.Errorf("join of %s in %s: %w", userID, roomID, err)
+	}
+	return joined, nil
+}
+
 // LastEventAt returns the newest event of a room at or before stream
 // position pos, or ErrNotFound.
 func (db *DB) LastEventAt(ctx context.Context, roomID id.RoomID, pos int64) (*Event, error) {

@@ -86,6 +86,8 @@ type TokenOwner struct {
 	DeviceID    id.DeviceID
 	IsAdmin     bool
 	Deactivated bool
+	Locked      bool
+	Suspended   bool
 	ExpiresTS   int64 // 0: never
 	// FirstUse is true the first time a refreshed access token is used; the
 	// refresh token it replaced is dropped then.
@@ -98,9 +100,9 @@ func (db *DB) LookupAccessToken(ctx context.Context, hash []byte) (*TokenOwner, 
 	var o TokenOwner
 	var expires sql.NullInt64
 	var used bool
-	err := db.reader.QueryRowContext(ctx, `SELECT t.user_id, t.device_id, u.is_admin, u.deactivated, t.expires_ts, t.used, t.refresh_hash
+	err := db.reader.QueryRowContext(ctx, `SELECT t.user_id, t.device_id, u.is_admin, u.deactivated, u.locked, u.suspended, t.expires_ts, t.used, t.refresh_hash
 FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1`, hash).
-		Scan(&o.UserID, &o.DeviceID, &o.IsAdmin, &o.Deactivated, &expires, &used, &o.RefreshHash)
+		Scan(&o.UserID, &o.DeviceID, &o.IsAdmin, &o.Deactivated, &o.Locked, &o.Suspended, &expires, &used, &o.RefreshHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

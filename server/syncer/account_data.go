@@ -51,8 +51,8 @@ func (s *Service) accountDataSection(ctx context.Context, req *Request, since, c
 		}
 	}
 	for _, it := range items {
-		ev := &event.Event{Type: event.Type{Type: it.Type, Class: event.AccountDataEventType}}
-		if err := json.Unmarshal(it.Content, &ev.Content); err != nil {
+		ev := accountDataEvent(&it)
+		if ev == nil {
 			continue
 		}
 		if it.RoomID == "" {
@@ -81,4 +81,14 @@ func (s *Service) accountDataSection(ctx context.Context, req *Request, since, c
 		}
 	}
 	return nil
+}
+
+// accountDataEvent is a piece of account data as an event (nil if its
+// content is not JSON).
+func accountDataEvent(it *storage.AccountData) *event.Event {
+	ev := &event.Event{Type: event.Type{Type: it.Type, Class: event.AccountDataEventType}}
+	if err := json.Unmarshal(it.Content, &ev.Content); err != nil {
+		return nil
+	}
+	return ev
 }

@@ -59,7 +59,7 @@ func (s *Service) Context(ctx context.Context, req *ContextRequest) (*ContextRes
 	if _, err := s.rooms.RoomVersion(ctx, req.RoomID); err != nil {
 		return nil, err
 	}
-	if err := s.checkCanRead(ctx, req.User, req.RoomID); err != nil {
+	if err := s.CheckCanRead(ctx, req.User, req.RoomID); err != nil {
 		return nil, err
 	}
 	found, err := s.rooms.Events(ctx, []id.EventID{req.EventID})
@@ -174,32 +174,48 @@ func (s *Service) Context(ctx context.Context, req *ContextRequest) (*ContextRes
 }
 
 // contextScan collects up to n events of the room in the stream range
+// (lower, upper] that the user may see and the filter allows (see
+// scanVisible).
+func (s *Service) contextScan(ctx context.Context, req *ContextRequest, lower, upper int64, n int, backwards bool) ([]*rooms.Event, int64, error) {
+	evs, boundary, _, err := s.scanVisible(ctx, scanQuery{User: req.User, RoomID: req.RoomID, Ignored: req.ignored, Filter: req.Filter}, lower, upper, n, backwards)
+	return evs, boundary, err
+}
+
+// scanQuery names the room and reader of scanVisible.
+type scanQuery struct {
+	User    id.UserID
+	RoomID  id.RoomID
+	Ignored map[id.UserID]bool
+	Filter  *mautrix.FilterPart // nil: every event
+}
+
+// scanVisible collects up to n events of the room in the stream range
 // (lower, upper] that the user may see and the filter allows: with
 // backwards the newest of them, newest first; otherwise the oldest, oldest
 // first. It returns the position a /messages token should carry to go on
 // past what was scanned: backwards, the position just before the oldest
-// event looked at; forwards, the newest event looked at.
-func (s *Service) contextScan(ctx context.Context, req *ContextRequest, lower, upper int64, n int, backwards bool) ([]*rooms.Event, int64, error) {
-	boundary := lower
+// event looked at; forwards, the newest event looked at. done reports that
+// the whole range was looked at (nothing past the boundary is left).
+func (s *Service) scanVisible(ctx context.Context, q scanQuery, lower, upper int64, n int, backwards bool) (out []*rooms.Event, boundary int64, done bool, err error) {
+	boundary = lower
 	if backwards {
 		boundary = upper
 	}
-	f := req.Filter
-	if n == 0 || (f != nil && !allowsRoom(f.Rooms, f.NotRooms, req.RoomID)) {
-		return nil, boundary, nil
+	f := q.Filter
+	if n == 0 || (f != nil && !allowsRoom(f.Rooms, f.NotRooms, q.RoomID)) {
+		return nil, boundary, n != 0, nil
 	}
 	batchSize := max(n, 20)
-	var out []*rooms.Event
 	for range contextScanBatches {
-		batch, more, err := s.rooms.Timeline(ctx, req.RoomID, lower, upper, batchSize, backwards)
+		batch, more, err := s.rooms.Timeline(ctx, q.RoomID, lower, upper, batchSize, backwards)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, false, err
 		}
 		if backwards {
 			// Timeline returns oldest first; walk newest first.
 			reverse(batch)
 		}
-		for _, ev := range batch {
+		for i, ev := range batch {
 			if backwards {
 				upper = ev.StreamPos - 1
 				boundary = upper
@@ -207,28 +223,28 @@ func (s *Service) contextScan(ctx context.Context, req *ContextRequest, lower, u
 				lower = ev.StreamPos
 				boundary = lower
 			}
-			ok, err := s.rooms.CanSee(ctx, req.User, ev)
+			ok, err := s.rooms.CanSee(ctx, q.User, ev)
 			if err != nil {
-				return nil, 0, err
+				return nil, 0, false, err
 			}
-			ok = ok && !HiddenByIgnore(req.ignored, ev)
+			ok = ok && !HiddenByIgnore(q.Ignored, ev)
 			if ok && f != nil {
 				ce, err := s.rooms.ClientEvent(ctx, ev)
 				if err != nil {
-					return nil, 0, err
+					return nil, 0, false, err
 				}
 				ok = allows(f, ce)
 			}
 			if ok {
 				out = append(out, ev)
 				if len(out) == n {
-					return out, boundary, nil
+					return out, boundary, !more && i == len(batch)-1, nil
 				}
 			}
 		}
 		if !more {
-			break
+			return out, boundary, true, nil
 		}
 	}
-	return out, boundary, nil
+	return out, boundary, false, nil
 }

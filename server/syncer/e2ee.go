@@ -169,21 +169,3 @@ func sortedUsers(set map[id.UserID]bool) []id.UserID {
 	slices.Sort(out)
 	return out
 }
-
-// wireSync is a sync response as sent: device_one_time_keys_count always
-// carries signed_curve25519, even at zero. mautrix's type leaves zero
-// counts out, which the spec allows, but clients (matrix-rust-sdk among
-// them) only learn their keys ran out, and upload more, from seeing 0.
-type wireSync struct {
-	*mautrix.RespSync
-	DeviceOTKCount map[id.KeyAlgorithm]int `json:"device_one_time_keys_count"`
-}
-
-// WireResponse returns the JSON form of a sync response.
-func WireResponse(resp *mautrix.RespSync) any {
-	counts := map[id.KeyAlgorithm]int{id.KeyAlgorithmSignedCurve25519: resp.DeviceOTKCount.SignedCurve25519}
-	if resp.DeviceOTKCount.Curve25519 > 0 {
-		counts[id.KeyAlgorithmCurve25519] = resp.DeviceOTKCount.Curve25519
-	}
-	return wireSync{RespSync: resp, DeviceOTKCount: counts}
-}

@@ -52,20 +52,10 @@ func (s *Service) ephemeralSection(ctx context.Context, req *Request, since, cur
 	for _, roomID := range joined {
 		var evs []*event.Event
 		if users, ok := typing[roomID]; ok {
-			ids := make([]any, len(users))
-			for i, u := range users {
-				ids[i] = string(u)
-			}
-			evs = append(evs, &event.Event{
-				Type:    event.Type{Type: event.EphemeralEventTyping.Type, Class: event.EphemeralEventType},
-				Content: event.Content{Raw: map[string]any{"user_ids": ids}},
-			})
+			evs = append(evs, typingEvent("", users))
 		}
 		if content, ok := receipts[roomID]; ok {
-			evs = append(evs, &event.Event{
-				Type:    event.Type{Type: event.EphemeralEventReceipt.Type, Class: event.EphemeralEventType},
-				Content: event.Content{Raw: content},
-			})
+			evs = append(evs, receiptEvent("", content))
 		}
 		for _, ev := range evs {
 			if !allows(ef, ev) {
@@ -83,6 +73,30 @@ func (s *Service) ephemeralSection(ctx context.Context, req *Request, since, cur
 		}
 	}
 	return nil
+}
+
+// typingEvent is an m.typing event of the users typing in a room; roomID
+// is left out ("") inside a sync's room entry.
+func typingEvent(roomID id.RoomID, users []id.UserID) *event.Event {
+	ids := make([]any, len(users))
+	for i, u := range users {
+		ids[i] = string(u)
+	}
+	return &event.Event{
+		Type:    event.Type{Type: event.EphemeralEventTyping.Type, Class: event.EphemeralEventType},
+		RoomID:  roomID,
+		Content: event.Content{Raw: map[string]any{"user_ids": ids}},
+	}
+}
+
+// receiptEvent is an m.receipt event with a content from ReceiptContents;
+// roomID is left out ("") inside a sync's room entry.
+func receiptEvent(roomID id.RoomID, content map[string]any) *event.Event {
+	return &event.Event{
+		Type:    event.Type{Type: event.EphemeralEventReceipt.Type, Class: event.EphemeralEventType},
+		RoomID:  roomID,
+		Content: event.Content{Raw: content},
+	}
 }
 
 // ReceiptContents builds, per room, the content of an m.receipt event

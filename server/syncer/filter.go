@@ -26,7 +26,7 @@ const maxTimelineLimit = 1000
 
 // SaveFilter validates and stores a filter, returning its ID.
 func (s *Service) SaveFilter(ctx context.Context, user id.UserID, raw []byte) (string, error) {
-	if _, err := parseFilter(raw); err != nil {
+	if _, err := parseNewFilter(raw); err != nil {
 		return "", err
 	}
 	canon := jsontext.Value(bytes.Clone(raw))
@@ -62,12 +62,84 @@ func parseFilter(raw []byte) (*mautrix.Filter, error) {
 	if f.EventFormat != "" && f.EventFormat != mautrix.EventFormatClient && f.EventFormat != mautrix.EventFormatFederation {
 		return nil, mautrix.MBadJSON.WithMessage("Invalid filter: event_format must be client or federation")
 	}
-	for _, part := range []*mautrix.FilterPart{f.AccountData, f.Presence, roomPart(&f, "timeline"), roomPart(&f, "state"), roomPart(&f, "ephemeral"), roomPart(&f, "account_data")} {
-		if part != nil && part.Limit < 0 {
+	for _, part := range filterParts(&f) {
+		if part.Limit < 0 {
 			return nil, mautrix.MBadJSON.WithMessage("Invalid filter: limit must not be negative")
 		}
 	}
+	if f.Room != nil && f.Room.Timeline != nil && f.Room.Timeline.Limit == 0 {
+		// mautrix's type cannot tell "limit": 0 from no limit at all.
+		var explicit struct {
+			Room struct {
+				Timeline struct {
+					Limit *int `json:"limit"`
+				} `json:"timeline"`
+			} `json:"room"`
+		}
+		if json.Unmarshal(raw, &explicit) == nil && explicit.Room.Timeline.Limit != nil {
+			f.Room.Timeline.Limit = noTimelineEvents
+		}
+	}
 	return &f, nil
+}
+
+// noTimelineEvents marks a filter's room.timeline.limit of 0 (no timeline
+// events, only state), apart from an absent limit (the default). A client
+// cannot send it: negative limits are refused above.
+const noTimelineEvents = -1
+
+// parseNewFilter is parseFilter for a filter a client sends now (to store,
+// or inline in /sync), whose IDs are checked too. Filters stored before
+// that check are not refused, so a client that saved one keeps syncing.
+func parseNewFilter(raw []byte) (*mautrix.Filter, error) {
+	f, err := parseFilter(raw)
+	if err != nil {
+		return nil, err
+	}
+	for _, part := range filterParts(f) {
+		if err := checkFilterIDs(part.Rooms, part.NotRooms, part.Senders, part.NotSenders); err != nil {
+			return nil, err
+		}
+	}
+	if f.Room != nil {
+		if err := checkFilterIDs(f.Room.Rooms, f.Room.NotRooms, nil, nil); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// checkFilterIDs refuses room and user IDs that are not IDs at all, as
+// Synapse's filter schema does (M_BAD_JSON): such a filter can only be a
+// client bug, and silently matching nothing would hide it. Room IDs are
+// only checked for their sigil, as those of room v12 have no server name.
+func checkFilterIDs(rooms, notRooms []id.RoomID, senders, notSenders []id.UserID) error {
+	for _, list := range [][]id.RoomID{rooms, notRooms} {
+		for _, r := range list {
+			if len(r) < 2 || len(r) > 255 || r[0] != '!' || strings.ContainsAny(string(r), " \t\r\n\x00") {
+				return mautrix.MBadJSON.WithMessage("Invalid filter: " + strconv.Quote(string(r)) + " is not a room ID")
+			}
+		}
+	}
+	for _, list := range [][]id.UserID{senders, notSenders} {
+		for _, u := range list {
+			if localpart, _, err := u.ParseAndValidateRelaxed(); err != nil || localpart == "" {
+				return mautrix.MBadJSON.WithMessage("Invalid filter: " + strconv.Quote(string(u)) + " is not a user ID")
+			}
+		}
+	}
+	return nil
+}
+
+// filterParts are the event filters a filter has.
+func filterParts(f *mautrix.Filter) []*mautrix.FilterPart {
+	var out []*mautrix.FilterPart
+	for _, part := range []*mautrix.FilterPart{f.AccountData, f.Presence, roomPart(f, "timeline"), roomPart(f, "state"), roomPart(f, "ephemeral"), roomPart(f, "account_data")} {
+		if part != nil {
+			out = append(out, part)
+		}
+	}
+	return out
 }
 
 func roomPart(f *mautrix.Filter, which string) *mautrix.FilterPart {
@@ -94,7 +166,7 @@ func (s *Service) ResolveFilter(ctx context.Context, user id.UserID, param strin
 		return &mautrix.Filter{}, nil
 	}
 	if strings.HasPrefix(strings.TrimSpace(param), "{") {
-		return parseFilter([]byte(param))
+		return parseNewFilter([]byte(param))
 	}
 	raw, err := s.GetFilter(ctx, user, param)
 	if err != nil {

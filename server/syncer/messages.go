@@ -38,10 +38,7 @@ const maxMessagesLimit = 1000
 // before p, forwards pages events after p, so sync's prev_batch and
 // next_batch tokens page exactly up to and from a sync's timeline.
 func (s *Service) Messages(ctx context.Context, req *MessagesRequest) (*MessagesResponse, error) {
-	if _, err := s.rooms.RoomVersion(ctx, req.RoomID); err != nil {
-		return nil, err
-	}
-	if err := s.checkCanRead(ctx, req.User, req.RoomID); err != nil {
+	if err := s.CheckCanRead(ctx, req.User, req.RoomID); err != nil {
 		return nil, err
 	}
 	cur, err := s.Current(ctx)
@@ -166,10 +163,12 @@ func (s *Service) Messages(ctx context.Context, req *MessagesRequest) (*Messages
 	return resp, nil
 }
 
-// checkCanRead refuses users who were never in the room, unless its
+// CheckCanRead refuses users who were never in the room, unless its
 // history is world-readable; what they may see of it is then decided per
-// event by history visibility.
-func (s *Service) checkCanRead(ctx context.Context, user id.UserID, roomID id.RoomID) error {
+// event by history visibility. A room that does not exist gets the same
+// 403 (as Synapse answers /messages), so the answer does not tell whether
+// it exists. /messages checks this before its parameters.
+func (s *Service) CheckCanRead(ctx context.Context, user id.UserID, roomID id.RoomID) error {
 	m, _, err := s.db.Membership(ctx, roomID, user)
 	if err != nil {
 		return err

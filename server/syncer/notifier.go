@@ -14,19 +14,23 @@ import (
 type Notifier struct {
 	mu      sync.Mutex
 	waiters map[id.UserID]map[*Listener]struct{}
+	// peekers wait on a room they are not in (GET /events?room_id= on a
+	// world-readable room): no membership wakes them, the room does.
+	peekers map[id.RoomID]map[*Listener]struct{}
 }
 
 // Listener is one waiting sync.
 type Listener struct {
 	n    *Notifier
 	user id.UserID
+	room id.RoomID     // set for a peeker, instead of user
 	C    chan struct{} // closed when woken
 	once sync.Once
 }
 
 // NewNotifier makes a notifier.
 func NewNotifier() *Notifier {
-	return &Notifier{waiters: map[id.UserID]map[*Listener]struct{}{}}
+	return &Notifier{waiters: map[id.UserID]map[*Listener]struct{}{}, peekers: map[id.RoomID]map[*Listener]struct{}{}}
 }
 
 // Listen registers a listener for user; Close it when done.
@@ -34,24 +38,46 @@ func (n *Notifier) Listen(user id.UserID) *Listener {
 	l := &Listener{n: n, user: user, C: make(chan struct{})}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	set, ok := n.waiters[user]
+	addListener(n.waiters, user, l)
+	return l
+}
+
+// ListenRoom registers a listener for every new event of a room; Close it
+// when done.
+func (n *Notifier) ListenRoom(roomID id.RoomID) *Listener {
+	l := &Listener{n: n, room: roomID, C: make(chan struct{})}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	addListener(n.peekers, roomID, l)
+	return l
+}
+
+func addListener[K comparable](m map[K]map[*Listener]struct{}, k K, l *Listener) {
+	set, ok := m[k]
 	if !ok {
 		set = map[*Listener]struct{}{}
-		n.waiters[user] = set
+		m[k] = set
 	}
 	set[l] = struct{}{}
-	return l
+}
+
+func removeListener[K comparable](m map[K]map[*Listener]struct{}, k K, l *Listener) {
+	if set, ok := m[k]; ok {
+		delete(set, l)
+		if len(set) == 0 {
+			delete(m, k)
+		}
+	}
 }
 
 // Close unregisters the listener.
 func (l *Listener) Close() {
 	l.n.mu.Lock()
 	defer l.n.mu.Unlock()
-	if set, ok := l.n.waiters[l.user]; ok {
-		delete(set, l)
-		if len(set) == 0 {
-			delete(l.n.waiters, l.user)
-		}
+	if l.room != "" {
+		removeListener(l.n.peekers, l.room, l)
+	} else {
+		removeListener(l.n.waiters, l.user, l)
 	}
 }
 
@@ -83,9 +109,19 @@ func (n *Notifier) Wake(users ...id.UserID) {
 	}
 }
 
-// Waiting counts the users with a waiting sync (for tests and metrics).
+// WakeRoom wakes every listener of a room (see ListenRoom).
+func (n *Notifier) WakeRoom(roomID id.RoomID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for l := range n.peekers[roomID] {
+		l.wake()
+	}
+}
+
+// Waiting counts the users with a waiting sync, and the rooms with a
+// waiting peeker (for tests and metrics).
 func (n *Notifier) Waiting() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return len(n.waiters)
+	return len(n.waiters) + len(n.peekers)
 }

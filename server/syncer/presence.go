@@ -28,9 +28,6 @@ const (
 	presenceRefresh = time.Minute
 )
 
-// errNoPresence is the spec's 404 for a user whose presence we cannot show.
-var errNoPresence = mautrix.MNotFound.WithMessage("No presence for this user")
-
 func (s *Service) presencePosition(ctx context.Context) (int64, error) {
 	return s.db.MaxPresenceStream(ctx)
 }
@@ -91,26 +88,27 @@ func (s *Service) wakeSharing(ctx context.Context, user id.UserID) {
 }
 
 // GetPresence returns a user's presence as GET /presence shows it: only to
-// themselves and to users sharing a room with them.
-func (s *Service) GetPresence(ctx context.Context, viewer, user id.UserID) (*event.PresenceEventContent, error) {
+// themselves and to users sharing a room with them (so an unknown user is
+// refused like any stranger, as Synapse does). A user who never set any
+// presence is offline, with known false: there is no last activity to tell.
+func (s *Service) GetPresence(ctx context.Context, viewer, user id.UserID) (c event.PresenceEventContent, known bool, err error) {
 	if viewer != user {
 		shares, err := s.db.SharesRoom(ctx, viewer, user)
 		if err != nil {
-			return nil, err
+			return c, false, err
 		}
 		if !shares {
-			return nil, mautrix.MForbidden.WithMessage("You are not allowed to see their presence")
+			return c, false, mautrix.MForbidden.WithMessage("You are not allowed to see their presence")
 		}
 	}
 	p, err := s.db.GetPresence(ctx, user)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, errNoPresence
+		return event.PresenceEventContent{Presence: event.PresenceOffline}, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return c, false, err
 	}
-	c := presenceContent(p, time.Now())
-	return &c, nil
+	return presenceContent(p, time.Now()), true, nil
 }
 
 func presenceContent(p *storage.Presence, now time.Time) event.PresenceEventContent {
@@ -125,19 +123,54 @@ func presenceContent(p *storage.Presence, now time.Time) event.PresenceEventCont
 	return c
 }
 
+// presenceEvent is a user's presence as an m.presence event.
+func presenceEvent(p *storage.Presence, now time.Time) *event.Event {
+	ev := &event.Event{Sender: p.UserID, Type: event.EphemeralEventPresence}
+	ev.Content.Parsed = presenceContent(p, now)
+	return ev
+}
+
+// legacyPresenceEvent is presenceEvent for the old APIs (/events and
+// /initialSync), whose clients read the user from content.user_id (as
+// Synapse still sends it).
+func legacyPresenceEvent(p *storage.Presence, now time.Time) *event.Event {
+	ev := presenceEvent(p, now)
+	ev.Content.Raw = map[string]any{"user_id": string(p.UserID)}
+	return ev
+}
+
 // presenceSection lists the presence changes of the user and of the users
-// they share rooms with.
+// they share rooms with; in an incremental sync also the current presence
+// of the users they came to share a room with, changed or not (as Synapse
+// does: a client learns a new room-mate's presence without waiting for it
+// to change).
 func (s *Service) presenceSection(ctx context.Context, req *Request, since, cur Token, resp *mautrix.RespSync) error {
 	from := since.Presence
 	if req.Since == nil {
 		from = 0
 	}
-	if from >= cur.Presence {
-		return nil // nothing changed: skip the shared-rooms query
+	var changes []storage.Presence
+	if from < cur.Presence {
+		var err error
+		if changes, err = s.db.PresenceChanges(ctx, req.User, from, cur.Presence); err != nil {
+			return err
+		}
 	}
-	changes, err := s.db.PresenceChanges(ctx, req.User, from, cur.Presence)
-	if err != nil {
-		return err
+	if req.Since != nil {
+		extra, err := s.newlySharing(ctx, req.User, since.Events, cur.Events)
+		if err != nil {
+			return err
+		}
+		for _, p := range changes {
+			delete(extra, p.UserID)
+		}
+		if len(extra) > 0 {
+			more, err := s.db.PresenceOf(ctx, sortedUsers(extra))
+			if err != nil {
+				return err
+			}
+			changes = append(changes, more...)
+		}
 	}
 	var part *mautrix.FilterPart
 	if req.Filter != nil {
@@ -145,15 +178,51 @@ func (s *Service) presenceSection(ctx context.Context, req *Request, since, cur 
 	}
 	now := time.Now()
 	for i := range changes {
-		p := &changes[i]
-		ev := &event.Event{Sender: p.UserID, Type: event.EphemeralEventPresence}
-		ev.Content.Parsed = presenceContent(p, now)
+		ev := presenceEvent(&changes[i], now)
 		if !allows(part, ev) {
 			continue
 		}
 		resp.Presence.Events = append(resp.Presence.Events, ev)
 	}
 	return nil
+}
+
+// newlySharing returns the users who came to share a room with the user in
+// the event range (from, to]: the members of rooms the user joined, and
+// those who joined, were invited to or knocked on the user's rooms (the
+// memberships sharesDevices counts, as Synapse counts them for presence).
+func (s *Service) newlySharing(ctx context.Context, user id.UserID, from, to int64) (map[id.UserID]bool, error) {
+	out := map[id.UserID]bool{}
+	if from >= to {
+		return out, nil
+	}
+	own, err := s.db.OwnMemberDeltas(ctx, user, from, to)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range own {
+		if d.After != string(event.MembershipJoin) || d.Before == d.After {
+			continue
+		}
+		members, err := s.db.Members(ctx, d.RoomID, string(event.MembershipJoin))
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range members {
+			out[u] = true
+		}
+	}
+	others, err := s.db.RoomMemberDeltas(ctx, user, from, to)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range others {
+		if d.Before != d.After && sharesDevices(d.After) {
+			out[d.UserID] = true
+		}
+	}
+	delete(out, user)
+	return out, nil
 }
 
 // SweepPresence marks users offline whose clients stopped syncing before

@@ -70,19 +70,30 @@ func (s *Service) roomsSection(ctx context.Context, req *Request, since, cur Tok
 				resp.Rooms.Knock[m.RoomID] = &mautrix.SyncKnockedRoom{State: mautrix.SyncEventsList{Events: stripped}}
 			}
 		case event.MembershipLeave, event.MembershipBan:
-			includeLeave := rf != nil && rf.IncludeLeave
-			if (initial || req.FullState) && !includeLeave {
+			full := initial || req.FullState
+			switch {
+			case full:
+				if rf == nil || !rf.IncludeLeave {
+					continue
+				}
+				// A forgotten room is gone from the user's room lists; but
+				// an incremental sync over the leave still reports it, as
+				// Synapse does: the leave happened in its range.
+				if forgotten, err := s.db.IsRoomForgotten(ctx, req.User, m.RoomID); err != nil {
+					return err
+				} else if forgotten {
+					continue
+				}
+			case !changed:
 				continue
+			default:
+				// A room joined and left since the last sync is new to the
+				// client: it gets the whole state.
+				if full, err = s.db.JoinedWithin(ctx, m.RoomID, req.User, since.Events, m.StreamPos); err != nil {
+					return err
+				}
 			}
-			if !initial && !req.FullState && !changed {
-				continue
-			}
-			if forgotten, err := s.db.IsRoomForgotten(ctx, req.User, m.RoomID); err != nil {
-				return err
-			} else if forgotten {
-				continue
-			}
-			lr, err := s.leftRoom(ctx, req, m, since)
+			lr, err := s.leftRoom(ctx, req, m, since, full)
 			if err != nil {
 				return err
 			}
@@ -110,19 +121,116 @@ func stateFilter(req *Request) *mautrix.FilterPart {
 }
 
 func timelineLimit(req *Request) int {
-	if tf := timelineFilter(req); tf != nil && tf.Limit > 0 {
-		return min(tf.Limit, maxTimelineLimit)
+	tf := timelineFilter(req)
+	switch {
+	case tf == nil || tf.Limit == 0:
+		return defaultTimelineLimit
+	case tf.Limit == noTimelineEvents:
+		return 0
 	}
-	return defaultTimelineLimit
+	return min(tf.Limit, maxTimelineLimit)
 }
 
-// timeline collects the events of a /sync room entry: up to the filter's
-// limit of visible, filter-passing events in (from, to], newest last.
-func (s *Service) timeline(ctx context.Context, req *Request, roomID id.RoomID, from, to int64, joinedAt int64) ([]*rooms.Event, bool, error) {
-	return s.VisibleTimeline(ctx, TimelineQuery{
+// timelineBatch is a room entry's timeline over the stream range
+// (from, to] and the state a client needs before it, both as the filter
+// lets through.
+type timelineBatch struct {
+	evs      []*rooms.Event // the timeline's events, oldest first
+	timeline mautrix.SyncTimeline
+	state    []*event.Event
+	// atStart is the room's state at the timeline's start.
+	atStart rooms.StateMap
+}
+
+// roomBatch builds a room entry's timeline over (from, to] and its state:
+// with full, all of the state at the timeline's start; otherwise what
+// changed between from and the timeline's start when the timeline does
+// not hold every event of the range (the limit, the filter or history
+// visibility left some out), so the client misses no state change.
+// joinedAt is the user's join position (0 if not joined), for visibility.
+func (s *Service) roomBatch(ctx context.Context, req *Request, roomID id.RoomID, from, to, joinedAt int64, full bool) (*timelineBatch, error) {
+	evs, limited, gap, err := s.visibleTimeline(ctx, TimelineQuery{
 		User: req.User, Ignored: req.ignored, RoomID: roomID, From: from, To: to,
 		Limit: timelineLimit(req), Filter: timelineFilter(req), JoinedAt: joinedAt,
 	})
+	if err != nil {
+		return nil, err
+	}
+	b := &timelineBatch{evs: evs}
+	if len(evs) > 0 {
+		if b.atStart, err = s.rooms.StateBefore(ctx, evs[0]); err != nil {
+			return nil, err
+		}
+	} else if b.atStart, err = s.rooms.StateAtPosition(ctx, roomID, to); err != nil {
+		return nil, err
+	}
+	var stateKeys rooms.StateMap
+	switch {
+	case full:
+		stateKeys = b.atStart
+	case gap:
+		before, err := s.rooms.StateAtPosition(ctx, roomID, from)
+		if err != nil {
+			return nil, err
+		}
+		stateKeys = rooms.StateMap{}
+		for k, v := range b.atStart {
+			if before[k] != v {
+				stateKeys[k] = v
+			}
+		}
+	}
+	sf := stateFilter(req)
+	if sf != nil && sf.LazyLoadMembers {
+		stateKeys = s.lazyState(req, roomID, stateKeys, b.atStart, evs, full)
+	}
+	if len(stateKeys) > 0 {
+		stateEvs, err := s.rooms.StateEvents(ctx, stateKeys, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range stateEvs {
+			ce, err := s.rooms.ClientEvent(ctx, ev)
+			if err != nil {
+				return nil, err
+			}
+			if sf != nil && !allows(sf, ce) {
+				continue
+			}
+			b.state = append(b.state, ce)
+		}
+		sortState(b.state)
+	}
+	for _, ev := range evs {
+		ce, err := s.clientEvent(ctx, req, ev)
+		if err != nil {
+			return nil, err
+		}
+		b.timeline.Events = append(b.timeline.Events, ce)
+	}
+	b.timeline.Limited = limited
+	if limited || full {
+		// The spec bundles aggregations into limited timelines (and
+		// Synapse into a newly joined room's): a client that sees the
+		// whole range aggregates the children itself.
+		if err := s.rooms.BundleAggregations(ctx, req.User, evs, b.timeline.Events); err != nil {
+			return nil, err
+		}
+	}
+	if len(evs) > 0 {
+		b.timeline.PrevBatch = Token{Events: evs[0].StreamPos - 1}.String()
+	}
+	return b, nil
+}
+
+// recordLazy remembers the memberships a lazy-loading device was sent.
+func (s *Service) recordLazy(req *Request, roomID id.RoomID, b *timelineBatch) {
+	if sf := stateFilter(req); sf == nil || !sf.LazyLoadMembers {
+		return
+	}
+	dev := lazyDevice{req.User, req.Device}
+	s.lazy.record(dev, roomID, b.state)
+	s.lazy.record(dev, roomID, b.timeline.Events)
 }
 
 // TimelineQuery asks for the newest events of a room a user may see.
@@ -139,53 +247,84 @@ type TimelineQuery struct {
 }
 
 // VisibleTimeline collects up to q.Limit visible, filter-passing events of
-// the room in (From, To], newest last; limited reports that some were left
-// out.
+// the room in (From, To], newest last; limited reports that the limit left
+// out some such event (events the user may not see, or the filter drops,
+// do not make a timeline limited).
 func (s *Service) VisibleTimeline(ctx context.Context, q TimelineQuery) (evs []*rooms.Event, limited bool, err error) {
+	evs, limited, _, err = s.visibleTimeline(ctx, q)
+	return evs, limited, err
+}
+
+// A timeline scan reads at most timelineScanFactor times the limit, and
+// at least timelineScanMin, events looking for those the user may see and
+// the filter lets through; past that the timeline is reported limited.
+const (
+	timelineScanFactor = 20
+	timelineScanMin    = 200
+)
+
+// visibleTimeline is VisibleTimeline that also reports a gap: the range
+// holds events the timeline does not (for its limit, the filter or
+// history visibility).
+func (s *Service) visibleTimeline(ctx context.Context, q TimelineQuery) (evs []*rooms.Event, limited, gap bool, err error) {
 	limit := q.Limit
 	if limit <= 0 {
-		return nil, q.To > q.From, nil
+		return nil, q.To > q.From, q.To > q.From, nil
 	}
+	// Read batches newest first until the limit is filled and one more
+	// event the client would have been sent shows the limit cut the range,
+	// or the range ends. The first batch is just enough when nothing is
+	// left out (the common case: a room list asking for one event per
+	// room); later ones grow, so a filter that drops most events still
+	// finds its few.
+	budget := max(timelineScanFactor*limit, timelineScanMin)
+	batchSize := limit + 1
 	upper := q.To
-	// Fetch in batches, newest first, until the limit is filled with events
-	// the user may see and the filter lets through.
-	for range 20 {
-		batch, more, err := s.rooms.Timeline(ctx, q.RoomID, q.From, upper, limit, true)
+	for budget > 0 {
+		batch, more, err := s.rooms.Timeline(ctx, q.RoomID, q.From, upper, min(batchSize, budget), true)
 		if err != nil {
-			return nil, false, err
+			return nil, false, false, err
 		}
+		budget -= len(batch)
+		batchSize = max(2*batchSize, 20)
 		for i := len(batch) - 1; i >= 0; i-- {
 			ev := batch[i]
 			upper = ev.StreamPos - 1
-			if len(evs) == limit {
-				return reverse(evs), true, nil
-			}
-			ok, err := s.visible(ctx, q.User, ev, q.JoinedAt)
+			ok, err := s.wanted(ctx, q, ev)
 			if err != nil {
-				return nil, false, err
+				return nil, false, false, err
 			}
-			if !ok || HiddenByIgnore(q.Ignored, ev) {
+			if !ok {
+				gap = true
 				continue
 			}
-			if q.Filter != nil {
-				ce, err := s.rooms.ClientEvent(ctx, ev)
-				if err != nil {
-					return nil, false, err
-				}
-				if !allows(q.Filter, ce) {
-					continue
-				}
+			if len(evs) == limit {
+				return reverse(evs), true, true, nil
 			}
 			evs = append(evs, ev)
 		}
 		if !more {
-			return reverse(evs), false, nil
-		}
-		if len(evs) == limit {
-			return reverse(evs), true, nil
+			return reverse(evs), false, gap, nil
 		}
 	}
-	return reverse(evs), true, nil
+	return reverse(evs), true, true, nil
+}
+
+// wanted tells whether a timeline event goes to the client: the user may
+// see it, its sender is not ignored, and the filter lets it through.
+func (s *Service) wanted(ctx context.Context, q TimelineQuery, ev *rooms.Event) (bool, error) {
+	ok, err := s.visible(ctx, q.User, ev, q.JoinedAt)
+	if err != nil || !ok || HiddenByIgnore(q.Ignored, ev) {
+		return false, err
+	}
+	if q.Filter == nil {
+		return true, nil
+	}
+	ce, err := s.rooms.ClientEvent(ctx, ev)
+	if err != nil {
+		return false, err
+	}
+	return allows(q.Filter, ce), nil
 }
 
 func reverse(evs []*rooms.Event) []*rooms.Event {
@@ -209,89 +348,20 @@ func (s *Service) joinedRoom(ctx context.Context, req *Request, m membershipRow,
 	if full {
 		from = 0
 	}
-	evs, limited, err := s.timeline(ctx, req, m.RoomID, from, cur.Events, m.StreamPos)
+	b, err := s.roomBatch(ctx, req, m.RoomID, from, cur.Events, m.StreamPos, full)
 	if err != nil {
 		return nil, err
 	}
-	jr := &mautrix.SyncJoinedRoom{}
-	// State up to the start of the timeline.
-	var stateAtStart rooms.StateMap
-	if len(evs) > 0 {
-		if stateAtStart, err = s.rooms.StateBefore(ctx, evs[0]); err != nil {
-			return nil, err
-		}
-	} else if stateAtStart, err = s.rooms.StateAtPosition(ctx, m.RoomID, cur.Events); err != nil {
-		return nil, err
-	}
-	var stateKeys rooms.StateMap
-	switch {
-	case full:
-		stateKeys = stateAtStart
-	case limited:
-		// Only what changed between since and the start of the timeline.
-		before, err := s.rooms.StateAtPosition(ctx, m.RoomID, since.Events)
-		if err != nil {
-			return nil, err
-		}
-		stateKeys = rooms.StateMap{}
-		for k, v := range stateAtStart {
-			if before[k] != v {
-				stateKeys[k] = v
-			}
-		}
-	}
-	sf := stateFilter(req)
-	lazy := sf != nil && sf.LazyLoadMembers
-	if lazy {
-		stateKeys = s.lazyState(req, m.RoomID, stateKeys, stateAtStart, evs, full)
-	}
-	if len(stateKeys) > 0 {
-		stateEvs, err := s.rooms.StateEvents(ctx, stateKeys, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, ev := range stateEvs {
-			ce, err := s.rooms.ClientEvent(ctx, ev)
-			if err != nil {
-				return nil, err
-			}
-			if sf != nil && !allows(sf, ce) {
-				continue
-			}
-			jr.State.Events = append(jr.State.Events, ce)
-		}
-		sortState(jr.State.Events)
-	}
-	for _, ev := range evs {
-		ce, err := s.clientEvent(ctx, req, ev)
-		if err != nil {
-			return nil, err
-		}
-		jr.Timeline.Events = append(jr.Timeline.Events, ce)
-	}
-	jr.Timeline.Limited = limited
-	if limited || full {
-		// The spec bundles aggregations into limited timelines (and
-		// Synapse into a newly joined room's): a client that sees the
-		// whole range aggregates the children itself.
-		if err := s.rooms.BundleAggregations(ctx, req.User, evs, jr.Timeline.Events); err != nil {
-			return nil, err
-		}
-	}
-	if len(evs) > 0 {
-		jr.Timeline.PrevBatch = Token{Events: evs[0].StreamPos - 1}.String()
-	} else {
-		jr.Timeline.PrevBatch = cur.String()
-	}
-	if !full && len(evs) == 0 && len(jr.State.Events) == 0 {
+	if !full && len(b.evs) == 0 && len(b.state) == 0 {
 		return nil, nil
 	}
-	if lazy {
-		dev := lazyDevice{req.User, req.Device}
-		s.lazy.record(dev, m.RoomID, jr.State.Events)
-		s.lazy.record(dev, m.RoomID, jr.Timeline.Events)
+	jr := &mautrix.SyncJoinedRoom{State: mautrix.SyncEventsList{Events: b.state}, Timeline: b.timeline}
+	if jr.Timeline.PrevBatch == "" {
+		jr.Timeline.PrevBatch = cur.String()
 	}
-	if full || lazy || hasMemberChange(evs) {
+	s.recordLazy(req, m.RoomID, b)
+	sf := stateFilter(req)
+	if full || (sf != nil && sf.LazyLoadMembers) || hasMemberChange(b.evs) {
 		if err := s.summary(ctx, m.RoomID, req.User, jr); err != nil {
 			return nil, err
 		}
@@ -349,53 +419,24 @@ func (s *Service) summary(ctx context.Context, roomID id.RoomID, user id.UserID,
 	return nil
 }
 
-// leftRoom builds a rooms.leave entry: the timeline up to the leave.
-func (s *Service) leftRoom(ctx context.Context, req *Request, m membershipRow, since Token) (*mautrix.SyncLeftRoom, error) {
+// leftRoom builds a rooms.leave entry: the room as the user saw it up to
+// their leave, filtered like a joined room's. full gives the whole state
+// at the timeline's start: for an initial or full-state sync, and for a
+// room the user joined and left within the sync's range (the client
+// never had it).
+func (s *Service) leftRoom(ctx context.Context, req *Request, m membershipRow, since Token, full bool) (*mautrix.SyncLeftRoom, error) {
 	from := since.Events
-	if req.Since == nil || req.FullState {
+	if full {
 		from = 0
 	}
-	evs, limited, err := s.timeline(ctx, req, m.RoomID, from, m.StreamPos, 0)
+	b, err := s.roomBatch(ctx, req, m.RoomID, from, m.StreamPos, 0, full)
 	if err != nil {
 		return nil, err
 	}
-	lr := &mautrix.SyncLeftRoom{}
-	for _, ev := range evs {
-		ce, err := s.clientEvent(ctx, req, ev)
-		if err != nil {
-			return nil, err
-		}
-		lr.Timeline.Events = append(lr.Timeline.Events, ce)
-	}
-	lr.Timeline.Limited = limited
-	if limited {
-		if err := s.rooms.BundleAggregations(ctx, req.User, evs, lr.Timeline.Events); err != nil {
-			return nil, err
-		}
-	}
-	if len(evs) > 0 {
-		lr.Timeline.PrevBatch = Token{Events: evs[0].StreamPos - 1}.String()
-		state, err := s.rooms.StateBefore(ctx, evs[0])
-		if err != nil {
-			return nil, err
-		}
-		if stateFilter(req) != nil && stateFilter(req).LazyLoadMembers {
-			state = lazyMembers(state, evs, req.User)
-		}
-		if !(req.Since != nil && !limited && !req.FullState) {
-			stateEvs, err := s.rooms.StateEvents(ctx, state, nil)
-			if err != nil {
-				return nil, err
-			}
-			for _, ev := range stateEvs {
-				ce, err := s.rooms.ClientEvent(ctx, ev)
-				if err != nil {
-					return nil, err
-				}
-				lr.State.Events = append(lr.State.Events, ce)
-			}
-			sortState(lr.State.Events)
-		}
+	s.recordLazy(req, m.RoomID, b)
+	lr := &mautrix.SyncLeftRoom{State: mautrix.SyncEventsList{Events: b.state}, Timeline: b.timeline}
+	if lr.Timeline.PrevBatch == "" {
+		lr.Timeline.PrevBatch = Token{Events: m.StreamPos}.String()
 	}
 	return lr, nil
 }
@@ -405,23 +446,10 @@ func (s *Service) clientEvent(ctx context.Context, req *Request, ev *rooms.Event
 	return s.ClientEvent(ctx, req.User, req.Device, ev)
 }
 
-// ClientEvent converts a timeline event, adding unsigned.transaction_id
-// for the device that sent it (so the client can match its local echo).
+// ClientEvent converts a timeline event as the user's device receives it
+// (rooms.ClientEventFor: unsigned membership and transaction ID).
 func (s *Service) ClientEvent(ctx context.Context, user id.UserID, device id.DeviceID, ev *rooms.Event) (*event.Event, error) {
-	ce, err := s.rooms.ClientEvent(ctx, ev)
-	if err != nil {
-		return nil, err
-	}
-	if ev.PDU.Sender == user && device != "" {
-		txn, err := s.db.TxnIDOf(ctx, user, device, ev.ID)
-		if err != nil {
-			return nil, err
-		}
-		if txn != "" {
-			ce.Unsigned.TransactionID = txn
-		}
-	}
-	return ce, nil
+	return s.rooms.ClientEventFor(ctx, user, device, ev)
 }
 
 // sortState orders state events deterministically (type, then state key).

@@ -83,6 +83,7 @@ func (s *Service) onRoomEvent(evs []*rooms.Event) {
 		}
 	}
 	s.notifier.Wake(users...)
+	s.notifier.WakeRoom(evs[0].RoomID)
 	for _, ev := range evs {
 		s.typingMembershipChanged(ev)
 	}

@@ -26,38 +26,6 @@ type Response struct {
 	ThreadCounts ThreadCounts
 }
 
-// MarshalJSON writes the response as WireResponse does, adding each
-// joined room's unread_thread_notifications.
-func (r *Response) MarshalJSON() ([]byte, error) {
-	base, err := json.Marshal(WireResponse(r.RespSync))
-	if err != nil || len(r.ThreadCounts) == 0 {
-		return base, err
-	}
-	type joinedRoom struct {
-		*mautrix.SyncJoinedRoom
-		UnreadThreadNotifications map[string]mautrix.UnreadNotificationCounts `json:"unread_thread_notifications,omitempty"`
-	}
-	type roomsJSON struct {
-		Leave  map[id.RoomID]*mautrix.SyncLeftRoom    `json:"leave,omitempty"`
-		Join   map[id.RoomID]joinedRoom               `json:"join,omitempty"`
-		Invite map[id.RoomID]*mautrix.SyncInvitedRoom `json:"invite,omitempty"`
-		Knock  map[id.RoomID]*mautrix.SyncKnockedRoom `json:"knock,omitempty"`
-	}
-	rooms := roomsJSON{Leave: r.Rooms.Leave, Invite: r.Rooms.Invite, Knock: r.Rooms.Knock, Join: map[id.RoomID]joinedRoom{}}
-	for roomID, jr := range r.Rooms.Join {
-		rooms.Join[roomID] = joinedRoom{SyncJoinedRoom: jr, UnreadThreadNotifications: r.ThreadCounts[roomID]}
-	}
-	// Swap the rooms section of the base form for the one with threads.
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(base, &top); err != nil {
-		return nil, err
-	}
-	if top["rooms"], err = json.Marshal(rooms); err != nil {
-		return nil, err
-	}
-	return json.Marshal(top)
-}
-
 // unreadCounts gives every room in rooms.join its unread_notifications
 // (the spec wants them whenever they change; with the room's every
 // appearance they are never stale), adds rooms whose counts a receipt of

@@ -10,10 +10,10 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/federation/eventauth"
 	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/rooms/authrules"
 )
 
 // iterativeAuthChecks is the "Iterative auth checks" algorithm: each event in
@@ -94,24 +94,12 @@ func (r *resolver) authEventsFor(evt *pdu.PDU, state *overlay) ([]*pdu.PDU, erro
 	return out, nil
 }
 
-// allowed runs mautrix's authorisation rules with the given auth events.
+// allowed runs the authorisation rules with the given auth events.
 // Loader failures abort the resolution instead of counting as a failed check.
 func (r *resolver) allowed(evt *pdu.PDU, authEvents []*pdu.PDU) (bool, error) {
-	version := r.version
-	if version == id.RoomV2 {
-		// Room version 2 events use the v1 event format, whose event IDs
-		// *pdu.PDU cannot compute; eventauth needs the create event's ID for
-		// every join (rule 5.3.1). Version 3 has the same authorisation rules
-		// for state events (it only changed the event format), so rule 5.3.1
-		// is checked here with the stored IDs and the rest by eventauth as v3.
-		if creatorFirstJoin(evt, authEvents) {
-			return true, nil
-		}
-		version = id.RoomV3
-	}
 	if evt.Type == typeMember {
 		if via := id.UserID(gjson.GetBytes(evt.Content, "join_authorised_via_users_server").Str); via != "" {
-			trusted, err := withTrustedSignature(version, evt, via.Homeserver())
+			trusted, err := withTrustedSignature(r.version, evt, via.Homeserver())
 			if err != nil {
 				return false, err
 			}
@@ -119,29 +107,11 @@ func (r *resolver) allowed(evt *pdu.PDU, authEvents []*pdu.PDU) (bool, error) {
 		}
 	}
 	r.fetchErr = nil
-	err := authorize(version, evt, authEvents, r.getEvents, trustedKey)
+	err := authrules.Authorize(r.version, evt, authEvents, r.getEvents, trustedKey)
 	if r.fetchErr != nil {
 		return false, r.fetchErr
 	}
 	return err == nil, nil
-}
-
-// authorize is eventauth.Authorize, with a panic turned into a failed check.
-//
-// mautrix v0.32.0 dereferences a nil pointer (allowPowerChangeMap) for a power
-// levels event that removes a users entry whose old level equals the
-// sender's; the spec rejects that event ("For each entry being changed in, or
-// removed from, the users property … if the current value is greater than or
-// equal to the sender's current power level, reject"). Such an event can come
-// from any room member allowed to send power levels, so it must not crash the
-// server.
-func authorize(version id.RoomVersion, evt *pdu.PDU, authEvents []*pdu.PDU, getEvents eventauth.GetEventsFunc, getKey pdu.GetKeyFunc) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("eventauth panicked on %s: %v", evt.InternalMeta.EventID, p)
-		}
-	}()
-	return eventauth.Authorize(version, evt, authEvents, getEvents, getKey)
 }
 
 // getEvents is eventauth's way to the room version 12 create event.
@@ -155,30 +125,6 @@ func (r *resolver) getEvents(ids []id.EventID) ([]*pdu.PDU, error) {
 		out[i] = r.events[evID]
 	}
 	return out, nil
-}
-
-// creatorFirstJoin is auth rule 5.3.1 for room version 2 ("If the only previous
-// event is an m.room.create and the state_key is the creator, allow"), with
-// the rules before it that can apply to such an event (rule 4, m.federate),
-// in the same form as eventauth checks it for later versions.
-func creatorFirstJoin(evt *pdu.PDU, authEvents []*pdu.PDU) bool {
-	if evt.Type != typeMember || evt.StateKey == nil ||
-		gjson.GetBytes(evt.Content, "membership").Str != string(event.MembershipJoin) {
-		return false
-	}
-	var createEvt *pdu.PDU
-	for _, ae := range authEvents {
-		if ae.Type == typeCreate {
-			createEvt = ae
-		}
-	}
-	if createEvt == nil || len(evt.PrevEvents) != 1 || len(evt.AuthEvents) > 1 ||
-		evt.PrevEvents[0] != createEvt.InternalMeta.EventID ||
-		*evt.StateKey != gjson.GetBytes(createEvt.Content, "creator").Str {
-		return false
-	}
-	federate := gjson.GetBytes(createEvt.Content, "m\\.federate")
-	return federate.Type != gjson.False || createEvt.Sender.Homeserver() == evt.Sender.Homeserver()
 }
 
 // Auth rule 5.2 checks the signature of the server named by

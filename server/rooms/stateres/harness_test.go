@@ -16,6 +16,8 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/rooms/authrules"
 )
 
 // testT is what the harness needs from *testing.T, *testing.B and *rapid.T.
@@ -221,17 +223,9 @@ func (b *branch) build(tb testT, sender id.UserID, typ, stateKey string, content
 }
 
 // check runs the authorisation rules on evt against its auth events, as a
-// receiving server would (room version 2 as version 3, whose rules are the
-// same, because *pdu.PDU cannot compute version 2 event IDs).
+// receiving server would.
 func (b *branch) check(evt *pdu.PDU) error {
 	r := b.room
-	version := r.version
-	if version == id.RoomV2 {
-		if evt.Type == typeMember && len(evt.PrevEvents) == 1 && evt.PrevEvents[0] == r.create {
-			return nil // the creator's first join (rule 5.3.1)
-		}
-		version = id.RoomV3
-	}
 	getEvents := func(ids []id.EventID) ([]*pdu.PDU, error) {
 		out := make([]*pdu.PDU, 0, len(ids))
 		for _, evID := range ids {
@@ -241,7 +235,7 @@ func (b *branch) check(evt *pdu.PDU) error {
 		}
 		return out, nil
 	}
-	return authorize(version, evt, nil, getEvents, testGetKey)
+	return authrules.Authorize(r.version, evt, nil, getEvents, testGetKey)
 }
 
 // trySend builds, signs and authorises an event on the branch. If the event is

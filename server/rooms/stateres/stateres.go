@@ -1,5 +1,6 @@
-// Package stateres implements Matrix state resolution version 2 (room versions
-// 2–11) and version 2.1 (room version 12).
+// Package stateres implements Matrix state resolution: the original algorithm
+// of room version 1 (v1.go), version 2 (room versions 2–11) and version 2.1
+// (room version 12).
 //
 // The algorithm is the one in the spec's "State resolution" section of room
 // version 2 (rooms/fragments/v2-state-res.md), with the two changes of room
@@ -43,10 +44,11 @@ type AuthChainer interface {
 	AuthChain(ctx context.Context, ids []id.EventID) (map[id.EventID]struct{}, error)
 }
 
+var errNoLoader = errors.New("stateres: the state sets conflict but no Loader was given")
+
 var (
-	// ErrUnsupportedRoomVersion is returned for room versions that do not use
-	// state resolution v2 or v2.1 (room version 1 uses the original algorithm)
-	// and for unknown room versions.
+	// ErrUnsupportedRoomVersion is returned for unknown room versions and for
+	// the empty one.
 	ErrUnsupportedRoomVersion = errors.New("stateres: unsupported room version")
 	// ErrMissingEvent is returned when the Loader cannot supply an event that
 	// state resolution needs.
@@ -68,13 +70,15 @@ func Resolve(ctx context.Context, roomVersion id.RoomVersion, states []StateMap,
 	if !roomVersion.IsKnown() || roomVersion == id.RoomV0 {
 		return nil, fmt.Errorf("%w %q", ErrUnsupportedRoomVersion, roomVersion)
 	}
-	var v21 bool
+	var v1, v21 bool
 	switch roomVersion.StateResVersion() {
+	case id.StateResV1:
+		v1 = true
 	case id.StateResV2:
 	case id.StateResV2_1:
 		v21 = true
 	default:
-		return nil, fmt.Errorf("%w %q: it uses the original state resolution algorithm, not v2", ErrUnsupportedRoomVersion, roomVersion)
+		return nil, fmt.Errorf("%w %q", ErrUnsupportedRoomVersion, roomVersion)
 	}
 
 	switch len(states) {
@@ -93,16 +97,6 @@ func Resolve(ctx context.Context, roomVersion id.RoomVersion, states []StateMap,
 		return out, nil
 	}
 
-	unconflicted, conflicted, err := separate(states)
-	if err != nil {
-		return nil, err
-	}
-	if len(conflicted.ids) == 0 {
-		return unconflicted, nil
-	}
-	if loader == nil {
-		return nil, errors.New("stateres: the state sets conflict but no Loader was given")
-	}
 	r := &resolver{
 		ctx:     ctx,
 		version: roomVersion,
@@ -111,6 +105,27 @@ func Resolve(ctx context.Context, roomVersion id.RoomVersion, states []StateMap,
 		events:  make(map[id.EventID]*pdu.PDU),
 	}
 	r.chainer, _ = loader.(AuthChainer)
+	if v1 {
+		unconflicted, conflicted, err := separateV1(states)
+		if err != nil || len(conflicted) == 0 {
+			return unconflicted, err
+		}
+		if loader == nil {
+			return nil, errNoLoader
+		}
+		return r.resolveV1(unconflicted, conflicted)
+	}
+
+	unconflicted, conflicted, err := separate(states)
+	if err != nil {
+		return nil, err
+	}
+	if len(conflicted.ids) == 0 {
+		return unconflicted, nil
+	}
+	if loader == nil {
+		return nil, errNoLoader
+	}
 	return r.resolve(states, unconflicted, conflicted)
 }
 

@@ -45,13 +45,13 @@ func wantAbsent(t *testing.T, got StateMap, k pdu.StateKey, what string) {
 
 func TestRoomVersions(t *testing.T) {
 	same := StateMap{stateKeyOf(typeCreate, ""): "$create"}
-	for _, v := range []id.RoomVersion{id.RoomV0, id.RoomV1, "13", "org.example.custom"} {
+	for _, v := range []id.RoomVersion{id.RoomV0, "13", "org.example.custom"} {
 		_, err := Resolve(context.Background(), v, []StateMap{same, same}, nil)
 		if !errors.Is(err, ErrUnsupportedRoomVersion) {
 			t.Errorf("room version %q: err = %v, want ErrUnsupportedRoomVersion", v, err)
 		}
 	}
-	for _, v := range []id.RoomVersion{id.RoomV2, id.RoomV3, id.RoomV4, id.RoomV5, id.RoomV6, id.RoomV7, id.RoomV8, id.RoomV9, id.RoomV10, id.RoomV11, id.RoomV12} {
+	for _, v := range []id.RoomVersion{id.RoomV1, id.RoomV2, id.RoomV3, id.RoomV4, id.RoomV5, id.RoomV6, id.RoomV7, id.RoomV8, id.RoomV9, id.RoomV10, id.RoomV11, id.RoomV12} {
 		got, err := Resolve(context.Background(), v, []StateMap{same, same}, nil)
 		if err != nil || !maps.Equal(got, same) {
 			t.Errorf("room version %q: got %v, %v; want %v", v, got, err, same)
@@ -86,7 +86,7 @@ func TestTrivialInputs(t *testing.T) {
 
 // The creator's first join is allowed by auth rule 5.3.1 when it is replayed.
 func TestCreatorFirstJoin(t *testing.T) {
-	forVersions(t, []id.RoomVersion{id.RoomV2, id.RoomV4, id.RoomV10, id.RoomV11, id.RoomV12}, func(t *testing.T, v id.RoomVersion) {
+	forVersions(t, []id.RoomVersion{id.RoomV1, id.RoomV2, id.RoomV4, id.RoomV10, id.RoomV11, id.RoomV12}, func(t *testing.T, v id.RoomVersion) {
 		r, b := newTestRoom(t, v, admin, nil)
 		createOnly := maps.Clone(b.state)
 		join := b.join(t, admin)
