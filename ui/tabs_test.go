@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -603,4 +604,67 @@ func tokenValid(t *testing.T, a *app.App, token string) bool {
 		t.Fatalf("validity: %d %v", status, out)
 	}
 	return out["valid"] == true
+}
+
+// The Older Matrix apps switch sets both of its options, restarts the
+// server with them, and turns them back off.
+func TestSettingsOlderApps(t *testing.T) {
+	d, _ := runningDesktop(t, Options{})
+	s := d.settings
+	s.load()
+	if s.olderApps.Checked || d.app.OlderApps() {
+		t.Fatal("the Older Matrix apps switch is on by default")
+	}
+	if !hasLabel(s.content, "Nheko on Debian 12") {
+		t.Fatalf("the switch is not explained: %q", labels(s.content))
+	}
+	test.Tap(s.olderApps)
+	d.Wait()
+	cfg := d.app.Config()
+	if cfg.DefaultRoomVersion != "10" || cfg.Media.UnauthenticatedBefore == "" || !d.app.OlderApps() {
+		t.Fatalf("after switching on: default_room_version %q, unauthenticated_before %q", cfg.DefaultRoomVersion, cfg.Media.UnauthenticatedBefore)
+	}
+	if st := d.app.Status(); st.State != app.StateRunning {
+		t.Fatalf("server after the switch: %s %v", st.State, st.Err)
+	}
+	// The restarted server makes version 10 rooms for apps that ask for none.
+	tok := mustLogin(t, d.app, "owner", ownerPassword)
+	status, out := callJSON(t, http.MethodGet, clientURL(t, d.app)+"/_matrix/client/v3/capabilities", tok, nil)
+	caps, _ := out["capabilities"].(map[string]any)
+	versions, _ := caps["m.room_versions"].(map[string]any)
+	if status != http.StatusOK || versions["default"] != "10" {
+		t.Fatalf("capabilities after the switch: %d %v", status, out)
+	}
+	// A picture uploaded now downloads without signing in, as old apps do.
+	req, _ := http.NewRequest(http.MethodPost, clientURL(t, d.app)+"/_matrix/media/v3/upload", strings.NewReader("picture"))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "image/png")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up struct {
+		ContentURI string `json:"content_uri"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&up)
+	resp.Body.Close()
+	mediaID := up.ContentURI[strings.LastIndex(up.ContentURI, "/")+1:]
+	resp, err = http.Get(clientURL(t, d.app) + "/_matrix/media/v3/download/localhost/" + mediaID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if up.ContentURI == "" || resp.StatusCode != http.StatusOK {
+		t.Fatalf("unauthenticated download of %q: %d", up.ContentURI, resp.StatusCode)
+	}
+	s.load()
+	if !s.olderApps.Checked {
+		t.Fatal("the switch does not show as on")
+	}
+	test.Tap(s.olderApps)
+	d.Wait()
+	cfg = d.app.Config()
+	if cfg.DefaultRoomVersion != "12" || cfg.Media.UnauthenticatedBefore != "" || d.app.OlderApps() {
+		t.Fatalf("after switching off: %q %q", cfg.DefaultRoomVersion, cfg.Media.UnauthenticatedBefore)
+	}
 }
