@@ -509,8 +509,17 @@ func (w *wizard) fillDone() {
 			objs = append(objs, container.NewHBox(qr))
 		}
 	} else {
-		objs = append(objs, wrapped("Only this computer can connect for now. To use Palpo from your phone, "+
-			"turn on \"Let phones and other computers on my home network connect\" in Settings."))
+		objs = append(objs, wrapped("Only this computer can connect for now. To use Palpo from your phone "+
+			"or another computer at home, let them connect (you can change this later in Settings):"))
+		enable := widget.NewButtonWithIcon(enableLANText, theme.ComputerIcon(), nil)
+		enable.OnTapped = func() {
+			enable.Disable()
+			w.d.enableHomeNetwork(w.fillDone)
+		}
+		if app.LANAddress() == "" {
+			enable.Disable()
+		}
+		objs = append(objs, container.NewHBox(enable))
 	}
 	w.done.Objects = objs
 	w.done.Refresh()

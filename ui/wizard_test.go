@@ -305,6 +305,15 @@ func TestWizardHelpsBeforeMistakes(t *testing.T) {
 	}
 
 	content = d.win.Content()
+	// Home-network access, left off, is one click away on the last page.
+	if lan := app.LANAddress(); lan != "" {
+		tap(t, findButton(t, content, enableLANText))
+		d.Wait()
+		_, lans := a.Addresses()
+		if len(lans) != 1 || !hasLabel(content, lans[0]) || images(content) != 1 {
+			t.Fatalf("after turning on home-network access: %v %q", lans, labels(content))
+		}
+	}
 	if !w.autoBackup.Checked || !w.autoBackup.Visible() || !strings.Contains(w.autoBackup.Text, "once a week") || findButton(t, content, "Choose folder…") == nil {
 		t.Fatalf("weekly backups not suggested: %q", labels(content))
 	}
