@@ -113,7 +113,6 @@ func newLogsTab(d *Desktop) *logsTab {
 	levelBox := container.NewGridWrap(fyne.NewSize(230, l.level.MinSize().Height), l.level)
 	bar := container.NewHBox(widget.NewLabel("Show"), levelBox, l.requests, l.follow, copyBtn, l.count)
 	hint := widget.NewLabel("Select a line to read it whole.")
-	hint.Importance = widget.LowImportance
 	l.content = container.NewPadded(container.NewBorder(container.NewVBox(bar, hint), l.detailBox, nil, nil, l.list))
 	l.level.SetSelectedIndex(1) // information and above, as the log file has
 	return l

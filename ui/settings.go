@@ -83,7 +83,6 @@ func newSettingsTab(d *Desktop) *settingsTab {
 	// Backups tab apply each change at once.
 	saveNote := wrapped("Save applies the port, home-network access and largest upload above; " +
 		"a running server restarts to use them. The switches below apply at once.")
-	saveNote.Importance = widget.LowImportance
 	network := container.NewVBox(
 		heading("Network"),
 		container.New(layout.NewFormLayout(), widget.NewLabel("Port"), container.NewGridWrap(fyne.NewSize(120, s.port.MinSize().Height), s.port)),

@@ -78,9 +78,9 @@ func (u *usersTab) showInvite(code string) {
 	v.fill()
 	// Wide enough for an address and a link on one line each.
 	width := canvas.NewRectangle(color.Transparent)
-	width.SetMinSize(fyne.NewSize(620, 0))
+	width.SetMinSize(fyne.NewSize(640, 0))
 	scroll := container.NewVScroll(container.NewStack(width, v.body))
-	scroll.SetMinSize(fyne.NewSize(620, 480))
+	scroll.SetMinSize(fyne.NewSize(640, 420))
 	v.dlg = dialog.NewCustom("Share this invite code", "Close", scroll, u.d.win)
 	u.d.inviteDlg = v
 	v.dlg.Show()
@@ -106,22 +106,28 @@ func (v *inviteDialog) fill() {
 		}
 		objs = append(objs, container.NewHBox(enable))
 	}
-	codeLabel := widget.NewLabelWithStyle(v.code, fyne.TextAlignCenter, fyne.TextStyle{Monospace: true})
+	codeLabel := widget.NewLabelWithStyle(v.code, fyne.TextAlignLeading, fyne.TextStyle{Monospace: true})
 	codeLabel.SizeName = theme.SizeNameHeadingText
 	codeLabel.Selectable = true
-	objs = append(objs,
+	rows := container.NewVBox(
 		widget.NewLabel("Invite code"),
 		container.NewBorder(nil, nil, nil,
 			widget.NewButtonWithIcon("Copy code", theme.ContentCopyIcon(), func() { d.copyText(v.code) }), codeLabel),
-		widget.NewLabel("Server address (Element: Create account, then Edit next to the server name)"),
+		wrapped("Server address (Element: Create account, then Edit next to the server name)"),
 		d.valueRow(address, "Copy address"),
 	)
-	if reach != app.ReachThisComputer {
+	if reach == app.ReachThisComputer {
+		objs = append(objs, rows)
+	} else {
 		link := app.InviteLink(address, v.code)
-		objs = append(objs, widget.NewLabel("Link (opens the code and the steps on their device)"), d.valueRow(link, "Copy link"))
-		if qr := qrImage(link, 200); qr != nil {
-			objs = append(objs, container.NewHBox(layout.NewSpacer(), qr, layout.NewSpacer()),
-				widget.NewLabelWithStyle("Or let them scan this with their phone's camera.", fyne.TextAlignCenter, fyne.TextStyle{}))
+		rows.Add(wrapped("Link (opens the code and the steps on their device)"))
+		rows.Add(d.valueRow(link, "Copy link"))
+		// The QR code beside the rows, so the dialog needs no scrolling.
+		if qr := qrImage(link, 180); qr != nil {
+			scan := widget.NewLabelWithStyle("Or scan it with\ntheir phone's camera", fyne.TextAlignCenter, fyne.TextStyle{})
+			objs = append(objs, container.NewBorder(nil, nil, nil, container.NewVBox(qr, scan), rows))
+		} else {
+			objs = append(objs, rows)
 		}
 		msg := app.InviteMessage(d.app.Status().ServerName, address, v.code)
 		objs = append(objs, container.NewHBox(layout.NewSpacer(),

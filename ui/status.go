@@ -49,7 +49,7 @@ type statusTab struct {
 
 func newStatusTab(d *Desktop) *statusTab {
 	t := &statusTab{d: d}
-	icon := canvas.NewImageFromResource(assets.IconResource())
+	icon := canvas.NewImageFromResource(assets.SmallIconResource())
 	icon.FillMode = canvas.ImageFillContain
 	icon.SetMinSize(fyne.NewSquareSize(48))
 
@@ -102,16 +102,16 @@ func newStatusTab(d *Desktop) *statusTab {
 		widget.NewLabel("Federation"), t.federation,
 		widget.NewLabel("Last backup"), t.lastBackup,
 	)
+	// Connecting the family's devices comes first; the figures after.
 	t.content = container.NewVScroll(container.NewPadded(container.NewVBox(
-		container.NewHBox(icon, container.NewCenter(dotBox), container.NewCenter(t.state)),
+		container.NewHBox(icon, container.NewCenter(dotBox), container.NewCenter(t.state),
+			layout.NewSpacer(), t.start, t.stop, t.restart),
 		t.progress,
 		t.errView.content,
 		widget.NewSeparator(),
-		form,
-		widget.NewSeparator(),
-		container.NewHBox(t.start, t.stop, t.restart),
-		widget.NewSeparator(),
 		t.connect.content,
+		widget.NewSeparator(),
+		form,
 	)))
 	return t
 }

@@ -104,7 +104,7 @@ func newWizard(d *Desktop, st app.SetupState) *wizard {
 	w.steps = widget.NewLabel("")
 	w.body = container.NewStack()
 
-	icon := canvas.NewImageFromResource(assets.IconResource())
+	icon := canvas.NewImageFromResource(assets.SmallIconResource())
 	icon.FillMode = canvas.ImageFillContain
 	icon.SetMinSize(fyne.NewSquareSize(40))
 	title := heading("Welcome to Palpo")
