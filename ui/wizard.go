@@ -502,11 +502,14 @@ func (w *wizard) fillDone() {
 		address(local),
 	}
 	if len(lans) > 0 {
-		objs = append(objs,
+		lan := container.NewVBox(
 			wrapped("On a phone or another computer at home, use this address instead, or scan the code with the phone:"),
 			address(lans[0]))
-		if qr := qrImage(lans[0], 180); qr != nil {
-			objs = append(objs, container.NewHBox(qr))
+		if qr := qrImage(lans[0], 150); qr != nil {
+			// Beside the address, so "Open Palpo" stays in sight.
+			objs = append(objs, container.NewBorder(nil, nil, nil, qr, lan))
+		} else {
+			objs = append(objs, lan)
 		}
 	} else {
 		objs = append(objs, wrapped("Only this computer can connect for now. To use Palpo from your phone "+
