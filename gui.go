@@ -14,6 +14,8 @@ import (
 	palpoapp "github.com/palpo-im/palpo-desktop/app"
 	"github.com/palpo-im/palpo-desktop/assets"
 	"github.com/palpo-im/palpo-desktop/ui"
+	// Before Fyne's lang package reads the locale (see its doc).
+	_ "github.com/palpo-im/palpo-desktop/ui/quietlocale"
 )
 
 // guiAvailable reports whether this binary includes the desktop app.

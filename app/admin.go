@@ -65,6 +65,11 @@ func (a *App) CheckNewUser(name, password string) (id.UserID, error) {
 // CreateUser creates an account with a password; admin makes it a server
 // admin. Reserved names are allowed: the owner is making it.
 func (a *App) CreateUser(ctx context.Context, name, password string, admin bool) (id.UserID, error) {
+	return a.createUser(ctx, name, password, admin, "")
+}
+
+// createUser is CreateUser with a display name ("" leaves the default).
+func (a *App) createUser(ctx context.Context, name, password string, admin bool, displayName string) (id.UserID, error) {
 	srv, err := a.running()
 	if err != nil {
 		return "", err
@@ -77,7 +82,7 @@ func (a *App) CreateUser(ctx context.Context, name, password string, admin bool)
 		return "", fmt.Errorf("the user name %s is already taken", userID.Localpart())
 	}
 	_, err = srv.Accounts().CreateAccount(ctx, accounts.NewAccount{
-		Localpart: userID.Localpart(), Password: password, Admin: admin, ByAdmin: true,
+		Localpart: userID.Localpart(), Password: password, Admin: admin, ByAdmin: true, DisplayName: displayName,
 	})
 	if err != nil {
 		return "", err
@@ -166,17 +171,20 @@ func (a *App) keepOneAdmin(ctx context.Context, srv *server.Server, userID id.Us
 	return nil
 }
 
-// Invite is a registration token as the Users tab lists it.
+// Invite is an invite code (a registration token) as the Users tab lists it.
 type Invite = accounts.RegistrationTokenInfo
 
-// CreateInvite makes a registration token: uses 0 means unlimited, expires
-// 0 means never.
+// CreateInvite makes an invite code: uses 0 means unlimited, expires 0
+// means never.
 func (a *App) CreateInvite(ctx context.Context, uses int, expires time.Duration) (*Invite, error) {
 	srv, err := a.running()
 	if err != nil {
 		return nil, err
 	}
 	var n accounts.NewRegistrationToken
+	if n.Token, err = accounts.NewInviteCode(); err != nil {
+		return nil, err
+	}
 	if uses < 0 {
 		return nil, errors.New("the number of uses cannot be negative")
 	}
@@ -194,7 +202,7 @@ func (a *App) CreateInvite(ctx context.Context, uses int, expires time.Duration)
 	if err != nil {
 		return nil, err
 	}
-	a.log.Info("invite created in the desktop app", "uses", uses, "expires", expires.String())
+	a.log.Info("invite code created in the desktop app", "uses", uses, "expires", expires.String())
 	return tok, nil
 }
 
@@ -216,11 +224,11 @@ func (a *App) RevokeInvite(ctx context.Context, token string) error {
 	if err := srv.Accounts().DeleteRegistrationToken(ctx, token); err != nil {
 		var re mautrix.RespError
 		if errors.As(err, &re) && re.ErrCode == mautrix.MNotFound.ErrCode {
-			return errors.New("that invite no longer exists")
+			return errors.New("that invite code no longer exists")
 		}
 		return err
 	}
-	a.log.Info("invite revoked in the desktop app")
+	a.log.Info("invite code revoked in the desktop app")
 	return nil
 }
 

@@ -49,6 +49,9 @@ type App struct {
 	// showing its window (--hidden, which start-on-login uses).
 	StartHidden bool
 
+	// noAccountsHint replaces the server's own first-run hint (cli.go).
+	noAccountsHint string
+
 	mu     sync.Mutex
 	srv    *server.Server
 	lock   *flock.Flock // the data directory's lock, held while srv runs (control.go)
@@ -172,6 +175,9 @@ func (a *App) startServer(cfg *config.Config) (*server.Server, error) {
 		return nil, err
 	}
 	token := srv.Accounts().NewControlToken()
+	if a.noAccountsHint != "" {
+		srv.SetNoAccountsHint(a.noAccountsHint)
+	}
 	err = srv.Start()
 	if err == nil {
 		err = writeControlFile(a.dataDir, controlFile{URL: controlURL(srv.Addrs()), Token: token})

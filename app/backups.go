@@ -75,7 +75,20 @@ func readPassphraseFile(path string) (string, error) {
 // happens meanwhile) and without it if a server in another process holds
 // it (its database is copied consistently all the same, see
 // storage.SnapshotFile).
+//
+// Every backup made this way is logged (the Logs tab shows it); scheduled
+// ones are logged by the scheduler instead.
 func (a *App) CreateBackup(ctx context.Context, opts backup.CreateOptions) (*backup.Result, error) {
+	res, err := a.createBackup(ctx, opts)
+	if err != nil {
+		a.log.Error("backup failed", "error", err)
+		return nil, err
+	}
+	a.log.Info("backup made", "file", res.Path, "bytes", res.Size, "encrypted", opts.Passphrase != "")
+	return res, nil
+}
+
+func (a *App) createBackup(ctx context.Context, opts backup.CreateOptions) (*backup.Result, error) {
 	a.bk.mu.Lock()
 	defer a.bk.mu.Unlock()
 	if opts.Dir == "" {
@@ -108,10 +121,13 @@ func (a *App) RestoreBackup(ctx context.Context, path string, opts backup.Restor
 	defer a.bk.mu.Unlock()
 	res, err := restoreLocked(ctx, path, a.dataDir, opts)
 	if err != nil {
+		a.log.Error("restore failed", "file", path, "error", err)
 		return nil, err
 	}
+	a.log.Info("backup restored", "file", path, "previous_data", res.Previous)
 	cfg, err := config.Load(filepath.Join(a.dataDir, config.FileName))
 	if err != nil {
+		a.log.Error("the restored config does not load", "error", err)
 		return res, fmt.Errorf("the backup was restored, but its config does not load: %w", err)
 	}
 	a.mu.Lock()
@@ -178,7 +194,7 @@ func (a *App) startBackupSchedule() {
 			if err != nil {
 				return nil, err
 			}
-			return a.CreateBackup(ctx, backup.CreateOptions{Dir: BackupDirFor(a.dataDir, cfg), Passphrase: pass, Verify: true})
+			return a.createBackup(ctx, backup.CreateOptions{Dir: BackupDirFor(a.dataDir, cfg), Passphrase: pass, Verify: true})
 		},
 	})
 	if err := s.Start(); err != nil {

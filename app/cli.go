@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
+	"github.com/palpo-im/palpo-desktop/server"
 	"github.com/palpo-im/palpo-desktop/server/config"
 )
 
@@ -39,11 +41,14 @@ type Env struct {
 	Ready func(a *App)
 	// Stdin is where `palpo user` reads passwords; nil means none.
 	Stdin io.Reader
+	// Command is the program as it was started ("palpo", "./bin/palpo"),
+	// for hints that tell people which command to type; "" means palpo.
+	Command string
 }
 
 // DefaultEnv is the real process environment.
 func DefaultEnv() Env {
-	return Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv, GOOS: runtime.GOOS}
+	return Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv, GOOS: runtime.GOOS, Command: os.Args[0]}
 }
 
 const usage = `Palpo: a personal Matrix homeserver.
@@ -55,8 +60,9 @@ Usage:
   palpo user COMMAND [--data-dir DIR]   manage accounts: add, list, passwd,
                                         deactivate, reactivate ("palpo user
                                         help" explains them)
-  palpo token COMMAND [--data-dir DIR]  manage invites (registration tokens):
-                                        "palpo token help"
+  palpo invite COMMAND [--data-dir DIR] manage invite codes: create, list,
+                                        revoke ("palpo invite help"; "palpo
+                                        token" is the old name)
   palpo backup COMMAND [--data-dir DIR] back up and restore: create, list,
                                         verify, restore ("palpo backup help")
   palpo version                         print the version
@@ -127,8 +133,8 @@ func Main(args []string, gui GUI, env Env) int {
 		return 2
 	case "user":
 		return userCommand(*dataDir, rest, env)
-	case "token":
-		return tokenCommand(*dataDir, rest, env)
+	case "invite", "token":
+		return inviteCommand(cmd, *dataDir, rest, env)
 	case "backup":
 		return backupCommand(*dataDir, rest, env)
 	case "help":
@@ -175,6 +181,7 @@ func serve(dataDirFlag string, env Env) int {
 		defer cancel()
 	}
 	a.Logger().Info("starting Palpo", "version", Version, "data_dir", a.DataDir())
+	a.noAccountsHint = cliNoAccountsHint(env.Command)
 	memCtx, stopMem := context.WithCancel(context.Background())
 	defer stopMem()
 	go ManageMemory(memCtx)
@@ -207,9 +214,32 @@ func runDesktop(dataDirFlag string, hidden bool, gui GUI, env Env) int {
 		return 1
 	}
 	a.StartHidden = hidden
+	a.noAccountsHint = "No accounts yet: create them on the Users tab of the Palpo window " +
+		"(or with `" + commandName(env.Command) + " user add NAME --admin`)"
 	if err := gui.Run(a); err != nil {
 		a.Logger().Error("desktop app failed", "error", err)
 		return 1
 	}
 	return 0
+}
+
+// commandName is how to type the program in a hint: as it was started when
+// that was by a path (./bin/palpo after `make run`), else palpo.
+func commandName(cmd string) string {
+	if cmd == "" || !strings.ContainsAny(cmd, `/\`) {
+		return "palpo"
+	}
+	return cmd
+}
+
+// cliNoAccountsHint is what a new headless server logs: the commands that
+// make the first account and an invite code, with the program's name as
+// it was started, so they work when pasted.
+func cliNoAccountsHint(cmd string) string {
+	name := commandName(cmd)
+	if name == "palpo" {
+		return server.DefaultNoAccountsHint
+	}
+	return "No accounts yet: create the first one with `" + name + " user add NAME --admin`, " +
+		"or make an invite code with `" + name + " invite create`"
 }

@@ -126,6 +126,11 @@ func TestServeAnswersAndStopsCleanly(t *testing.T) {
 	if !strings.Contains(logs, "stopped cleanly") {
 		t.Fatalf("no clean stop: %s", logs)
 	}
+	// A new server says how to make the first account, with commands
+	// that work as typed.
+	if !strings.Contains(logs, "`palpo user add NAME --admin`") || !strings.Contains(logs, "`palpo invite create`") {
+		t.Fatalf("no first-run hint naming palpo: %s", logs)
+	}
 	// A clean stop checkpoints the WAL, leaving the database self-contained.
 	if st, err := os.Stat(filepath.Join(dir, "palpo.db-wal")); err == nil && st.Size() > 0 {
 		t.Fatalf("WAL left with %d bytes after clean shutdown", st.Size())
@@ -265,5 +270,37 @@ func TestStatusAndRestart(t *testing.T) {
 	}
 	if st := a.Status(); st.State != StateStopped {
 		t.Fatalf("after stop: %+v", st)
+	}
+}
+
+// Started by a path (./bin/palpo after `make run`), the first-run hint
+// names that path; the desktop app's names its Users tab.
+func TestNoAccountsHintNamesTheProgram(t *testing.T) {
+	dir := t.TempDir()
+	writeTestConfig(t, dir)
+	env, _, errOut := testEnv(nil)
+	env.Command = "./bin/palpo"
+	stop, cancel := context.WithCancel(context.Background())
+	env.Signals = stop
+	env.Ready = func(*App) { cancel() }
+	if code := Main([]string{"serve", "--data-dir", dir}, noGUI, env); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut.String(), "`./bin/palpo user add NAME --admin`") || !strings.Contains(errOut.String(), "`./bin/palpo invite create`") {
+		t.Fatalf("hint does not name ./bin/palpo: %s", errOut)
+	}
+
+	env, _, errOut = testEnv(map[string]string{"DISPLAY": ":0"})
+	gui := GUI{Available: true, Run: func(a *App) error {
+		if err := a.Start(); err != nil {
+			return err
+		}
+		return a.Stop()
+	}}
+	if code := Main([]string{"--data-dir", dir}, gui, env); code != 0 {
+		t.Fatalf("desktop exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut.String(), "Users tab") || strings.Contains(errOut.String(), "invite create") {
+		t.Fatalf("desktop hint: %s", errOut)
 	}
 }

@@ -148,3 +148,7 @@ func (c *controlClient) createRegistrationToken(ctx context.Context, n accounts.
 	return &accounts.RegistrationTokenInfo{Token: out.Token, UsesAllowed: out.UsesAllowed, Pending: out.Pending,
 		Completed: out.Completed, ExpiryTime: out.ExpiryTime}, nil
 }
+
+func (c *controlClient) deleteRegistrationToken(ctx context.Context, token string) error {
+	return c.do(ctx, http.MethodDelete, adminPrefix+"/v1/registration_tokens/"+url.PathEscape(token), nil, nil)
+}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/palpo-im/palpo-desktop/server/config"
 )
@@ -209,4 +210,41 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// Older Matrix apps (made before 2024, such as Nheko 0.11 on Debian 12)
+// download pictures without signing in, which Matrix has since frozen, and
+// do not understand version 12 rooms. One switch lets them work: media
+// stay downloadable the old way (unauthenticated_before far in the
+// future) and new rooms are version 10, which every app understands.
+const (
+	olderAppsMediaCutoff = "9999-12-31T23:59:59Z"
+	olderAppsRoomVersion = "10"
+	newestRoomVersion    = "12"
+)
+
+// OlderApps tells whether the Older Matrix apps switch is on: both of its
+// settings hold.
+func (a *App) OlderApps() bool {
+	cfg := a.Config()
+	cutoff, ok := cfg.Media.UnauthenticatedCutoff()
+	return ok && cutoff.After(time.Now().AddDate(100, 0, 0)) && cfg.DefaultRoomVersion == olderAppsRoomVersion
+}
+
+// SetOlderApps turns the Older Matrix apps switch on or off in
+// palpo.toml. A running server keeps the old values until it restarts
+// (the caller does that).
+func (a *App) SetOlderApps(on bool) error {
+	cutoff, version := "", newestRoomVersion
+	if on {
+		cutoff, version = olderAppsMediaCutoff, olderAppsRoomVersion
+	}
+	err := a.editConfig(
+		tomlEdit{"media.unauthenticated_before", tomlString(cutoff), func(c *config.Config) bool { return c.Media.UnauthenticatedBefore == cutoff }},
+		tomlEdit{"default_room_version", tomlString(version), func(c *config.Config) bool { return c.DefaultRoomVersion == version }},
+	)
+	if err == nil {
+		a.log.Info("older Matrix apps switch changed", "on", on, "default_room_version", version, "unauthenticated_media", on)
+	}
+	return err
 }

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
+	"golang.org/x/text/unicode/norm"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
@@ -91,6 +93,9 @@ type SetupRequest struct {
 	ServerName string
 	Owner      string // user name of the owner's account, made an admin
 	Password   string
+	// DisplayName is the owner's name as others see it ("" for the
+	// user name).
+	DisplayName string
 	// LANAddress, when not empty, is added to the listen addresses so
 	// other devices on the home network can connect.
 	LANAddress string
@@ -167,7 +172,7 @@ func (a *App) ApplySetup(ctx context.Context, req SetupRequest, progress func(st
 		}
 	}
 	progress("Creating your account…")
-	userID, err := a.CreateUser(ctx, req.Owner, req.Password, true)
+	userID, err := a.createUser(ctx, req.Owner, req.Password, true, strings.TrimSpace(req.DisplayName))
 	if err != nil {
 		return "", err
 	}
@@ -189,4 +194,23 @@ func checkNewUser(cfg *config.Config, a *App, name, password string) (id.UserID,
 		return "", err
 	}
 	return userID, nil
+}
+
+// SuggestUserName turns a person's name into a user name the server
+// accepts: "Alice Smith" becomes "alice", "Zoë" "zoe". "" when nothing
+// usable is left.
+func SuggestUserName(displayName string) string {
+	first, _, _ := strings.Cut(strings.TrimSpace(displayName), " ")
+	var b strings.Builder
+	for _, r := range norm.NFD.String(strings.ToLower(first)) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case r == '.' || r == '-':
+			if b.Len() > 0 {
+				b.WriteRune(r)
+			}
+		}
+	}
+	return strings.TrimRight(b.String(), ".-")
 }

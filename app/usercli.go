@@ -27,7 +27,8 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
-// The `palpo user` and `palpo token` commands manage accounts and invites
+// The `palpo user` and `palpo invite` commands manage accounts and invite
+// codes (`palpo token` is the old name of `palpo invite`)
 // from the command line, whether the server is stopped or running. Each
 // first tries to take the data directory's lock (control.go):
 //
@@ -63,14 +64,20 @@ Every command also takes --data-dir DIR. They work whether Palpo is
 running or not: while it runs, they ask it to make the change.
 `
 
-const tokenUsage = `Usage:
-  palpo token create [--uses N] [--expires DURATION] [--token TEXT]
-  palpo token list
+const inviteUsage = `Usage:
+  palpo invite create [--uses N] [--expires DURATION] [--code TEXT]
+  palpo invite list
+  palpo invite revoke CODE
 
-A registration token is an invite: whoever has it can create an account.
+An invite code lets whoever has it create an account (Matrix apps call it
+a registration token). Codes look like K7QM-3XPD-9HFT: easy to read out,
+and accepted however they are typed (small letters, spaces, no dashes).
 --uses limits how many accounts it can create (default: unlimited);
---expires is how long it stays valid, such as 72h or 7d (default: forever).
-"create" prints the token alone on its last line, for scripts.
+--expires is how long it stays valid, such as 72h or 7d (default: forever);
+--code chooses the code's text (letters, digits and . _ ~ - only).
+"create" prints the code alone on its last line, for scripts. "revoke"
+stops a code from working; accounts made with it stay.
+"palpo token" is another name for "palpo invite".
 Every command also takes --data-dir DIR.
 `
 
@@ -336,6 +343,17 @@ func (t *adminTool) reactivate(ctx context.Context, userID id.UserID, password s
 	return err
 }
 
+func (t *adminTool) deleteRegistrationToken(ctx context.Context, token string) error {
+	if t.running() {
+		c, err := t.control()
+		if err != nil {
+			return err
+		}
+		return c.deleteRegistrationToken(ctx, token)
+	}
+	return t.accounts.DeleteRegistrationToken(ctx, token)
+}
+
 func (t *adminTool) createRegistrationToken(ctx context.Context, n accounts.NewRegistrationToken) (*accounts.RegistrationTokenInfo, error) {
 	if t.running() {
 		c, err := t.control()
@@ -443,11 +461,13 @@ func userCommand(dataDirFlag string, args []string, env Env) int {
 	})
 }
 
-// tokenCommand runs `palpo token …`.
-func tokenCommand(dataDirFlag string, args []string, env Env) int {
-	return runAdminCommand("token", tokenUsage, dataDirFlag, args, env, map[string]func(*flag.FlagSet) func(context.Context, *adminTool, []string) error{
-		"create": tokenCreate,
-		"list":   tokenList,
+// inviteCommand runs `palpo invite …`, also known by its old name
+// `palpo token …` (group is the name used).
+func inviteCommand(group, dataDirFlag string, args []string, env Env) int {
+	return runAdminCommand(group, inviteUsage, dataDirFlag, args, env, map[string]func(*flag.FlagSet) func(context.Context, *adminTool, []string) error{
+		"create": inviteCreate,
+		"list":   inviteList,
+		"revoke": inviteRevoke,
 	})
 }
 
@@ -612,16 +632,23 @@ func parseExpiry(s string) (time.Duration, error) {
 	return d, nil
 }
 
-func tokenCreate(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error {
-	uses := fs.String("uses", "", "how many accounts the token can create (default: unlimited)")
-	expires := fs.String("expires", "", "how long the token stays valid, such as 72h or 7d (default: forever)")
-	text := fs.String("token", "", "the token's text (default: 16 random characters)")
+func inviteCreate(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error {
+	uses := fs.String("uses", "", "how many accounts the code can create (default: unlimited)")
+	expires := fs.String("expires", "", "how long the code stays valid, such as 72h or 7d (default: forever)")
+	text := fs.String("code", "", "the code's text (default: a random code such as K7QM-3XPD-9HFT)")
+	fs.StringVar(text, "token", "", "the old name of --code")
 	return func(ctx context.Context, t *adminTool, args []string) error {
 		if err := exactArgs(args); err != nil {
 			return err
 		}
 		var n accounts.NewRegistrationToken
 		n.Token = *text
+		if n.Token == "" {
+			var err error
+			if n.Token, err = accounts.NewInviteCode(); err != nil {
+				return err
+			}
+		}
 		if *uses != "" {
 			u, err := strconv.Atoi(*uses)
 			if err != nil || u < 0 {
@@ -641,7 +668,7 @@ func tokenCreate(fs *flag.FlagSet) func(context.Context, *adminTool, []string) e
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(t.env.Stdout, "Created a registration token (%s, %s). Whoever has it can create an account:\n%s\n",
+		fmt.Fprintf(t.env.Stdout, "Created an invite code (%s, %s). Whoever has it can create an account:\n%s\n",
 			usesText(tok), expiryText(tok), tok.Token)
 		return nil
 	}
@@ -661,7 +688,7 @@ func expiryText(t *accounts.RegistrationTokenInfo) string {
 	return "expires " + time.UnixMilli(*t.ExpiryTime).Local().Format("2006-01-02 15:04")
 }
 
-func tokenList(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error {
+func inviteList(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error {
 	return func(ctx context.Context, t *adminTool, args []string) error {
 		if err := exactArgs(args); err != nil {
 			return err
@@ -672,7 +699,7 @@ func tokenList(fs *flag.FlagSet) func(context.Context, *adminTool, []string) err
 		}
 		now := time.Now().UnixMilli()
 		w := tabwriter.NewWriter(t.env.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "TOKEN\tSTATUS\tUSES\tEXPIRY")
+		fmt.Fprintln(w, "CODE\tSTATUS\tUSES\tEXPIRY")
 		for i := range list {
 			tok := &list[i]
 			status := "valid"
@@ -682,5 +709,23 @@ func tokenList(fs *flag.FlagSet) func(context.Context, *adminTool, []string) err
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", tok.Token, status, usesText(tok), expiryText(tok))
 		}
 		return w.Flush()
+	}
+}
+
+func inviteRevoke(fs *flag.FlagSet) func(context.Context, *adminTool, []string) error {
+	return func(ctx context.Context, t *adminTool, args []string) error {
+		if err := exactArgs(args, "CODE"); err != nil {
+			return err
+		}
+		code := args[0]
+		if err := t.deleteRegistrationToken(ctx, code); err != nil {
+			var re mautrix.RespError
+			if errors.As(err, &re) && re.ErrCode == mautrix.MNotFound.ErrCode {
+				return fmt.Errorf("there is no invite code %q (\"palpo invite list\" shows them)", code)
+			}
+			return err
+		}
+		fmt.Fprintf(t.env.Stdout, "Revoked the invite code %s: nobody can sign up with it any more.\n", code)
+		return nil
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -175,7 +176,9 @@ func TestUserCommandsRefuseBadInput(t *testing.T) {
 		{"", 2, "flag provided but not defined", []string{"user", "add", "bob", "--superuser"}},
 		{"", 2, "unknown command", []string{"user", "remove", "bob"}},
 		{"", 2, "missing command", []string{"user"}},
-		{"", 2, "unknown command", []string{"token", "revoke"}},
+		{"", 2, "missing CODE", []string{"invite", "revoke"}},
+		{"", 1, "there is no invite code \"nope\"", []string{"invite", "revoke", "nope"}},
+		{"", 2, "unknown command", []string{"invite", "delete", "x"}},
 		{"", 1, "--uses \"-1\"", []string{"token", "create", "--uses", "-1"}},
 		{"", 1, "--uses \"many\"", []string{"token", "create", "--uses", "many"}},
 		{"", 1, "--expires \"soon\"", []string{"token", "create", "--expires", "soon"}},
@@ -186,8 +189,8 @@ func TestUserCommandsRefuseBadInput(t *testing.T) {
 		args := append(tc.args, "--data-dir", dir)
 		failsCLI(t, tc.stdin, tc.code, tc.want, args...)
 	}
-	for _, group := range []string{"user", "token"} {
-		if out := mustCLI(t, "", group, "help"); !strings.Contains(out, "palpo "+group+" ") {
+	for _, group := range []string{"user", "invite", "token"} {
+		if out := mustCLI(t, "", group, "help"); !strings.Contains(out, "palpo "+group) {
 			t.Errorf("palpo %s help: %q", group, out)
 		}
 	}
@@ -213,11 +216,14 @@ func lastLine(out string) string {
 func TestTokenCommands(t *testing.T) {
 	dir := testDataDir(t)
 	before := time.Now()
-	limited := lastLine(mustCLI(t, "", "token", "create", "--uses", "3", "--expires", "7d", "--data-dir", dir))
+	limited := lastLine(mustCLI(t, "", "invite", "create", "--uses", "3", "--expires", "7d", "--data-dir", dir))
+	// "palpo token" is the old name, and --token the old --code.
 	unlimited := lastLine(mustCLI(t, "", "token", "create", "--data-dir", dir))
-	named := lastLine(mustCLI(t, "", "--data-dir", dir, "token", "create", "--token", "family", "--expires", "72h"))
-	if len(limited) != accounts.DefaultRegistrationTokenLength || len(unlimited) != accounts.DefaultRegistrationTokenLength || named != "family" || limited == unlimited {
-		t.Fatalf("tokens %q %q %q", limited, unlimited, named)
+	named := lastLine(mustCLI(t, "", "--data-dir", dir, "invite", "create", "--code", "family", "--expires", "72h"))
+	old := lastLine(mustCLI(t, "", "token", "create", "--token", "old-style", "--data-dir", dir))
+	readable := regexp.MustCompile(`^[34679ACDEFGHJKMNPQRTUVWXY]{4}-[34679ACDEFGHJKMNPQRTUVWXY]{4}-[34679ACDEFGHJKMNPQRTUVWXY]{4}$`)
+	if !readable.MatchString(limited) || !readable.MatchString(unlimited) || named != "family" || old != "old-style" || limited == unlimited {
+		t.Fatalf("invite codes %q %q %q %q", limited, unlimited, named, old)
 	}
 	withTool(t, dir, func(ctx context.Context, s *accounts.Service) {
 		tok, err := s.GetRegistrationToken(ctx, limited)
@@ -236,12 +242,18 @@ func TestTokenCommands(t *testing.T) {
 			t.Fatalf("named: %+v %v", tok, err)
 		}
 	})
-	failsCLI(t, "", 1, "already exists", "token", "create", "--token", "family", "--data-dir", dir)
-	out := mustCLI(t, "", "token", "list", "--data-dir", dir)
-	for _, tok := range []string{limited, unlimited, "family", "0 of 3 uses", "unlimited uses", "never expires"} {
+	failsCLI(t, "", 1, "already exists", "invite", "create", "--code", "family", "--data-dir", dir)
+	out := mustCLI(t, "", "invite", "list", "--data-dir", dir)
+	for _, tok := range []string{"CODE", limited, unlimited, "family", "0 of 3 uses", "unlimited uses", "never expires"} {
 		if !strings.Contains(out, tok) {
-			t.Errorf("token list lacks %q:\n%s", tok, out)
+			t.Errorf("invite list lacks %q:\n%s", tok, out)
 		}
+	}
+	if out := mustCLI(t, "", "invite", "revoke", "family", "--data-dir", dir); !strings.Contains(out, "Revoked the invite code family") {
+		t.Errorf("revoke said %q", out)
+	}
+	if out := mustCLI(t, "", "token", "list", "--data-dir", dir); strings.Contains(out, "family") || !strings.Contains(out, limited) {
+		t.Errorf("list after revoking family:\n%s", out)
 	}
 }
 
@@ -279,14 +291,20 @@ func TestCommandsWhileServerRuns(t *testing.T) {
 		t.Fatalf("whoami: %d", status)
 	}
 
-	// An invite made at the command line is valid on the server.
-	tok := lastLine(mustCLI(t, "", "token", "create", "--uses", "1", "--data-dir", dir))
+	// An invite made at the command line is valid on the server, and a
+	// revoked one is not.
+	tok := lastLine(mustCLI(t, "", "invite", "create", "--uses", "1", "--data-dir", dir))
 	var validity struct {
 		Valid bool `json:"valid"`
 	}
 	if status := getJSON(t, base+"/_matrix/client/v1/register/m.login.registration_token/validity?token="+tok, "", &validity); status != http.StatusOK || !validity.Valid {
 		t.Fatalf("token validity: %d %+v", status, validity)
 	}
+	mustCLI(t, "", "invite", "revoke", tok, "--data-dir", dir)
+	if status := getJSON(t, base+"/_matrix/client/v1/register/m.login.registration_token/validity?token="+tok, "", &validity); status != http.StatusOK || validity.Valid {
+		t.Fatalf("revoked code's validity: %d %+v", status, validity)
+	}
+	failsCLI(t, "", 1, "there is no invite code", "invite", "revoke", tok, "--data-dir", dir)
 
 	// Deactivating at the command line ends carol's session on the server.
 	mustCLI(t, "", "user", "deactivate", "carol", "--data-dir", dir)

@@ -57,6 +57,23 @@ type Server struct {
 	serveErr  chan error
 	started   time.Time
 	closed    bool
+
+	// noAccountsHint is logged by Start when there are no accounts yet.
+	noAccountsHint string
+}
+
+// DefaultNoAccountsHint is what a new server with no accounts logs: how to
+// make the first one from the command line.
+const DefaultNoAccountsHint = "No accounts yet: create the first one with `palpo user add NAME --admin`, " +
+	"or make an invite code with `palpo invite create`"
+
+// SetNoAccountsHint replaces what Start logs when there are no accounts
+// yet (the desktop app points at its Users tab; the command line names
+// the binary it was started as). Call it before Start.
+func (s *Server) SetNoAccountsHint(hint string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noAccountsHint = hint
 }
 
 // New opens the server's state in dataDir (database, signing key) and builds
@@ -226,8 +243,11 @@ func (s *Server) Start() error {
 	// A new headless server has nobody who can sign in yet: say how to fix
 	// that, since registration needs an invite by default.
 	if n, err := s.db.CountUsers(context.Background(), true); err == nil && n == 0 {
-		s.log.Info("No accounts yet: create the first one with `palpo user add NAME --admin`, " +
-			"or invite people with `palpo token create`")
+		hint := s.noAccountsHint
+		if hint == "" {
+			hint = DefaultNoAccountsHint
+		}
+		s.log.Info(hint)
 	}
 	return nil
 }

@@ -37,6 +37,7 @@ type backupsTab struct {
 	folder     *widget.Label
 	changeDir  *widget.Button
 	openDir    *widget.Button
+	empty      *widget.Label // says what to do while there are no backups
 	backupNowB *widget.Button
 	step       *widget.Label
 	bar        *widget.ProgressBar
@@ -135,7 +136,9 @@ func newBackupsTab(d *Desktop) *backupsTab {
 		heading("Your backups"),
 		container.NewHBox(b.verify, b.restore),
 	)
-	b.content = container.NewPadded(container.NewBorder(top, nil, nil, nil, b.list))
+	b.empty = wrapped("No backups in this folder yet. Press \"Back up now\", or choose a schedule above so Palpo backs up by itself.")
+	b.empty.Hide()
+	b.content = container.NewPadded(container.NewBorder(top, nil, nil, nil, container.NewStack(b.list, b.empty)))
 	b.showSettings()
 	b.updateButtons()
 	return b
@@ -229,6 +232,8 @@ func (b *backupsTab) load() {
 			selPath = s.Path
 		}
 		b.entries = entries
+		b.empty.Hidden = len(entries) > 0
+		b.empty.Refresh()
 		b.sel = -1
 		b.list.UnselectAll()
 		b.list.Refresh()

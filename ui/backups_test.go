@@ -21,6 +21,9 @@ func TestBackupsTabBackUpCheckRestore(t *testing.T) {
 	if len(b.entries) != 0 || !b.verify.Disabled() || !b.restore.Disabled() {
 		t.Fatalf("entries %d, buttons verify %v restore %v", len(b.entries), b.verify.Disabled(), b.restore.Disabled())
 	}
+	if !hasLabel(b.content, "No backups in this folder yet") {
+		t.Fatalf("the empty list does not say what to do: %q", labels(b.content))
+	}
 	if b.folder.Text != filepath.Join(a.DataDir(), "backups") {
 		t.Fatalf("folder %q", b.folder.Text)
 	}
@@ -32,6 +35,9 @@ func TestBackupsTabBackUpCheckRestore(t *testing.T) {
 	d.Wait()
 	if len(b.entries) != 1 || b.entries[0].Verified.IsZero() || !strings.Contains(b.step.Text, "Backup made and checked") {
 		t.Fatalf("after Back up now: %+v, step %q", b.entries, b.step.Text)
+	}
+	if hasLabel(b.content, "No backups in this folder yet") {
+		t.Fatal("the empty-list note stays with a backup listed")
 	}
 	if b.backupNowB.Disabled() || b.barInf.Visible() {
 		t.Fatal("progress still shown")
@@ -72,6 +78,11 @@ func TestBackupsTabBackUpCheckRestore(t *testing.T) {
 		t.Fatalf("users after restore: %+v %v", users, err)
 	}
 	mustLogin(t, a, "owner", ownerPassword)
+	// The Logs tab has a line for the backup and one for the restore.
+	d.logs.refresh()
+	if !d.logs.has("backup made") || !d.logs.has("backup restored") {
+		t.Fatalf("logs lack the backup or the restore: %q", d.logs.text())
+	}
 }
 
 // A damaged backup is refused with a clear message, and nothing changes.

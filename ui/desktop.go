@@ -15,6 +15,7 @@ package ui
 import (
 	"context"
 	"errors"
+	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,11 @@ type Desktop struct {
 
 	// form is the form dialog shown last (tests fill it in).
 	form *formDialog
+	// inviteDlg is the invite dialog shown last (tests look at it).
+	inviteDlg *inviteDialog
+	// lookupHost resolves a host name (the wizard checks a LAN name with
+	// it; tests replace it).
+	lookupHost func(ctx context.Context, host string) ([]string, error)
 
 	// Background work (async): pending counts the goroutines running,
 	// wake hears when one ends. post runs a function on Fyne's event loop
@@ -88,7 +94,8 @@ type Desktop struct {
 // New builds the window (not shown yet) and the tray menu. Call Begin to
 // decide between the first-run wizard and the tabs.
 func New(fa fyne.App, a *app.App, opts Options) *Desktop {
-	d := &Desktop{fa: fa, app: a, opts: opts, stopCh: make(chan struct{}), wake: make(chan struct{}, 1), post: fyne.Do}
+	d := &Desktop{fa: fa, app: a, opts: opts, stopCh: make(chan struct{}), wake: make(chan struct{}, 1), post: fyne.Do,
+		lookupHost: net.DefaultResolver.LookupHost}
 	d.win = fa.NewWindow("Palpo")
 	d.win.SetIcon(assets.IconResource())
 	d.win.Resize(fyne.NewSize(820, 680))
@@ -341,8 +348,14 @@ func (d *Desktop) RestartServer() {
 	}, "Could not restart the server")
 }
 
-func (d *Desktop) serverTask(busy string, work func() error, failed string) {
+// serverTask runs work (a start, stop or restart) in the background with
+// busy shown; after, if given, runs on the event loop once it is done (or
+// at once when another task is running).
+func (d *Desktop) serverTask(busy string, work func() error, failed string, after ...func()) {
 	if d.busyText != "" {
+		for _, f := range after {
+			f()
+		}
 		return // one at a time; the buttons are disabled meanwhile
 	}
 	d.busyText = busy
@@ -355,6 +368,9 @@ func (d *Desktop) serverTask(busy string, work func() error, failed string) {
 			// The Status tab shows the error with its details; bring it up.
 			d.tabs.Select(d.tabs.Items[0])
 			d.app.Logger().Error(failed, "error", err)
+		}
+		for _, f := range after {
+			f()
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -49,6 +50,10 @@ func newTestDesktop(t *testing.T, a *app.App, opts Options) (*Desktop, fyne.App)
 	// as they run on Fyne's event loop in the app.
 	d.queue = make(chan func(), 1000)
 	d.post = func(fn func()) { d.queue <- fn }
+	// No name resolves unless a test says so (no waiting on real DNS).
+	d.lookupHost = func(context.Context, string) ([]string, error) {
+		return nil, &net.DNSError{Err: "no such host", IsNotFound: true}
+	}
 	t.Cleanup(d.Shutdown)
 	return d, fa
 }

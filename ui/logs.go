@@ -30,10 +30,14 @@ type logsTab struct {
 	d       *Desktop
 	content fyne.CanvasObject
 
-	level  *widget.Select
-	follow *widget.Check
-	list   *widget.List
-	count  *widget.Label
+	level     *widget.Select
+	requests  *widget.Check
+	follow    *widget.Check
+	list      *widget.List
+	count     *widget.Label
+	detail    *widget.Label // the selected line in full, wrapped
+	copyLine  *widget.Button
+	detailBox *fyne.Container
 
 	min     slog.Level
 	shown   []app.LogEntry
@@ -53,6 +57,12 @@ func newLogsTab(d *Desktop) *logsTab {
 			}
 		}
 		l.lastSeq = 0 // show the whole buffer again under the new filter
+		l.refresh()
+	})
+	// One line per HTTP request drowns everything else; they are there
+	// for whoever asks.
+	l.requests = widget.NewCheck("Show requests", func(bool) {
+		l.lastSeq = 0
 		l.refresh()
 	})
 	l.follow = widget.NewCheck("Follow new lines", nil)
@@ -84,10 +94,26 @@ func newLogsTab(d *Desktop) *logsTab {
 			lbl.Refresh()
 		},
 	)
-	copyBtn := widget.NewButtonWithIcon("Copy", theme.ContentCopyIcon(), func() { d.copyText(l.text()) })
+	// A long line is cut at the window's edge; selecting it shows it
+	// whole, wrapped, below the list.
+	l.detail = wrapped("")
+	l.detail.TextStyle = fyne.TextStyle{Monospace: true}
+	l.detail.Selectable = true
+	l.copyLine = widget.NewButtonWithIcon("Copy line", theme.ContentCopyIcon(), func() { d.copyText(l.detail.Text) })
+	l.detailBox = container.NewBorder(widget.NewSeparator(), nil, nil, container.NewVBox(l.copyLine), l.detail)
+	l.detailBox.Hide()
+	l.list.OnSelected = func(i widget.ListItemID) {
+		if i < len(l.shown) {
+			l.detail.SetText(l.shown[i].String())
+			l.detailBox.Show()
+		}
+	}
+	l.list.OnUnselected = func(widget.ListItemID) { l.detailBox.Hide() }
+	copyBtn := widget.NewButtonWithIcon("Copy all", theme.ContentCopyIcon(), func() { d.copyText(l.text()) })
 	levelBox := container.NewGridWrap(fyne.NewSize(230, l.level.MinSize().Height), l.level)
-	bar := container.NewHBox(widget.NewLabel("Show"), levelBox, l.follow, copyBtn, l.count)
-	l.content = container.NewPadded(container.NewBorder(bar, nil, nil, nil, l.list))
+	bar := container.NewHBox(widget.NewLabel("Show"), levelBox, l.requests, l.follow, copyBtn, l.count)
+	hint := widget.NewLabel("Select a line to read it whole.")
+	l.content = container.NewPadded(container.NewBorder(container.NewVBox(bar, hint), l.detailBox, nil, nil, l.list))
 	l.level.SetSelectedIndex(1) // information and above, as the log file has
 	return l
 }
@@ -100,7 +126,7 @@ func (l *logsTab) refresh() {
 	}
 	shown := l.shown[:0:0]
 	for _, e := range entries {
-		if e.Level >= l.min {
+		if e.Level >= l.min && (l.requests.Checked || !isRequestLine(e)) {
 			shown = append(shown, e)
 		}
 	}
@@ -113,6 +139,12 @@ func (l *logsTab) refresh() {
 	if l.follow.Checked && len(shown) > 0 {
 		l.list.ScrollToBottom()
 	}
+}
+
+// isRequestLine tells the one-per-request access log lines (httpapi's
+// "request") apart; a failed request's warning or error stays visible.
+func isRequestLine(e app.LogEntry) bool {
+	return e.Message == "request" && e.Level < slog.LevelWarn
 }
 
 // text is the shown lines, for the clipboard.

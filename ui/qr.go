@@ -6,6 +6,9 @@ import (
 	qrcode "github.com/skip2/go-qrcode"
 )
 
+// qrResourceName names every QR code's image (tests look for it).
+const qrResourceName = "address-qr.png"
+
 // qrImage is a QR code of text for a phone's camera, or nil if text cannot
 // be encoded (it always can for an address).
 func qrImage(text string, size float32) *canvas.Image {
@@ -13,7 +16,7 @@ func qrImage(text string, size float32) *canvas.Image {
 	if err != nil {
 		return nil
 	}
-	img := canvas.NewImageFromResource(fyne.NewStaticResource("address-qr.png", png))
+	img := canvas.NewImageFromResource(fyne.NewStaticResource(qrResourceName, png))
 	img.FillMode = canvas.ImageFillContain
 	// Crisp modules: smoothing blurs the edges a camera looks for.
 	img.ScaleMode = canvas.ImageScalePixels

@@ -28,6 +28,7 @@ type settingsTab struct {
 	lanNote    *widget.Label
 	maxUpload  *widget.Entry
 	autostart  *widget.Check
+	olderApps  *widget.Check
 	dataDir    *widget.Label
 	openFolder *widget.Button
 	save       *widget.Button
@@ -35,6 +36,7 @@ type settingsTab struct {
 	custom     *widget.Label
 
 	settingAutostart bool
+	settingOlderApps bool
 	lanAddr          string // the address LAN access uses when turned on
 }
 
@@ -65,6 +67,7 @@ func newSettingsTab(d *Desktop) *settingsTab {
 	s.save.Importance = widget.HighImportance
 
 	s.autostart = widget.NewCheck("Start Palpo when I log in to this computer", s.autostartChanged)
+	s.olderApps = widget.NewCheck("Let older Matrix apps show pictures and create rooms", s.olderAppsChanged)
 	if d.opts.Autostart == nil {
 		s.autostart.Hide()
 	}
@@ -76,6 +79,10 @@ func newSettingsTab(d *Desktop) *settingsTab {
 		d.openURL(folderURL(d.app.DataDir()))
 	})
 
+	// Save covers the two sections above it; the switch below and the
+	// Backups tab apply each change at once.
+	saveNote := wrapped("Save applies the port, home-network access and largest upload above; " +
+		"a running server restarts to use them. The switches below apply at once.")
 	network := container.NewVBox(
 		heading("Network"),
 		container.New(layout.NewFormLayout(), widget.NewLabel("Port"), container.NewGridWrap(fyne.NewSize(120, s.port.MinSize().Height), s.port)),
@@ -86,13 +93,17 @@ func newSettingsTab(d *Desktop) *settingsTab {
 		container.New(layout.NewFormLayout(), widget.NewLabel("Largest upload (MB)"), container.NewGridWrap(fyne.NewSize(120, s.maxUpload.MinSize().Height), s.maxUpload)),
 	)
 	startup := container.NewVBox(heading("Starting"), s.autostart)
+	older := container.NewVBox(heading("Older Matrix apps"), s.olderApps,
+		wrapped("Apps made before 2024, such as Nheko on Debian 12, fetch pictures without signing in and do not understand "+
+			"the newest rooms: this lets them show this server's pictures and files and makes new rooms they understand "+
+			"(room version 10). Anyone given a file's link can then open it without an account. The server restarts."))
 	data := container.NewVBox(heading("Data folder"),
 		wrapped("Palpo keeps its settings (palpo.toml), database, media files and signing key here."),
 		container.NewBorder(nil, nil, nil, s.openFolder, s.dataDir))
 	s.content = container.NewVScroll(container.NewPadded(container.NewVBox(
 		network, widget.NewSeparator(), uploads, widget.NewSeparator(),
-		container.NewHBox(s.save), s.result, widget.NewSeparator(),
-		startup, widget.NewSeparator(), data,
+		container.NewHBox(s.save), saveNote, s.result, widget.NewSeparator(),
+		startup, widget.NewSeparator(), older, widget.NewSeparator(), data,
 	)))
 	s.load()
 	return s
@@ -139,6 +150,9 @@ func (s *settingsTab) load() {
 		s.port.Enable()
 	}
 	s.maxUpload.SetText(megabytes(st.MaxUploadBytes))
+	s.settingOlderApps = true
+	s.olderApps.SetChecked(s.d.app.OlderApps())
+	s.settingOlderApps = false
 	if s.d.opts.Autostart != nil {
 		on, err := s.d.opts.Autostart.Enabled()
 		s.settingAutostart = true
@@ -217,5 +231,19 @@ func (s *settingsTab) autostartChanged(on bool) {
 	if err != nil {
 		s.d.showError("Could not change whether Palpo starts on login", err)
 		s.load()
+	}
+}
+
+func (s *settingsTab) olderAppsChanged(on bool) {
+	if s.settingOlderApps {
+		return
+	}
+	if err := s.d.app.SetOlderApps(on); err != nil {
+		s.d.showError("Could not change the setting for older Matrix apps", err)
+		s.load()
+		return
+	}
+	if s.d.app.Server() != nil {
+		s.d.RestartServer()
 	}
 }

@@ -42,12 +42,14 @@ type statusTab struct {
 
 	start, stop, restart *widget.Button
 
+	connect *connectPanel
+
 	lan string // the first home-network address, for Copy
 }
 
 func newStatusTab(d *Desktop) *statusTab {
 	t := &statusTab{d: d}
-	icon := canvas.NewImageFromResource(assets.IconResource())
+	icon := canvas.NewImageFromResource(assets.SmallIconResource())
 	icon.FillMode = canvas.ImageFillContain
 	icon.SetMinSize(fyne.NewSquareSize(48))
 
@@ -86,6 +88,7 @@ func newStatusTab(d *Desktop) *statusTab {
 	t.start.Importance = widget.HighImportance
 	t.stop = widget.NewButtonWithIcon("Stop", theme.MediaStopIcon(), d.StopServer)
 	t.restart = widget.NewButtonWithIcon("Restart", theme.ViewRefreshIcon(), d.RestartServer)
+	t.connect = newConnectPanel(d)
 
 	form := container.New(layout.NewFormLayout(),
 		widget.NewLabel("Server name"), t.serverName,
@@ -99,14 +102,16 @@ func newStatusTab(d *Desktop) *statusTab {
 		widget.NewLabel("Federation"), t.federation,
 		widget.NewLabel("Last backup"), t.lastBackup,
 	)
+	// Connecting the family's devices comes first; the figures after.
 	t.content = container.NewVScroll(container.NewPadded(container.NewVBox(
-		container.NewHBox(icon, container.NewCenter(dotBox), container.NewCenter(t.state)),
+		container.NewHBox(icon, container.NewCenter(dotBox), container.NewCenter(t.state),
+			layout.NewSpacer(), t.start, t.stop, t.restart),
 		t.progress,
 		t.errView.content,
 		widget.NewSeparator(),
-		form,
+		t.connect.content,
 		widget.NewSeparator(),
-		container.NewHBox(t.start, t.stop, t.restart),
+		form,
 	)))
 	return t
 }
@@ -178,6 +183,7 @@ func (t *statusTab) refresh(st app.Status) {
 		t.copyLAN.Disable()
 	}
 	t.showUptime(st)
+	t.connect.refresh()
 
 	running := st.State == app.StateRunning
 	idle := busy == "" && st.State != app.StateStarting

@@ -1,8 +1,10 @@
 package ui
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -252,7 +254,10 @@ func TestUsersTab(t *testing.T) {
 	}
 	tap(t, findButton(t, dialogOnTop(t, d), "Close"))
 
-	// Invites: create, copy, use, revoke.
+	// Invites: the empty list says what to do; create, copy, use, revoke.
+	if !hasLabel(u.content, "No invite codes yet") {
+		t.Fatalf("the empty invite list does not say what to do: %q", labels(u.content))
+	}
 	tap(t, u.newInvite)
 	tap(t, findButton(t, dialogOnTop(t, d), "Create"))
 	d.Wait()
@@ -268,7 +273,7 @@ func TestUsersTab(t *testing.T) {
 	if !hasLabel(shown, inv.Token) {
 		t.Fatalf("the new invite's code is not shown: %q", labels(shown))
 	}
-	tap(t, findButton(t, shown, "Copy"))
+	tap(t, findButton(t, shown, "Copy code"))
 	if fa.Clipboard().Content() != inv.Token {
 		t.Fatalf("clipboard %q", fa.Clipboard().Content())
 	}
@@ -339,6 +344,10 @@ func TestSettingsTab(t *testing.T) {
 	a := d.app
 	s := d.settings
 	s.load()
+	// What Save covers is said next to it.
+	if !hasLabel(s.content, "Save applies the port, home-network access and largest upload") {
+		t.Fatalf("Save's reach is not explained: %q", labels(s.content))
+	}
 	if s.port.Text != "0" || s.maxUpload.Text != "100" || s.lan.Checked || s.autostart.Checked {
 		t.Fatalf("shown: port %q upload %q lan %v autostart %v", s.port.Text, s.maxUpload.Text, s.lan.Checked, s.autostart.Checked)
 	}
@@ -426,7 +435,7 @@ func TestLogsTab(t *testing.T) {
 	if l.has("hello from the test") || l.has("careful now") || !l.has("it broke") {
 		t.Fatalf("errors only: %q", l.text())
 	}
-	tap(t, findButton(t, l.content, "Copy"))
+	tap(t, findButton(t, l.content, "Copy all"))
 	clip := fa.Clipboard().Content()
 	if !strings.Contains(clip, "ERROR it broke error=boom") || strings.Contains(clip, "hello") {
 		t.Fatalf("clipboard %q", clip)
@@ -440,6 +449,52 @@ func TestLogsTab(t *testing.T) {
 	l.refresh()
 	if !l.has("later warning") {
 		t.Fatal("new line not shown")
+	}
+}
+
+// Request lines are hidden unless asked for; a failed request's warning
+// is not; a long line can be read whole.
+func TestLogsTabRequestsAndLongLines(t *testing.T) {
+	d, fa := runningDesktop(t, Options{})
+	l := d.logs
+	if status, _ := callJSON(t, http.MethodGet, clientURL(t, d.app)+"/_matrix/client/versions", "", nil); status != http.StatusOK {
+		t.Fatalf("versions: %d", status)
+	}
+	d.app.Logger().Warn("request", "path", "/failed")
+	long := strings.Repeat("a long value ", 40)
+	d.app.Logger().Info("long line", "detail", long)
+	l.refresh()
+	requests := func() (n int) {
+		for _, e := range l.shown {
+			if e.Message == "request" && e.Level == slog.LevelInfo {
+				n++
+			}
+		}
+		return n
+	}
+	if l.requests.Checked || requests() != 0 {
+		t.Fatalf("request lines shown by default: %q", l.text())
+	}
+	if !strings.Contains(l.text(), "path=/failed") || !l.has("long line") {
+		t.Fatalf("a failed request's warning or a plain line is hidden: %q", l.text())
+	}
+	l.requests.SetChecked(true)
+	if requests() == 0 || !strings.Contains(l.text(), "/_matrix/client/versions") {
+		t.Fatalf("Show requests shows none: %q", l.text())
+	}
+	l.requests.SetChecked(false)
+	if requests() != 0 {
+		t.Fatal("request lines still shown after unticking Show requests")
+	}
+	// Selecting the long line shows it whole, wrapped, with Copy line.
+	i := slices.IndexFunc(l.shown, func(e app.LogEntry) bool { return e.Message == "long line" })
+	l.list.Select(i)
+	if !l.detailBox.Visible() || !strings.Contains(l.detail.Text, long) || l.detail.Wrapping != fyne.TextWrapWord {
+		t.Fatalf("detail %v %q", l.detailBox.Visible(), l.detail.Text)
+	}
+	tap(t, findButton(t, l.content, "Copy line"))
+	if !strings.Contains(fa.Clipboard().Content(), long) {
+		t.Fatalf("clipboard %q", fa.Clipboard().Content())
 	}
 }
 
@@ -549,4 +604,67 @@ func tokenValid(t *testing.T, a *app.App, token string) bool {
 		t.Fatalf("validity: %d %v", status, out)
 	}
 	return out["valid"] == true
+}
+
+// The Older Matrix apps switch sets both of its options, restarts the
+// server with them, and turns them back off.
+func TestSettingsOlderApps(t *testing.T) {
+	d, _ := runningDesktop(t, Options{})
+	s := d.settings
+	s.load()
+	if s.olderApps.Checked || d.app.OlderApps() {
+		t.Fatal("the Older Matrix apps switch is on by default")
+	}
+	if !hasLabel(s.content, "Nheko on Debian 12") {
+		t.Fatalf("the switch is not explained: %q", labels(s.content))
+	}
+	test.Tap(s.olderApps)
+	d.Wait()
+	cfg := d.app.Config()
+	if cfg.DefaultRoomVersion != "10" || cfg.Media.UnauthenticatedBefore == "" || !d.app.OlderApps() {
+		t.Fatalf("after switching on: default_room_version %q, unauthenticated_before %q", cfg.DefaultRoomVersion, cfg.Media.UnauthenticatedBefore)
+	}
+	if st := d.app.Status(); st.State != app.StateRunning {
+		t.Fatalf("server after the switch: %s %v", st.State, st.Err)
+	}
+	// The restarted server makes version 10 rooms for apps that ask for none.
+	tok := mustLogin(t, d.app, "owner", ownerPassword)
+	status, out := callJSON(t, http.MethodGet, clientURL(t, d.app)+"/_matrix/client/v3/capabilities", tok, nil)
+	caps, _ := out["capabilities"].(map[string]any)
+	versions, _ := caps["m.room_versions"].(map[string]any)
+	if status != http.StatusOK || versions["default"] != "10" {
+		t.Fatalf("capabilities after the switch: %d %v", status, out)
+	}
+	// A picture uploaded now downloads without signing in, as old apps do.
+	req, _ := http.NewRequest(http.MethodPost, clientURL(t, d.app)+"/_matrix/media/v3/upload", strings.NewReader("picture"))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "image/png")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up struct {
+		ContentURI string `json:"content_uri"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&up)
+	resp.Body.Close()
+	mediaID := up.ContentURI[strings.LastIndex(up.ContentURI, "/")+1:]
+	resp, err = http.Get(clientURL(t, d.app) + "/_matrix/media/v3/download/localhost/" + mediaID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if up.ContentURI == "" || resp.StatusCode != http.StatusOK {
+		t.Fatalf("unauthenticated download of %q: %d", up.ContentURI, resp.StatusCode)
+	}
+	s.load()
+	if !s.olderApps.Checked {
+		t.Fatal("the switch does not show as on")
+	}
+	test.Tap(s.olderApps)
+	d.Wait()
+	cfg = d.app.Config()
+	if cfg.DefaultRoomVersion != "12" || cfg.Media.UnauthenticatedBefore != "" || d.app.OlderApps() {
+		t.Fatalf("after switching off: %q %q", cfg.DefaultRoomVersion, cfg.Media.UnauthenticatedBefore)
+	}
 }

@@ -57,8 +57,10 @@ type usersTab struct {
 
 	invites      []app.Invite
 	inviteList   *widget.List
+	noInvites    *widget.Label
 	selInvite    int
 	newInvite    *widget.Button
+	shareInvite  *widget.Button
 	copyInvite   *widget.Button
 	revokeInvite *widget.Button
 
@@ -104,7 +106,7 @@ func newUsersTab(d *Desktop) *usersTab {
 	u.inviteList = widget.NewList(
 		func() int { return len(u.invites) },
 		func() fyne.CanvasObject {
-			token := widget.NewLabel("token")
+			token := widget.NewLabel("CODE-CODE-CODE")
 			token.TextStyle = fyne.TextStyle{Monospace: true}
 			return container.NewHBox(token, layout.NewSpacer(), widget.NewLabel("uses"))
 		},
@@ -118,10 +120,17 @@ func newUsersTab(d *Desktop) *usersTab {
 			row.Objects[2].(*widget.Label).SetText(inviteText(inv, time.Now()))
 		},
 	)
+	u.noInvites = wrapped("No invite codes yet. Press \"New invite code…\" to make one, then share it as a link, a QR code or a message.")
+	u.noInvites.Hide()
 	u.inviteList.OnSelected = func(i widget.ListItemID) { u.selInvite = i; u.updateButtons() }
 	u.inviteList.OnUnselected = func(widget.ListItemID) { u.selInvite = -1; u.updateButtons() }
-	u.newInvite = widget.NewButtonWithIcon("New invite…", theme.ContentAddIcon(), u.showNewInvite)
-	u.copyInvite = widget.NewButtonWithIcon("Copy", theme.ContentCopyIcon(), func() {
+	u.newInvite = widget.NewButtonWithIcon("New invite code…", theme.ContentAddIcon(), u.showNewInvite)
+	u.shareInvite = widget.NewButtonWithIcon("Share…", theme.MailSendIcon(), func() {
+		if inv := u.selectedInvite(); inv != nil {
+			u.showInvite(inv.Token)
+		}
+	})
+	u.copyInvite = widget.NewButtonWithIcon("Copy code", theme.ContentCopyIcon(), func() {
 		if inv := u.selectedInvite(); inv != nil {
 			d.copyText(inv.Token)
 		}
@@ -132,10 +141,11 @@ func newUsersTab(d *Desktop) *usersTab {
 		container.NewVBox(heading("People"), container.NewHBox(u.newUser, u.resetPw, u.toggleAdmin, u.deactivate)),
 		nil, nil, nil, u.userList)
 	invites := container.NewBorder(
-		container.NewVBox(heading("Invites"),
-			wrapped("An invite is a code that lets someone create an account here. Send it to them; Element asks for it when they sign up."),
-			container.NewHBox(u.newInvite, u.copyInvite, u.revokeInvite)),
-		nil, nil, nil, u.inviteList)
+		container.NewVBox(heading("Invite codes"),
+			wrapped("An invite code lets someone create an account here. Share it with them as a link or a QR code; "+
+				"Element asks for the code when they sign up."),
+			container.NewHBox(u.newInvite, u.shareInvite, u.copyInvite, u.revokeInvite)),
+		nil, nil, nil, container.NewStack(u.inviteList, u.noInvites))
 	top := container.NewVBox(u.stopped,
 		container.New(layout.NewFormLayout(), widget.NewLabel("Who may sign up"), u.registration), u.regNote)
 	split := container.NewVSplit(people, invites)
@@ -230,6 +240,12 @@ func (u *usersTab) updateButtons() {
 	}
 	inv := u.selectedInvite()
 	setEnabled(u.newInvite, u.running)
+	setEnabled(u.shareInvite, inv != nil)
+	if u.running && len(u.invites) == 0 {
+		u.noInvites.Show()
+	} else {
+		u.noInvites.Hide()
+	}
 	setEnabled(u.copyInvite, inv != nil)
 	setEnabled(u.revokeInvite, u.running && inv != nil)
 }
@@ -486,7 +502,7 @@ func (u *usersTab) showNewInvite() {
 	expiry := widget.NewSelect(expLabels, nil)
 	expiry.SetSelectedIndex(1)
 	body := widget.NewForm(widget.NewFormItem("For", uses), widget.NewFormItem("Valid for", expiry))
-	f := u.d.newFormDialog("New invite", "Create", body, func(done func(error)) error {
+	f := u.d.newFormDialog("New invite code", "Create", body, func(done func(error)) error {
 		n, exp := inviteUses[uses.SelectedIndex()].uses, inviteExpiry[expiry.SelectedIndex()].d
 		var tok *app.Invite
 		u.d.async(func() error {
@@ -505,29 +521,13 @@ func (u *usersTab) showNewInvite() {
 	f.dlg.Show()
 }
 
-// showInvite shows a new invite code with a Copy button.
-func (u *usersTab) showInvite(token string) {
-	code := widget.NewLabelWithStyle(token, fyne.TextAlignCenter, fyne.TextStyle{Monospace: true})
-	code.Selectable = true
-	copyBtn := widget.NewButtonWithIcon("Copy", theme.ContentCopyIcon(), func() { u.d.copyText(token) })
-	local, lans := u.d.app.Addresses()
-	where := local
-	if len(lans) > 0 {
-		where = lans[0]
-	}
-	dialog.ShowCustom("Invite created", "Close", container.NewVBox(
-		wrapped("Send this code to the person you invite. In Element they choose \"Create account\", "+
-			"set the homeserver to "+where+", and enter the code when asked."),
-		code, container.NewCenter(copyBtn)), u.d.win)
-}
-
 func (u *usersTab) confirmRevoke() {
 	inv := u.selectedInvite()
 	if inv == nil {
 		return
 	}
 	token := inv.Token
-	c := dialog.NewConfirm("Revoke this invite?", "Nobody will be able to sign up with "+token+" any more. Accounts already made with it stay.", func(yes bool) {
+	c := dialog.NewConfirm("Revoke this invite code?", "Nobody will be able to sign up with "+token+" any more. Accounts already made with it stay.", func(yes bool) {
 		if !yes {
 			return
 		}
@@ -535,7 +535,7 @@ func (u *usersTab) confirmRevoke() {
 			return u.d.app.RevokeInvite(context.Background(), token)
 		}, func(err error) {
 			if err != nil {
-				u.d.showError("Could not revoke the invite", err)
+				u.d.showError("Could not revoke the invite code", err)
 			}
 			u.load()
 		})

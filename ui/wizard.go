@@ -3,12 +3,15 @@ package ui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/layout"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/palpo-im/palpo-desktop/app"
 	"github.com/palpo-im/palpo-desktop/assets"
+	"github.com/palpo-im/palpo-desktop/server/config"
 )
 
 // The first-run wizard: the server's name, the owner's account, whether
@@ -57,6 +61,9 @@ type wizard struct {
 	nameErr    *widget.Label
 
 	// Owner account.
+	ownName   *widget.Entry // the owner's display name
+	ownerSet  bool          // the user name is being set by code
+	ownerEdit bool          // the person typed a user name of their own
 	owner     *widget.Entry
 	password  *widget.Entry
 	password2 *widget.Entry
@@ -66,6 +73,11 @@ type wizard struct {
 	lan     *widget.Check
 	lanAddr string
 
+	// lanName is this computer's name.local when it resolves (checked in
+	// the background when the wizard opens), else "".
+	lanName    string
+	lanChecked bool
+
 	// Work and result.
 	workStep *widget.Label
 	workBar  *widget.ProgressBarInfinite
@@ -74,6 +86,12 @@ type wizard struct {
 	userID   id.UserID
 	done     *fyne.Container
 	finish   *widget.Button
+
+	// Automatic backups, suggested on the last page.
+	autoBackup *widget.Check
+	backupDir  string // "" for the default folder
+	backupDirL *widget.Label
+	chooseDir  *widget.Button
 }
 
 func newWizard(d *Desktop, st app.SetupState) *wizard {
@@ -86,7 +104,7 @@ func newWizard(d *Desktop, st app.SetupState) *wizard {
 	w.steps = widget.NewLabel("")
 	w.body = container.NewStack()
 
-	icon := canvas.NewImageFromResource(assets.IconResource())
+	icon := canvas.NewImageFromResource(assets.SmallIconResource())
 	icon.FillMode = canvas.ImageFillContain
 	icon.SetMinSize(fyne.NewSquareSize(40))
 	title := heading("Welcome to Palpo")
@@ -96,7 +114,34 @@ func newWizard(d *Desktop, st app.SetupState) *wizard {
 		container.NewVBox(widget.NewSeparator(), container.NewHBox(w.back, layout.NewSpacer(), w.next)),
 		nil, nil, container.NewVScroll(container.NewPadded(w.body))))
 	w.show(pageName)
+	w.checkLANName()
 	return w
+}
+
+// checkLANName looks this computer's name.local up in the background: it
+// is offered only if it resolves, since a name nobody can look up would
+// make every address with it fail.
+func (w *wizard) checkLANName() {
+	name := localHostName()
+	ok := false
+	w.d.async(func() error {
+		if name == "" {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		addrs, err := w.d.lookupHost(ctx, name)
+		ok = err == nil && len(addrs) > 0
+		return nil
+	}, func(error) {
+		w.lanChecked = true
+		if ok {
+			w.lanName = name
+		}
+		if w.nameChoice != nil && w.nameChoice.Selected == nameLAN {
+			w.nameChosen(nameLAN)
+		}
+	})
 }
 
 func (w *wizard) show(page int) {
@@ -203,9 +248,22 @@ func (w *wizard) nameChosen(choice string) {
 			"and your home network, but this server can never talk to other Matrix servers.")
 	case nameLAN:
 		w.nameEntry.Enable()
-		w.nameEntry.SetText(localHostName())
 		w.nameEntry.SetPlaceHolder("mycomputer.local")
-		w.nameHelp.SetText("A name such as mycomputer.local that the devices in your home already use to reach this computer.")
+		switch {
+		case w.lanName != "":
+			w.nameEntry.SetText(w.lanName)
+			w.nameHelp.SetText("A name such as " + w.lanName + " that the devices in your home already use to reach this computer.")
+		case !w.lanChecked:
+			w.nameEntry.SetText("")
+			w.nameHelp.SetText("Checking whether your home network knows this computer by a name…")
+		default:
+			w.nameEntry.SetText("")
+			msg := "Your home network does not seem to know this computer by a name"
+			if n := localHostName(); n != "" {
+				msg += " (" + n + " does not resolve here)"
+			}
+			w.nameHelp.SetText(msg + ". Type a name your router gives it, or choose the first option.")
+		}
 	case namePublic:
 		w.nameEntry.Enable()
 		w.nameEntry.SetText("")
@@ -256,8 +314,27 @@ func (w *wizard) checkName() error {
 // --- Step 2: the owner's account.
 
 func (w *wizard) ownerPage() fyne.CanvasObject {
+	w.ownName = widget.NewEntry()
+	w.ownName.SetPlaceHolder("for example: Alice Smith")
 	w.owner = widget.NewEntry()
 	w.owner.SetPlaceHolder("for example: alice")
+	// The user name follows the name typed above until the person types
+	// one of their own.
+	w.ownName.OnChanged = func(name string) {
+		if w.ownerEdit {
+			return
+		}
+		w.ownerSet = true
+		w.owner.SetText(app.SuggestUserName(name))
+		w.ownerSet = false
+	}
+	w.owner.OnChanged = func(string) {
+		if !w.ownerSet {
+			w.ownerEdit = w.owner.Text != ""
+		}
+	}
+	rule := wrapped(fmt.Sprintf("User names use small letters, digits and . _ = - / + only. "+
+		"Passwords need at least %d characters.", w.d.app.Config().Registration.MinPasswordLength))
 	w.password = widget.NewPasswordEntry()
 	w.password2 = widget.NewPasswordEntry()
 	w.ownerErr = wrapped("")
@@ -267,11 +344,12 @@ func (w *wizard) ownerPage() fyne.CanvasObject {
 		heading("Create your account"),
 		wrapped("This is the account you sign in with. It is also the server's admin: it can add people and change settings from Element."),
 		widget.NewForm(
+			widget.NewFormItem("Your name", w.ownName),
 			widget.NewFormItem("User name", w.owner),
 			widget.NewFormItem("Password", w.password),
 			widget.NewFormItem("Repeat password", w.password2),
 		),
-		wrapped("User names use small letters, digits and . _ = - / + only."),
+		rule,
 		w.ownerErr,
 	)
 }
@@ -323,9 +401,10 @@ func (w *wizard) apply() {
 	w.workBar.Start()
 	w.workStep.SetText("Saving your choices…")
 	req := app.SetupRequest{
-		ServerName: w.serverName(),
-		Owner:      strings.TrimSpace(w.owner.Text),
-		Password:   w.password.Text,
+		ServerName:  w.serverName(),
+		Owner:       strings.TrimSpace(w.owner.Text),
+		Password:    w.password.Text,
+		DisplayName: w.ownName.Text,
 	}
 	if w.lan.Checked {
 		req.LANAddress = w.lanAddr
@@ -356,11 +435,57 @@ func (w *wizard) apply() {
 
 func (w *wizard) donePage() fyne.CanvasObject {
 	w.done = container.NewVBox()
-	w.finish = widget.NewButtonWithIcon("Open Palpo", theme.ConfirmIcon(), func() {
-		w.d.showTabs()
-	})
+	w.finish = widget.NewButtonWithIcon("Open Palpo", theme.ConfirmIcon(), w.finishSetup)
 	w.finish.Importance = widget.HighImportance
-	return container.NewVBox(w.done, container.NewHBox(layout.NewSpacer(), w.finish))
+
+	// Backups suggested: on, weekly, to a folder the person picks (the
+	// default is inside the data folder, which does not survive its disk).
+	w.autoBackup = widget.NewCheck("Back up everything automatically once a week", nil)
+	w.autoBackup.SetChecked(true)
+	w.backupDirL = widget.NewLabel("")
+	w.backupDirL.Wrapping = fyne.TextWrapBreak
+	w.chooseDir = widget.NewButtonWithIcon("Choose folder…", theme.FolderOpenIcon(), func() {
+		dialog.ShowFolderOpen(func(u fyne.ListableURI, err error) {
+			if err == nil && u != nil {
+				w.setBackupDir(u.Path())
+			}
+		}, w.d.win)
+	})
+	w.setBackupDir("")
+	backups := container.NewVBox(
+		widget.NewSeparator(),
+		heading("Backups"),
+		w.autoBackup,
+		container.NewBorder(nil, nil, widget.NewLabel("To"), w.chooseDir, w.backupDirL),
+		wrapped("Best on another disk or a USB stick: a backup on the same disk does not survive that disk. "+
+			"You can change this later on the Backups tab."),
+	)
+	return container.NewVBox(w.done, backups, container.NewHBox(layout.NewSpacer(), w.finish))
+}
+
+// setBackupDir shows the folder automatic backups go to.
+func (w *wizard) setBackupDir(dir string) {
+	w.backupDir = dir
+	if dir == "" {
+		dir = app.BackupDirFor(w.d.app.DataDir(), w.d.app.Config())
+	}
+	w.backupDirL.SetText(dir)
+}
+
+// finishSetup saves the backup choice and shows the tabs.
+func (w *wizard) finishSetup() {
+	if w.autoBackup.Checked {
+		s := w.d.app.BackupSettings()
+		s.Schedule = config.BackupWeekly
+		if w.backupDir != "" {
+			s.Dir = w.backupDir
+		}
+		if err := w.d.app.SaveBackupSettings(s, ""); err != nil {
+			w.d.showError("Could not turn on automatic backups", err)
+			return
+		}
+	}
+	w.d.showTabs()
 }
 
 func (w *wizard) fillDone() {
@@ -377,15 +502,27 @@ func (w *wizard) fillDone() {
 		address(local),
 	}
 	if len(lans) > 0 {
-		objs = append(objs,
+		lan := container.NewVBox(
 			wrapped("On a phone or another computer at home, use this address instead, or scan the code with the phone:"),
 			address(lans[0]))
-		if qr := qrImage(lans[0], 180); qr != nil {
-			objs = append(objs, container.NewHBox(qr))
+		if qr := qrImage(lans[0], 150); qr != nil {
+			// Beside the address, so "Open Palpo" stays in sight.
+			objs = append(objs, container.NewBorder(nil, nil, nil, qr, lan))
+		} else {
+			objs = append(objs, lan)
 		}
 	} else {
-		objs = append(objs, wrapped("Only this computer can connect for now. To use Palpo from your phone, "+
-			"turn on \"Let phones and other computers on my home network connect\" in Settings."))
+		objs = append(objs, wrapped("Only this computer can connect for now. To use Palpo from your phone "+
+			"or another computer at home, let them connect (you can change this later in Settings):"))
+		enable := widget.NewButtonWithIcon(enableLANText, theme.ComputerIcon(), nil)
+		enable.OnTapped = func() {
+			enable.Disable()
+			w.d.enableHomeNetwork(w.fillDone)
+		}
+		if app.LANAddress() == "" {
+			enable.Disable()
+		}
+		objs = append(objs, container.NewHBox(enable))
 	}
 	w.done.Objects = objs
 	w.done.Refresh()

@@ -238,3 +238,98 @@ func TestWizardWithFixedServerName(t *testing.T) {
 		t.Fatalf("finish without LAN: %q", labels(d.win.Content()))
 	}
 }
+
+// The wizard offers the computer's .local name only when it resolves,
+// states the password rule up front, suggests a user name from the
+// person's name, and ends by suggesting weekly backups to a folder the
+// person picks.
+func TestWizardHelpsBeforeMistakes(t *testing.T) {
+	a := newTestApp(t)
+	d, _ := newTestDesktop(t, a, Options{})
+	resolves := localHostName()
+	if resolves == "" {
+		t.Skip("this machine has no host name")
+	}
+	d.lookupHost = func(_ context.Context, host string) ([]string, error) {
+		if host == resolves {
+			return []string{"192.0.2.7"}, nil
+		}
+		return nil, &net.DNSError{Err: "no such host", IsNotFound: true}
+	}
+	d.Begin()
+	d.Wait()
+	w := d.wizard
+	w.nameChoice.SetSelected(nameLAN)
+	if w.nameEntry.Text != resolves {
+		t.Fatalf("a LAN name that resolves is not offered: %q", w.nameEntry.Text)
+	}
+	// A name that does not resolve is not offered.
+	w.lanName = ""
+	w.nameChosen(nameLAN)
+	if w.nameEntry.Text != "" || !strings.Contains(w.nameHelp.Text, "does not resolve") {
+		t.Fatalf("unresolvable name offered: %q, help %q", w.nameEntry.Text, w.nameHelp.Text)
+	}
+	w.nameChoice.SetSelected(nameLocal)
+	content := d.win.Content()
+	tap(t, findButton(t, content, "Next"))
+
+	if !hasLabel(content, "at least 8 characters") {
+		t.Fatalf("the password rule is not shown before a password is typed: %q", labels(content))
+	}
+	test.Type(w.ownName, "Alice Smith")
+	if w.owner.Text != "alice" {
+		t.Fatalf("user name suggested from \"Alice Smith\": %q", w.owner.Text)
+	}
+	w.ownName.SetText("Zoë Brown")
+	if w.owner.Text != "zoe" {
+		t.Fatalf("user name suggested from \"Zoë Brown\": %q", w.owner.Text)
+	}
+	// A user name the person typed is theirs.
+	w.owner.SetText("")
+	test.Type(w.owner, "zb")
+	w.ownName.SetText("Zoë B.")
+	if w.owner.Text != "zb" {
+		t.Fatalf("typed user name replaced: %q", w.owner.Text)
+	}
+	test.Type(w.password, "long enough")
+	test.Type(w.password2, "long enough")
+	tap(t, findButton(t, content, "Next"))
+	tap(t, findButton(t, content, "Set up Palpo"))
+	d.Wait()
+	if w.page != pageDone {
+		t.Fatalf("setup did not finish: %q", w.workStep.Text)
+	}
+	users, err := a.Users(context.Background())
+	if err != nil || len(users) != 1 || users[0].UserID != "@zb:localhost" || users[0].DisplayName != "Zoë B." {
+		t.Fatalf("users %+v %v", users, err)
+	}
+
+	content = d.win.Content()
+	// Home-network access, left off, is one click away on the last page.
+	if lan := app.LANAddress(); lan != "" {
+		tap(t, findButton(t, content, enableLANText))
+		d.Wait()
+		_, lans := a.Addresses()
+		if len(lans) != 1 || !hasLabel(content, lans[0]) || images(content) != 1 {
+			t.Fatalf("after turning on home-network access: %v %q", lans, labels(content))
+		}
+	}
+	if !w.autoBackup.Checked || !w.autoBackup.Visible() || !strings.Contains(w.autoBackup.Text, "once a week") || findButton(t, content, "Choose folder…") == nil {
+		t.Fatalf("weekly backups not suggested: %q", labels(content))
+	}
+	dir := filepath.Join(t.TempDir(), "usb stick")
+	w.setBackupDir(dir) // what the folder dialog does
+	if !hasLabel(content, dir) {
+		t.Fatalf("chosen folder not shown: %q", labels(content))
+	}
+	tap(t, findButton(t, content, "Open Palpo"))
+	if d.wizard != nil {
+		t.Fatal("the tabs are not shown")
+	}
+	if b := a.BackupSettings(); b.Schedule != config.BackupWeekly || b.Dir != dir {
+		t.Fatalf("backup settings after the wizard: %+v", b)
+	}
+	if st, ok := a.BackupSchedule(); !ok || st.Next.IsZero() {
+		t.Fatalf("no backup scheduled: %+v %v", st, ok)
+	}
+}

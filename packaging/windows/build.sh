@@ -22,9 +22,10 @@ sed -e "s|@VERSION@|$version|g" -e "s|@VERSION_COMMAS@|${winversion//./,}|g" \
 x86_64-w64-mingw32-windres -O coff -i "$tmp/palpo.rc" -o "$syso"
 
 echo "Cross-compiling bin/palpo.exe (the first build takes about 6 minutes on 2 cores)"
-# -H windowsgui: no console window behind the desktop app.
+# -H windowsgui: no console window behind the desktop app. no_emoji: see
+# GUI_TAGS in the Makefile.
 CGO_ENABLED=1 GOOS=windows GOARCH=amd64 CC=x86_64-w64-mingw32-gcc \
-	go build -trimpath \
+	go build -trimpath -tags no_emoji \
 	-ldflags "-s -w -H windowsgui -X github.com/palpo-im/palpo-desktop/app.Version=$version" \
 	-o bin/palpo.exe .
 rm -f "$syso"

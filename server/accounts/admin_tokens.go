@@ -129,7 +129,7 @@ func (s *Service) CreateRegistrationToken(ctx context.Context, n NewRegistration
 		if info.ExpiryTime != nil {
 			expiry = time.UnixMilli(*info.ExpiryTime).UTC()
 		}
-		s.log.Info("registration token created", "uses_allowed", uses, "expires", expiry)
+		s.log.Info("invite code (registration token) created", "uses_allowed", uses, "expires", expiry)
 		return &info, nil
 	}
 	return nil, mautrix.MUnknown.WithMessage("Could not generate an unused token; ask for a longer one")
@@ -225,6 +225,9 @@ func (s *Service) DeleteRegistrationToken(ctx context.Context, token string) err
 	err := s.db.DeleteRegistrationToken(ctx, token)
 	if errors.Is(err, storage.ErrNotFound) {
 		return errNoSuchToken(token)
+	}
+	if err == nil {
+		s.log.Info("invite code (registration token) revoked")
 	}
 	return err
 }

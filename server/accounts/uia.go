@@ -256,13 +256,14 @@ func (s *Service) holdRegistrationToken(ctx context.Context, sess *UIASession, t
 	if token == "" {
 		return MMissingParam.WithMessage("Missing token")
 	}
-	t, err := s.db.GetRegistrationToken(ctx, token)
+	t, err := s.findRegistrationToken(ctx, token)
 	if errors.Is(err, storage.ErrNotFound) {
 		return mautrix.MForbidden.WithMessage("Invalid registration token")
 	}
 	if err != nil {
 		return err
 	}
+	token = t.Token // an invite code typed loosely counts under its own text
 	st := s.uia
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -289,7 +290,7 @@ func tokenUsable(t *storage.RegistrationToken, pending int, nowMS int64) bool {
 
 // RegistrationTokenValid answers /register/m.login.registration_token/validity.
 func (s *Service) RegistrationTokenValid(ctx context.Context, token string) (bool, error) {
-	t, err := s.db.GetRegistrationToken(ctx, token)
+	t, err := s.findRegistrationToken(ctx, token)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
 	}
@@ -298,7 +299,7 @@ func (s *Service) RegistrationTokenValid(ctx context.Context, token string) (boo
 	}
 	s.uia.mu.Lock()
 	defer s.uia.mu.Unlock()
-	return tokenUsable(t, s.uia.pending[token], s.nowMS()), nil
+	return tokenUsable(t, s.uia.pending[t.Token], s.nowMS()), nil
 }
 
 func flowsAllow(flows [][]string, stage string) bool {

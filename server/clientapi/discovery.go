@@ -3,7 +3,10 @@ package clientapi
 import (
 	"html/template"
 	"net/http"
+	"net/url"
+	"strings"
 
+	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 )
 
@@ -33,6 +36,7 @@ func (a *API) registerDiscovery(rt *httpapi.Router) {
 	rt.Handle(http.MethodGet, "/_matrix/client/versions", a.versions)
 	rt.Handle(http.MethodGet, "/.well-known/matrix/client", a.wellKnown)
 	rt.Handle(http.MethodGet, "/{$}", a.rootPage)
+	rt.Handle(http.MethodGet, "/invite/{code}", a.invitePage)
 }
 
 type versionsResponse struct {
@@ -93,5 +97,59 @@ func (a *API) rootPage(w http.ResponseWriter, r *http.Request) error {
 	// The template is static and was parsed at start-up, so an error here
 	// can only be the client going away; there is no response left to fix.
 	_ = rootTemplate.Execute(w, struct{ ServerName, BaseURL string }{a.deps.ServerName, a.deps.BaseURL()})
+	return nil
+}
+
+var inviteTemplate = template.Must(template.New("invite").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Your invite to {{.ServerName}}</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em; line-height: 1.5; color: #1d2d35; }
+code { background: #eef3f5; padding: .1em .3em; border-radius: 4px; }
+.code { font: bold 1.8em ui-monospace, monospace; letter-spacing: .08em; background: #eef3f5; padding: .3em .6em; border-radius: 6px; display: inline-block; }
+h1 { color: #0d8a73; }
+</style>
+</head>
+<body>
+<h1>You are invited to chat on {{.ServerName}}</h1>
+<p>This invite code lets you create an account on this Matrix server:</p>
+<p class="code">{{.Code}}</p>
+<ol>
+<li>Install <a href="https://element.io/download">Element</a> (or FluffyChat) on this device.</li>
+<li>Choose <strong>Create account</strong>. Next to the server name press <strong>Edit</strong>
+(FluffyChat asks for it first) and enter <code>{{.BaseURL}}</code></li>
+<li>Pick a user name and a password. When asked for a registration token or invite code, enter <code>{{.Code}}</code></li>
+</ol>
+<p>Element X cannot create accounts on this server: make yours in Element or FluffyChat first, then sign in with Element X
+using the same address.</p>
+<p>Your user ID will look like <code>@name:{{.ServerName}}</code>.</p>
+</body>
+</html>
+`))
+
+// invitePage is what an invite link opens on the invitee's phone: the code
+// and the steps, with the address the phone reached this page by (so it is
+// one that works from there). The code is shown as given, not looked up:
+// the page tells nothing the link did not already hold.
+func (a *API) invitePage(w http.ResponseWriter, r *http.Request) error {
+	code := r.PathValue("code")
+	if code == "" || len(code) > accounts.MaxRegistrationTokenLength || strings.Trim(code, accounts.RegistrationTokenChars) != "" {
+		return httpapi.ErrUnrecognized
+	}
+	base := (&url.URL{Scheme: "http", Host: r.Host}).String()
+	if r.TLS != nil {
+		base = "https://" + r.Host
+	}
+	if pub, err := url.Parse(a.deps.BaseURL()); err == nil && pub.Host == r.Host {
+		base = strings.TrimSuffix(a.deps.BaseURL(), "/")
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(http.StatusOK)
+	_ = inviteTemplate.Execute(w, struct{ ServerName, BaseURL, Code string }{a.deps.ServerName, base, code})
 	return nil
 }

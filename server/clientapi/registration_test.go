@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 
 	"maunium.net/go/mautrix"
 
+	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
 	"github.com/palpo-im/palpo-desktop/server/storage"
@@ -620,5 +623,65 @@ func acctCheckRequestToken(t *testing.T, c *mautrix.Client, prefix string, statu
 		t.Run(tc.name, func(t *testing.T) {
 			acctExpect(t, tc.name, acctDo(t, c, http.MethodPost, tc.path, tc.body), tc.status, tc.errcode)
 		})
+	}
+}
+
+// An invite code is typed on a phone: small letters, spaces or no dashes
+// still find it, and the use is counted on the code itself.
+func TestRegisterInviteCodeTypedLoosely(t *testing.T) {
+	ts := testserver.New(t)
+	code, err := accounts.NewInviteCode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(code) != 14 || strings.Count(code, "-") != 2 || strings.ContainsAny(code, "01OILZ2S5B8") {
+		t.Fatalf("invite code %q is not three groups of four without look-alikes", code)
+	}
+	one := 1
+	createRegToken(t, ts, code, &one, nil)
+	typed := strings.ToLower(strings.ReplaceAll(code, "-", " "))
+	if !tokenValid(t, ts, url.QueryEscape(typed)) {
+		t.Fatalf("%q (typed for %q) not valid", typed, code)
+	}
+	acctExpect(t, "loosely typed code", registerWithToken(t, ts.Client(), "frank", strings.ReplaceAll(strings.ToLower(code), "-", "")), http.StatusOK, "")
+	if tok, _ := ts.DB().GetRegistrationToken(t.Context(), code); tok.Completed != 1 {
+		t.Fatalf("completed = %d on the code", tok.Completed)
+	}
+	if tokenValid(t, ts, code) {
+		t.Fatal("used-up code still valid")
+	}
+	// Something that is no code is not stretched into one.
+	if tokenValid(t, ts, "not-a-code") {
+		t.Fatal("unknown token valid")
+	}
+}
+
+// An invite link opens a page on the invitee's device with the code and
+// the address that device reached the server by.
+func TestInvitePage(t *testing.T) {
+	ts := testserver.New(t)
+	resp, err := http.Get(ts.URL + "/invite/K7QM-3XPD-9HFT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("invite page: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	page := string(body)
+	for _, want := range []string{"K7QM-3XPD-9HFT", "<code>" + ts.URL + "</code>", "Create account", "Edit"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("invite page lacks %q:\n%s", want, page)
+		}
+	}
+	// A "code" that could carry markup is no invite.
+	resp, err = http.Get(ts.URL + "/invite/%3Cscript%3E")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("invite page for markup: %d", resp.StatusCode)
 	}
 }

@@ -39,8 +39,8 @@ default_room_version = "12"
 
 [registration]
 # Who may create an account:
-#   "token"  - only people with an invite (a registration token made in the
-#              desktop app or with "palpo token create"); the default
+#   "token"  - only people with an invite code (made in the desktop app's
+#              Users tab or with "palpo invite create"); the default
 #   "open"   - anyone who can reach this server
 #   "closed" - nobody; the owner creates accounts ("palpo user add")
 mode = "token"
