@@ -505,12 +505,3 @@ func (bs *batchState) set(ne *storage.NewEvent, key pdu.StateKey, evID id.EventI
 		ne.DeltaOn = bs.baseGroup
 	}
 }
-
-// chainLenOf is the delta chain length of the state group a persisted
-// event made: 0 for a full snapshot.
-func chainLenOf(ne *storage.NewEvent) int {
-	if ne.FullState != nil {
-		return 0
-	}
-	return ne.ChainLen
-}

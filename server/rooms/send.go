@@ -13,13 +13,11 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// Send sends a message event. A transaction ID the device already used
-// returns the event sent then, so a client's retry never sends twice.
+// Send sends a message event. A transaction ID the device already used on
+// the same path returns the event sent then, so a client's retry never
+// sends twice (queueEvents checks, under the room's lock).
 func (s *Service) Send(ctx context.Context, sender id.UserID, device id.DeviceID, roomID id.RoomID, evType string, content []byte, txnID string) (id.EventID, error) {
 	endpoint := "send/" + evType
-	if evID, err := s.db.TxnEvent(ctx, sender, device, roomID, endpoint, txnID); err != nil || evID != "" {
-		return evID, err
-	}
 	r, err := s.room(ctx, roomID)
 	if err != nil {
 		return "", err
@@ -31,12 +29,6 @@ func (s *Service) Send(ctx context.Context, sender id.UserID, device id.DeviceID
 	p := &proto{Sender: sender, Type: evType, Content: content, TxnDevice: device, TxnEndpoint: endpoint, TxnID: txnID, CheckRelation: true}
 	evs, err := s.sendEvents(ctx, r, []*proto{p}, false)
 	if err != nil {
-		// A concurrent retry of the same transaction may have won the race
-		// (the room lock serialises them, the event_txns key rejects the
-		// second): answer with its event.
-		if evID, txErr := s.db.TxnEvent(ctx, sender, device, roomID, endpoint, txnID); txErr == nil && evID != "" {
-			return evID, nil
-		}
 		return "", err
 	}
 	return evs[0].ID, nil

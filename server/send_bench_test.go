@@ -1,0 +1,83 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+
+	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
+)
+
+// BenchmarkSendHTTP measures PUT /send over HTTP on loopback, as a client
+// sees it: one sender, and eight senders sharing a room (whose events the
+// group commit stores together). Each message is committed durably before
+// its answer; the room has two members, so each message also stores a
+// notification for the other.
+func BenchmarkSendHTTP(b *testing.B) {
+	for _, senders := range []int{1, 8} {
+		b.Run(fmt.Sprintf("senders=%d", senders), func(b *testing.B) {
+			ts := testserver.New(b)
+			alice := ts.RegisterUser("alice")
+			bob := ts.RegisterUser("bob")
+			ctx := context.Background()
+			room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+				b.Fatal(err)
+			}
+			tokens := make([]string, senders)
+			for i := range tokens {
+				tokens[i] = ts.Login("alice", testserver.DefaultPassword).AccessToken
+			}
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
+			body := []byte(`{"msgtype":"m.text","body":"hello"}`)
+			lat := make([][]time.Duration, senders)
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for i := range senders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for j := i; j < b.N; j += senders {
+						u := fmt.Sprintf("%s/_matrix/client/v3/rooms/%s/send/m.room.message/b%d", ts.URL, url.PathEscape(string(room.RoomID)), j)
+						req, _ := http.NewRequest(http.MethodPut, u, bytes.NewReader(body))
+						req.Header.Set("Authorization", "Bearer "+tokens[i])
+						start := time.Now()
+						resp, err := client.Do(req)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusOK {
+							b.Errorf("send: HTTP %d", resp.StatusCode)
+							return
+						}
+						lat[i] = append(lat[i], time.Since(start))
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			all := slices.Concat(lat...)
+			slices.Sort(all)
+			if len(all) > 0 {
+				b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
