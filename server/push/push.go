@@ -234,7 +234,7 @@ func (s *Service) process(ctx context.Context, ev *rooms.Event, actions []storag
 			sent = append(sent, storage.PushSent{UserID: sender, RoomID: ev.RoomID, ThreadID: thread, StreamPos: ev.StreamPos})
 		}
 	}
-	members, err := s.db.Members(ctx, ev.RoomID, string(event.MembershipJoin))
+	members, err := s.rooms.JoinedUsers(ctx, ev.RoomID)
 	if err != nil {
 		return actions, sent, err
 	}

@@ -3,9 +3,11 @@ package rooms
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/storage"
@@ -194,6 +196,9 @@ func (c *committer) finish(b *pendingBatch, err error) {
 		}
 	}
 	s.dropTail(b)
+	if err == nil {
+		s.membersChanged(b)
+	}
 	close(b.done)
 }
 
@@ -324,4 +329,62 @@ func (s *Service) repeatedTxn(ctx context.Context, r *room, protos []*proto) (*q
 		return nil, false, err
 	}
 	return &queued{built: []*Event{ev}, repeat: true}, true, nil
+}
+
+// maxJoinedCached bounds the rooms whose joined members are kept.
+const maxJoinedCached = 4096
+
+// joinedCache keeps rooms' joined members, read once from the current
+// state and forgotten when a member event of the room is committed: every
+// message asks for them twice (whom to notify, whose syncs to wake). gen
+// keeps a list read before a commit from being kept after it.
+type joinedCache struct {
+	mu    sync.Mutex
+	rooms map[id.RoomID][]id.UserID
+	gen   map[id.RoomID]uint64
+}
+
+// JoinedUsers lists the users joined to a room now. The list is shared:
+// never change it (appending to it copies).
+func (s *Service) JoinedUsers(ctx context.Context, roomID id.RoomID) ([]id.UserID, error) {
+	c := &s.joined
+	c.mu.Lock()
+	if m, ok := c.rooms[roomID]; ok {
+		c.mu.Unlock()
+		return m, nil
+	}
+	gen := c.gen[roomID]
+	c.mu.Unlock()
+	m, err := s.db.Members(ctx, roomID, string(event.MembershipJoin))
+	if err != nil {
+		return nil, err
+	}
+	m = slices.Clip(m)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen[roomID] == gen {
+		if c.rooms == nil || len(c.rooms) >= maxJoinedCached {
+			c.rooms = map[id.RoomID][]id.UserID{}
+		}
+		c.rooms[roomID] = m
+	}
+	return m, nil
+}
+
+// membersChanged forgets a room's joined members after a commit that may
+// have changed them.
+func (s *Service) membersChanged(b *pendingBatch) {
+	for _, ne := range b.events {
+		if ne.Type == event.StateMember.Type || ne.BeforeState != nil {
+			c := &s.joined
+			c.mu.Lock()
+			delete(c.rooms, b.room)
+			if c.gen == nil {
+				c.gen = map[id.RoomID]uint64{}
+			}
+			c.gen[b.room]++
+			c.mu.Unlock()
+			return
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -220,4 +221,31 @@ func waitQueued(t *testing.T, s *Service, n int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// TestJoinedUsersFollowsMembership: the cached joined members change as
+// soon as a join or leave has been answered.
+func TestJoinedUsersFollowsMembership(t *testing.T) {
+	s := newTestService(t)
+	ctx := context.Background()
+	roomID, err := s.CreateRoom(ctx, "@alice:localhost", &CreateRoomRequest{Preset: PresetPublicChat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := func(users ...id.UserID) {
+		t.Helper()
+		got, err := s.JoinedUsers(ctx, roomID)
+		if err != nil || !slices.Equal(slices.Sorted(slices.Values(got)), users) {
+			t.Fatalf("joined users %v (%v), want %v", got, err, users)
+		}
+	}
+	want("@alice:localhost")
+	if _, err := s.ChangeMembership(ctx, MembershipChange{Sender: "@bob:localhost", Target: "@bob:localhost", RoomID: roomID, Membership: event.MembershipJoin}); err != nil {
+		t.Fatal(err)
+	}
+	want("@alice:localhost", "@bob:localhost")
+	if _, err := s.ChangeMembership(ctx, MembershipChange{Sender: "@alice:localhost", Target: "@alice:localhost", RoomID: roomID, Membership: event.MembershipLeave}); err != nil {
+		t.Fatal(err)
+	}
+	want("@bob:localhost")
 }

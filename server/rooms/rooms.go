@@ -57,6 +57,7 @@ type Service struct {
 	prepare     []Preparer
 	tails       roomTails
 	pendingTxns pendingTxns
+	joined      joinedCache
 }
 
 // New builds the rooms service.

@@ -73,7 +73,7 @@ func (s *Service) onRoomEvent(evs []*rooms.Event) {
 	if len(evs) == 0 {
 		return
 	}
-	users, err := s.db.Members(context.Background(), evs[0].RoomID, string(event.MembershipJoin))
+	users, err := s.rooms.JoinedUsers(context.Background(), evs[0].RoomID)
 	if err != nil {
 		s.log.Warn("sync notifier: list members", "room", evs[0].RoomID, "error", err)
 	}

@@ -172,7 +172,7 @@ func (s *Service) typingMembershipChanged(ev *rooms.Event) {
 
 // wakeRoom wakes the syncs of a room's joined members.
 func (s *Service) wakeRoom(ctx context.Context, roomID id.RoomID) {
-	users, err := s.db.Members(ctx, roomID, string(event.MembershipJoin))
+	users, err := s.rooms.JoinedUsers(ctx, roomID)
 	if err != nil {
 		s.log.Warn("sync notifier: list members", "room", roomID, "error", err)
 		return
