@@ -41,6 +41,18 @@ func sharedRoom(t *testing.T, creator, joiner *mautrix.Client, name string) id.R
 	return roomID
 }
 
+// restrictedRoom is a room creator made that members of the room via may
+// join (join rule "restricted").
+func restrictedRoom(t *testing.T, creator *mautrix.Client, via id.RoomID) id.RoomID {
+	t.Helper()
+	return roomCreate(t, creator, &mautrix.ReqCreateRoom{InitialState: []*event.Event{{
+		Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
+			JoinRule: event.JoinRuleRestricted,
+			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: via}},
+		}},
+	}}})
+}
+
 // toDeviceFrom sends one to-device message of type org.example.ping from
 // one client to another's device.
 func toDeviceFrom(from, to *mautrix.Client, content map[string]any) error {

@@ -258,12 +258,7 @@ func TestRestrictedJoin(t *testing.T) {
 	bob := ts.RegisterUser("bob")
 	carol := ts.RegisterUser("carol")
 	space := roomCreate(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	restricted := roomCreate(t, alice, &mautrix.ReqCreateRoom{InitialState: []*event.Event{{
-		Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
-			JoinRule: event.JoinRuleRestricted,
-			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: space}},
-		}},
-	}}})
+	restricted := restrictedRoom(t, alice, space)
 	if _, err := bob.JoinRoomByID(ctx, space); err != nil {
 		t.Fatal(err)
 	}
