@@ -60,13 +60,20 @@ func (c *cache) putRoom(r *room) {
 	c.rooms[r.ID] = r
 }
 
-func (c *cache) event(evID id.EventID) *Event {
+// event returns a cached event; with pinned, also one built but not yet
+// committed. Only building (the auth rules) may see those: its stream
+// position and state groups are set once its commit is done, so a reader
+// that found the event in the database meanwhile must read it from there.
+func (c *cache) event(evID id.EventID, pinned bool) *Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ev, ok := c.events[evID]; ok {
 		return ev
 	}
-	return c.pinned[evID]
+	if pinned {
+		return c.pinned[evID]
+	}
+	return nil
 }
 
 // pin holds an event that is not stored yet, so that later events of its

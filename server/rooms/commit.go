@@ -69,6 +69,9 @@ type committer struct {
 	// testHook, when set, runs before each group is stored and can fail
 	// batches of it (tests of failures).
 	testHook func(group []*pendingBatch) map[*pendingBatch]error
+	// testCommitted, when set, runs after a group's commit, before its
+	// requests learn of it.
+	testCommitted func(group []*pendingBatch)
 }
 
 func newCommitter(s *Service) *committer {
@@ -131,7 +134,7 @@ func (c *committer) take() []*pendingBatch {
 func (c *committer) commit(group []*pendingBatch) {
 	var injected map[*pendingBatch]error
 	c.mu.Lock()
-	hook := c.testHook
+	hook, committed := c.testHook, c.testCommitted
 	c.mu.Unlock()
 	if hook != nil {
 		injected = hook(group)
@@ -157,6 +160,9 @@ func (c *committer) commit(group []*pendingBatch) {
 	// Storing goes on whatever becomes of the requests that queued it.
 	err := c.s.db.PersistBatches(context.Background(), batches, c.s.Now().UnixMilli())
 	c.commits.Add(1)
+	if committed != nil {
+		committed(group)
+	}
 	for i, b := range group {
 		berr := err
 		if berr == nil {

@@ -249,3 +249,33 @@ func TestJoinedUsersFollowsMembership(t *testing.T) {
 	}
 	want("@bob:localhost")
 }
+
+// TestCommittedEventReadBeforeFinish: between a commit and the moment its
+// requests are woken, a reader that finds a new event in the database (a
+// sync) gets it whole, with its stream position and state, not the
+// half-made copy the builders share. A sync once missed an invite so.
+func TestCommittedEventReadBeforeFinish(t *testing.T) {
+	s := newTestService(t)
+	ctx := context.Background()
+	roomID, err := s.CreateRoom(ctx, "@alice:localhost", &CreateRoomRequest{Preset: PresetPublicChat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen *Event
+	s.committer.mu.Lock()
+	s.committer.testCommitted = func(group []*pendingBatch) {
+		evs, err := s.Events(ctx, []id.EventID{group[0].built[0].ID})
+		if ev := evs[group[0].built[0].ID]; err == nil && ev != nil {
+			c := *ev // as it is now: the builders' copy is completed later
+			seen = &c
+		}
+	}
+	s.committer.mu.Unlock()
+	evID, err := s.SetState(ctx, "@alice:localhost", roomID, event.StateTopic.Type, "", []byte(`{"topic":"t"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen == nil || seen.ID != evID || seen.StreamPos == 0 || seen.StateAfter == 0 || seen.StateBefore == 0 {
+		t.Fatalf("the committed event read before its request was woken: %+v", seen)
+	}
+}

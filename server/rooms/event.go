@@ -72,10 +72,16 @@ func (s *Service) fromStored(ctx context.Context, se *storage.Event) (*Event, er
 // Events loads events by ID (from memory when cached); missing IDs are
 // absent from the result.
 func (s *Service) Events(ctx context.Context, ids []id.EventID) (map[id.EventID]*Event, error) {
+	return s.events(ctx, ids, false)
+}
+
+// events is Events; with pinned, events built but not yet committed are
+// found too (for the auth rules of the events built on them).
+func (s *Service) events(ctx context.Context, ids []id.EventID, pinned bool) (map[id.EventID]*Event, error) {
 	out := make(map[id.EventID]*Event, len(ids))
 	var missing []id.EventID
 	for _, evID := range ids {
-		if ev := s.cache.event(evID); ev != nil {
+		if ev := s.cache.event(evID, pinned); ev != nil {
 			out[evID] = ev
 		} else {
 			missing = append(missing, evID)
@@ -119,7 +125,7 @@ func (s *Service) event(ctx context.Context, evID id.EventID) (*Event, error) {
 // order asked, nil where unknown.
 func (s *Service) pdus(ctx context.Context) func(ids []id.EventID) ([]*pdu.PDU, error) {
 	return func(ids []id.EventID) ([]*pdu.PDU, error) {
-		evs, err := s.Events(ctx, ids)
+		evs, err := s.events(ctx, ids, true)
 		if err != nil {
 			return nil, err
 		}

@@ -64,7 +64,7 @@ func (s *Service) seal(ctx context.Context, r *room, ev *pdu.PDU) (id.EventID, [
 // toOriginalFormat converts an event to the original format, looking up the
 // hashes of the events it references.
 func (s *Service) toOriginalFormat(ctx context.Context, ev *pdu.PDU, evID id.EventID) (*pdu.RoomV1PDU, error) {
-	refs, err := s.Events(ctx, append(append([]id.EventID{}, ev.PrevEvents...), ev.AuthEvents...))
+	refs, err := s.events(ctx, append(append([]id.EventID{}, ev.PrevEvents...), ev.AuthEvents...), true)
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ func (s *Service) Timeline(ctx context.Context, roomID id.RoomID, from, to int64
 	}
 	out := make([]*Event, 0, len(stored))
 	for _, se := range stored {
-		if ev := s.cache.event(se.EventID); ev != nil {
+		if ev := s.cache.event(se.EventID, false); ev != nil {
 			out = append(out, ev)
 			continue
 		}
