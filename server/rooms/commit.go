@@ -116,18 +116,35 @@ func (c *committer) run() {
 	}
 }
 
-// take removes the next group from the queue: every batch waiting, up to
-// maxGroupEvents events (at least one batch).
+// maxRoomGroupEvents bounds one room's events in a commit, so a room
+// created with a thousand initial events (queued as many chunks at once)
+// takes one chunk a commit and other rooms' sends, queued behind it, go in
+// the same commits instead of waiting for all of it.
+const maxRoomGroupEvents = persistChunk
+
+// take removes the next group from the queue: the batches waiting, in
+// order, up to maxGroupEvents events and maxRoomGroupEvents of one room
+// (at least one batch). A room's batches keep their order: once one is
+// left for a later group, so are the room's later ones.
 func (c *committer) take() []*pendingBatch {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n, events := 0, 0
-	for n < len(c.queue) && (n == 0 || events+len(c.queue[n].events) <= maxGroupEvents) {
-		events += len(c.queue[n].events)
-		n++
+	var group, rest []*pendingBatch
+	events := 0
+	perRoom := map[id.RoomID]int{}
+	deferred := map[id.RoomID]bool{}
+	for _, b := range c.queue {
+		n := len(b.events)
+		if len(group) > 0 && (deferred[b.room] || events+n > maxGroupEvents || perRoom[b.room]+n > maxRoomGroupEvents) {
+			deferred[b.room] = true
+			rest = append(rest, b)
+			continue
+		}
+		group = append(group, b)
+		events += n
+		perRoom[b.room] += n
 	}
-	group := c.queue[:n:n]
-	c.queue = c.queue[n:]
+	c.queue = rest
 	return group
 }
 

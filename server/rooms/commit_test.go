@@ -11,6 +11,8 @@ import (
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
 // roomChain checks a room's events, read back in stream order, form one
@@ -277,5 +279,33 @@ func TestCommittedEventReadBeforeFinish(t *testing.T) {
 	}
 	if seen == nil || seen.ID != evID || seen.StreamPos == 0 || seen.StateAfter == 0 || seen.StateBefore == 0 {
 		t.Fatalf("the committed event read before its request was woken: %+v", seen)
+	}
+}
+
+// TestCommitGroupsShareTheWriter: a room's long batch (queued as many
+// chunks at once) goes one chunk a commit, with other rooms' batches
+// queued behind it in the first commit; each room's order is kept.
+func TestCommitGroupsShareTheWriter(t *testing.T) {
+	c := &committer{}
+	chunk := func(room id.RoomID, n int) *pendingBatch {
+		return &pendingBatch{room: room, events: make([]*storage.NewEvent, n)}
+	}
+	var big []*pendingBatch
+	for range 10 {
+		big = append(big, chunk("!big", persistChunk))
+	}
+	small, other := chunk("!small", 1), chunk("!small", 1)
+	c.queue = append(append(big, small), other)
+	first := c.take()
+	if len(first) != 3 || first[0] != big[0] || first[1] != small || first[2] != other {
+		t.Fatalf("first commit holds %d batches, want the big room's first chunk and both small batches", len(first))
+	}
+	for i := 1; i < len(big); i++ {
+		if g := c.take(); len(g) != 1 || g[0] != big[i] {
+			t.Fatalf("commit %d: %d batches, want the big room's chunk %d alone", i, len(g), i)
+		}
+	}
+	if g := c.take(); len(g) != 0 {
+		t.Fatalf("queue not empty: %d batches", len(g))
 	}
 }
