@@ -33,20 +33,10 @@ const defaultEventsTimeout = 30 * time.Second
 
 func (a *API) events(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
 	q := r.URL.Query()
-	req := &syncer.EventsRequest{User: c.UserID, Device: c.DeviceID, Timeout: defaultEventsTimeout}
-	if v := q.Get("from"); v != "" {
-		t, err := syncer.ParseToken(v)
-		if err != nil {
-			return err
-		}
-		req.From = &t
-	}
-	if v := q.Get("timeout"); v != "" {
-		t, err := longPollTimeout(v)
-		if err != nil {
-			return err
-		}
-		req.Timeout = t
+	req := &syncer.EventsRequest{User: c.UserID, Device: c.DeviceID}
+	var err error
+	if req.From, req.Timeout, err = longPollParams(q, "from", defaultEventsTimeout); err != nil {
+		return err
 	}
 	limit, err := limitParam(q, 0)
 	if err != nil {

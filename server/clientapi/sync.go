@@ -3,6 +3,7 @@ package clientapi
 import (
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -92,19 +93,9 @@ func messagesRequest(r *http.Request, c *accounts.Caller, roomID id.RoomID) (*sy
 func (a *API) sync(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
 	q := r.URL.Query()
 	req := &syncer.Request{User: c.UserID, Device: c.DeviceID}
-	if since := q.Get("since"); since != "" {
-		t, err := syncer.ParseToken(since)
-		if err != nil {
-			return err
-		}
-		req.Since = &t
-	}
-	if ts := q.Get("timeout"); ts != "" {
-		t, err := longPollTimeout(ts)
-		if err != nil {
-			return err
-		}
-		req.Timeout = t
+	var err error
+	if req.Since, req.Timeout, err = longPollParams(q, "since", 0); err != nil {
+		return err
 	}
 	switch q.Get("full_state") {
 	case "", "false":
@@ -134,6 +125,28 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request, c *accounts.Caller) e
 
 // longPollTimeout reads a long-poll's timeout parameter (milliseconds),
 // bounded by maxSyncTimeout.
+// longPollParams reads a long-poll's stream token (the query parameter
+// named tokenParam; nil when absent) and its timeout (def when absent).
+func longPollParams(q url.Values, tokenParam string, def time.Duration) (*syncer.Token, time.Duration, error) {
+	var since *syncer.Token
+	if v := q.Get(tokenParam); v != "" {
+		t, err := syncer.ParseToken(v)
+		if err != nil {
+			return nil, 0, err
+		}
+		since = &t
+	}
+	timeout := def
+	if v := q.Get("timeout"); v != "" {
+		t, err := longPollTimeout(v)
+		if err != nil {
+			return nil, 0, err
+		}
+		timeout = t
+	}
+	return since, timeout, nil
+}
+
 func longPollTimeout(v string) (time.Duration, error) {
 	ms, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || ms < 0 {
