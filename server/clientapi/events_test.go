@@ -118,8 +118,11 @@ func TestEventStreamBadInput(t *testing.T) {
 	roomErr(t, "unknown room", evGet(t, ts, alice, "/v3/events?timeout=0&room_id="+url.QueryEscape("!nope:"+alice.UserID.Homeserver()), nil), 404, "M_NOT_FOUND")
 	roomErr(t, "no token", evGet(t, ts, dirBadToken(ts), "/v3/events?timeout=0", nil), 401, "M_UNKNOWN_TOKEN")
 	// The room form for a room the user is in works like the plain one.
-	if resp := evStream(t, ts, alice, "timeout=0&room_id="+url.QueryEscape(string(roomID))); len(resp.Chunk) != 0 {
-		t.Fatalf("room stream from now: %v", ctxBodies(resp.Chunk))
+	start := evStream(t, ts, alice, "timeout=0&room_id="+url.QueryEscape(string(roomID)))
+	ctxSendTexts(t, alice, roomID, "in the room")
+	resp := evStream(t, ts, alice, "timeout=0&room_id="+url.QueryEscape(string(roomID))+"&from="+url.QueryEscape(start.End))
+	if b := ctxBodies(resp.Chunk); !slices.Equal(b, []string{"in the room"}) {
+		t.Fatalf("room stream of alice's own room: %v", b)
 	}
 }
 
@@ -143,6 +146,19 @@ func TestEventStreamPeek(t *testing.T) {
 	got := <-ch
 	if b := ctxBodies(got.Chunk); !slices.Equal(b, []string{"hello lurkers"}) {
 		t.Fatalf("peek: %v", b)
+	}
+	// Typing in the room wakes a peeker too.
+	ch = evPoll(t, ts, carol, "timeout=10000&room_id="+url.QueryEscape(string(roomID))+"&from="+url.QueryEscape(got.End))
+	if _, err := alice.UserTyping(context.Background(), roomID, true, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case typed := <-ch:
+		if !slices.ContainsFunc(typed.Chunk, func(ev *event.Event) bool { return ev.Type == event.EphemeralEventTyping }) {
+			t.Fatalf("peek woken without the typing: %v", typed.Chunk)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("typing did not wake the peek")
 	}
 	// The plain stream is of carol's own rooms: she is in none.
 	if resp := evStream(t, ts, carol, "timeout=0&from="+url.QueryEscape(snap.Messages.End)); len(resp.Chunk) != 0 {

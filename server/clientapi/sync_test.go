@@ -179,6 +179,44 @@ func waitForWaiters(t *testing.T, ts *testserver.Server, n int) {
 	}
 }
 
+// TestWokenSyncLeavesNoListener: a long-poll woken by something its filter
+// hides goes back to waiting, and once it answers nothing of it stays
+// registered with the notifier.
+func TestWokenSyncLeavesNoListener(t *testing.T) {
+	ts, alice, bob, roomID := pairInRoom(t, "quiet")
+	ctx := context.Background()
+	filter, err := bob.CreateFilter(ctx, &mautrix.Filter{Room: &mautrix.RoomFilter{Ephemeral: &mautrix.FilterPart{NotTypes: []event.Type{event.EphemeralEventTyping}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := syncOnce(t, bob, "", filter.FilterID, 0).NextBatch
+	// Catch up until nothing is new (presence, device lists).
+	for range 5 {
+		resp := syncOnce(t, bob, since, filter.FilterID, 0)
+		if resp.NextBatch == since {
+			break
+		}
+		since = resp.NextBatch
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		syncOnce(t, bob, since, filter.FilterID, 1500*time.Millisecond)
+	}()
+	waitForWaiters(t, ts, 1)
+	if _, err := alice.UserTyping(ctx, roomID, true, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	deadline := time.Now().Add(5 * time.Second)
+	for ts.Sync().Notifier().Waiting() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d listeners left registered after the sync answered", ts.Sync().Notifier().Waiting())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestSyncLimitedAndGapFill(t *testing.T) {
 	ts := testserver.New(t)
 	ctx := context.Background()

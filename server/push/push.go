@@ -194,7 +194,7 @@ func (s *Service) prepareEvents(ctx context.Context, evs []*rooms.Event, stored 
 		if ev.Rejected {
 			continue
 		}
-		actions, sent, err := s.process(ctx, ev, nil, nil)
+		actions, sent, err := s.process(ctx, ev)
 		if err != nil {
 			s.log.Warn("push: evaluate rules", "room", ev.RoomID, "event", ev.ID, "error", err)
 			continue
@@ -215,28 +215,29 @@ func (s *Service) onEvents(evs []*rooms.Event) {
 	s.notificationsAdded(actions)
 }
 
-// process appends to actions the notifications ev makes, and to sent the
-// read marker its sender's own event sets.
-func (s *Service) process(ctx context.Context, ev *rooms.Event, actions []storage.PushAction, sent []storage.PushSent) ([]storage.PushAction, []storage.PushSent, error) {
+// process returns the notifications ev makes and the read marker its
+// sender's own event sets. Their stream position is the event's, filled in
+// when it is stored.
+func (s *Service) process(ctx context.Context, ev *rooms.Event) (actions []storage.PushAction, sent []storage.PushSent, err error) {
 	sender := ev.PDU.Sender
 	thread, err := s.threadOf(ctx, ev)
 	if err != nil {
-		return actions, sent, err
+		return nil, nil, err
 	}
 	if s.isLocal(sender) {
 		// Sending an event marks what came before it read; record that only
 		// when it changes something, to spare a write per message.
 		unread, err := s.db.HasUnreadPushActions(ctx, ev.RoomID, sender, thread)
 		if err != nil {
-			return actions, sent, err
+			return nil, nil, err
 		}
 		if unread {
-			sent = append(sent, storage.PushSent{UserID: sender, RoomID: ev.RoomID, ThreadID: thread, StreamPos: ev.StreamPos})
+			sent = append(sent, storage.PushSent{UserID: sender, RoomID: ev.RoomID, ThreadID: thread})
 		}
 	}
 	members, err := s.rooms.JoinedUsers(ctx, ev.RoomID)
 	if err != nil {
-		return actions, sent, err
+		return nil, nil, err
 	}
 	var recipients []id.UserID
 	for _, m := range members {
@@ -256,19 +257,19 @@ func (s *Service) process(ctx context.Context, ev *rooms.Event, actions []storag
 	}
 	ignoring, err := s.usersIgnoring(ctx, sender, recipients)
 	if err != nil {
-		return actions, sent, err
+		return nil, nil, err
 	}
 	ce, err := s.rooms.ClientEvent(ctx, ev)
 	if err != nil {
-		return actions, sent, err
+		return nil, nil, err
 	}
 	ceJSON, err := json.Marshal(ce)
 	if err != nil {
-		return actions, sent, err
+		return nil, nil, err
 	}
 	pev, err := NewEvent(ceJSON)
 	if err != nil {
-		return actions, sent, fmt.Errorf("event for push rules: %w", err)
+		return nil, nil, fmt.Errorf("event for push rules: %w", err)
 	}
 	rc := &eventRoom{s: s, ctx: ctx, ev: ev, members: len(members)}
 	now := s.Now().UnixMilli()
@@ -278,7 +279,7 @@ func (s *Service) process(ctx context.Context, ev *rooms.Event, actions []storag
 		}
 		c, err := s.compiledFor(ctx, user)
 		if err != nil {
-			return actions, sent, err
+			return nil, nil, err
 		}
 		out, ok := c.evaluate(pev, rc, string(user))
 		if !ok || (!out.Notify && !out.Highlight) {
@@ -286,10 +287,10 @@ func (s *Service) process(ctx context.Context, ev *rooms.Event, actions []storag
 		}
 		actJSON, err := json.Marshal(out.Actions)
 		if err != nil {
-			return actions, sent, err
+			return nil, nil, err
 		}
 		actions = append(actions, storage.PushAction{
-			UserID: user, RoomID: ev.RoomID, StreamPos: ev.StreamPos, EventID: ev.ID, ThreadID: thread,
+			UserID: user, RoomID: ev.RoomID, EventID: ev.ID, ThreadID: thread,
 			Notify: out.Notify, Highlight: out.Highlight, Actions: actJSON, TS: now,
 		})
 	}

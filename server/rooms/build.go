@@ -385,9 +385,9 @@ func (s *Service) queueEvents(ctx context.Context, r *room, protos []*proto, h *
 			b.finalState = &stateSnapshot{state: bs.cur, chainLen: bs.chain}
 			b.finalStateOf = bs.last
 		}
-		for _, ne := range b.events {
+		for i, ne := range b.events {
 			if ne.TxnID != "" {
-				s.pendingTxns.add(txnKeyOf(ne), b, built[start+indexOf(b.events, ne)])
+				s.pendingTxns.add(txnKeyOf(ne), b, b.built[i])
 			}
 		}
 		q.batches = append(q.batches, b)
@@ -397,15 +397,6 @@ func (s *Service) queueEvents(ctx context.Context, r *room, protos []*proto, h *
 	queuedOK = true
 	s.setTail(r.ID, h)
 	return q, nil
-}
-
-func indexOf[T comparable](s []T, v T) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }
 
 // awaitEvents waits for queued events to be committed, then tells the

@@ -132,7 +132,7 @@ func (s *Service) LookupAlias(ctx context.Context, alias id.RoomAlias) (id.RoomI
 // roomServers lists this server and the servers of the room's joined
 // members: where a client may join the room through.
 func (s *Service) roomServers(ctx context.Context, roomID id.RoomID) ([]string, error) {
-	members, err := s.db.Members(ctx, roomID, string(event.MembershipJoin))
+	members, err := s.JoinedUsers(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}

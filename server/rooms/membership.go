@@ -226,7 +226,7 @@ func (s *Service) restrictedJoinVia(ctx context.Context, r *room, user id.UserID
 	if err != nil {
 		return "", err
 	}
-	members, err := s.db.Members(ctx, r.ID, string(event.MembershipJoin))
+	members, err := s.JoinedUsers(ctx, r.ID)
 	if err != nil {
 		return "", err
 	}

@@ -70,7 +70,7 @@ func (s *Service) Sync(ctx context.Context, who Caller, req *Request) (*Response
 	// Listen before looking, so a change between the look and the wait
 	// still wakes us.
 	l := s.sync.Notifier().Listen(who.User)
-	defer func() { l.Close() }()
+	defer l.Close()
 	for {
 		cur, err := s.sync.Current(ctx)
 		if err != nil {
@@ -98,8 +98,7 @@ func (s *Service) Sync(ctx context.Context, who Caller, req *Request) (*Response
 			resp.Pos = c.commit(next)
 			return resp, nil
 		}
-		l.Close()
-		l = s.sync.Notifier().Listen(who.User)
+		l.Rearm()
 	}
 }
 

@@ -77,32 +77,11 @@ type NewEvent struct {
 	// read markers it sets, stored with it (their StreamPos is the event's).
 	PushActions []PushAction
 	PushSent    []PushSent
-	// ChainLen is set by PersistEvents: the delta chain length of the state
-	// group the event made.
-	ChainLen int
 }
 
 // MaxChainLen is how many deltas may follow a full snapshot; state lookups
 // read at most this many groups.
 const MaxChainLen = 50
-
-// PersistEvents stores events of one room in one transaction, in order,
-// each with its state group, forward extremities and current state. It
-// returns the stream positions assigned (also set in each event).
-func (db *DB) PersistEvents(ctx context.Context, evs []*NewEvent, nowTS int64) ([]int64, error) {
-	b := &EventBatch{Events: evs}
-	if err := db.PersistBatches(ctx, []*EventBatch{b}, nowTS); err != nil {
-		return nil, err
-	}
-	if b.Err != nil {
-		return nil, b.Err
-	}
-	positions := make([]int64, len(evs))
-	for i, ev := range evs {
-		positions[i] = ev.StreamPos
-	}
-	return positions, nil
-}
 
 // EventBatch is events of one room to persist together, in order: all of
 // them or none.
@@ -135,7 +114,7 @@ func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS i
 				return fmt.Errorf("savepoint: %w", err)
 			}
 			for _, ev := range b.Events {
-				if _, err := persistEvent(ctx, tx, ev, nowTS); err != nil {
+				if err := persistEvent(ctx, tx, ev, nowTS); err != nil {
 					b.Err = fmt.Errorf("persist event %s: %w", ev.EventID, err)
 					break
 				}
@@ -153,7 +132,8 @@ func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS i
 	})
 }
 
-func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) (int64, error) {
+// persistEvent stores one event, setting its StreamPos and state groups.
+func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) error {
 	if ev.StateBeforeOf != nil {
 		ev.StateBefore = ev.StateBeforeOf.StateAfter
 	}
@@ -161,17 +141,17 @@ func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) (in
 		r := ev.NewRoom
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1, $2, $3, $4)`,
 			r.RoomID, r.RoomVersion, r.Creator, r.CreatedTS); err != nil {
-			return 0, fmt.Errorf("insert room: %w", err)
+			return fmt.Errorf("insert room: %w", err)
 		}
 	}
 	if ev.BeforeState != nil {
-		g, _, err := insertStateGroup(ctx, tx, ev.RoomID, 0, nil, ev.BeforeState)
+		g, err := insertStateGroup(ctx, tx, ev.RoomID, 0, nil, ev.BeforeState)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		ev.StateBefore = g
 		if err := replaceCurrentState(ctx, tx, ev.RoomID, ev.BeforeState); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	stateAfter := ev.StateBefore
@@ -182,11 +162,11 @@ func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) (in
 		} else if ev.DeltaOn > 0 {
 			parent = ev.DeltaOn
 		}
-		g, chainLen, err := insertStateGroup(ctx, tx, ev.RoomID, parent, ev.StateDelta, ev.FullState)
+		g, err := insertStateGroup(ctx, tx, ev.RoomID, parent, ev.StateDelta, ev.FullState)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		stateAfter, ev.ChainLen = g, chainLen
+		stateAfter = g
 	}
 	ev.StateAfter = stateAfter
 	var before, after any
@@ -203,18 +183,18 @@ func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) (in
 	res, err := tx.ExecContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, state_before, state_after)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), ev.Rejected, before, after)
 	if err != nil {
-		return 0, fmt.Errorf("insert event: %w", err)
+		return fmt.Errorf("insert event: %w", err)
 	}
 	pos, err := res.LastInsertId()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	ev.StreamPos = pos
 	if ev.Rejected {
-		return pos, nil
+		return nil
 	}
 	if err := updateRoomList(ctx, tx, ev, pos); err != nil {
-		return 0, err
+		return err
 	}
 	if len(ev.PushActions) > 0 || len(ev.PushSent) > 0 {
 		for i := range ev.PushActions {
@@ -224,46 +204,46 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, ev.EventID, ev.Room
 			ev.PushSent[i].StreamPos = pos
 		}
 		if err := insertPushActions(ctx, tx, ev.PushActions, ev.PushSent); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	if ev.Relation != nil {
 		if err := indexRelation(ctx, tx, ev, pos); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	for _, prev := range ev.PrevEvents {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2`, ev.RoomID, prev); err != nil {
-			return 0, fmt.Errorf("update extremities: %w", err)
+			return fmt.Errorf("update extremities: %w", err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)`, ev.RoomID, ev.EventID); err != nil {
-		return 0, fmt.Errorf("update extremities: %w", err)
+		return fmt.Errorf("update extremities: %w", err)
 	}
 	if ev.StateKey != nil && (ev.StateDelta != nil || ev.FullState != nil) {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO current_state (room_id, type, state_key, event_id, membership) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership`,
 			ev.RoomID, ev.Type, *ev.StateKey, ev.EventID, membership); err != nil {
-			return 0, fmt.Errorf("update current state: %w", err)
+			return fmt.Errorf("update current state: %w", err)
 		}
 	}
 	if ev.TxnID != "" {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO event_txns (user_id, device_id, room_id, endpoint, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 			ev.TxnUserID, ev.TxnDeviceID, ev.RoomID, ev.TxnEndpoint, ev.TxnID, ev.EventID, nowTS); err != nil {
-			return 0, fmt.Errorf("record transaction: %w", err)
+			return fmt.Errorf("record transaction: %w", err)
 		}
 	}
 	if ev.Redacts != "" {
 		if _, err := tx.ExecContext(ctx, `UPDATE events SET redacted_by = $2 WHERE event_id = $1 AND room_id = $3 AND redacted_by IS NULL`,
 			ev.Redacts, ev.EventID, ev.RoomID); err != nil {
-			return 0, fmt.Errorf("apply redaction: %w", err)
+			return fmt.Errorf("apply redaction: %w", err)
 		}
 		// A redaction strips m.relates_to: the relation is broken.
 		if err := unindexRelation(ctx, tx, ev.RoomID, ev.Redacts); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	return pos, nil
+	return nil
 }
 
 // replaceCurrentState makes a room's current state exactly state (after
@@ -281,13 +261,13 @@ VALUES ($1, $2, $3, $4, (SELECT membership FROM events WHERE event_id = $4))`, r
 	return nil
 }
 
-func insertStateGroup(ctx context.Context, tx execer, roomID id.RoomID, prev int64, delta, full map[StateKey]id.EventID) (int64, int, error) {
+func insertStateGroup(ctx context.Context, tx execer, roomID id.RoomID, prev int64, delta, full map[StateKey]id.EventID) (int64, error) {
 	entries := delta
 	var prevGroup any
 	chainLen := 0
 	if full == nil && prev > 0 {
 		if err := tx.QueryRowContext(ctx, `SELECT chain_len FROM state_groups WHERE group_id = $1`, prev).Scan(&chainLen); err != nil {
-			return 0, 0, fmt.Errorf("read state group %d: %w", prev, err)
+			return 0, fmt.Errorf("read state group %d: %w", prev, err)
 		}
 		chainLen++
 		prevGroup = prev
@@ -298,11 +278,11 @@ func insertStateGroup(ctx context.Context, tx execer, roomID id.RoomID, prev int
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO state_groups (room_id, prev_group, chain_len) VALUES ($1, $2, $3)`, roomID, prevGroup, chainLen)
 	if err != nil {
-		return 0, 0, fmt.Errorf("insert state group: %w", err)
+		return 0, fmt.Errorf("insert state group: %w", err)
 	}
 	g, err := res.LastInsertId()
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	for k, ev := range entries {
 		var evID any
@@ -310,10 +290,10 @@ func insertStateGroup(ctx context.Context, tx execer, roomID id.RoomID, prev int
 			evID = ev
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)`, g, k.Type, k.StateKey, evID); err != nil {
-			return 0, 0, fmt.Errorf("insert state entry: %w", err)
+			return 0, fmt.Errorf("insert state entry: %w", err)
 		}
 	}
-	return g, chainLen, nil
+	return g, nil
 }
 
 // ChainLen returns how many deltas a state group sits on.

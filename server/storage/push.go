@@ -215,20 +215,8 @@ type PushSent struct {
 	StreamPos int64
 }
 
-// AddPushActions stores the notifications events made and, for local
-// senders, how far their own events mark the room read — one transaction
-// for a batch of events.
-func (db *DB) AddPushActions(ctx context.Context, actions []PushAction, sent []PushSent) error {
-	if len(actions) == 0 && len(sent) == 0 {
-		return nil
-	}
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
-		return insertPushActions(ctx, tx, actions, sent)
-	})
-}
-
-// insertPushActions stores notifications and read markers in a write
-// transaction: the event's own when it is persisted, or AddPushActions'.
+// insertPushActions stores the notifications an event made and the read
+// markers it set, in the event's own transaction.
 func insertPushActions(ctx context.Context, tx execer, actions []PushAction, sent []PushSent) error {
 	for _, a := range actions {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO push_actions (user_id, room_id, stream_pos, event_id, thread_id, notify, highlight, actions, ts)

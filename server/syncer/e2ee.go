@@ -109,7 +109,7 @@ func (s *Service) membershipDeviceListChanges(ctx context.Context, user id.UserI
 		if wasIn == isIn {
 			continue
 		}
-		members, err := s.db.Members(ctx, d.RoomID, string(event.MembershipJoin))
+		members, err := s.rooms.JoinedUsers(ctx, d.RoomID)
 		if err != nil {
 			return err
 		}

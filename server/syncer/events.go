@@ -60,7 +60,7 @@ func (s *Service) Events(ctx context.Context, req *EventsRequest) (*EventsRespon
 	} else {
 		l = s.notifier.Listen(req.User)
 	}
-	defer func() { l.Close() }()
+	defer l.Close()
 	ignored, err := s.IgnoredUsers(ctx, req.User)
 	if err != nil {
 		return nil, err
@@ -94,12 +94,7 @@ func (s *Service) Events(ctx context.Context, req *EventsRequest) (*EventsRespon
 		if !woken {
 			return resp, nil
 		}
-		l.Close()
-		if req.RoomID != "" {
-			l = s.notifier.ListenRoom(req.RoomID)
-		} else {
-			l = s.notifier.Listen(req.User)
-		}
+		l.Rearm()
 	}
 }
 

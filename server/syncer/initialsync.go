@@ -170,7 +170,7 @@ func (s *Service) RoomInitialSync(ctx context.Context, user id.UserID, device id
 	if view.Left != nil {
 		return resp, nil // what the user saw when they left has no live presence or receipts
 	}
-	members, err := s.db.Members(ctx, roomID, string(event.MembershipJoin))
+	members, err := s.rooms.JoinedUsers(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}

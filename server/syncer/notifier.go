@@ -83,6 +83,15 @@ func (l *Listener) Close() {
 
 func (l *Listener) wake() { l.once.Do(func() { close(l.C) }) }
 
+// Rearm makes a woken listener wait again, still registered: a long-poll
+// that found nothing new after a wake goes back to waiting with it.
+func (l *Listener) Rearm() {
+	l.n.mu.Lock()
+	defer l.n.mu.Unlock()
+	l.C = make(chan struct{})
+	l.once = sync.Once{}
+}
+
 // Wait waits until the listener is woken (true), the timeout passes
 // (false) or ctx ends (its error).
 func (l *Listener) Wait(ctx context.Context, timeout time.Duration) (bool, error) {

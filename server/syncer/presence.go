@@ -204,7 +204,7 @@ func (s *Service) newlySharing(ctx context.Context, user id.UserID, from, to int
 		if d.After != string(event.MembershipJoin) || d.Before == d.After {
 			continue
 		}
-		members, err := s.db.Members(ctx, d.RoomID, string(event.MembershipJoin))
+		members, err := s.rooms.JoinedUsers(ctx, d.RoomID)
 		if err != nil {
 			return nil, err
 		}

@@ -400,7 +400,7 @@ func hasMemberChange(evs []*rooms.Event) bool {
 
 // summary fills the room summary: member counts and up to five heroes.
 func (s *Service) summary(ctx context.Context, roomID id.RoomID, user id.UserID, jr *mautrix.SyncJoinedRoom) error {
-	joined, err := s.db.Members(ctx, roomID, string(event.MembershipJoin))
+	joined, err := s.rooms.JoinedUsers(ctx, roomID)
 	if err != nil {
 		return err
 	}

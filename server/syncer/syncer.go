@@ -73,17 +73,14 @@ func (s *Service) onRoomEvent(evs []*rooms.Event) {
 	if len(evs) == 0 {
 		return
 	}
-	users, err := s.rooms.JoinedUsers(context.Background(), evs[0].RoomID)
-	if err != nil {
-		s.log.Warn("sync notifier: list members", "room", evs[0].RoomID, "error", err)
-	}
+	s.wakeRoom(context.Background(), evs[0].RoomID)
+	var targets []id.UserID
 	for _, ev := range evs {
 		if ev.PDU.Type == event.StateMember.Type {
-			users = append(users, id.UserID(ev.StateKey()))
+			targets = append(targets, id.UserID(ev.StateKey()))
 		}
 	}
-	s.notifier.Wake(users...)
-	s.notifier.WakeRoom(evs[0].RoomID)
+	s.notifier.Wake(targets...)
 	for _, ev := range evs {
 		s.typingMembershipChanged(ev)
 	}
@@ -179,8 +176,7 @@ func (s *Service) Sync(ctx context.Context, req *Request) (*Response, error) {
 		if !woken {
 			return resp, nil // the answer carries the newest token either way
 		}
-		l.Close()
-		l = s.notifier.Listen(req.User)
+		l.Rearm()
 	}
 }
 

@@ -170,8 +170,11 @@ func (s *Service) typingMembershipChanged(ev *rooms.Event) {
 	}
 }
 
-// wakeRoom wakes the syncs of a room's joined members.
+// wakeRoom wakes the syncs of a room's joined members and its peekers
+// (GET /events?room_id=), for anything new in the room: events, typing,
+// receipts.
 func (s *Service) wakeRoom(ctx context.Context, roomID id.RoomID) {
+	s.notifier.WakeRoom(roomID)
 	users, err := s.rooms.JoinedUsers(ctx, roomID)
 	if err != nil {
 		s.log.Warn("sync notifier: list members", "room", roomID, "error", err)
