@@ -122,6 +122,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.sync.OnReadReceipt = s.push.ReadReceiptMoved
 	s.media = media.New(db, cfg, dataDir, log)
 	notes := notices.New(db, s.accounts, s.rooms, s.sync, cfg.ServerNotices, log)
+	s.rooms.LeaveGuard = notes.CheckLeave
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
 	s.router.SetBodyTimeout(time.Duration(cfg.HTTP.BodyTimeoutSeconds) * time.Second)
 	clientapi.Register(s.router, clientapi.Deps{

@@ -85,6 +85,9 @@ func TestServerNotices(t *testing.T) {
 	// The invite cannot be rejected.
 	_, err := alice.LeaveRoom(ctx, roomID)
 	expectErr(t, err, http.StatusForbidden, "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM")
+	// Nor by sending the leave as a member state event.
+	_, err = alice.SendStateEvent(ctx, roomID, event.StateMember, string(alice.UserID), map[string]any{"membership": "leave"})
+	expectErr(t, err, http.StatusForbidden, "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM")
 
 	// The PUT form, retried, sends once; it goes to the same room.
 	ok(t, root, req{method: http.MethodPut, path: "/v1/send_server_notice/txn1", body: notice(alice.UserID, "second")}, http.StatusOK, &second)

@@ -183,11 +183,6 @@ func (a *API) leave(w http.ResponseWriter, r *http.Request, c *accounts.Caller) 
 	if err := readOptionalJSON(r, &body); err != nil {
 		return err
 	}
-	if a.deps.Notices != nil {
-		if err := a.deps.Notices.CheckLeave(r.Context(), c.UserID, roomID); err != nil {
-			return err
-		}
-	}
 	_, err = a.rooms.ChangeMembership(r.Context(), rooms.MembershipChange{
 		Sender: c.UserID, Target: c.UserID, RoomID: roomID, Membership: event.MembershipLeave, Reason: body.Reason,
 	})

@@ -533,6 +533,9 @@ func TestInviteUnknownLocalUser(t *testing.T) {
 	roomID := roomCreate(t, alice, &mautrix.ReqCreateRoom{})
 	_, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: "@nobody:localhost"})
 	roomErr(t, "invite an unknown local user", err, 404, "M_NOT_FOUND")
+	// The same invite sent as a member state event.
+	_, err = alice.SendStateEvent(ctx, roomID, event.StateMember, "@nobody:localhost", map[string]any{"membership": "invite"})
+	roomErr(t, "invite by state event", err, 404, "M_NOT_FOUND")
 	if m, err := alice.Members(ctx, roomID); err != nil || len(m.Chunk) != 1 {
 		t.Fatalf("members after the refused invite: %v %v", m, err)
 	}

@@ -61,10 +61,8 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (id.
 	case c.Membership == event.MembershipJoin && current == string(event.MembershipBan):
 		return "", mautrix.MForbidden.WithMessage("You are banned from this room")
 	}
-	if c.Membership == event.MembershipInvite {
-		if err := s.checkLocalUserExists(ctx, c.Target); err != nil {
-			return "", err
-		}
+	if err := s.checkMembershipChange(ctx, c.Sender, c.Target, c.RoomID, c.Membership); err != nil {
+		return "", err
 	}
 	content := map[string]any{}
 	for k, v := range c.Extra {
@@ -179,6 +177,19 @@ func (s *Service) selfJoinContent(ctx context.Context, r *room, user id.UserID, 
 		c["join_authorised_via_users_server"] = raw
 	}
 	return jsonv1.Marshal(c)
+}
+
+// checkMembershipChange holds the checks every membership change passes,
+// whichever endpoint sent it (/invite, /leave, or a member state event):
+// an invitee must have an account, and LeaveGuard may refuse a leave.
+func (s *Service) checkMembershipChange(ctx context.Context, sender, target id.UserID, roomID id.RoomID, m event.Membership) error {
+	switch {
+	case m == event.MembershipInvite:
+		return s.checkLocalUserExists(ctx, target)
+	case m == event.MembershipLeave && sender == target && s.LeaveGuard != nil:
+		return s.LeaveGuard(ctx, target, roomID)
+	}
+	return nil
 }
 
 // restrictedJoinVia picks, for a restricted room the user may join through

@@ -39,6 +39,10 @@ type Service struct {
 	// Profiles fills display names and avatars into member events.
 	Profiles ProfileSource
 
+	// LeaveGuard, when set, may refuse a user leaving a room, however the
+	// leave is sent (the server notices room's invite cannot be rejected).
+	LeaveGuard func(ctx context.Context, user id.UserID, roomID id.RoomID) error
+
 	// DefaultVersion is the version of new rooms whose creator asks for
 	// none (config default_room_version); empty means DefaultRoomVersion.
 	DefaultVersion id.RoomVersion

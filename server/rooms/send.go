@@ -60,9 +60,18 @@ func (s *Service) SetState(ctx context.Context, sender id.UserID, roomID id.Room
 			return "", err
 		}
 	}
-	if evType == event.StateMember.Type && stateKey == string(sender) {
-		if content, err = s.selfJoinContent(ctx, r, sender, content); err != nil {
+	if evType == event.StateMember.Type {
+		var c struct {
+			Membership event.Membership `json:"membership"`
+		}
+		_ = jsonUnmarshal(content, &c) // malformed content is refused by the auth rules
+		if err := s.checkMembershipChange(ctx, sender, id.UserID(stateKey), roomID, c.Membership); err != nil {
 			return "", err
+		}
+		if stateKey == string(sender) {
+			if content, err = s.selfJoinContent(ctx, r, sender, content); err != nil {
+				return "", err
+			}
 		}
 	}
 	if cur, err := s.CurrentStateEvent(ctx, roomID, evType, stateKey); err != nil {
