@@ -69,7 +69,7 @@ func (s *Service) authenticate(ctx context.Context, token, ip, userAgent string,
 		return nil, errExpiredToken
 	}
 	if owner.Locked && !allowLocked {
-		return nil, errLocked
+		return nil, ErrLocked
 	}
 	if owner.FirstUse {
 		if err := s.db.MarkAccessTokenUsed(ctx, hash, owner.RefreshHash); err != nil {

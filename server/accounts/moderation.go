@@ -24,22 +24,14 @@ var (
 )
 
 var (
-	// errLocked answers a locked account's requests. soft_logout tells the
+	// ErrLocked answers a locked account's requests. soft_logout tells the
 	// client to keep its session and keys: the lock may be lifted.
-	errLocked = MUserLocked.WithMessage("This account has been locked").WithExtraField("soft_logout", true)
+	ErrLocked = MUserLocked.WithMessage("This account has been locked").WithExtraField("soft_logout", true)
 	// errLockedLogin refuses a locked account a new session.
 	errLockedLogin = MUserLocked.WithMessage("This account has been locked")
 	// ErrSuspended answers a suspended account's writes, in the spec's words.
 	ErrSuspended = MUserSuspended.WithMessage("You cannot perform this action while suspended.")
 )
-
-// CheckNotSuspended refuses a write to a suspended caller.
-func (c *Caller) CheckNotSuspended() error {
-	if c.Suspended {
-		return ErrSuspended
-	}
-	return nil
-}
 
 // checkNotLocked refuses a new session (login, refresh) to a locked account.
 func (s *Service) checkNotLocked(ctx context.Context, userID id.UserID) error {

@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -177,6 +178,23 @@ func mustCaller(t *testing.T, ts *testserver.Server, c *mautrix.Client) *account
 }
 
 // Synapse's user API shows the lock and the suspension, and can lock.
+// TestServerNoticesRefuseOrdinaryAccount: an account someone can log in as
+// is never made the notices user (it would own every notices room).
+func TestServerNoticesRefuseOrdinaryAccount(t *testing.T) {
+	ts := testserver.New(t)
+	root := ts.RegisterAdmin("root")
+	alice := ts.RegisterUser("alice")
+	ts.RegisterUser("server") // has a password
+	fails(t, root, req{method: http.MethodPost, path: "/v1/send_server_notice", body: notice(alice.UserID, "hi")}, http.StatusInternalServerError, "M_UNKNOWN")
+	if rooms, err := alice.JoinedRooms(context.Background()); err != nil || len(rooms.JoinedRooms) != 0 {
+		t.Fatalf("alice's rooms: %v %v", rooms, err)
+	}
+	resp, err := alice.SyncRequest(context.Background(), 0, "", "", false, "")
+	if err != nil || len(resp.Rooms.Invite) != 0 {
+		t.Fatalf("alice was invited to a notices room: %v %v", resp, err)
+	}
+}
+
 func TestUserAPILockAndSuspension(t *testing.T) {
 	ts := testserver.New(t)
 	root := ts.RegisterAdmin("root")

@@ -23,9 +23,9 @@ func (a *API) mutualRooms(w http.ResponseWriter, r *http.Request, c *accounts.Ca
 	q := r.URL.Query()
 	other := id.UserID(q.Get("user_id"))
 	if other == "" {
-		return httpapi.MMissingParam.WithMessage("user_id is required")
+		return accounts.MMissingParam.WithMessage("user_id is required")
 	}
-	if _, _, err := other.ParseAndValidateRelaxed(); err != nil || !strings.HasPrefix(string(other), "@") {
+	if _, _, err := other.ParseAndValidateRelaxed(); err != nil {
 		return mautrix.MInvalidParam.WithMessage("user_id is not a valid user ID")
 	}
 	if other == c.UserID {

@@ -118,7 +118,7 @@ func (a *API) putPushRuleEnabled(w http.ResponseWriter, r *http.Request, c *acco
 		return err
 	}
 	if body.Enabled == nil {
-		return httpapi.MMissingParam.WithMessage("Missing enabled")
+		return accounts.MMissingParam.WithMessage("Missing enabled")
 	}
 	if err := a.deps.Push.SetEnabled(r.Context(), c.UserID, kind, ruleID, *body.Enabled); err != nil {
 		return err
@@ -150,7 +150,7 @@ func (a *API) putPushRuleActions(w http.ResponseWriter, r *http.Request, c *acco
 		return err
 	}
 	if body.Actions == nil {
-		return httpapi.MMissingParam.WithMessage("Missing actions")
+		return accounts.MMissingParam.WithMessage("Missing actions")
 	}
 	if err := a.deps.Push.SetActions(r.Context(), c.UserID, kind, ruleID, body.Actions); err != nil {
 		return err

@@ -16,10 +16,6 @@ var (
 	errInternal         = mautrix.MUnknown.WithMessage("Internal server error").WithStatus(http.StatusInternalServerError)
 )
 
-// MMissingParam is the spec's M_MISSING_PARAM, which mautrix lacks: a
-// required parameter was not given.
-var MMissingParam = mautrix.RespError{ErrCode: "M_MISSING_PARAM", StatusCode: http.StatusBadRequest}
-
 func errTooLarge(limit int64) mautrix.RespError {
 	return mautrix.MTooLarge.WithMessage(fmt.Sprintf("Request body is larger than the limit of %d bytes", limit))
 }

@@ -142,9 +142,15 @@ func (s *Service) roomFor(ctx context.Context, user id.UserID) (id.RoomID, error
 }
 
 // ensureSystemUser creates the notices user the first time it is needed:
-// an account without a password, which nobody can log in as.
+// an account without a password, which nobody can log in as. An existing
+// account of that name that someone can log in as is refused rather than
+// made the owner of every user's notices room.
 func (s *Service) ensureSystemUser(ctx context.Context) error {
-	if _, err := s.db.GetUser(ctx, s.system); err == nil {
+	if u, err := s.db.GetUser(ctx, s.system); err == nil {
+		if u.PasswordHash != "" || u.Deactivated {
+			return mautrix.MUnknown.WithStatus(http.StatusInternalServerError).WithMessage(fmt.Sprintf(
+				"The server notices user %s is an ordinary account: set [server_notices] localpart to a name no one uses", s.system))
+		}
 		return nil
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return err

@@ -27,9 +27,7 @@ func originalFormat(v id.RoomVersion) bool {
 // event's JSON as stored and sent over federation.
 func (s *Service) seal(ctx context.Context, r *room, ev *pdu.PDU) (id.EventID, []byte, error) {
 	if !originalFormat(r.Version) {
-		if err := ev.FillContentHash(); err != nil {
-			return "", nil, fmt.Errorf("hash event: %w", err)
-		}
+		// Sign fills in the content hash first.
 		if err := ev.Sign(r.Version, s.serverName, s.key.ID, s.key.Priv); err != nil {
 			return "", nil, fmt.Errorf("sign event: %w", err)
 		}

@@ -69,7 +69,7 @@ func Authorize(version id.RoomVersion, evt *pdu.PDU, authEvents []*pdu.PDU, getE
 		if err != nil {
 			return err
 		}
-		return redactionRule(evt, ae)
+		return redactionRule(version, evt, ae)
 	}
 	return err
 }
@@ -142,12 +142,18 @@ func CreatorFirstJoin(evt *pdu.PDU, authEvents []*pdu.PDU) bool {
 // redactionRule is rule 11 of room versions 1 and 2: a redaction is allowed
 // if its sender has the redact level, or if it comes from the server that
 // sent the event it redacts (the domains of the two event IDs).
-func redactionRule(evt *pdu.PDU, authEvents []*pdu.PDU) error {
+func redactionRule(version id.RoomVersion, evt *pdu.PDU, authEvents []*pdu.PDU) error {
 	senderLevel, redactLevel := 0, 50
 	if pl := find(authEvents, event.StatePowerLevels.Type, ""); pl != nil {
-		senderLevel = intOr(gjson.GetBytes(pl.Content, "users_default"), 0)
-		senderLevel = intOr(gjson.GetBytes(pl.Content, "users."+gjsonEscape(evt.Sender.String())), senderLevel)
-		redactLevel = intOr(gjson.GetBytes(pl.Content, "redact"), redactLevel)
+		if v, ok := ParseLevel(version, gjson.GetBytes(pl.Content, "users_default")); ok {
+			senderLevel = v
+		}
+		if v, ok := ParseLevel(version, gjson.GetBytes(pl.Content, "users."+gjson.Escape(evt.Sender.String()))); ok {
+			senderLevel = v
+		}
+		if v, ok := ParseLevel(version, gjson.GetBytes(pl.Content, "redact")); ok {
+			redactLevel = v
+		}
 	} else if create := find(authEvents, event.StateCreate.Type, ""); create != nil &&
 		gjson.GetBytes(create.Content, "creator").Str == evt.Sender.String() {
 		// Without a power levels event the creator has level 100.
@@ -179,22 +185,26 @@ func find(events []*pdu.PDU, evType, stateKey string) *pdu.PDU {
 	return nil
 }
 
-// intOr reads a power level the way room versions before 10 allow: a number
-// or a string holding one.
-func intOr(v gjson.Result, def int) int {
-	switch v.Type {
-	case gjson.Number:
-		return int(v.Int())
-	case gjson.String:
-		if n, err := strconv.Atoi(strings.TrimSpace(v.Str)); err == nil {
-			return n
+// ParseLevel reads a power level: from room version 10 an integer only,
+// before it also a string holding one or a boolean, as those versions'
+// servers accepted them. ok is false when the value is no level.
+func ParseLevel(version id.RoomVersion, val gjson.Result) (int, bool) {
+	if version.ValidatePowerLevelInts() {
+		if val.Type != gjson.Number {
+			return 0, false
 		}
+		return int(val.Int()), true
 	}
-	return def
-}
-
-// gjsonEscape escapes the characters gjson gives a meaning in paths.
-func gjsonEscape(s string) string {
-	r := strings.NewReplacer(".", `\.`, "*", `\*`, "?", `\?`, "|", `\|`, "#", `\#`, "@", `\@`, "!", `\!`)
-	return r.Replace(s)
+	switch val.Type {
+	case gjson.Number:
+		return int(val.Int()), true
+	case gjson.True:
+		return 1, true
+	case gjson.False:
+		return 0, true
+	case gjson.String:
+		v, err := strconv.Atoi(strings.TrimSpace(val.Str))
+		return v, err == nil
+	}
+	return 0, false
 }

@@ -5,14 +5,14 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/tidwall/gjson"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/rooms/authrules"
 )
 
 const (
@@ -259,34 +259,13 @@ func roomCreator(version id.RoomVersion, createEvt *pdu.PDU) id.UserID {
 func parseUserLevels(version id.RoomVersion, plEvt *pdu.PDU) (map[id.UserID]int, int) {
 	users := make(map[id.UserID]int)
 	gjson.GetBytes(plEvt.Content, "users").ForEach(func(key, value gjson.Result) bool {
-		if v, ok := parseLevel(version, value); ok {
+		if v, ok := authrules.ParseLevel(version, value); ok {
 			users[id.UserID(key.Str)] = v
 		}
 		return true
 	})
-	usersDefault, _ := parseLevel(version, gjson.GetBytes(plEvt.Content, "users_default"))
+	usersDefault, _ := authrules.ParseLevel(version, gjson.GetBytes(plEvt.Content, "users_default"))
 	return users, usersDefault
-}
-
-func parseLevel(version id.RoomVersion, val gjson.Result) (int, bool) {
-	if version.ValidatePowerLevelInts() {
-		if val.Type != gjson.Number {
-			return 0, false
-		}
-		return int(val.Int()), true
-	}
-	switch val.Type {
-	case gjson.Number:
-		return int(val.Int()), true
-	case gjson.True:
-		return 1, true
-	case gjson.False:
-		return 0, true
-	case gjson.String:
-		v, err := strconv.Atoi(strings.TrimSpace(val.Str))
-		return v, err == nil
-	}
-	return 0, false
 }
 
 // createInfo is the room version 12 create event, which events reach through
