@@ -236,10 +236,5 @@ func commandName(cmd string) string {
 // make the first account and an invite code, with the program's name as
 // it was started, so they work when pasted.
 func cliNoAccountsHint(cmd string) string {
-	name := commandName(cmd)
-	if name == "palpo" {
-		return server.DefaultNoAccountsHint
-	}
-	return "No accounts yet: create the first one with `" + name + " user add NAME --admin`, " +
-		"or make an invite code with `" + name + " invite create`"
+	return server.NoAccountsHint(commandName(cmd))
 }

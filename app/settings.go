@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"maunium.net/go/mautrix/id"
+
 	"github.com/palpo-im/palpo-desktop/server/config"
 )
 
@@ -219,8 +221,7 @@ func writeFileAtomic(path string, data []byte) error {
 // future) and new rooms are version 10, which every app understands.
 const (
 	olderAppsMediaCutoff = "9999-12-31T23:59:59Z"
-	olderAppsRoomVersion = "10"
-	newestRoomVersion    = "12"
+	olderAppsRoomVersion = string(id.RoomV10)
 )
 
 // OlderApps tells whether the Older Matrix apps switch is on: both of its
@@ -235,7 +236,7 @@ func (a *App) OlderApps() bool {
 // palpo.toml. A running server keeps the old values until it restarts
 // (the caller does that).
 func (a *App) SetOlderApps(on bool) error {
-	cutoff, version := "", newestRoomVersion
+	cutoff, version := "", config.Default().DefaultRoomVersion
 	if on {
 		cutoff, version = olderAppsMediaCutoff, olderAppsRoomVersion
 	}

@@ -255,6 +255,13 @@ func TestTokenCommands(t *testing.T) {
 	if out := mustCLI(t, "", "token", "list", "--data-dir", dir); strings.Contains(out, "family") || !strings.Contains(out, limited) {
 		t.Errorf("list after revoking family:\n%s", out)
 	}
+	// A generated code is revoked however it is typed, as registration
+	// takes it: small letters, no dashes.
+	loose := strings.ToLower(strings.ReplaceAll(limited, "-", ""))
+	mustCLI(t, "", "invite", "revoke", loose, "--data-dir", dir)
+	if out := mustCLI(t, "", "invite", "list", "--data-dir", dir); strings.Contains(out, limited) {
+		t.Errorf("%s still listed after revoking it as %s:\n%s", limited, loose, out)
+	}
 }
 
 // The commands work beside a running server on the same data directory,

@@ -62,10 +62,15 @@ type Server struct {
 	noAccountsHint string
 }
 
-// DefaultNoAccountsHint is what a new server with no accounts logs: how to
-// make the first one from the command line.
-const DefaultNoAccountsHint = "No accounts yet: create the first one with `palpo user add NAME --admin`, " +
-	"or make an invite code with `palpo invite create`"
+// NoAccountsHint is what a new server with no accounts logs: how to make
+// the first one with the command line program cmd.
+func NoAccountsHint(cmd string) string {
+	return "No accounts yet: create the first one with `" + cmd + " user add NAME --admin`, " +
+		"or make an invite code with `" + cmd + " invite create`"
+}
+
+// DefaultNoAccountsHint is NoAccountsHint for the installed program.
+var DefaultNoAccountsHint = NoAccountsHint("palpo")
 
 // SetNoAccountsHint replaces what Start logs when there are no accounts
 // yet (the desktop app points at its Users tab; the command line names

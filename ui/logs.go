@@ -11,6 +11,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/palpo-im/palpo-desktop/app"
+	"github.com/palpo-im/palpo-desktop/server/httpapi"
 )
 
 // Log levels the Logs tab can show from.
@@ -144,7 +145,7 @@ func (l *logsTab) refresh() {
 // isRequestLine tells the one-per-request access log lines (httpapi's
 // "request") apart; a failed request's warning or error stays visible.
 func isRequestLine(e app.LogEntry) bool {
-	return e.Message == "request" && e.Level < slog.LevelWarn
+	return e.Message == httpapi.RequestLogMessage && e.Level < slog.LevelWarn
 }
 
 // text is the shown lines, for the clipboard.

@@ -467,7 +467,7 @@ func (w *wizard) donePage() fyne.CanvasObject {
 func (w *wizard) setBackupDir(dir string) {
 	w.backupDir = dir
 	if dir == "" {
-		dir = app.BackupDirFor(w.d.app.DataDir(), w.d.app.Config())
+		dir = w.d.app.BackupDir()
 	}
 	w.backupDirL.SetText(dir)
 }

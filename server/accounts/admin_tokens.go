@@ -222,6 +222,10 @@ func (s *Service) UpdateRegistrationToken(ctx context.Context, token string, u R
 // DeleteRegistrationToken removes a token. A registration that already
 // passed the token stage with it fails when it completes.
 func (s *Service) DeleteRegistrationToken(ctx context.Context, token string) error {
+	// An invite code may be typed however registration accepts it.
+	if t, err := s.findRegistrationToken(ctx, token); err == nil {
+		token = t.Token
+	}
 	err := s.db.DeleteRegistrationToken(ctx, token)
 	if errors.Is(err, storage.ErrNotFound) {
 		return errNoSuchToken(token)

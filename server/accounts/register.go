@@ -52,8 +52,6 @@ func (s *Service) reserved(localpart string) bool {
 	return false
 }
 
-// CheckUsernameAvailable answers /register/available: the name is valid,
-// not reserved and not taken.
 // RequestedLocalpart is the user name a /register request asks for, lower-
 // cased as Synapse does so that "Alice" registers @alice rather than being
 // refused (login already finds users whatever the case). Only ASCII letters
@@ -61,6 +59,8 @@ func (s *Service) reserved(localpart string) bool {
 // sign's is "k") must not pass for a look-alike name, so it stays invalid.
 func RequestedLocalpart(username string) string { return lower(username) }
 
+// CheckUsernameAvailable answers /register/available: the name is valid,
+// not reserved and not taken.
 func (s *Service) CheckUsernameAvailable(ctx context.Context, localpart string) error {
 	if err := s.ValidateLocalpart(localpart); err != nil {
 		return err

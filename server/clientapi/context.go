@@ -32,12 +32,8 @@ func (a *API) eventContext(w http.ResponseWriter, r *http.Request, c *accounts.C
 		req.Limit = n
 	}
 	// The filter is inline RoomEventFilter JSON, read as /messages reads it.
-	if f := q.Get("filter"); f != "" {
-		var part mautrix.FilterPart
-		if err := httpapi.DecodeJSON([]byte(f), &part); err != nil {
-			return err
-		}
-		req.Filter = &part
+	if req.Filter, err = eventFilterParam(q); err != nil {
+		return err
 	}
 	resp, err := a.syncEngine.Context(r.Context(), req)
 	if err != nil {

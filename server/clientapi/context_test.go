@@ -376,6 +376,10 @@ func TestContextBadInput(t *testing.T) {
 	roomErr(t, "filter not JSON", err, 400, "M_NOT_JSON")
 	_, err = ctxRaw(alice, ts, roomID, evID, "filter="+url.QueryEscape(`{"types":"m.room.message"}`))
 	roomErr(t, "filter of the wrong shape", err, 400, "M_BAD_JSON")
+	_, err = ctxRaw(alice, ts, roomID, evID, "filter="+url.QueryEscape(`{"senders":["not a user"]}`))
+	roomErr(t, "filter with a bad user ID", err, 400, "M_BAD_JSON")
+	_, err = alice.MakeRequest(ctx, http.MethodGet, ts.URL+"/_matrix/client/v3/rooms/"+url.PathEscape(string(roomID))+"/messages?dir=b&filter="+url.QueryEscape(`{"not_rooms":["nope"]}`), nil, nil)
+	roomErr(t, "/messages filter with a bad room ID", err, 400, "M_BAD_JSON")
 	_, err = ts.Client().Context(ctx, roomID, evID, nil, 2)
 	roomErr(t, "no token", err, 401, "M_MISSING_TOKEN")
 }

@@ -96,8 +96,18 @@ func (a *API) rootPage(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	// The template is static and was parsed at start-up, so an error here
 	// can only be the client going away; there is no response left to fix.
-	_ = rootTemplate.Execute(w, struct{ ServerName, BaseURL string }{a.deps.ServerName, a.deps.BaseURL()})
+	_ = rootTemplate.Execute(w, struct{ ServerName, BaseURL string }{a.deps.ServerName, a.requestBaseURL(r)})
 	return nil
+}
+
+// requestBaseURL is the address a page should tell a device to use: the
+// one it reached this server by (a phone that opened the LAN address must
+// not be told localhost), or the public base URL when that is what it used.
+func (a *API) requestBaseURL(r *http.Request) string {
+	if pub, err := url.Parse(a.deps.BaseURL()); err == nil && pub.Host == r.Host {
+		return strings.TrimSuffix(a.deps.BaseURL(), "/")
+	}
+	return "http://" + r.Host
 }
 
 var inviteTemplate = template.Must(template.New("invite").Parse(`<!DOCTYPE html>
@@ -139,13 +149,7 @@ func (a *API) invitePage(w http.ResponseWriter, r *http.Request) error {
 	if code == "" || len(code) > accounts.MaxRegistrationTokenLength || strings.Trim(code, accounts.RegistrationTokenChars) != "" {
 		return httpapi.ErrUnrecognized
 	}
-	base := (&url.URL{Scheme: "http", Host: r.Host}).String()
-	if r.TLS != nil {
-		base = "https://" + r.Host
-	}
-	if pub, err := url.Parse(a.deps.BaseURL()); err == nil && pub.Host == r.Host {
-		base = strings.TrimSuffix(a.deps.BaseURL(), "/")
-	}
+	base := a.requestBaseURL(r)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")

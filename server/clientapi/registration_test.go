@@ -685,3 +685,23 @@ func TestInvitePage(t *testing.T) {
 		t.Fatalf("invite page for markup: %d", resp.StatusCode)
 	}
 }
+
+// TestRootPageGivesTheAddressUsed: the root page tells a device the address
+// it reached the server by, not this computer's localhost.
+func TestRootPageGivesTheAddressUsed(t *testing.T) {
+	ts := testserver.New(t)
+	req, err := http.NewRequest(http.MethodGet, ts.URL+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "192.0.2.9:8008"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "<code>http://192.0.2.9:8008</code>") {
+		t.Fatalf("root page reached as 192.0.2.9:8008: %d\n%s", resp.StatusCode, body)
+	}
+}

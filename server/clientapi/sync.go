@@ -80,14 +80,28 @@ func messagesRequest(r *http.Request, c *accounts.Caller, roomID id.RoomID) (*sy
 		}
 		req.Limit = n
 	}
-	if f := q.Get("filter"); f != "" {
-		var part mautrix.FilterPart
-		if err := httpapi.DecodeJSON([]byte(f), &part); err != nil {
-			return nil, err
-		}
-		req.Filter = &part
+	var err error
+	if req.Filter, err = eventFilterParam(q); err != nil {
+		return nil, err
 	}
 	return req, nil
+}
+
+// eventFilterParam reads the inline RoomEventFilter of /messages and
+// /context (nil when absent), refusing one whose IDs are not IDs.
+func eventFilterParam(q url.Values) (*mautrix.FilterPart, error) {
+	f := q.Get("filter")
+	if f == "" {
+		return nil, nil
+	}
+	var part mautrix.FilterPart
+	if err := httpapi.DecodeJSON([]byte(f), &part); err != nil {
+		return nil, err
+	}
+	if err := syncer.CheckEventFilter(&part); err != nil {
+		return nil, err
+	}
+	return &part, nil
 }
 
 func (a *API) sync(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {

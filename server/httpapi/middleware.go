@@ -19,6 +19,10 @@ var corsHeaders = map[string]string{
 
 // middleware wraps next in, from the outside in: panic recovery, request
 // logging, and CORS (answering preflights without running the endpoint).
+// RequestLogMessage is the message of the log line every request writes
+// (the desktop app's Logs tab hides those unless asked).
+const RequestLogMessage = "request"
+
 func (rt *Router) middleware(next http.Handler) http.Handler {
 	return rt.recoverer(rt.logger(cors(next)))
 }
@@ -91,7 +95,7 @@ func (rt *Router) logger(next http.Handler) http.Handler {
 		if r.Method == http.MethodOptions {
 			return
 		}
-		rt.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		rt.log.LogAttrs(r.Context(), slog.LevelInfo, RequestLogMessage,
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", sw.status),

@@ -109,6 +109,13 @@ func parseNewFilter(raw []byte) (*mautrix.Filter, error) {
 	return f, nil
 }
 
+// CheckEventFilter refuses an event filter given inline (the filter of
+// GET /messages or /context) whose room or user IDs are not IDs, as stored
+// and /sync filters are refused.
+func CheckEventFilter(part *mautrix.FilterPart) error {
+	return checkFilterIDs(part.Rooms, part.NotRooms, part.Senders, part.NotSenders)
+}
+
 // checkFilterIDs refuses room and user IDs that are not IDs at all, as
 // Synapse's filter schema does (M_BAD_JSON): such a filter can only be a
 // client bug, and silently matching nothing would hide it. Room IDs are

@@ -2,14 +2,12 @@ package syncer
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/rooms"
-	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
 // This file is the old snapshot APIs: GET /initialSync (deprecated by
@@ -174,16 +172,13 @@ func (s *Service) RoomInitialSync(ctx context.Context, user id.UserID, device id
 	if err != nil {
 		return nil, err
 	}
+	known, err := s.db.PresenceOf(ctx, members)
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now()
-	for _, u := range members {
-		p, err := s.db.GetPresence(ctx, u)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		resp.Presence = append(resp.Presence, legacyPresenceEvent(p, now))
+	for i := range known {
+		resp.Presence = append(resp.Presence, legacyPresenceEvent(&known[i], now))
 	}
 	if resp.Receipts, err = s.receiptEvents(ctx, user, []id.RoomID{roomID}, cur); err != nil {
 		return nil, err
