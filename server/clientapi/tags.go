@@ -2,7 +2,6 @@ package clientapi
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 
 	"maunium.net/go/mautrix"
@@ -20,13 +19,8 @@ func (a *API) registerTags(rt *httpapi.Router) {
 	rt.Handle(http.MethodDelete, v3+"/user/{userId}/rooms/{roomId}/tags/{tag}", a.authed(a.deleteTag))
 }
 
-const tagEventType = "m.tag"
-
-type tagContent struct {
-	Tags map[string]json.RawMessage `json:"tags"`
-}
-
-func (a *API) loadTags(r *http.Request, c *accounts.Caller) (id.RoomID, *tagContent, error) {
+// loadTags reads the caller's tags of the room in the path.
+func (a *API) loadTags(r *http.Request, c *accounts.Caller) (id.RoomID, map[string]json.RawMessage, error) {
 	if err := ownUser(r, c); err != nil {
 		return "", nil, err
 	}
@@ -34,27 +28,18 @@ func (a *API) loadTags(r *http.Request, c *accounts.Caller) (id.RoomID, *tagCont
 	if err != nil {
 		return "", nil, err
 	}
-	tc := &tagContent{Tags: map[string]json.RawMessage{}}
-	raw, err := a.syncEngine.GetAccountData(r.Context(), c.UserID, roomID, tagEventType)
-	var re mautrix.RespError
-	switch {
-	case errors.As(err, &re) && re.ErrCode == mautrix.MNotFound.ErrCode:
-	case err != nil:
-		return "", nil, err
-	default:
-		if json.Unmarshal(raw, tc) != nil || tc.Tags == nil {
-			tc.Tags = map[string]json.RawMessage{}
-		}
-	}
-	return roomID, tc, nil
+	tags, err := a.syncEngine.RoomTags(r.Context(), c.UserID, roomID)
+	return roomID, tags, err
 }
 
 func (a *API) getTags(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	_, tc, err := a.loadTags(r, c)
+	_, tags, err := a.loadTags(r, c)
 	if err != nil {
 		return err
 	}
-	return httpapi.WriteJSON(w, http.StatusOK, tc)
+	return httpapi.WriteJSON(w, http.StatusOK, struct {
+		Tags map[string]json.RawMessage `json:"tags"`
+	}{tags})
 }
 
 func (a *API) putTag(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
@@ -72,30 +57,26 @@ func (a *API) putTag(w http.ResponseWriter, r *http.Request, c *accounts.Caller)
 	if tag == "" || len(tag) > 255 {
 		return mautrix.MInvalidParam.WithMessage("Invalid tag")
 	}
-	roomID, tc, err := a.loadTags(r, c)
+	roomID, tags, err := a.loadTags(r, c)
 	if err != nil {
 		return err
 	}
 	raw, _ := json.Marshal(body)
-	tc.Tags[tag] = raw
-	return a.saveTags(w, r, c, roomID, tc)
+	tags[tag] = raw
+	return a.saveTags(w, r, c, roomID, tags)
 }
 
 func (a *API) deleteTag(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	roomID, tc, err := a.loadTags(r, c)
+	roomID, tags, err := a.loadTags(r, c)
 	if err != nil {
 		return err
 	}
-	delete(tc.Tags, r.PathValue("tag"))
-	return a.saveTags(w, r, c, roomID, tc)
+	delete(tags, r.PathValue("tag"))
+	return a.saveTags(w, r, c, roomID, tags)
 }
 
-func (a *API) saveTags(w http.ResponseWriter, r *http.Request, c *accounts.Caller, roomID id.RoomID, tc *tagContent) error {
-	content, err := json.Marshal(tc)
-	if err != nil {
-		return err
-	}
-	if err := a.syncEngine.SetAccountData(r.Context(), c.UserID, roomID, tagEventType, content); err != nil {
+func (a *API) saveTags(w http.ResponseWriter, r *http.Request, c *accounts.Caller, roomID id.RoomID, tags map[string]json.RawMessage) error {
+	if err := a.syncEngine.SetRoomTags(r.Context(), c.UserID, roomID, tags); err != nil {
 		return err
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})

@@ -188,11 +188,6 @@ func (s *Service) CheckLeave(ctx context.Context, user id.UserID, roomID id.Room
 	return nil
 }
 
-// tagContent is m.tag room account data.
-type tagContent struct {
-	Tags map[string]json.RawMessage `json:"tags"`
-}
-
 // onEvent tags a notices room m.server_notice for its user when they join,
 // which is how clients recognise it (spec: "Server Notices"). It is done on
 // join rather than at creation because an invited user's sync carries no
@@ -223,20 +218,13 @@ func (s *Service) onEvent(ev *rooms.Event) {
 }
 
 func (s *Service) tag(ctx context.Context, user id.UserID, roomID id.RoomID) error {
-	tags := tagContent{Tags: map[string]json.RawMessage{}}
-	if raw, err := s.sync.GetAccountData(ctx, user, roomID, event.AccountDataRoomTags.Type); err == nil {
-		_ = json.Unmarshal(raw, &tags)
-		if tags.Tags == nil {
-			tags.Tags = map[string]json.RawMessage{}
-		}
-	}
-	if _, ok := tags.Tags[string(event.RoomTagServerNotice)]; ok {
-		return nil
-	}
-	tags.Tags[string(event.RoomTagServerNotice)] = json.RawMessage(`{}`)
-	raw, err := json.Marshal(tags)
+	tags, err := s.sync.RoomTags(ctx, user, roomID)
 	if err != nil {
 		return err
 	}
-	return s.sync.SetAccountData(ctx, user, roomID, event.AccountDataRoomTags.Type, raw)
+	if _, ok := tags[string(event.RoomTagServerNotice)]; ok {
+		return nil
+	}
+	tags[string(event.RoomTagServerNotice)] = json.RawMessage(`{}`)
+	return s.sync.SetRoomTags(ctx, user, roomID, tags)
 }

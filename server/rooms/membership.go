@@ -385,6 +385,9 @@ func (s *Service) MutualRooms(ctx context.Context, user, other id.UserID, after 
 	if more = len(page) > mutualRoomsPage; more {
 		page = page[:mutualRoomsPage]
 	}
+	if after == "" && !more {
+		return page, len(page), false, nil // the whole list: no count needed
+	}
 	if total, err = s.db.CountMutualRooms(ctx, user, other); err != nil {
 		return nil, 0, false, err
 	}

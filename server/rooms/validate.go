@@ -24,9 +24,23 @@ func (s *Service) checkCreateRequest(ctx context.Context, req *CreateRoomRequest
 			return err
 		}
 	}
+	// One query for every local invitee, not one each.
+	var local []id.UserID
 	for _, u := range req.Invite {
-		if err := s.checkLocalUserExists(ctx, u); err != nil {
-			return err
+		if u.Homeserver() == s.serverName {
+			local = append(local, u)
+		}
+	}
+	if len(local) == 0 {
+		return nil
+	}
+	exists, err := s.db.ExistingUsers(ctx, local)
+	if err != nil {
+		return err
+	}
+	for _, u := range local {
+		if !exists[u] {
+			return errNoSuchUser(u)
 		}
 	}
 	return nil
@@ -65,9 +79,13 @@ func (s *Service) checkLocalUserExists(ctx context.Context, u id.UserID) error {
 		return err
 	}
 	if !ok {
-		return mautrix.MNotFound.WithMessage(fmt.Sprintf("User %s does not exist", u))
+		return errNoSuchUser(u)
 	}
 	return nil
+}
+
+func errNoSuchUser(u id.UserID) error {
+	return mautrix.MNotFound.WithMessage(fmt.Sprintf("User %s does not exist", u))
 }
 
 // checkPowerLevelsCreators refuses, in rooms whose creators have infinite

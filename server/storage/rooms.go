@@ -176,13 +176,15 @@ func (db *DB) MoveAliases(ctx context.Context, from, to id.RoomID) error {
 	return nil
 }
 
+// mutualRoomsFrom is the rooms two users ($1 and $2) are both joined to.
+const mutualRoomsFrom = ` FROM current_state x JOIN current_state y ON y.room_id = x.room_id
+WHERE x.type = 'm.room.member' AND x.state_key = $1 AND x.membership = 'join'
+AND y.type = 'm.room.member' AND y.state_key = $2 AND y.membership = 'join'`
+
 // MutualRooms lists, in room ID order, the rooms both users are joined to
 // whose IDs sort after the given one ("" for the first), at most limit.
 func (db *DB) MutualRooms(ctx context.Context, a, b id.UserID, after id.RoomID, limit int) ([]id.RoomID, error) {
-	out, err := queryColumn[id.RoomID](ctx, db.reader, `SELECT x.room_id FROM current_state x JOIN current_state y ON y.room_id = x.room_id
-WHERE x.type = 'm.room.member' AND x.state_key = $1 AND x.membership = 'join'
-AND y.type = 'm.room.member' AND y.state_key = $2 AND y.membership = 'join'
-AND x.room_id > $3 ORDER BY x.room_id LIMIT $4`, a, b, after, limit)
+	out, err := queryColumn[id.RoomID](ctx, db.reader, `SELECT x.room_id`+mutualRoomsFrom+` AND x.room_id > $3 ORDER BY x.room_id LIMIT $4`, a, b, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("mutual rooms of %s and %s: %w", a, b, err)
 	}
@@ -192,9 +194,7 @@ AND x.room_id > $3 ORDER BY x.room_id LIMIT $4`, a, b, after, limit)
 // CountMutualRooms counts the rooms both users are joined to.
 func (db *DB) CountMutualRooms(ctx context.Context, a, b id.UserID) (int, error) {
 	var n int
-	err := db.reader.QueryRowContext(ctx, `SELECT COUNT(*) FROM current_state x JOIN current_state y ON y.room_id = x.room_id
-WHERE x.type = 'm.room.member' AND x.state_key = $1 AND x.membership = 'join'
-AND y.type = 'm.room.member' AND y.state_key = $2 AND y.membership = 'join'`, a, b).Scan(&n)
+	err := db.reader.QueryRowContext(ctx, `SELECT COUNT(*)`+mutualRoomsFrom, a, b).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count mutual rooms of %s and %s: %w", a, b, err)
 	}

@@ -92,3 +92,33 @@ func accountDataEvent(it *storage.AccountData) *event.Event {
 	}
 	return ev
 }
+
+// RoomTags reads a user's tags of a room (m.tag room account data): none
+// when the user has set none.
+func (s *Service) RoomTags(ctx context.Context, user id.UserID, roomID id.RoomID) (map[string]json.RawMessage, error) {
+	raw, err := s.db.GetAccountData(ctx, user, roomID, event.AccountDataRoomTags.Type)
+	if errors.Is(err, storage.ErrNotFound) {
+		return map[string]json.RawMessage{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c struct {
+		Tags map[string]json.RawMessage `json:"tags"`
+	}
+	if json.Unmarshal(raw, &c) != nil || c.Tags == nil {
+		return map[string]json.RawMessage{}, nil
+	}
+	return c.Tags, nil
+}
+
+// SetRoomTags replaces a user's tags of a room.
+func (s *Service) SetRoomTags(ctx context.Context, user id.UserID, roomID id.RoomID, tags map[string]json.RawMessage) error {
+	raw, err := json.Marshal(struct {
+		Tags map[string]json.RawMessage `json:"tags"`
+	}{tags})
+	if err != nil {
+		return err
+	}
+	return s.SetAccountData(ctx, user, roomID, event.AccountDataRoomTags.Type, raw)
+}
