@@ -2,6 +2,7 @@ package clientapi
 
 import (
 	"html/template"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -96,18 +97,36 @@ func (a *API) rootPage(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	// The template is static and was parsed at start-up, so an error here
 	// can only be the client going away; there is no response left to fix.
-	_ = rootTemplate.Execute(w, struct{ ServerName, BaseURL string }{a.deps.ServerName, a.requestBaseURL(r)})
+	// This computer is shown the configured address; another device the
+	// address it came by.
+	base := a.deps.BaseURL()
+	if !fromThisComputer(r) {
+		base = a.requestBaseURL(r)
+	}
+	_ = rootTemplate.Execute(w, struct{ ServerName, BaseURL string }{a.deps.ServerName, base})
 	return nil
 }
 
 // requestBaseURL is the address a page should tell a device to use: the
 // one it reached this server by (a phone that opened the LAN address must
-// not be told localhost), or the public base URL when that is what it used.
+// not be told localhost), or the configured base URL when that is what it
+// used.
 func (a *API) requestBaseURL(r *http.Request) string {
-	if pub, err := url.Parse(a.deps.BaseURL()); err == nil && pub.Host == r.Host {
-		return strings.TrimSuffix(a.deps.BaseURL(), "/")
+	base := strings.TrimSuffix(a.deps.BaseURL(), "/")
+	if pub, err := url.Parse(base); err == nil && pub.Host == r.Host {
+		return base
 	}
 	return "http://" + r.Host
+}
+
+// fromThisComputer tells whether a request came by a loopback address.
+func fromThisComputer(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 var inviteTemplate = template.Must(template.New("invite").Parse(`<!DOCTYPE html>

@@ -206,6 +206,21 @@ func (s *Service) membershipAfter(ctx context.Context, user id.UserID, ev *Event
 	if ev.PDU.Type == event.StateMember.Type && ev.StateKey() == string(user) && !ev.Rejected {
 		return ev.Membership(), nil
 	}
+	// Every event of a timeline asks. When its state is not cached, the
+	// user's current membership answers for every event since it (the
+	// common case: events after one's join) without rebuilding the state.
+	if snap := s.cache.state(ev.StateAfter); snap == nil && ev.StreamPos > 0 {
+		cur, curID, err := s.db.Membership(ctx, ev.RoomID, user)
+		if err != nil {
+			return "", err
+		}
+		if curID == "" {
+			return event.MembershipLeave, nil // never a member
+		}
+		if me, err := s.event(ctx, curID); err == nil && me.StreamPos <= ev.StreamPos {
+			return event.Membership(cur), nil
+		}
+	}
 	state, err := s.StateAfter(ctx, ev)
 	if err != nil {
 		return "", err
