@@ -398,7 +398,7 @@ func (s *Service) JoinedUsers(ctx context.Context, roomID id.RoomID) ([]id.UserI
 // have changed them.
 func (s *Service) membersChanged(b *pendingBatch) {
 	for _, ne := range b.events {
-		if ne.Type == event.StateMember.Type || ne.BeforeState != nil {
+		if ne.Type == event.StateMember.Type || ne.BeforeState != nil || ne.CurrentState != nil {
 			c := &s.joined
 			c.mu.Lock()
 			delete(c.rooms, b.room)

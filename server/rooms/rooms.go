@@ -52,6 +52,11 @@ type Service struct {
 	// (config user_directory.search_all_users).
 	UserDirectorySearchAll bool
 
+	// RemoteKeys gives other servers' signing keys, and Remote reaches
+	// other servers (federated.go); both nil while federation is off.
+	RemoteKeys KeyFunc
+	Remote     Remote
+
 	locks  roomLocks
 	cache  *cache
 	listen []Listener

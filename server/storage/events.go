@@ -27,9 +27,12 @@ type Event struct {
 	OriginServerTS int64
 	PDU            []byte
 	Rejected       bool
-	StateBefore    int64
-	StateAfter     int64
-	RedactedBy     id.EventID
+	// Outlier says the event is not in the room's timeline (OutlierState
+	// or OutlierSoftFailed; 0 for timeline events).
+	Outlier     int
+	StateBefore int64
+	StateAfter  int64
+	RedactedBy  id.EventID
 }
 
 // NewEvent is an event to persist with what it does to its room.
@@ -69,6 +72,15 @@ type NewEvent struct {
 	TxnDeviceID id.DeviceID
 	TxnEndpoint string
 	TxnID       string
+	// CurrentState, when set, is the room's whole current state after the
+	// event: state resolution chose it over several forward extremities (an
+	// event from another server that forks the room, or joins forks).
+	CurrentState map[StateKey]id.EventID
+	// Backfilled marks an event older than the room's timeline, fetched
+	// from another server: it is stored before the first stream position
+	// (a negative one), so /messages reaches it going back and /sync never
+	// sees it as new, and it changes neither current state nor extremities.
+	Backfilled bool
 	// Redacts is the event an accepted redaction applies to.
 	Redacts id.EventID
 	// Relation is the event's m.relates_to, indexed with it (relations.go).
@@ -78,6 +90,17 @@ type NewEvent struct {
 	PushActions []PushAction
 	PushSent    []PushSent
 }
+
+// Outlier kinds (Event.Outlier).
+const (
+	// OutlierState is an event of a room's state or auth chain, learned
+	// from another server, that is not in this server's timeline.
+	OutlierState = 1
+	// OutlierSoftFailed is an event that passed the auth rules at its
+	// place in the DAG but not against the room's current state: kept,
+	// never shown, never built upon.
+	OutlierSoftFailed = 2
+)
 
 // MaxChainLen is how many deltas may follow a full snapshot; state lookups
 // read at most this many groups.
@@ -155,7 +178,7 @@ func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) err
 		}
 	}
 	stateAfter := ev.StateBefore
-	if !ev.Rejected && (ev.StateDelta != nil || ev.FullState != nil) {
+	if !ev.Rejected && ev.Outlier == 0 && (ev.StateDelta != nil || ev.FullState != nil) {
 		parent := ev.StateBefore
 		if ev.DeltaOnEvent != nil {
 			parent = ev.DeltaOnEvent.StateAfter
@@ -180,8 +203,17 @@ func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) err
 	if ev.Type == "m.room.member" && ev.Membership != "" {
 		membership = ev.Membership
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, state_before, state_after)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), ev.Rejected, before, after)
+	hidden := ev.Rejected || ev.Outlier != 0
+	var res sql.Result
+	var err error
+	if ev.Backfilled {
+		res, err = tx.ExecContext(ctx, `INSERT INTO events (stream_pos, event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, outlier, state_before, state_after)
+VALUES (MIN(0, COALESCE((SELECT MIN(stream_pos) FROM events), 0)) - 1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), hidden, ev.Outlier, before, after)
+	} else {
+		res, err = tx.ExecContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, outlier, state_before, state_after)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`, ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), hidden, ev.Outlier, before, after)
+	}
 	if err != nil {
 		return fmt.Errorf("insert event: %w", err)
 	}
@@ -190,7 +222,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, ev.EventID, ev.Room
 		return err
 	}
 	ev.StreamPos = pos
-	if ev.Rejected {
+	if hidden {
+		return nil
+	}
+	if ev.Backfilled {
+		// Old history: searchable and related, but not new.
+		if ev.Relation != nil {
+			if err := indexRelation(ctx, tx, ev, pos); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	if err := updateRoomList(ctx, tx, ev, pos); err != nil {
@@ -220,7 +261,11 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, ev.EventID, ev.Room
 	if _, err := tx.ExecContext(ctx, `INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)`, ev.RoomID, ev.EventID); err != nil {
 		return fmt.Errorf("update extremities: %w", err)
 	}
-	if ev.StateKey != nil && (ev.StateDelta != nil || ev.FullState != nil) {
+	if ev.CurrentState != nil {
+		if err := replaceCurrentState(ctx, tx, ev.RoomID, ev.CurrentState); err != nil {
+			return err
+		}
+	} else if ev.StateKey != nil && (ev.StateDelta != nil || ev.FullState != nil) {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO current_state (room_id, type, state_key, event_id, membership) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership`,
 			ev.RoomID, ev.Type, *ev.StateKey, ev.EventID, membership); err != nil {
@@ -333,14 +378,14 @@ func (db *DB) StateGroup(ctx context.Context, group int64) (map[StateKey]id.Even
 	return out, prev.Int64, rows.Err()
 }
 
-const eventColumns = `stream_pos, event_id, room_id, type, state_key, sender, depth, origin_server_ts, pdu, rejected,
+const eventColumns = `stream_pos, event_id, room_id, type, state_key, sender, depth, origin_server_ts, pdu, rejected AND outlier = 0, outlier,
 COALESCE(state_before, 0), COALESCE(state_after, 0), COALESCE(redacted_by, '')`
 
 func scanEvent(s scanner) (*Event, error) {
 	var e Event
 	var stateKey sql.NullString
 	var pduText string
-	if err := s.Scan(&e.StreamPos, &e.EventID, &e.RoomID, &e.Type, &stateKey, &e.Sender, &e.Depth, &e.OriginServerTS, &pduText, &e.Rejected,
+	if err := s.Scan(&e.StreamPos, &e.EventID, &e.RoomID, &e.Type, &stateKey, &e.Sender, &e.Depth, &e.OriginServerTS, &pduText, &e.Rejected, &e.Outlier,
 		&e.StateBefore, &e.StateAfter, &e.RedactedBy); err != nil {
 		return nil, err
 	}
