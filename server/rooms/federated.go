@@ -57,6 +57,9 @@ type Remote interface {
 var (
 	// ErrUnknownRoom is an event of a room this server is not in.
 	ErrUnknownRoom = errors.New("this server is not in the room")
+	// ErrServerDenied is an event sent by a server the room's server ACL
+	// denies.
+	ErrServerDenied = errors.New("the room's server ACL denies the sending server")
 	// errNoRemote is federation being off.
 	errNoRemote = mautrix.MForbidden.WithMessage("Federation is not enabled on this server")
 )
@@ -223,6 +226,11 @@ func (s *Service) ReceivePDU(ctx context.Context, origin string, raw jsonv1.RawM
 			return "", ErrUnknownRoom
 		}
 		return "", err
+	}
+	if ok, err := s.ServerAllowed(ctx, r.ID, origin); err != nil {
+		return "", err
+	} else if !ok {
+		return "", ErrServerDenied
 	}
 	ev, stored, err := s.parseRemote(ctx, r, raw)
 	if err != nil {
