@@ -29,13 +29,13 @@ type RemoteServerKey struct {
 }
 
 const (
-	selectOwnKeys     = `SELECT key_id, public_key, COALESCE(expired_ts, 0) FROM federation_own_keys ORDER BY first_used_ts`
-	selectOwnKey      = `SELECT COALESCE(expired_ts, 0) FROM federation_own_keys WHERE key_id = $1`
-	expireOwnKeys     = `UPDATE federation_own_keys SET expired_ts = $1 WHERE expired_ts IS NULL AND key_id <> $2`
-	insertOwnKey      = `INSERT INTO federation_own_keys (key_id, public_key, first_used_ts) VALUES ($1, $2, $3)`
-	reviveOwnKey      = `UPDATE federation_own_keys SET expired_ts = NULL WHERE key_id = $1`
-	selectServerKey   = `SELECT public_key, valid_until_ts, expired_ts IS NOT NULL, fetched_ts FROM federation_server_keys WHERE server_name = $1 AND key_id = $2`
-	upsertServerKey   = `INSERT INTO federation_server_keys (server_name, key_id, public_key, valid_until_ts, expired_ts, fetched_ts) VALUES ($1, $2, $3, $4, $5, $6)
+	selectOwnKeys   = `SELECT key_id, public_key, COALESCE(expired_ts, 0) FROM federation_own_keys ORDER BY first_used_ts`
+	selectOwnKey    = `SELECT COALESCE(expired_ts, 0) FROM federation_own_keys WHERE key_id = $1`
+	expireOwnKeys   = `UPDATE federation_own_keys SET expired_ts = $1 WHERE expired_ts IS NULL AND key_id <> $2`
+	insertOwnKey    = `INSERT INTO federation_own_keys (key_id, public_key, first_used_ts) VALUES ($1, $2, $3)`
+	reviveOwnKey    = `UPDATE federation_own_keys SET expired_ts = NULL WHERE key_id = $1`
+	selectServerKey = `SELECT public_key, valid_until_ts, expired_ts IS NOT NULL, fetched_ts FROM federation_server_keys WHERE server_name = $1 AND key_id = $2`
+	upsertServerKey = `INSERT INTO federation_server_keys (server_name, key_id, public_key, valid_until_ts, expired_ts, fetched_ts) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (server_name, key_id) DO UPDATE SET public_key = excluded.public_key,
 	valid_until_ts = CASE WHEN excluded.expired_ts IS NULL AND federation_server_keys.expired_ts IS NULL
 		AND federation_server_keys.valid_until_ts > excluded.valid_until_ts
