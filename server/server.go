@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"maunium.net/go/mautrix/federation"
+	mfed "maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
@@ -22,6 +22,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/clientapi"
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/e2ee"
+	"github.com/palpo-im/palpo-desktop/server/federation"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/identity"
 	"github.com/palpo-im/palpo-desktop/server/keybackup"
@@ -43,12 +44,13 @@ type Server struct {
 	log     *slog.Logger
 
 	db       *storage.DB
-	key      *federation.SigningKey
+	key      *mfed.SigningKey
 	accounts *accounts.Service
 	rooms    *rooms.Service
 	sync     *syncer.Service
 	push     *push.Service
 	media    *media.Service
+	fed      *federation.Service
 	router   *httpapi.Router
 
 	mu        sync.Mutex
@@ -147,7 +149,35 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		Notices:     notes,
 	})
 	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms, Notices: notes})
+	// Federation is always built (it is cheap and starts nothing); it
+	// listens and connects only when enabled.
+	s.fed = federation.New(federationConfig(cfg, dataDir), db, key, log)
+	s.fed.SoftwareVersion = admin.Version
+	s.fed.RegisterWellKnown(s.router)
+	if err := s.fed.RecordSigningKey(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// federationConfig is cfg with the federation file paths made absolute:
+// relative ones are inside the data directory, like the database's.
+func federationConfig(cfg *config.Config, dataDir string) *config.Config {
+	c := *cfg
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dataDir, p)
+	}
+	c.Federation.TLSCertFile = abs(c.Federation.TLSCertFile)
+	c.Federation.TLSKeyFile = abs(c.Federation.TLSKeyFile)
+	c.Federation.TrustedCAFiles = make([]string, len(cfg.Federation.TrustedCAFiles))
+	for i, f := range cfg.Federation.TrustedCAFiles {
+		c.Federation.TrustedCAFiles[i] = abs(f)
+	}
+	return &c
 }
 
 // CheckServerName records the server name in a new database and refuses to
@@ -180,7 +210,7 @@ func (s *Server) Routes() []httpapi.Route { return s.router.Routes() }
 func (s *Server) ServerName() string { return s.cfg.ServerName }
 
 // SigningKey is the server's ed25519 signing key.
-func (s *Server) SigningKey() *federation.SigningKey { return s.key }
+func (s *Server) SigningKey() *mfed.SigningKey { return s.key }
 
 // Accounts is the accounts service (for the admin tools and tests).
 func (s *Server) Accounts() *accounts.Service { return s.accounts }
@@ -196,6 +226,10 @@ func (s *Server) Push() *push.Service { return s.push }
 
 // Media is the media repository (for the admin tools and tests).
 func (s *Server) Media() *media.Service { return s.media }
+
+// Federation is the federation service (its router, signed client and key
+// ring), built whether or not federation is enabled.
+func (s *Server) Federation() *federation.Service { return s.fed }
 
 // DB is the server's database (for the admin tools and tests).
 func (s *Server) DB() *storage.DB { return s.db }
@@ -225,6 +259,13 @@ func (s *Server) Start() error {
 			return fmt.Errorf("listen on %s: %w (is another Palpo or program using that port? change listen in palpo.toml)", addr, err)
 		}
 		lns = append(lns, httpapi.Listener(ln))
+	}
+	if err := s.fed.Start(); err != nil {
+		for _, l := range lns {
+			l.Close()
+		}
+		s.push.Stop()
+		return err
 	}
 	s.listeners = lns
 	// No ReadTimeout or WriteTimeout: they would cut off long-polls (/sync)
@@ -331,6 +372,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			srv.Close()
 		}
+	}
+	if err := s.fed.Stop(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	// After the HTTP server, so no event is being recorded while the
 	// pushers store how far they got; before the database closes.

@@ -48,6 +48,8 @@ type Config struct {
 
 	Support       Support       `toml:"support"`
 	ServerNotices ServerNotices `toml:"server_notices"`
+
+	Federation Federation `toml:"federation"`
 }
 
 // RoomVersions are the room versions default_room_version may name: those
@@ -175,6 +177,8 @@ func Default() *Config {
 		Support:  Support{Contacts: []SupportContact{}},
 
 		ServerNotices: defaultServerNotices(),
+
+		Federation: defaultFederation(),
 	}
 }
 
@@ -315,6 +319,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.ServerNotices.validate(); err != nil {
+		return err
+	}
+	if err := c.Federation.validate(c.ServerName); err != nil {
 		return err
 	}
 	return nil

@@ -206,4 +206,54 @@ support_page = ""
 system_user_localpart = "server"
 system_user_display_name = "Server Notices"
 room_name = "Server Notices"
+
+[federation]
+# Federation lets people here share rooms with people on other Matrix
+# servers (matrix.org, other Palpos...). Off by default: a server with it off
+# makes no connection to any other server. Turning it on needs a server_name
+# other servers can reach (a public host name) and a TLS certificate.
+enabled = false
+
+# Where the federation API listens (TLS). Other servers connect to port 8448
+# unless /.well-known/matrix/server or a DNS SRV record says otherwise.
+listen = "0.0.0.0:8448"
+
+# The listener's certificate (full chain) and private key, as PEM files, such
+# as Let's Encrypt's fullchain.pem and privkey.pem. Both are needed when
+# enabled is true. Relative paths are inside the data directory.
+tls_cert_file = ""
+tls_key_file = ""
+
+# Extra certificate authorities (PEM files) to trust when connecting to
+# other servers, beside the system's: for a private CA on a LAN.
+trusted_ca_files = []
+
+# Check other servers' certificates. Only turn this off for experiments: it
+# lets anyone between the servers impersonate any of them.
+verify_certificates = true
+
+# Which servers to talk to. When allow_servers is not empty, only the
+# servers it lists; never the servers deny_servers lists. Entries are server
+# names and may use the globs * and ?, such as "*.example.org".
+allow_servers = []
+deny_servers = []
+
+# Servers asked for another server's signing keys when that server does not
+# answer itself. Empty by default, and Palpo asks each server directly: a
+# notary (such as matrix.org, which many servers use) learns which servers
+# you talk to. That is a privacy choice; add "matrix.org" here only if you
+# accept it.
+key_notaries = []
+
+# Let federation connect to private, loopback and link-local addresses
+# (192.168.x.x, 10.x.x.x, 127.0.0.1...). Off, a server name that resolves
+# there is refused, so nobody can make this server probe your home network.
+# Turn it on to federate between servers on one LAN.
+allow_private_addresses = false
+
+# Delegation: when other servers should reach this server_name at another
+# host or port (for example "matrix.example.org:443"), set it here and it is
+# served at this server's /.well-known/matrix/server on the client listener.
+# Empty: nothing is served there.
+well_known_server = ""
 `

@@ -1,0 +1,52 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestFederationDefaultsOff(t *testing.T) {
+	cfg := Default()
+	f := cfg.Federation
+	if f.Enabled || f.Listen != "0.0.0.0:8448" || !f.VerifyCertificates || f.AllowPrivateAddresses || len(f.KeyNotaries) != 0 || f.WellKnownServer != "" {
+		t.Fatalf("unexpected federation defaults %+v", f)
+	}
+}
+
+func TestFederationEnabled(t *testing.T) {
+	cfg, err := Parse("server_name = \"example.org\"\n[federation]\nenabled = true\ntls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"\n" +
+		"deny_servers = [\"*.evil.example\", \"bad?.org\"]\nkey_notaries = [\"matrix.org\"]\nwell_known_server = \"matrix.example.org:443\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Federation.Enabled || cfg.Federation.KeyNotaries[0] != "matrix.org" {
+		t.Fatalf("unexpected %+v", cfg.Federation)
+	}
+}
+
+func TestInvalidFederationConfigSaysHowToFix(t *testing.T) {
+	const on = "server_name = \"example.org\"\n[federation]\nenabled = true\n"
+	const files = "tls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n"
+	cases := map[string]string{
+		on:                                     "tls_cert_file",
+		on + "tls_cert_file = \"c.pem\"\n":     "tls_key_file",
+		on + files + "listen = \"nonsense\"\n": "federation.listen",
+		on + files + "listen = \"host.example:1\"\n":  "federation.listen",
+		"[federation]\nenabled = true\n" + files:      "localhost",
+		"[federation]\ndeny_servers = [\"\"]\n":       "federation.deny_servers",
+		"[federation]\nallow_servers = [\"a b\"]\n":   "federation.allow_servers",
+		"[federation]\nkey_notaries = [\"x y\"]\n":    "federation.key_notaries",
+		"[federation]\ntrusted_ca_files = [\"\"]\n":   "federation.trusted_ca_files",
+		"[federation]\nwell_known_server = \"a:b\"\n": "federation.well_known_server",
+	}
+	for text, want := range cases {
+		_, err := Parse(text)
+		if err == nil {
+			t.Errorf("%q: expected an error", text)
+			continue
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %q does not mention %q", text, err, want)
+		}
+	}
+}
