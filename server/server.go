@@ -154,6 +154,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.fed = federation.New(federationConfig(cfg, dataDir), db, key, log)
 	s.fed.SoftwareVersion = admin.Version
 	s.fed.RegisterWellKnown(s.router)
+	s.fed.RegisterRooms(federation.RoomDeps{Rooms: s.rooms, Profiles: s.accounts.Profile})
 	if err := s.fed.RecordSigningKey(ctx); err != nil {
 		db.Close()
 		return nil, err

@@ -83,7 +83,7 @@ func (a *API) resolveRoom(r *http.Request, idOrAlias string) (id.RoomID, error) 
 // join serves join and knock. Keys of the body other than reason are
 // kept in the member event, as Synapse keeps them (the rooms service drops
 // those it sets itself).
-func (a *API) join(w http.ResponseWriter, r *http.Request, c *accounts.Caller, roomID id.RoomID, membership event.Membership) error {
+func (a *API) join(w http.ResponseWriter, r *http.Request, c *accounts.Caller, roomID id.RoomID, membership event.Membership, via []string) error {
 	var body map[string]json.RawMessage
 	if err := readOptionalJSON(r, &body); err != nil {
 		return err
@@ -95,7 +95,7 @@ func (a *API) join(w http.ResponseWriter, r *http.Request, c *accounts.Caller, r
 		}
 	}
 	_, err := a.rooms.ChangeMembership(r.Context(), rooms.MembershipChange{
-		Sender: c.UserID, Target: c.UserID, RoomID: roomID, Membership: membership, Reason: reason, Extra: body,
+		Sender: c.UserID, Target: c.UserID, RoomID: roomID, Membership: membership, Reason: reason, Extra: body, Via: via,
 	})
 	if err != nil {
 		return err
@@ -103,20 +103,35 @@ func (a *API) join(w http.ResponseWriter, r *http.Request, c *accounts.Caller, r
 	return httpapi.WriteJSON(w, http.StatusOK, map[string]id.RoomID{"room_id": roomID})
 }
 
+// joinTarget resolves the room of a join or knock by ID or alias, with the
+// servers to go through if this server is not in it: the request's via
+// (and the deprecated server_name), then an alias's servers.
+func (a *API) joinTarget(r *http.Request) (id.RoomID, []string, error) {
+	q := r.URL.Query()
+	via := append(q["via"], q["server_name"]...)
+	idOrAlias := r.PathValue("roomIdOrAlias")
+	if strings.HasPrefix(idOrAlias, "#") {
+		roomID, servers, err := a.rooms.ResolveAliasServers(r.Context(), id.RoomAlias(idOrAlias))
+		return roomID, append(via, servers...), err
+	}
+	roomID, err := a.resolveRoom(r, idOrAlias)
+	return roomID, via, err
+}
+
 func (a *API) joinByIDOrAlias(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	roomID, err := a.resolveRoom(r, r.PathValue("roomIdOrAlias"))
+	roomID, via, err := a.joinTarget(r)
 	if err != nil {
 		return err
 	}
-	return a.join(w, r, c, roomID, event.MembershipJoin)
+	return a.join(w, r, c, roomID, event.MembershipJoin, via)
 }
 
 func (a *API) knock(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	roomID, err := a.resolveRoom(r, r.PathValue("roomIdOrAlias"))
+	roomID, via, err := a.joinTarget(r)
 	if err != nil {
 		return err
 	}
-	return a.join(w, r, c, roomID, event.MembershipKnock)
+	return a.join(w, r, c, roomID, event.MembershipKnock, via)
 }
 
 func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
@@ -124,7 +139,7 @@ func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, c *accounts.Calle
 	if err != nil {
 		return err
 	}
-	return a.join(w, r, c, roomID, event.MembershipJoin)
+	return a.join(w, r, c, roomID, event.MembershipJoin, nil)
 }
 
 // readTargetChange reads the room and the {user_id, reason} body of an

@@ -51,6 +51,8 @@ type Remote interface {
 	MakeJoin(ctx context.Context, server string, roomID id.RoomID, user id.UserID, versions []id.RoomVersion) (id.RoomVersion, jsonv1.RawMessage, error)
 	// SendJoin hands a signed join event to a resident server.
 	SendJoin(ctx context.Context, server string, roomID id.RoomID, eventID id.EventID, ev jsonv1.RawMessage) (*SendJoinResult, error)
+	// QueryDirectory resolves another server's alias.
+	QueryDirectory(ctx context.Context, server string, alias id.RoomAlias) (id.RoomID, []string, error)
 }
 
 // Errors of inbound events.

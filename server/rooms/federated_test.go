@@ -153,6 +153,19 @@ func (r meshRemote) SendJoin(ctx context.Context, server string, roomID id.RoomI
 	return o.SendJoin(ctx, r.self, roomID, evID, ev)
 }
 
+func (r meshRemote) QueryDirectory(ctx context.Context, server string, alias id.RoomAlias) (id.RoomID, []string, error) {
+	o, err := r.other(server)
+	if err != nil {
+		return "", nil, err
+	}
+	roomID, err := o.ResolveAlias(ctx, alias)
+	if err != nil {
+		return "", nil, err
+	}
+	servers, err := o.ServersInRoom(ctx, roomID)
+	return roomID, servers, err
+}
+
 func sendText(t *testing.T, s *Service, user id.UserID, roomID id.RoomID, body string) id.EventID {
 	t.Helper()
 	content, _ := jsonv1.Marshal(map[string]string{"msgtype": "m.text", "body": body})

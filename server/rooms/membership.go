@@ -5,6 +5,8 @@ import (
 	jsonv1 "encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -22,6 +24,9 @@ type MembershipChange struct {
 	Membership event.Membership
 	Reason     string
 	IsDirect   bool
+	// Via are servers to join through when this server is not in the room
+	// (the client's server_name or via, and the alias's servers).
+	Via []string
 	// Extra is further content the client sent with a join or knock (the
 	// spec lets clients put their own keys in member events); the keys the
 	// server sets itself are dropped from it.
@@ -40,6 +45,14 @@ var serverMemberKeys = []string{"membership", "reason", "join_authorised_via_use
 // leave, kick, ban, unban or knock, after the checks that give a clearer
 // answer than the auth rules' generic refusal.
 func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (id.EventID, error) {
+	if c.Membership == event.MembershipJoin && c.Sender == c.Target && s.Remote != nil {
+		// A room this server is not in is joined through another server.
+		if remote, err := s.joinsRemotely(ctx, c.RoomID); err != nil {
+			return "", err
+		} else if remote {
+			return s.JoinRemote(ctx, c.Target, c.RoomID, s.viaServers(c.RoomID, c.Via), c.Extra)
+		}
+	}
 	r, err := s.room(ctx, c.RoomID)
 	if err != nil {
 		return "", err
@@ -293,8 +306,55 @@ func (s *Service) Forget(ctx context.Context, user id.UserID, roomID id.RoomID) 
 	return s.db.ForgetRoom(ctx, user, roomID)
 }
 
-// ResolveAlias maps a local alias to its room.
+// joinsRemotely tells whether a join must go through another server: the
+// room is unknown here, or no user of this server is in it any more (its
+// DAG here may be long out of date).
+func (s *Service) joinsRemotely(ctx context.Context, roomID id.RoomID) (bool, error) {
+	if _, err := s.room(ctx, roomID); errors.Is(err, errRoomNotFound) {
+		return true, nil
+	} else if err != nil {
+		return false, err
+	}
+	local, err := s.hasLocalMembers(ctx, roomID)
+	return !local, err
+}
+
+// viaServers are the servers to join a room through: those given, then
+// the room ID's own server (room versions before 12 name one).
+func (s *Service) viaServers(roomID id.RoomID, via []string) []string {
+	out := slices.Clone(via)
+	if _, server, ok := strings.Cut(string(roomID), ":"); ok && !slices.Contains(out, server) {
+		out = append(out, server)
+	}
+	return out
+}
+
+// ResolveAlias maps an alias to its room: a local one from the directory,
+// another server's by asking it.
 func (s *Service) ResolveAlias(ctx context.Context, alias id.RoomAlias) (id.RoomID, error) {
+	roomID, _, err := s.ResolveAliasServers(ctx, alias)
+	return roomID, err
+}
+
+// ResolveAliasServers is ResolveAlias with the servers in the room, to join
+// it through (an alias of another server).
+func (s *Service) ResolveAliasServers(ctx context.Context, alias id.RoomAlias) (id.RoomID, []string, error) {
+	if _, server, ok := strings.Cut(string(alias), ":"); ok && server != s.serverName && s.Remote != nil {
+		roomID, servers, err := s.Remote.QueryDirectory(ctx, server, alias)
+		if err != nil {
+			var re mautrix.RespError
+			if errors.As(err, &re) {
+				return "", nil, err
+			}
+			return "", nil, mautrix.MNotFound.WithMessage("Room alias not found: " + err.Error())
+		}
+		return roomID, append([]string{server}, servers...), nil
+	}
+	roomID, err := s.localAlias(ctx, alias)
+	return roomID, nil, err
+}
+
+func (s *Service) localAlias(ctx context.Context, alias id.RoomAlias) (id.RoomID, error) {
 	a, err := s.db.GetAlias(ctx, alias)
 	if errors.Is(err, storage.ErrNotFound) {
 		return "", mautrix.MNotFound.WithMessage("Room alias not found")

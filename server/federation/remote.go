@@ -1,0 +1,117 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"maunium.net/go/mautrix"
+	mfed "maunium.net/go/mautrix/federation"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/rooms"
+)
+
+// remote lets the rooms service reach other servers through the signed
+// client (rooms.Remote).
+type remote struct{ s *Service }
+
+var _ rooms.Remote = remote{}
+
+// remoteErr turns another server's Matrix error into one the rooms service
+// can pass on to a client (a 403 stays a 403).
+func remoteErr(server string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var httpErr mautrix.HTTPError
+	if errors.As(err, &httpErr) && httpErr.RespError != nil {
+		re := *httpErr.RespError
+		if re.StatusCode == 0 && httpErr.Response != nil {
+			re.StatusCode = httpErr.Response.StatusCode
+		}
+		return re
+	}
+	return fmt.Errorf("%s: %w", server, err)
+}
+
+func (r remote) allowed(server string) error {
+	if !r.s.AllowedServer(server) {
+		return fmt.Errorf("%s is not allowed by this server's allow_servers/deny_servers", server)
+	}
+	return nil
+}
+
+func (r remote) Event(ctx context.Context, server string, evID id.EventID) (json.RawMessage, error) {
+	if err := r.allowed(server); err != nil {
+		return nil, err
+	}
+	resp, err := r.s.client.GetEvent(ctx, server, evID)
+	if err != nil {
+		return nil, remoteErr(server, err)
+	}
+	if len(resp.PDUs) != 1 {
+		return nil, fmt.Errorf("%s answered %d events for one", server, len(resp.PDUs))
+	}
+	return resp.PDUs[0], nil
+}
+
+func (r remote) MissingEvents(ctx context.Context, server string, roomID id.RoomID, earliest, latest []id.EventID, limit int) ([]json.RawMessage, error) {
+	if err := r.allowed(server); err != nil {
+		return nil, err
+	}
+	resp, err := r.s.client.GetMissingEvents(ctx, &mfed.ReqGetMissingEvents{ServerName: server, RoomID: roomID, EarliestEvents: earliest, LatestEvents: latest, Limit: limit})
+	if err != nil {
+		return nil, remoteErr(server, err)
+	}
+	return resp.Events, nil
+}
+
+func (r remote) StateIDs(ctx context.Context, server string, roomID id.RoomID, evID id.EventID) ([]id.EventID, []id.EventID, error) {
+	if err := r.allowed(server); err != nil {
+		return nil, nil, err
+	}
+	resp, err := r.s.client.GetStateIDs(ctx, server, roomID, evID)
+	if err != nil {
+		return nil, nil, remoteErr(server, err)
+	}
+	return resp.PDUs, resp.AuthChain, nil
+}
+
+func (r remote) MakeJoin(ctx context.Context, server string, roomID id.RoomID, user id.UserID, versions []id.RoomVersion) (id.RoomVersion, json.RawMessage, error) {
+	if err := r.allowed(server); err != nil {
+		return "", nil, err
+	}
+	resp, err := r.s.client.MakeJoin(ctx, &mfed.ReqMakeJoin{RoomID: roomID, UserID: user, Via: server, SupportedVersions: versions})
+	if err != nil {
+		return "", nil, remoteErr(server, err)
+	}
+	v := resp.RoomVersion
+	if v == "" {
+		v = id.RoomV1
+	}
+	return v, resp.Event, nil
+}
+
+func (r remote) SendJoin(ctx context.Context, server string, roomID id.RoomID, evID id.EventID, ev json.RawMessage) (*rooms.SendJoinResult, error) {
+	if err := r.allowed(server); err != nil {
+		return nil, err
+	}
+	resp, err := r.s.client.SendJoin(ctx, &mfed.ReqSendJoin{RoomID: roomID, EventID: evID, Event: ev, Via: server})
+	if err != nil {
+		return nil, remoteErr(server, err)
+	}
+	return &rooms.SendJoinResult{Event: resp.Event, State: resp.State, AuthChain: resp.AuthChain, ServersInRoom: resp.ServersInRoom}, nil
+}
+
+func (r remote) QueryDirectory(ctx context.Context, server string, alias id.RoomAlias) (id.RoomID, []string, error) {
+	if err := r.allowed(server); err != nil {
+		return "", nil, err
+	}
+	resp, err := r.s.client.QueryDirectory(ctx, server, alias)
+	if err != nil {
+		return "", nil, remoteErr(server, err)
+	}
+	return resp.RoomID, resp.Servers, nil
+}

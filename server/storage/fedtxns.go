@@ -1,0 +1,37 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// InboundTxn returns the answer given to a federation transaction already
+// processed (origin, txnID), so a retry is answered the same.
+func (db *DB) InboundTxn(ctx context.Context, origin, txnID string) ([]byte, bool, error) {
+	var resp string
+	err := db.reader.QueryRowContext(ctx, `SELECT response FROM federation_inbound_txns WHERE origin = $1 AND txn_id = $2`, origin, txnID).Scan(&resp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("inbound transaction: %w", err)
+	}
+	return []byte(resp), true, nil
+}
+
+// PutInboundTxn records the answer to a processed federation transaction,
+// and forgets the origin's transactions older than a day.
+func (db *DB) PutInboundTxn(ctx context.Context, origin, txnID string, response []byte, nowTS int64) error {
+	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO federation_inbound_txns (origin, txn_id, response, received_ts) VALUES ($1, $2, $3, $4)
+ON CONFLICT (origin, txn_id) DO NOTHING`, origin, txnID, string(response), nowTS); err != nil {
+			return fmt.Errorf("record inbound transaction: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM federation_inbound_txns WHERE origin = $1 AND received_ts < $2`, origin, nowTS-24*3600*1000); err != nil {
+			return fmt.Errorf("forget old inbound transactions: %w", err)
+		}
+		return nil
+	})
+}
