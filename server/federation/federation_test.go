@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -21,8 +22,8 @@ import (
 	"maunium.net/go/mautrix"
 	mfed "maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/federation/signutil"
-	"maunium.net/go/mautrix/id"
 
+	"github.com/palpo-im/palpo-desktop/server"
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/federation"
 	"github.com/palpo-im/palpo-desktop/server/identity"
@@ -473,4 +474,30 @@ func TestWellKnownServer(t *testing.T) {
 	}
 }
 
-var _ = id.KeyID("")
+func TestPrivateAddressesRefusedByDefault(t *testing.T) {
+	ca := testserver.NewCA(t)
+	b := testserver.New(t, testserver.Federated(ca))
+	strict := testserver.New(t, testserver.Federated(ca), func(c *config.Config) { c.Federation.AllowPrivateAddresses = false })
+	_, err := strict.Federation().Client().Version(ctx(t), b.ServerName())
+	if !errors.Is(err, mfed.ErrIPFiltered) {
+		t.Fatalf("request to a loopback address: %v", err)
+	}
+}
+
+func TestUnreadableCAFileFailsStart(t *testing.T) {
+	cfg := config.Default()
+	cfg.ServerName = "127.0.0.1:1"
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.Federation.Enabled = true
+	cfg.Federation.Listen = "127.0.0.1:0"
+	cfg.Federation.TLSCertFile, cfg.Federation.TLSKeyFile = "c.pem", "k.pem"
+	cfg.Federation.TrustedCAFiles = []string{filepath.Join(t.TempDir(), "missing.pem")}
+	srv, err := server.New(context.Background(), cfg, t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	if err := srv.Start(); err == nil || !strings.Contains(err.Error(), "trusted_ca_files") {
+		t.Fatalf("start with an unreadable CA file: %v", err)
+	}
+}
