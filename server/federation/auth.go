@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -70,7 +71,7 @@ func (s *Service) authenticate(r *http.Request) (string, error) {
 		if len(body) > 0 && !json.Valid(body) {
 			return "", mautrix.MNotJSON.WithMessage("Content not JSON.")
 		}
-		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	uri := r.RequestURI
 	if uri == "" {

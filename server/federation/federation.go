@@ -41,6 +41,9 @@ type Service struct {
 	client *mfed.Client
 	keys   *KeyRing
 	acl    serverACL
+	// tlsErr is why the outbound trust could not be built (an unreadable
+	// trusted_ca_files entry); Start reports it.
+	tlsErr error
 
 	transportMu sync.RWMutex
 	choose      func(destination string) http.RoundTripper
@@ -110,6 +113,9 @@ func (s *Service) Start() error {
 	defer s.mu.Unlock()
 	if s.http != nil {
 		return errors.New("federation listener already started")
+	}
+	if s.tlsErr != nil {
+		return fmt.Errorf("%w; fix or remove the file in palpo.toml", s.tlsErr)
 	}
 	if err := s.keys.recordOwnKey(context.Background()); err != nil {
 		return err

@@ -68,6 +68,7 @@ func (s *Service) newClient() *mfed.Client {
 	// .well-known lookups go through the same address filter and trust.
 	srt.ResolveOpts = &mfed.ResolveServerNameOpts{HTTPClient: c.ExtHTTP}
 	c.HTTP.Transport = &chooserTransport{s: s, fallback: srt, tlsErr: tlsErr}
+	s.tlsErr = tlsErr
 	return c
 }
 

@@ -27,6 +27,9 @@ type Server struct {
 	DataDir string
 	// Config is the configuration the server runs with.
 	Config *config.Config
+	// FederationURL is the federation listener's base URL, such as
+	// https://127.0.0.1:41235, when federation is enabled (see Federated).
+	FederationURL string
 
 	t    testing.TB
 	logs *lockedBuffer
@@ -71,6 +74,9 @@ func (s *Server) start() {
 	}
 	s.Server = srv
 	s.URL = "http://" + srv.Addrs()[0].String()
+	if addr := srv.Federation().Addr(); addr != nil {
+		s.FederationURL = "https://" + addr.String()
+	}
 }
 
 func (s *Server) stop() {
