@@ -75,6 +75,8 @@ type Sender struct {
 	queueMu sync.Mutex // one catch-up at a time
 	nudge   chan struct{}
 
+	loadBackoffs sync.Once
+
 	mu         sync.Mutex
 	dests      map[string]*dest
 	backingOff map[string]bool
@@ -164,6 +166,24 @@ func (s *Sender) RoomEvents(evs []*rooms.Event) {
 // Wake tells the sender a destination is up (it just sent us something):
 // its backoff ends and what it is owed is sent now.
 func (s *Sender) Wake(destination string) {
+	s.loadBackoffs.Do(func() {
+		// Backoffs recorded before a restart: read once, so that a Wake
+		// for a destination not backing off costs no database write.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		rows, err := s.db.FederationDestinations(ctx)
+		if err != nil {
+			s.log.Warn("federation: read backoffs", "error", err)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, r := range rows {
+			if r.RetryCount > 0 || r.NextRetryTS > 0 {
+				s.backingOff[r.Destination] = true
+			}
+		}
+	})
 	s.mu.Lock()
 	off := s.backingOff[destination]
 	delete(s.backingOff, destination)
@@ -234,7 +254,7 @@ func (s *Sender) Flush(ctx context.Context) error {
 		for {
 			sent, err := s.sendOnce(ctx, d)
 			var fail *sendError
-			if errors.As(err, &fail) {
+			if errors.As(err, &fail) || errors.Is(err, errNotDue) {
 				break
 			}
 			if err != nil {
