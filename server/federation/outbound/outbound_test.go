@@ -546,7 +546,7 @@ func TestEDUs(t *testing.T) {
 		t.Errorf("presence EDU: %s", types["m.presence"][0])
 	}
 	var rcpt map[id.RoomID]map[string]map[id.UserID]struct {
-		EventIDs []id.EventID  `json:"event_ids"`
+		EventIDs []id.EventID   `json:"event_ids"`
 		Data     map[string]any `json:"data"`
 	}
 	_ = json.Unmarshal(types["m.receipt"][0], &rcpt)
