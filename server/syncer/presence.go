@@ -68,6 +68,9 @@ func (s *Service) SetPresence(ctx context.Context, user id.UserID, state string,
 	}
 	if changed {
 		s.wakeSharing(ctx, user)
+		if s.Ephemeral != nil {
+			s.Ephemeral.PresenceChanged(*p)
+		}
 	}
 	return nil
 }
@@ -241,6 +244,9 @@ func (s *Service) SweepPresence(ctx context.Context, now time.Time) {
 			continue
 		}
 		s.wakeSharing(ctx, p.UserID)
+		if s.Ephemeral != nil {
+			s.Ephemeral.PresenceChanged(*p)
+		}
 	}
 }
 

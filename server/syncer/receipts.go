@@ -234,9 +234,10 @@ func (s *Service) inThread(ctx context.Context, ev *rooms.Event, threadID string
 // than the one the user's receipt (of that type and thread) already points
 // at is ignored, as Synapse does, for every type and thread.
 func (s *Service) putReceipt(ctx context.Context, user id.UserID, ev *rooms.Event, receiptType, threadID string) error {
-	pos, err := s.db.PutReceipt(ctx, storage.Receipt{
+	r := storage.Receipt{
 		RoomID: ev.RoomID, UserID: user, Type: receiptType, ThreadID: threadID, EventID: ev.ID, TS: time.Now().UnixMilli(),
-	}, ev.StreamPos)
+	}
+	pos, err := s.db.PutReceipt(ctx, r, ev.StreamPos)
 	if err != nil {
 		return err
 	}
@@ -251,6 +252,10 @@ func (s *Service) putReceipt(ctx context.Context, user id.UserID, ev *rooms.Even
 		return nil
 	}
 	s.wakeRoom(ctx, ev.RoomID)
+	if s.Ephemeral != nil {
+		r.StreamID = pos
+		s.Ephemeral.ReceiptSent(r)
+	}
 	return nil
 }
 

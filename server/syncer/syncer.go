@@ -32,11 +32,31 @@ type Service struct {
 	// Set it before the server serves; it must not block.
 	OnReadReceipt func(user id.UserID)
 
+	// Ephemeral, when set, hears of typing, public read receipt and
+	// presence changes (federation passes local users' on to other
+	// servers). Set it before the server serves.
+	Ephemeral EphemeralObserver
+
 	stopSweeper context.CancelFunc
 
 	// builds bounds how many sync responses are assembled at once (see
 	// BuildSlot).
 	builds chan struct{}
+}
+
+// EphemeralObserver hears of ephemeral changes once they are made, for
+// every user (local or, applied from federation, remote: an observer
+// passing changes on filters by server). Its methods run in the request
+// that made the change and must not block for long.
+type EphemeralObserver interface {
+	// TypingChanged: the user started typing (or typed again, extending
+	// the timeout) or stopped, or their timeout ran out.
+	TypingChanged(roomID id.RoomID, user id.UserID, typing bool)
+	// ReceiptSent: the user's m.read receipt moved (private receipts and
+	// read markers are not told).
+	ReceiptSent(r storage.Receipt)
+	// PresenceChanged: the user's presence state or status message changed.
+	PresenceChanged(p storage.Presence)
 }
 
 // New builds the sync engine and subscribes it to new room events.

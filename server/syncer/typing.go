@@ -122,6 +122,11 @@ func (s *Service) SetTyping(ctx context.Context, user id.UserID, roomID id.RoomI
 	if changed {
 		s.wakeRoom(ctx, roomID)
 	}
+	// Other servers hear every typing=true, not only changes: theirs
+	// time out on their own unless refreshed.
+	if s.Ephemeral != nil && (typing || changed) {
+		s.Ephemeral.TypingChanged(roomID, user, typing)
+	}
 	return nil
 }
 
@@ -136,6 +141,9 @@ func (s *Service) typingExpired(roomID id.RoomID, user id.UserID, gen uint64) {
 		return
 	}
 	s.wakeRoom(context.Background(), roomID)
+	if s.Ephemeral != nil {
+		s.Ephemeral.TypingChanged(roomID, user, false)
+	}
 }
 
 // stopTyping removes a typing user, only the given generation when gen is
