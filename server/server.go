@@ -23,6 +23,8 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/e2ee"
 	"github.com/palpo-im/palpo-desktop/server/federation"
+	"github.com/palpo-im/palpo-desktop/server/federation/edus"
+	"github.com/palpo-im/palpo-desktop/server/federation/outbound"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/identity"
 	"github.com/palpo-im/palpo-desktop/server/keybackup"
@@ -51,6 +53,7 @@ type Server struct {
 	push     *push.Service
 	media    *media.Service
 	fed      *federation.Service
+	outbound *outbound.Sender
 	router   *httpapi.Router
 
 	mu        sync.Mutex
@@ -154,7 +157,17 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.fed = federation.New(federationConfig(cfg, dataDir), db, key, log)
 	s.fed.SoftwareVersion = admin.Version
 	s.fed.RegisterWellKnown(s.router)
-	s.fed.RegisterRooms(federation.RoomDeps{Rooms: s.rooms, Profiles: s.accounts.Profile})
+	deps := federation.RoomDeps{Rooms: s.rooms, Profiles: s.accounts.Profile,
+		EDUs: edus.New(db, cfg.ServerName, s.sync, s.sync.Notifier(), log)}
+	if s.fed.Enabled() {
+		// What this server's users do reaches the other servers in their
+		// rooms through one persisted queue per destination.
+		s.outbound = outbound.New(db, cfg.ServerName, s.fed.Client(), log.With("component", "federation-sender"))
+		s.rooms.OnEvent(s.outbound.RoomEvents)
+		s.sync.Ephemeral = s.outbound
+		deps.Waker = s.outbound
+	}
+	s.fed.RegisterRooms(deps)
 	if err := s.fed.RecordSigningKey(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -278,6 +291,9 @@ func (s *Server) Start() error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.sync.Start()
+	if s.outbound != nil {
+		s.outbound.Start()
+	}
 	s.serveErr = make(chan error, len(lns))
 	s.started = time.Now()
 	for _, ln := range lns {
@@ -376,6 +392,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if err := s.fed.Stop(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if s.outbound != nil {
+		// Transactions in flight are abandoned, and resent under the same
+		// IDs at the next start.
+		s.outbound.Stop()
 	}
 	// After the HTTP server, so no event is being recorded while the
 	// pushers store how far they got; before the database closes.

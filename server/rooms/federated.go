@@ -238,12 +238,12 @@ func (s *Service) ReceivePDU(ctx context.Context, origin string, raw jsonv1.RawM
 	if err != nil {
 		return "", err
 	}
-	return ev.ID, s.receive(ctx, r, origin, ev, stored, true)
+	return ev.ID, s.receive(ctx, r, origin, ev, stored, true, false)
 }
 
 // receive stores a checked event from another server. With fillGaps, its
 // unknown prev_events are fetched from origin first.
-func (s *Service) receive(ctx context.Context, r *room, origin string, ev *Event, raw []byte, fillGaps bool) error {
+func (s *Service) receive(ctx context.Context, r *room, origin string, ev *Event, raw []byte, fillGaps, forward bool) error {
 	if have, err := s.db.GetEvents(ctx, []id.EventID{ev.ID}); err != nil {
 		return err
 	} else if old, ok := have[ev.ID]; ok && old.Outlier != storage.OutlierState {
@@ -262,7 +262,7 @@ func (s *Service) receive(ctx context.Context, r *room, origin string, ev *Event
 	if err != nil {
 		return err
 	}
-	return s.persistRemote(ctx, r, ev, raw, gapStates)
+	return s.persistRemote(ctx, r, ev, raw, gapStates, forward)
 }
 
 // fetchAuthEvents makes sure an event's auth events are stored, fetching
@@ -429,7 +429,7 @@ func (s *Service) fillGap(ctx context.Context, r *room, origin string, ev *Event
 	for _, i := range order {
 		// Each takes the normal path, without filling gaps again: one
 		// that remains is bridged with the state at it.
-		if err := s.receive(ctx, r, origin, got[i], stored[i], false); err != nil {
+		if err := s.receive(ctx, r, origin, got[i], stored[i], false, false); err != nil {
 			s.log.Info("a missing event from another server was not stored", "room", r.ID, "event", got[i].ID, "error", err)
 		}
 	}
@@ -516,7 +516,7 @@ func (s *Service) fetchOutliers(ctx context.Context, r *room, server string, ids
 // before it, soft-failed when it fails against the current state, in the
 // timeline otherwise. gapStates gives the state after prev_events this
 // server lacks.
-func (s *Service) persistRemote(ctx context.Context, r *room, ev *Event, raw []byte, gapStates map[id.EventID]StateMap) error {
+func (s *Service) persistRemote(ctx context.Context, r *room, ev *Event, raw []byte, gapStates map[id.EventID]StateMap, forward bool) error {
 	defer s.locks.lock(r.ID)()
 	s.settle(r.ID)
 	if have, err := s.db.GetEvents(ctx, []id.EventID{ev.ID}); err != nil {
@@ -529,6 +529,7 @@ func (s *Service) persistRemote(ctx context.Context, r *room, ev *Event, raw []b
 		return nil
 	}
 	ne := s.remoteNewEvent(r, ev, raw)
+	ne.Forward = forward
 	getKey := s.remoteKey(ctx)
 	reject := func(why error) error {
 		s.log.Info("rejected an event from another server", "room", r.ID, "event", ev.ID, "sender", ev.PDU.Sender, "reason", why)

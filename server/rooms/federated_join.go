@@ -226,7 +226,7 @@ func (s *Service) acceptMembership(ctx context.Context, origin string, roomID id
 			}
 		}
 	}
-	if err := s.receive(ctx, r, origin, ev, stored, false); err != nil {
+	if err := s.receive(ctx, r, origin, ev, stored, false, true); err != nil {
 		return nil, nil, err
 	}
 	got, err := s.Events(ctx, []id.EventID{ev.ID})

@@ -81,6 +81,10 @@ type NewEvent struct {
 	// (a negative one), so /messages reaches it going back and /sync never
 	// sees it as new, and it changes neither current state nor extremities.
 	Backfilled bool
+	// Forward marks an event of another server this server accepted for it
+	// (send_join and the like): the federation queue sends it on to the
+	// room's other servers.
+	Forward bool
 	// Redacts is the event an accepted redaction applies to.
 	Redacts id.EventID
 	// Relation is the event's m.relates_to, indexed with it (relations.go).
@@ -211,8 +215,8 @@ func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) err
 VALUES (MIN(0, COALESCE((SELECT MIN(stream_pos) FROM events), 0)) - 1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 			ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), hidden, ev.Outlier, before, after)
 	} else {
-		res, err = tx.ExecContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, outlier, state_before, state_after)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`, ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), hidden, ev.Outlier, before, after)
+		res, err = tx.ExecContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, outlier, state_before, state_after, forward)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), hidden, ev.Outlier, before, after, ev.Forward)
 	}
 	if err != nil {
 		return fmt.Errorf("insert event: %w", err)

@@ -22,6 +22,9 @@ type OwnEvent struct {
 	Type       string
 	StateKey   *string
 	Membership string
+	// Sender is who sent it: a user of another server for an event this
+	// server accepted for it, whose server needs no copy.
+	Sender id.UserID
 }
 
 const (
@@ -30,8 +33,10 @@ const (
 	// The sender's server name is what follows the user ID's first colon;
 	// comparing the suffix ":name" is the same test, and server names
 	// hold no colon but a port's, which the suffix includes.
-	selectOwnEventsAfter = `SELECT stream_pos, event_id, room_id, type, state_key, COALESCE(membership, '') FROM events
-WHERE stream_pos > $1 AND stream_pos <= $2 AND rejected = 0 AND substr(sender, length(sender) - length($3) + 1) = $3
+	// Events this server accepted for another server's user (forward = 1)
+	// are sent on too.
+	selectOwnEventsAfter = `SELECT stream_pos, event_id, room_id, type, state_key, COALESCE(membership, ''), sender FROM events
+WHERE stream_pos > $1 AND stream_pos <= $2 AND rejected = 0 AND (substr(sender, length(sender) - length($3) + 1) = $3 OR forward = 1)
 ORDER BY stream_pos LIMIT $4`
 )
 
@@ -68,7 +73,7 @@ func (db *DB) OwnEventsAfter(ctx context.Context, after int64, serverName string
 	for rows.Next() {
 		var e OwnEvent
 		var sk sql.NullString
-		if err := rows.Scan(&e.StreamPos, &e.EventID, &e.RoomID, &e.Type, &sk, &e.Membership); err != nil {
+		if err := rows.Scan(&e.StreamPos, &e.EventID, &e.RoomID, &e.Type, &sk, &e.Membership, &e.Sender); err != nil {
 			return nil, 0, fmt.Errorf("own events after %d: %w", after, err)
 		}
 		if sk.Valid {

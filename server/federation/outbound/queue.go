@@ -113,7 +113,12 @@ func (s *Sender) eventDestinations(ctx context.Context, ev storage.OwnEvent) ([]
 	if ev.Type == "m.room.member" && ev.StateKey != nil {
 		members = append(members, id.UserID(*ev.StateKey))
 	}
-	return s.serversOf(members), nil
+	out := s.serversOf(members)
+	if origin := serverOf(ev.Sender); origin != s.serverName {
+		// An event accepted for another server goes to everyone but it.
+		out = slices.DeleteFunc(out, func(srv string) bool { return srv == origin })
+	}
+	return out, nil
 }
 
 // roomServers are the servers with a member joined to a room now, but

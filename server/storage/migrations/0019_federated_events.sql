@@ -8,6 +8,11 @@
 -- be used as auth events and state (storage reads rejected AND NOT outlier).
 ALTER TABLE events ADD COLUMN outlier INTEGER NOT NULL DEFAULT 0;
 
+-- forward = 1: an event of another server's user that this server accepted
+-- on its behalf (send_join, send_leave, send_knock) and so must send to the
+-- room's other servers, as it sends its own events.
+ALTER TABLE events ADD COLUMN forward INTEGER NOT NULL DEFAULT 0;
+
 -- Inbound federation transactions, per origin server, so a retried PUT
 -- /send/{txnId} is answered without processing its PDUs twice.
 CREATE TABLE federation_inbound_txns (

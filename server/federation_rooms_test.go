@@ -1,0 +1,91 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
+)
+
+// fedPair starts two federating servers with TLS from one test CA.
+func fedPair(t *testing.T) (*testserver.Server, *testserver.Server) {
+	t.Helper()
+	ca := testserver.NewCA(t)
+	return testserver.New(t, testserver.Federated(ca)), testserver.New(t, testserver.Federated(ca))
+}
+
+// waitForMessage long-polls c's /sync until a message with body arrives
+// in roomID, and returns it.
+func waitForMessage(t *testing.T, c *mautrix.Client, roomID id.RoomID, body string) *event.Event {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	since := ""
+	for time.Now().Before(deadline) {
+		resp, err := c.SyncRequest(ctx, 5000, since, "", false, event.PresenceOnline)
+		if err != nil {
+			t.Fatalf("sync: %v", err)
+		}
+		since = resp.NextBatch
+		if jr, ok := resp.Rooms.Join[roomID]; ok {
+			for _, ev := range jr.Timeline.Events {
+				if ev.Type == event.EventMessage {
+					if b, _ := ev.Content.Raw["body"].(string); b == body {
+						return ev
+					}
+				}
+			}
+		}
+	}
+	t.Fatalf("%s never saw %q in %s", c.UserID, body, roomID)
+	return nil
+}
+
+// TestFederationJoinByAliasAndMessages: a user of B joins a room of A by
+// its alias, over loopback TLS, and messages go both ways to each side's
+// /sync; each server also knows the other's member.
+func TestFederationJoinByAliasAndMessages(t *testing.T) {
+	a, b := fedPair(t)
+	ctx := context.Background()
+	alice := a.RegisterUser("alice")
+	bob := b.RegisterUser("bob")
+	created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "family", Name: "Family"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias := id.RoomAlias(fmt.Sprintf("#family:%s", a.ServerName()))
+	joined, err := bob.JoinRoom(ctx, string(alias), nil)
+	if err != nil {
+		t.Fatalf("join %s from %s: %v", alias, b.ServerName(), err)
+	}
+	if joined.RoomID != created.RoomID {
+		t.Fatalf("joined %s, want %s", joined.RoomID, created.RoomID)
+	}
+	if _, err := bob.SendText(ctx, created.RoomID, "hello from b"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, alice, created.RoomID, "hello from b")
+	if _, err := alice.SendText(ctx, created.RoomID, "hello from a"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, bob, created.RoomID, "hello from a")
+	// Both servers list both members.
+	for _, c := range []*mautrix.Client{alice, bob} {
+		members, err := c.JoinedMembers(ctx, created.RoomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := members.Joined[alice.UserID]; !ok {
+			t.Fatalf("%s does not see alice joined", c.UserID)
+		}
+		if _, ok := members.Joined[bob.UserID]; !ok {
+			t.Fatalf("%s does not see bob joined", c.UserID)
+		}
+	}
+}
