@@ -17,7 +17,10 @@ import (
 // client (rooms.Remote).
 type remote struct{ s *Service }
 
-var _ rooms.Remote = remote{}
+var (
+	_ rooms.Remote  = remote{}
+	_ rooms.Inviter = remote{}
+)
 
 // remoteErr turns another server's Matrix error into one the rooms service
 // can pass on to a client (a 403 stays a 403).
@@ -114,4 +117,40 @@ func (r remote) QueryDirectory(ctx context.Context, server string, alias id.Room
 		return "", nil, remoteErr(server, err)
 	}
 	return resp.RoomID, resp.Servers, nil
+}
+
+func (r remote) Invite(ctx context.Context, server string, roomID id.RoomID, evID id.EventID, ev json.RawMessage, version id.RoomVersion, stripped []json.RawMessage) (json.RawMessage, error) {
+	if err := r.allowed(server); err != nil {
+		return nil, err
+	}
+	var target struct {
+		StateKey id.UserID `json:"state_key"`
+	}
+	_ = json.Unmarshal(ev, &target)
+	if stripped == nil {
+		stripped = []json.RawMessage{}
+	}
+	resp, err := r.s.client.SendInvite(ctx, &mfed.ReqSendInvite{RoomID: roomID, UserID: target.StateKey, EventID: evID, Event: ev, InviteRoomState: stripped, RoomVersion: version})
+	if err != nil {
+		return nil, remoteErr(server, err)
+	}
+	return resp.Event, nil
+}
+
+func (r remote) MakeLeave(ctx context.Context, server string, roomID id.RoomID, user id.UserID) (id.RoomVersion, json.RawMessage, error) {
+	if err := r.allowed(server); err != nil {
+		return "", nil, err
+	}
+	resp, err := r.s.client.MakeLeave(ctx, &mfed.ReqMakeLeave{RoomID: roomID, UserID: user, Via: server})
+	if err != nil {
+		return "", nil, remoteErr(server, err)
+	}
+	return resp.RoomVersion, resp.Event, nil
+}
+
+func (r remote) SendLeave(ctx context.Context, server string, roomID id.RoomID, evID id.EventID, ev json.RawMessage) error {
+	if err := r.allowed(server); err != nil {
+		return err
+	}
+	return remoteErr(server, r.s.client.SendLeave(ctx, &mfed.ReqSendLeave{RoomID: roomID, EventID: evID, Event: ev, Via: server}))
 }

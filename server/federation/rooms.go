@@ -70,6 +70,7 @@ func (s *Service) RegisterRooms(d RoomDeps) {
 	s.HandleAuthed(http.MethodPut, v1+"/send_leave/{roomId}/{eventId}", h.sendLeaveV1)
 	s.HandleAuthed(http.MethodGet, v1+"/make_knock/{roomId}/{userId}", h.makeKnock)
 	s.HandleAuthed(http.MethodPut, v1+"/send_knock/{roomId}/{eventId}", h.sendKnock)
+	s.HandleAuthed(http.MethodPut, v2+"/invite/{roomId}/{eventId}", h.invite)
 	s.HandleAuthed(http.MethodGet, v1+"/event/{eventId}", h.event)
 	s.HandleAuthed(http.MethodGet, v1+"/state/{roomId}", h.state)
 	s.HandleAuthed(http.MethodGet, v1+"/state_ids/{roomId}", h.stateIDs)
@@ -330,6 +331,32 @@ func (h *roomHandlers) sendKnock(w http.ResponseWriter, r *http.Request, origin 
 		stripped = []*event.Event{}
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"knock_room_state": stripped})
+}
+
+// invite signs an invite of one of our users (PUT /v2/invite).
+func (h *roomHandlers) invite(w http.ResponseWriter, r *http.Request, origin string) error {
+	var req struct {
+		Event           json.RawMessage   `json:"event"`
+		InviteRoomState []json.RawMessage `json:"invite_room_state"`
+		RoomVersion     id.RoomVersion    `json:"room_version"`
+	}
+	if err := httpapi.ReadJSON(r, &req); err != nil {
+		return err
+	}
+	if len(req.Event) == 0 {
+		return mautrix.MBadJSON.WithMessage("event is required")
+	}
+	roomID := id.RoomID(r.PathValue("roomId"))
+	if _, err := h.d.Rooms.RoomVersion(r.Context(), roomID); err == nil {
+		if err := h.d.Rooms.CheckServerACL(r.Context(), roomID, origin); err != nil {
+			return err
+		}
+	}
+	signed, err := h.d.Rooms.ReceiveInvite(context.WithoutCancel(r.Context()), origin, roomID, id.EventID(r.PathValue("eventId")), req.Event, req.RoomVersion, req.InviteRoomState)
+	if err != nil {
+		return incompatible(err)
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, map[string]any{"event": signed})
 }
 
 func (h *roomHandlers) event(w http.ResponseWriter, r *http.Request, origin string) error {

@@ -360,7 +360,7 @@ func (s *Service) joinVia(ctx context.Context, user id.UserID, roomID id.RoomID,
 		return "", mautrix.RespError{ErrCode: "M_INCOMPATIBLE_ROOM_VERSION", Err: "The room's version " + string(version) + " is not supported", StatusCode: 400}
 	}
 	r := &room{ID: roomID, Version: version}
-	evID, raw, err := s.fillTemplate(ctx, r, user, tmpl, extra)
+	evID, raw, err := s.fillTemplateAs(ctx, r, user, tmpl, extra, event.MembershipJoin)
 	if err != nil {
 		return "", fmt.Errorf("join template from %s: %w", server, err)
 	}
@@ -375,9 +375,10 @@ func (s *Service) joinVia(ctx context.Context, user id.UserID, roomID id.RoomID,
 	return evID, s.storeJoinedRoom(ctx, r, server, evID, raw, resp)
 }
 
-// fillTemplate completes a make_join template: our user's content, the
-// time, hashes and signature; it returns the event's ID and JSON.
-func (s *Service) fillTemplate(ctx context.Context, r *room, user id.UserID, tmpl jsonv1.RawMessage, extra map[string]jsonv1.RawMessage) (id.EventID, []byte, error) {
+// fillTemplateAs completes a make_join (or make_leave) template of
+// membership m: our user's content, the time, hashes and signature; it
+// returns the event's ID and JSON.
+func (s *Service) fillTemplateAs(ctx context.Context, r *room, user id.UserID, tmpl jsonv1.RawMessage, extra map[string]jsonv1.RawMessage, m event.Membership) (id.EventID, []byte, error) {
 	var fields map[string]jsonv1.RawMessage
 	if err := jsonv1.Unmarshal(tmpl, &fields); err != nil {
 		return "", nil, fmt.Errorf("template is not a JSON object: %w", err)
@@ -395,19 +396,21 @@ func (s *Service) fillTemplate(ctx context.Context, r *room, user id.UserID, tmp
 		return "", nil, err
 	}
 	if head.Type != event.StateMember.Type || head.StateKey == nil || *head.StateKey != string(user) || head.Sender != user ||
-		head.RoomID != r.ID || head.Content.Membership != event.MembershipJoin {
-		return "", nil, errors.New("the template is not a join of this user to this room")
+		head.RoomID != r.ID || head.Content.Membership != m {
+		return "", nil, fmt.Errorf("the template is not a %s of this user in this room", m)
 	}
 	var content map[string]any
 	if err := jsonv1.Unmarshal(fields["content"], &content); err != nil {
 		return "", nil, err
 	}
 	for k, v := range extra {
-		if !slices.Contains(serverMemberKeys, k) {
+		if !slices.Contains(serverMemberKeys, k) || k == "reason" {
 			content[k] = v
 		}
 	}
-	s.addProfile(ctx, content, user)
+	if m == event.MembershipJoin {
+		s.addProfile(ctx, content, user)
+	}
 	c, err := jsonv1.Marshal(content)
 	if err != nil {
 		return "", nil, err
@@ -529,14 +532,34 @@ func (s *Service) storeJoinedRoom(ctx context.Context, r *room, server string, j
 	}
 
 	defer s.locks.lock(r.ID)()
-	if _, err := s.db.GetRoom(ctx, r.ID); err == nil {
-		// The room is known already (a rejoin): the join is an event of it.
-		return nil
+	s.settle(r.ID)
+	// A room known already (left before, or invited to) keeps its row and
+	// the events it has; the join starts its timeline afresh.
+	_, roomErr := s.db.GetRoom(ctx, r.ID)
+	known := roomErr == nil
+	ids := make([]id.EventID, 0, len(items)+1)
+	for _, it := range items {
+		ids = append(ids, it.ev.ID)
+	}
+	have, err := s.db.GetEvents(ctx, append(ids, join.ID))
+	if err != nil {
+		return err
+	}
+	if _, ok := have[join.ID]; ok {
+		return nil // stored already (the join came back in a transaction first)
 	}
 	stored := make([]*storage.NewEvent, 0, len(items)+1)
 	built := make([]*Event, 0, len(items)+1)
 	getKey := s.remoteKey(ctx)
 	for _, it := range items {
+		if prev, ok := have[it.ev.ID]; ok {
+			// Known: used as it is for the state below.
+			if !prev.Rejected {
+				it.ev.Rejected = false
+			}
+			built = append(built, it.ev)
+			continue
+		}
 		ne := s.remoteNewEvent(r, it.ev, it.raw)
 		ne.Outlier = storage.OutlierState
 		s.cache.pin(it.ev)
@@ -547,9 +570,16 @@ func (s *Service) storeJoinedRoom(ctx context.Context, r *room, server string, j
 		stored = append(stored, ne)
 		built = append(built, it.ev)
 	}
+	newEvents := built
+	built = make([]*Event, 0, len(stored)+1)
+	for _, ev := range newEvents {
+		if _, ok := have[ev.ID]; !ok {
+			built = append(built, ev)
+		}
+	}
 	state := StateMap{}
-	byID := make(map[id.EventID]*Event, len(built))
-	for _, ev := range built {
+	byID := make(map[id.EventID]*Event, len(newEvents))
+	for _, ev := range newEvents {
 		byID[ev.ID] = ev
 	}
 	for _, sid := range stateIDs {
@@ -564,11 +594,14 @@ func (s *Service) storeJoinedRoom(ctx context.Context, r *room, server string, j
 	}
 	ne := s.remoteNewEvent(r, join, joinStored)
 	ne.BeforeState = state
+	ne.ResetExtremities = known
 	ne.StateDelta = StateMap{{Type: event.StateMember.Type, StateKey: string(join.PDU.Sender)}: join.ID}
 	s.cache.pin(join)
 	stored = append(stored, ne)
 	built = append(built, join)
-	stored[0].NewRoom = &storage.Room{RoomID: r.ID, RoomVersion: r.Version, Creator: create.PDU.Sender, CreatedTS: create.PDU.OriginServerTS}
+	if !known {
+		stored[0].NewRoom = &storage.Room{RoomID: r.ID, RoomVersion: r.Version, Creator: create.PDU.Sender, CreatedTS: create.PDU.OriginServerTS}
+	}
 	b := &pendingBatch{room: r.ID, events: stored, built: built, done: make(chan struct{})}
 	s.committer.enqueue(b)
 	<-b.done

@@ -166,6 +166,30 @@ func (r meshRemote) QueryDirectory(ctx context.Context, server string, alias id.
 	return roomID, servers, err
 }
 
+func (r meshRemote) Invite(ctx context.Context, server string, roomID id.RoomID, evID id.EventID, ev jsonv1.RawMessage, version id.RoomVersion, stripped []jsonv1.RawMessage) (jsonv1.RawMessage, error) {
+	o, err := r.other(server)
+	if err != nil {
+		return nil, err
+	}
+	return o.ReceiveInvite(ctx, r.self, roomID, evID, ev, version, stripped)
+}
+
+func (r meshRemote) MakeLeave(ctx context.Context, server string, roomID id.RoomID, user id.UserID) (id.RoomVersion, jsonv1.RawMessage, error) {
+	o, err := r.other(server)
+	if err != nil {
+		return "", nil, err
+	}
+	return o.MakeLeave(ctx, roomID, user)
+}
+
+func (r meshRemote) SendLeave(ctx context.Context, server string, roomID id.RoomID, evID id.EventID, ev jsonv1.RawMessage) error {
+	o, err := r.other(server)
+	if err != nil {
+		return err
+	}
+	return o.SendLeave(ctx, r.self, roomID, evID, ev)
+}
+
 func sendText(t *testing.T, s *Service, user id.UserID, roomID id.RoomID, body string) id.EventID {
 	t.Helper()
 	content, _ := jsonv1.Marshal(map[string]string{"msgtype": "m.text", "body": body})
@@ -462,6 +486,74 @@ func TestFederatedPartitionHealed(t *testing.T) {
 			if nameEv == nil || nameEv.PDU.Sender != alice {
 				t.Fatalf("the name after healing is %v", nameEv)
 			}
+		})
+	}
+}
+
+// TestFederatedInviteJoinAndReject: alice of a.test invites bob and carol
+// of b.test to a private room; b.test holds the invites with the room's
+// stripped state; bob joins through the inviter's server, carol rejects.
+func TestFederatedInviteJoinAndReject(t *testing.T) {
+	for _, v := range []id.RoomVersion{"1", "10", "12"} {
+		t.Run("v"+string(v), func(t *testing.T) {
+			m := newMesh(t, "a.test", "b.test")
+			a, b := m.servers["a.test"], m.servers["b.test"]
+			ctx := context.Background()
+			alice, bob, carol := id.UserID("@alice:a.test"), id.UserID("@bob:b.test"), id.UserID("@carol:b.test")
+			for _, u := range []id.UserID{bob, carol} {
+				if err := b.db.CreateUser(ctx, &storage.User{UserID: u, PasswordHash: "x", CreatedTS: 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			name := "Secret"
+			roomID, err := a.CreateRoom(ctx, alice, &CreateRoomRequest{RoomVersion: v, Preset: "private_chat", Name: &name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range []id.UserID{bob, carol} {
+				if _, err := a.ChangeMembership(ctx, MembershipChange{Sender: alice, Target: u, RoomID: roomID, Membership: event.MembershipInvite}); err != nil {
+					t.Fatalf("invite %s: %v", u, err)
+				}
+			}
+			m.settle()
+			mem, err := b.MembershipOf(ctx, roomID, bob)
+			if err != nil || mem != event.MembershipInvite {
+				t.Fatalf("b: bob's membership = %q, %v", mem, err)
+			}
+			inv, err := b.CurrentStateEvent(ctx, roomID, event.StateMember.Type, string(bob))
+			if err != nil || inv == nil {
+				t.Fatalf("b has no invite event: %v", err)
+			}
+			stripped, err := b.StrippedState(ctx, inv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sawName := false
+			for _, e := range stripped {
+				if e.Type == event.StateRoomName && e.Content.Raw["name"] == "Secret" {
+					sawName = true
+				}
+			}
+			if !sawName {
+				t.Fatalf("the invite's stripped state lacks the room name: %v", stripped)
+			}
+			if _, err := b.ChangeMembership(ctx, MembershipChange{Sender: bob, Target: bob, RoomID: roomID, Membership: event.MembershipJoin}); err != nil {
+				t.Fatalf("bob joins: %v", err)
+			}
+			if _, err := b.ChangeMembership(ctx, MembershipChange{Sender: carol, Target: carol, RoomID: roomID, Membership: event.MembershipLeave}); err != nil {
+				t.Fatalf("carol rejects: %v", err)
+			}
+			m.settle()
+			for name, s := range m.servers {
+				if mem, _ := s.MembershipOf(ctx, roomID, bob); mem != event.MembershipJoin {
+					t.Fatalf("%s: bob is %q", name, mem)
+				}
+				if mem, _ := s.MembershipOf(ctx, roomID, carol); mem != event.MembershipLeave {
+					t.Fatalf("%s: carol is %q", name, mem)
+				}
+			}
+			sendText(t, b, bob, roomID, "thanks for the invite")
+			m.settle()
 		})
 	}
 }

@@ -45,12 +45,23 @@ var serverMemberKeys = []string{"membership", "reason", "join_authorised_via_use
 // leave, kick, ban, unban or knock, after the checks that give a clearer
 // answer than the auth rules' generic refusal.
 func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (id.EventID, error) {
-	if c.Membership == event.MembershipJoin && c.Sender == c.Target && s.Remote != nil {
-		// A room this server is not in is joined through another server.
+	if (c.Membership == event.MembershipJoin || c.Membership == event.MembershipLeave) && c.Sender == c.Target && s.Remote != nil {
+		// A room this server is not in is joined, or an invite to it
+		// rejected, through another server.
 		if remote, err := s.joinsRemotely(ctx, c.RoomID); err != nil {
 			return "", err
+		} else if remote && c.Membership == event.MembershipJoin {
+			via := c.Via
+			if r, err := s.room(ctx, c.RoomID); err == nil {
+				via = append(via, s.inviterServers(ctx, r, c.Target)...)
+			}
+			return s.JoinRemote(ctx, c.Target, c.RoomID, s.viaServers(c.RoomID, via), c.Extra)
 		} else if remote {
-			return s.JoinRemote(ctx, c.Target, c.RoomID, s.viaServers(c.RoomID, c.Via), c.Extra)
+			if r, err := s.room(ctx, c.RoomID); err == nil {
+				if cur, _, err := s.db.Membership(ctx, c.RoomID, c.Target); err == nil && (cur == string(event.MembershipInvite) || cur == string(event.MembershipKnock)) {
+					return s.leaveRemote(ctx, r, c.Target, s.inviterServers(ctx, r, c.Target), c.Reason)
+				}
+			}
 		}
 	}
 	r, err := s.room(ctx, c.RoomID)
@@ -127,6 +138,10 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (id.
 		} else if same {
 			return curID, nil
 		}
+	}
+	if c.Membership == event.MembershipInvite && c.Target.Homeserver() != s.serverName && s.Remote != nil {
+		// The invitee's server signs the invite first.
+		return s.inviteRemote(ctx, r, p)
 	}
 	evs, err := s.sendEvents(ctx, r, []*proto{p}, false)
 	if err != nil {

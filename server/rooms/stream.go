@@ -110,6 +110,10 @@ var strippedStateTypes = []string{
 // room's summary events at the time of the membership event, plus the
 // membership event itself.
 func (s *Service) StrippedState(ctx context.Context, ev *Event) ([]*event.Event, error) {
+	if out, ok, err := s.inviteStrippedState(ctx, ev); err != nil || ok {
+		// An invite from another server to a room this one is not in.
+		return out, err
+	}
 	state, err := s.StateAfter(ctx, ev)
 	if err != nil {
 		return nil, err

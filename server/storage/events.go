@@ -81,6 +81,12 @@ type NewEvent struct {
 	// (a negative one), so /messages reaches it going back and /sync never
 	// sees it as new, and it changes neither current state nor extremities.
 	Backfilled bool
+	// InviteState, for an invite from another server to a room this server
+	// is not in, is the stripped state (a JSON list) sent with it.
+	InviteState []byte
+	// ResetExtremities makes the event the room's only forward extremity
+	// (a join to a room this server had left: its old head is history).
+	ResetExtremities bool
 	// Forward marks an event of another server this server accepted for it
 	// (send_join and the like): the federation queue sends it on to the
 	// room's other servers.
@@ -255,6 +261,17 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, ev.EventI
 	if ev.Relation != nil {
 		if err := indexRelation(ctx, tx, ev, pos); err != nil {
 			return err
+		}
+	}
+	if ev.InviteState != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO invite_room_state (event_id, state) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING`,
+			ev.EventID, string(ev.InviteState)); err != nil {
+			return fmt.Errorf("store invite state: %w", err)
+		}
+	}
+	if ev.ResetExtremities {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM forward_extremities WHERE room_id = $1`, ev.RoomID); err != nil {
+			return fmt.Errorf("update extremities: %w", err)
 		}
 	}
 	for _, prev := range ev.PrevEvents {

@@ -35,3 +35,17 @@ ON CONFLICT (origin, txn_id) DO NOTHING`, origin, txnID, string(response), nowTS
 		return nil
 	})
 }
+
+// InviteRoomState returns the stripped state stored with an invite from
+// another server (a JSON list), if any.
+func (db *DB) InviteRoomState(ctx context.Context, eventID string) ([]byte, bool, error) {
+	var state string
+	err := db.reader.QueryRowContext(ctx, `SELECT state FROM invite_room_state WHERE event_id = $1`, eventID).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("invite state of %s: %w", eventID, err)
+	}
+	return []byte(state), true, nil
+}

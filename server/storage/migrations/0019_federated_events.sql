@@ -22,3 +22,11 @@ CREATE TABLE federation_inbound_txns (
 	received_ts INTEGER NOT NULL,
 	PRIMARY KEY (origin, txn_id)
 );
+
+-- The stripped state another server sent with an invite of one of our users
+-- to a room this server is not in: what the invitee sees of the room
+-- before joining.
+CREATE TABLE invite_room_state (
+	event_id TEXT PRIMARY KEY,
+	state    TEXT NOT NULL
+);
