@@ -412,15 +412,19 @@ func TestDisabledMakesNoConnection(t *testing.T) {
 		}
 	}()
 	target := ln.Addr().String()
-	if _, err := f.Client().Version(ctx(t), target); err == nil {
-		t.Fatal("request with federation disabled succeeded")
+	if _, err := f.Client().Version(ctx(t), target); !errors.Is(err, federation.ErrDisabled) {
+		t.Fatalf("request with federation disabled: %v", err)
 	}
 	// Even a transport chosen for the destination is not used.
 	f.SetTransport(func(string) http.RoundTripper {
 		return roundTripper(func(*http.Request) (*http.Response, error) { return nil, errors.New("should not be called") })
 	})
-	if _, _, err := f.Keys().VerifyKey(ctx(t), target, "ed25519:x", time.Now()); err == nil {
-		t.Fatal("key fetch with federation disabled succeeded")
+	if _, _, err := f.Keys().VerifyKey(ctx(t), target, "ed25519:x", time.Now()); !errors.Is(err, federation.ErrDisabled) {
+		t.Fatalf("key fetch with federation disabled: %v", err)
+	}
+	// Our own key is answered locally all the same.
+	if pub, _, err := f.Keys().VerifyKey(ctx(t), s.ServerName(), s.SigningKey().ID, time.Now()); err != nil || pub != s.SigningKey().Pub {
+		t.Fatalf("own key: %s %v", pub, err)
 	}
 	// Prove the listener works, then that nothing had connected to it.
 	probe, err := net.Dial("tcp", target)
