@@ -505,3 +505,52 @@ func TestUnreadableCAFileFailsStart(t *testing.T) {
 		t.Fatalf("start with an unreadable CA file: %v", err)
 	}
 }
+
+// TestForgedKeyResponsesRejected serves key responses through the
+// transport seam: only a response for the right server, signed by every
+// key it lists, is cached.
+func TestForgedKeyResponsesRejected(t *testing.T) {
+	ca := testserver.NewCA(t)
+	a := testserver.New(t, testserver.Federated(ca))
+	real := mfed.GenerateSigningKey()
+	other := mfed.GenerateSigningKey()
+	other.ID = real.ID
+	responses := map[string]func(name string) any{
+		"good.example": func(name string) any { return real.GenerateKeyResponse(name, nil) },
+		"other-name.example": func(string) any {
+			return real.GenerateKeyResponse("good.example", nil)
+		},
+		"bad-sig.example": func(name string) any {
+			r := real.GenerateKeyResponse(name, nil)
+			r.Signatures = other.GenerateKeyResponse(name, nil).Signatures
+			return r
+		},
+		"unsigned.example": func(name string) any {
+			r := real.GenerateKeyResponse(name, nil)
+			r.Signatures = nil
+			return r
+		},
+	}
+	a.Federation().SetTransport(func(dest string) http.RoundTripper {
+		mk, ok := responses[dest]
+		if !ok {
+			return nil
+		}
+		return roundTripper(func(r *http.Request) (*http.Response, error) {
+			body, _ := json.Marshal(mk(dest))
+			return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
+				Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+		})
+	})
+	if pub, _, err := a.Federation().Keys().VerifyKey(ctx(t), "good.example", real.ID, time.Now()); err != nil || pub != real.Pub {
+		t.Fatalf("genuine response: %s %v", pub, err)
+	}
+	for _, name := range []string{"other-name.example", "bad-sig.example", "unsigned.example"} {
+		if _, _, err := a.Federation().Keys().VerifyKey(ctx(t), name, real.ID, time.Now()); err == nil {
+			t.Errorf("%s: forged key response accepted", name)
+		}
+		if _, err := a.DB().ServerKey(ctx(t), name, string(real.ID)); err == nil {
+			t.Errorf("%s: forged key cached", name)
+		}
+	}
+}
