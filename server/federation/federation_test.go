@@ -412,15 +412,19 @@ func TestDisabledMakesNoConnection(t *testing.T) {
 		}
 	}()
 	target := ln.Addr().String()
-	if _, err := f.Client().Version(ctx(t), target); err == nil {
-		t.Fatal("request with federation disabled succeeded")
+	if _, err := f.Client().Version(ctx(t), target); !errors.Is(err, federation.ErrDisabled) {
+		t.Fatalf("request with federation disabled: %v", err)
 	}
 	// Even a transport chosen for the destination is not used.
 	f.SetTransport(func(string) http.RoundTripper {
 		return roundTripper(func(*http.Request) (*http.Response, error) { return nil, errors.New("should not be called") })
 	})
-	if _, _, err := f.Keys().VerifyKey(ctx(t), target, "ed25519:x", time.Now()); err == nil {
-		t.Fatal("key fetch with federation disabled succeeded")
+	if _, _, err := f.Keys().VerifyKey(ctx(t), target, "ed25519:x", time.Now()); !errors.Is(err, federation.ErrDisabled) {
+		t.Fatalf("key fetch with federation disabled: %v", err)
+	}
+	// Our own key is answered locally all the same.
+	if pub, _, err := f.Keys().VerifyKey(ctx(t), s.ServerName(), s.SigningKey().ID, time.Now()); err != nil || pub != s.SigningKey().Pub {
+		t.Fatalf("own key: %s %v", pub, err)
 	}
 	// Prove the listener works, then that nothing had connected to it.
 	probe, err := net.Dial("tcp", target)
@@ -499,5 +503,54 @@ func TestUnreadableCAFileFailsStart(t *testing.T) {
 	defer srv.Shutdown(context.Background())
 	if err := srv.Start(); err == nil || !strings.Contains(err.Error(), "trusted_ca_files") {
 		t.Fatalf("start with an unreadable CA file: %v", err)
+	}
+}
+
+// TestForgedKeyResponsesRejected serves key responses through the
+// transport seam: only a response for the right server, signed by every
+// key it lists, is cached.
+func TestForgedKeyResponsesRejected(t *testing.T) {
+	ca := testserver.NewCA(t)
+	a := testserver.New(t, testserver.Federated(ca))
+	real := mfed.GenerateSigningKey()
+	other := mfed.GenerateSigningKey()
+	other.ID = real.ID
+	responses := map[string]func(name string) any{
+		"good.example": func(name string) any { return real.GenerateKeyResponse(name, nil) },
+		"other-name.example": func(string) any {
+			return real.GenerateKeyResponse("good.example", nil)
+		},
+		"bad-sig.example": func(name string) any {
+			r := real.GenerateKeyResponse(name, nil)
+			r.Signatures = other.GenerateKeyResponse(name, nil).Signatures
+			return r
+		},
+		"unsigned.example": func(name string) any {
+			r := real.GenerateKeyResponse(name, nil)
+			r.Signatures = nil
+			return r
+		},
+	}
+	a.Federation().SetTransport(func(dest string) http.RoundTripper {
+		mk, ok := responses[dest]
+		if !ok {
+			return nil
+		}
+		return roundTripper(func(r *http.Request) (*http.Response, error) {
+			body, _ := json.Marshal(mk(dest))
+			return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
+				Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+		})
+	})
+	if pub, _, err := a.Federation().Keys().VerifyKey(ctx(t), "good.example", real.ID, time.Now()); err != nil || pub != real.Pub {
+		t.Fatalf("genuine response: %s %v", pub, err)
+	}
+	for _, name := range []string{"other-name.example", "bad-sig.example", "unsigned.example"} {
+		if _, _, err := a.Federation().Keys().VerifyKey(ctx(t), name, real.ID, time.Now()); err == nil {
+			t.Errorf("%s: forged key response accepted", name)
+		}
+		if _, err := a.DB().ServerKey(ctx(t), name, string(real.ID)); err == nil {
+			t.Errorf("%s: forged key cached", name)
+		}
 	}
 }

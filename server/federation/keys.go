@@ -179,8 +179,18 @@ func backoff(failures int) time.Duration {
 // configured) unless another caller just did, a recent response already
 // answered, or the server is in backoff after failures.
 func (k *KeyRing) fetch(ctx context.Context, serverName string, keyID id.KeyID, at time.Time, notaries bool) error {
+	if !k.s.fed.Enabled {
+		return ErrDisabled
+	}
 	mu := k.lock(serverName)
-	mu.Lock()
+	if notaries {
+		mu.Lock()
+	} else if !mu.TryLock() {
+		// A notary's own keys, looked up while another server's fetch
+		// holds its lock: waiting could deadlock two servers that are
+		// each other's notaries.
+		return fmt.Errorf("keys of %s are being fetched already", serverName)
+	}
 	defer mu.Unlock()
 	now := time.Now()
 	// Someone may have fetched while we waited for the lock.

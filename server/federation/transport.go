@@ -58,9 +58,10 @@ func (s *Service) newClient() *mfed.Client {
 	} else {
 		c.AllowIP = mfed.DefaultAllowIP
 	}
-	// Checked before a request is even built: with federation off no
-	// request leaves, and denied servers are never contacted.
-	c.AllowServer = func(name string) bool { return s.fed.Enabled && s.AllowedServer(name) }
+	// Checked before a request is even built: denied servers are never
+	// contacted. With federation off every request stops in the transport
+	// below with ErrDisabled, which says why.
+	c.AllowServer = func(name string) bool { return !s.fed.Enabled || s.AllowedServer(name) }
 	srt, ok := c.HTTP.Transport.(*mfed.ServerResolvingTransport)
 	if !ok {
 		panic("federation: mautrix client without a server-resolving transport")

@@ -43,8 +43,12 @@ ON CONFLICT (server_name, key_id) DO UPDATE SET public_key = excluded.public_key
 	expired_ts = excluded.expired_ts, fetched_ts = excluded.fetched_ts`
 	selectKeyResponse = `SELECT response, valid_until_ts, fetched_ts FROM federation_key_responses WHERE server_name = $1`
 	upsertKeyResponse = `INSERT INTO federation_key_responses (server_name, response, valid_until_ts, fetched_ts) VALUES ($1, $2, $3, $4)
-ON CONFLICT (server_name) DO UPDATE SET response = excluded.response, valid_until_ts = excluded.valid_until_ts, fetched_ts = excluded.fetched_ts
-WHERE excluded.valid_until_ts >= federation_key_responses.valid_until_ts`
+ON CONFLICT (server_name) DO UPDATE SET
+	response = CASE WHEN excluded.valid_until_ts >= federation_key_responses.valid_until_ts
+		THEN excluded.response ELSE federation_key_responses.response END,
+	valid_until_ts = CASE WHEN excluded.valid_until_ts >= federation_key_responses.valid_until_ts
+		THEN excluded.valid_until_ts ELSE federation_key_responses.valid_until_ts END,
+	fetched_ts = excluded.fetched_ts`
 	deleteKeyFailure = `DELETE FROM federation_key_failures WHERE server_name = $1`
 	selectKeyFailure = `SELECT failures, last_failure_ts FROM federation_key_failures WHERE server_name = $1`
 	upsertKeyFailure = `INSERT INTO federation_key_failures (server_name, failures, last_failure_ts) VALUES ($1, 1, $2)
@@ -101,7 +105,7 @@ func (db *DB) OwnSigningKeys(ctx context.Context) ([]OwnSigningKey, error) {
 // StoreServerKeys caches a server's verified key response (raw, as signed)
 // and its keys in one transaction, and forgets its fetch failures. A
 // response older than the one stored (an earlier valid_until_ts) does not
-// replace it.
+// replace it, but still counts as a fetch (fetched_ts).
 func (db *DB) StoreServerKeys(ctx context.Context, serverName string, response []byte, validUntilTS int64, keys []RemoteServerKey, now int64) error {
 	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, upsertKeyResponse, serverName, string(response), validUntilTS, now); err != nil {
