@@ -39,7 +39,7 @@ ORDER BY stream_pos LIMIT $4`
 // been turned into federation queue rows.
 func (db *DB) FederationQueuedThrough(ctx context.Context) (int64, error) {
 	var pos int64
-	if err := db.writer.QueryRowContext(ctx, selectFedQueuedThrough).Scan(&pos); err != nil {
+	if err := db.reader.QueryRowContext(ctx, selectFedQueuedThrough).Scan(&pos); err != nil {
 		return 0, fmt.Errorf("federation queue position: %w", err)
 	}
 	return pos, nil
