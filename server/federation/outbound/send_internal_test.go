@@ -2,8 +2,8 @@ package outbound
 
 import (
 	"encoding/json"
-	"time"
 	"testing"
+	"time"
 )
 
 func TestStripUnsigned(t *testing.T) {
