@@ -132,8 +132,9 @@ func (s *Sender) Start() {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.started = true
 	s.mu.Unlock()
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.runQueuer()
+	go s.runPresencePing()
 	s.nudgeQueuer()
 }
 
