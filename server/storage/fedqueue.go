@@ -326,8 +326,8 @@ func (db *DB) NextFederationTxn(ctx context.Context, dest, newID string, ts int6
 				txn = t
 				return nil
 			}
-			// An in-flight transaction with no rows held only what is not
-			// persisted (typing notifications): nothing to resend.
+			// No rows under the in-flight ID (rows and ID are cleared in
+			// one transaction, so this should not happen): drop the ID.
 			if _, err := tx.ExecContext(ctx, clearFedTxn, dest); err != nil {
 				return err
 			}
