@@ -44,7 +44,7 @@ ORDER BY stream_pos LIMIT $4`
 // been turned into federation queue rows.
 func (db *DB) FederationQueuedThrough(ctx context.Context) (int64, error) {
 	var pos int64
-	if err := db.writer.QueryRowContext(ctx, selectFedQueuedThrough).Scan(&pos); err != nil {
+	if err := db.reader.QueryRowContext(ctx, selectFedQueuedThrough).Scan(&pos); err != nil {
 		return 0, fmt.Errorf("federation queue position: %w", err)
 	}
 	return pos, nil
@@ -331,8 +331,8 @@ func (db *DB) NextFederationTxn(ctx context.Context, dest, newID string, ts int6
 				txn = t
 				return nil
 			}
-			// An in-flight transaction with no rows held only what is not
-			// persisted (typing notifications): nothing to resend.
+			// No rows under the in-flight ID (rows and ID are cleared in
+			// one transaction, so this should not happen): drop the ID.
 			if _, err := tx.ExecContext(ctx, clearFedTxn, dest); err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -201,6 +202,42 @@ func (s *Sender) PresenceChanged(p storage.Presence) {
 	content := map[string]any{"push": []any{update}}
 	if err := s.queueEDU(ctx, dests, EDUPresence, content, EDUPresence+"|"+string(p.UserID)); err != nil {
 		s.log.Warn("federation: queue presence", "user", p.UserID, "error", err)
+	}
+}
+
+// presencePing is how often the presence of local users who are not
+// offline is sent again: other servers (Synapse, and Palpo's own inbound
+// side) take a remote user for offline after 30 minutes without news.
+const presencePing = 25 * time.Minute
+
+// runPresencePing re-sends local users' presence until Stop.
+func (s *Sender) runPresencePing() {
+	defer s.wg.Done()
+	t := time.NewTicker(presencePing)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.PingPresence(s.ctx)
+		}
+	}
+}
+
+// PingPresence queues the presence of every local user who is not offline
+// for the servers sharing a room with them.
+func (s *Sender) PingPresence(ctx context.Context) {
+	// Every user not offline has synced before the end of time.
+	active, err := s.db.StalePresence(ctx, math.MaxInt64)
+	if err != nil {
+		s.log.Warn("federation: presence ping", "error", err)
+		return
+	}
+	for _, p := range active {
+		if serverOf(p.UserID) == s.serverName {
+			s.PresenceChanged(p)
+		}
 	}
 }
 

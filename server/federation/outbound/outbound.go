@@ -51,6 +51,9 @@ const (
 	backoffJitter      = 0.2
 	// catchUpPage is how many events one queueing step reads.
 	catchUpPage = 500
+	// positionWriteEvery is how far the queue position may run ahead of
+	// the stored one when there is nothing to queue.
+	positionWriteEvery = 1000
 	// errorPause is how long background work waits after a database error.
 	errorPause = 5 * time.Second
 )
@@ -72,8 +75,11 @@ type Sender struct {
 	// SendTimeout bounds one transaction attempt.
 	SendTimeout time.Duration
 
-	queueMu sync.Mutex // one catch-up at a time
-	nudge   chan struct{}
+	queueMu sync.Mutex // one catch-up at a time; guards the positions
+	// queuedThrough is how far the stream has been scanned, and
+	// persistedThrough how far the database says (-1: not read yet).
+	queuedThrough, persistedThrough int64
+	nudge                           chan struct{}
 
 	loadBackoffs sync.Once
 
@@ -106,7 +112,8 @@ func New(db *storage.DB, serverName string, sender TransactionSender, log *slog.
 		db: db, serverName: serverName, tx: sender, log: log,
 		Now: time.Now, Jitter: randFloat,
 		MinBackoff: DefaultMinBackoff, MaxBackoff: DefaultMaxBackoff, SendTimeout: DefaultSendTimeout,
-		nudge:      make(chan struct{}, 1),
+		nudge:         make(chan struct{}, 1),
+		queuedThrough: -1, persistedThrough: -1,
 		dests:      map[string]*dest{},
 		backingOff: map[string]bool{},
 		typing:     map[string]map[string]json.RawMessage{},
@@ -125,8 +132,9 @@ func (s *Sender) Start() {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.started = true
 	s.mu.Unlock()
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.runQueuer()
+	go s.runPresencePing()
 	s.nudgeQueuer()
 }
 

@@ -612,3 +612,35 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// Local users who are online have their presence sent again now and then,
+// so other servers do not time them out; offline and remote users do not.
+func TestPresencePing(t *testing.T) {
+	srv := testserver.New(t)
+	alice, _ := roomWithRemote(t, srv)
+	ctx := context.Background()
+	if err := srv.Sync().SetPresence(ctx, alice.UserID, syncer.PresenceOnline, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	srv.RegisterUser("otto") // never synced: no presence
+	f := newFake()
+	s := newSender(t, srv, f, nil)
+	s.PingPresence(ctx)
+	s.PingPresence(ctx) // coalesced with the first
+	flush(t, s)
+	got := f.delivered(remote)
+	if len(got) != 1 || len(got[0].EDUs) != 1 {
+		t.Fatalf("presence ping sent %d transactions", len(got))
+	}
+	var e struct {
+		Type    string `json:"edu_type"`
+		Content struct {
+			Push []struct {
+				UserID id.UserID `json:"user_id"`
+			} `json:"push"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal(got[0].EDUs[0], &e); err != nil || e.Type != "m.presence" || len(e.Content.Push) != 1 || e.Content.Push[0].UserID != alice.UserID {
+		t.Errorf("presence ping: %s", got[0].EDUs[0])
+	}
+}
