@@ -61,7 +61,8 @@ func (s *Service) RegisterRooms(d RoomDeps) {
 		d.Rooms.RemoteKeys = s.keys.VerifyKey
 	}
 	const v1, v2 = "/_matrix/federation/v1", "/_matrix/federation/v2"
-	s.HandleAuthed(http.MethodPut, v1+"/send/{txnId}", h.send)
+	// A transaction holds up to 50 PDUs of up to 64 KiB each, and EDUs.
+	s.HandleAuthed(http.MethodPut, v1+"/send/{txnId}", h.send, httpapi.MaxBody(8<<20))
 	s.HandleAuthed(http.MethodGet, v1+"/make_join/{roomId}/{userId}", h.makeJoin)
 	s.HandleAuthed(http.MethodPut, v2+"/send_join/{roomId}/{eventId}", h.sendJoinV2)
 	s.HandleAuthed(http.MethodPut, v1+"/send_join/{roomId}/{eventId}", h.sendJoinV1)
