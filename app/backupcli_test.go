@@ -392,7 +392,12 @@ func TestBackupCommandsRefuseDamageAndARunningServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	rawFlip := filepath.Join(t.TempDir(), filepath.Base(path))
-	raw[len(raw)/2] ^= 0x01
+	// Sixteen bytes, not one bit: a flipped padding bit of the deflate
+	// stream changes nothing that is read, and whether the middle lands on
+	// one depends on how the database compressed.
+	for i := range 16 {
+		raw[len(raw)/2+i] ^= 0xff
+	}
 	if err := os.WriteFile(rawFlip, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -89,3 +89,88 @@ func TestFederationJoinByAliasAndMessages(t *testing.T) {
 		}
 	}
 }
+
+// waitMembership polls a server's view of a user's membership until it is
+// want.
+func waitMembership(t *testing.T, s *testserver.Server, roomID id.RoomID, user id.UserID, want event.Membership) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	var got event.Membership
+	for time.Now().Before(deadline) {
+		var err error
+		if got, err = s.Rooms().MembershipOf(ctx, roomID, user); err == nil && got == want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s sees %s as %q in %s, want %q", s.ServerName(), user, got, roomID, want)
+}
+
+// TestFederationInviteKickBanRejoin: across two servers, an invite is
+// seen and accepted, a remote profile read, a kick and an unban applied on
+// both sides, and a kicked user rejoins; a ban keeps a user out.
+func TestFederationInviteKickBanRejoin(t *testing.T) {
+	a, b := fedPair(t)
+	ctx := context.Background()
+	alice := a.RegisterUser("alice")
+	bob := b.RegisterUser("bob")
+	if err := alice.SetDisplayName(ctx, "Alice A"); err != nil {
+		t.Fatal(err)
+	}
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bob.UserID}})
+	if err != nil {
+		t.Fatalf("create with a remote invitee: %v", err)
+	}
+	// The invite reaches bob's /sync with the room's stripped state.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := bob.SyncRequest(ctx, 2000, "", "", false, event.PresenceOnline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := resp.Rooms.Invite[room.RoomID]; ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("bob never saw the invite")
+		}
+	}
+	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+		t.Fatalf("accept the invite: %v", err)
+	}
+	waitMembership(t, a, room.RoomID, bob.UserID, event.MembershipJoin)
+	// A remote profile.
+	prof, err := bob.GetProfile(ctx, alice.UserID)
+	if err != nil || prof.DisplayName != "Alice A" {
+		t.Fatalf("alice's profile seen from b: %+v, %v", prof, err)
+	}
+	// Kick: both servers agree, and bob may come back only when invited.
+	if _, err := alice.KickUser(ctx, room.RoomID, &mautrix.ReqKickUser{UserID: bob.UserID, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembership(t, b, room.RoomID, bob.UserID, event.MembershipLeave)
+	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err == nil {
+		t.Fatal("bob rejoined an invite-only room he was kicked from")
+	}
+	if _, err := alice.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembership(t, a, room.RoomID, bob.UserID, event.MembershipInvite)
+	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+		t.Fatalf("rejoin after a new invite: %v", err)
+	}
+	waitMembership(t, a, room.RoomID, bob.UserID, event.MembershipJoin)
+	if _, err := bob.SendText(ctx, room.RoomID, "back again"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, alice, room.RoomID, "back again")
+	// Ban.
+	if _, err := alice.BanUser(ctx, room.RoomID, &mautrix.ReqBanUser{UserID: bob.UserID}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembership(t, b, room.RoomID, bob.UserID, event.MembershipBan)
+	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err == nil {
+		t.Fatal("a banned user rejoined")
+	}
+}

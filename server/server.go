@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -150,6 +151,9 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		Search:      search.New(db, s.rooms, s.sync, log),
 		Support:     cfg.Support,
 		Notices:     notes,
+		RemoteProfile: func(ctx context.Context, user id.UserID) (map[string]json.RawMessage, error) {
+			return s.fed.QueryProfile(ctx, user)
+		},
 	})
 	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms, Notices: notes})
 	// Federation is always built (it is cheap and starts nothing); it

@@ -4,8 +4,12 @@
 package clientapi
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
+
+	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/config"
@@ -54,6 +58,9 @@ type Deps struct {
 	// Notices owns the server notices rooms (nil: none), which their
 	// users may not reject.
 	Notices *notices.Service
+	// RemoteProfile asks another server for its user's profile (nil while
+	// federation is off).
+	RemoteProfile func(ctx context.Context, user id.UserID) (map[string]json.RawMessage, error)
 }
 
 // API holds the client API's handlers.

@@ -30,13 +30,19 @@ func profileUser(r *http.Request) (id.UserID, error) {
 	return userID, nil
 }
 
-// profile fetches a profile. Only local users have one here: without
-// federation a remote user's profile cannot be asked for, so it is as
-// unknown as a local user that does not exist.
+// profile fetches a profile: a local user's here, another server's user's
+// from that server (with federation off, such a user is as unknown as a
+// local user that does not exist).
 func (a *API) profile(r *http.Request) (map[string]json.RawMessage, error) {
 	userID, err := profileUser(r)
 	if err != nil {
 		return nil, err
+	}
+	if userID.Homeserver() != a.deps.ServerName {
+		if a.deps.RemoteProfile == nil {
+			return nil, mautrix.MNotFound.WithMessage("Profile not found")
+		}
+		return a.deps.RemoteProfile(r.Context(), userID)
 	}
 	return a.accounts.Profile(r.Context(), userID)
 }

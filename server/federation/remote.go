@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 
 	"maunium.net/go/mautrix"
 	mfed "maunium.net/go/mautrix/federation"
@@ -153,4 +154,27 @@ func (r remote) SendLeave(ctx context.Context, server string, roomID id.RoomID, 
 		return err
 	}
 	return remoteErr(server, r.s.client.SendLeave(ctx, &mfed.ReqSendLeave{RoomID: roomID, EventID: evID, Event: ev, Via: server}))
+}
+
+// QueryProfile asks another server for its user's profile (the client
+// API's /profile of a remote user). A server that cannot be reached makes
+// the profile unknown, as Synapse answers.
+func (s *Service) QueryProfile(ctx context.Context, user id.UserID) (map[string]json.RawMessage, error) {
+	server := user.Homeserver()
+	if !s.Enabled() || !s.AllowedServer(server) {
+		return nil, mautrix.MNotFound.WithMessage("Profile not found")
+	}
+	var out map[string]json.RawMessage
+	err := s.client.Query(ctx, server, "profile", url.Values{"user_id": {string(user)}}, &out)
+	if err != nil {
+		var re mautrix.RespError
+		if errors.As(remoteErr(server, err), &re) {
+			return nil, re
+		}
+		return nil, mautrix.MNotFound.WithMessage("Profile not found: " + server + " could not be reached")
+	}
+	if out == nil {
+		out = map[string]json.RawMessage{}
+	}
+	return out, nil
 }

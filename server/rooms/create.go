@@ -166,8 +166,22 @@ func (s *Service) CreateRoom(ctx context.Context, creator id.UserID, req *Create
 			return "", err
 		}
 	}
+	for _, u := range req.Invite {
+		if u == creator || !s.invitesRemotely(u) {
+			continue
+		}
+		if _, err := s.ChangeMembership(ctx, MembershipChange{Sender: creator, Target: u, RoomID: r.ID, Membership: event.MembershipInvite, IsDirect: req.IsDirect}); err != nil {
+			// The room stands; the invite can be sent again.
+			s.log.Warn("could not invite a user of another server to a new room", "room", r.ID, "user", u, "error", err)
+		}
+	}
 	s.log.Info("room created", "room", r.ID, "user", creator, "version", version)
 	return r.ID, nil
+}
+
+// invitesRemotely tells whether an invite of u goes through u's server.
+func (s *Service) invitesRemotely(u id.UserID) bool {
+	return u.Homeserver() != s.serverName && s.Remote != nil
 }
 
 func (s *Service) createRoomEvents(ctx context.Context, creator id.UserID, req *CreateRoomRequest, preset string, version id.RoomVersion, alias id.RoomAlias) ([]*proto, error) {
@@ -300,9 +314,10 @@ func (s *Service) createRoomEvents(ctx context.Context, creator id.UserID, req *
 		}
 	}
 
-	// 8. Invites.
+	// 8. Invites. Another server's users are invited once the room
+	// exists: their server signs the invite first (CreateRoom).
 	for _, u := range req.Invite {
-		if u == creator {
+		if u == creator || s.invitesRemotely(u) {
 			continue
 		}
 		content := map[string]any{"membership": event.MembershipInvite}

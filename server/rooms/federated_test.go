@@ -554,6 +554,15 @@ func TestFederatedInviteJoinAndReject(t *testing.T) {
 			}
 			sendText(t, b, bob, roomID, "thanks for the invite")
 			m.settle()
+			if _, err := a.ChangeMembership(ctx, MembershipChange{Sender: alice, Target: bob, RoomID: roomID, Membership: event.MembershipLeave, Reason: "bye"}); err != nil {
+				t.Fatalf("kick: %v", err)
+			}
+			m.settle()
+			for name, s := range m.servers {
+				if mem, _ := s.MembershipOf(ctx, roomID, bob); mem != event.MembershipLeave {
+					t.Fatalf("%s: kicked bob is %q", name, mem)
+				}
+			}
 		})
 	}
 }
