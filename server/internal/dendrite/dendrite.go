@@ -344,9 +344,11 @@ client_api:
 federation_api:
 `, serverName, keyPath, dir)
 	b.WriteString(db("federationapi"))
-	fmt.Fprintf(&b, `  # A peer that failed is retried after 2 s, 4 s, ...; the default of 16
-  # would back off for hours, longer than any test.
-  send_max_retries: 5
+	fmt.Fprintf(&b, `  # Dendrite's default, kept on purpose: a destination that failed is
+  # retried after 2 s, 4 s, 8 s, ... and, after this many failures in a row,
+  # blacklisted until it sends Dendrite something. A low value would
+  # blacklist a Palpo that failed a few times within one test.
+  send_max_retries: 16
   disable_tls_validation: %t
   disable_http_keepalives: false
   # No notary (the default asks matrix.org): keys come from each origin.
