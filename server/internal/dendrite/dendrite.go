@@ -289,14 +289,13 @@ func (d *Dendrite) RegisterUser(localpart string) *mautrix.Client {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, err := c.RegisterDummy(ctx, &mautrix.ReqRegister[any]{
-		Username:     localpart,
-		Password:     DefaultPassword,
-		InhibitLogin: false,
+		Username: localpart,
+		Password: DefaultPassword,
 	})
 	if err != nil {
 		d.t.Fatalf("register %s on Dendrite: %v", localpart, err)
 	}
-	c.SetCredentials(resp.UserID, resp.AccessToken)
+	c.UserID, c.AccessToken = resp.UserID, resp.AccessToken
 	c.DeviceID = resp.DeviceID
 	return c
 }
