@@ -18,6 +18,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/internal/dendrite"
+	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
 )
 
 // TestInteropDendriteBasics checks the Dendrite harness itself, with no Palpo
@@ -26,7 +27,7 @@ import (
 // a client trusting only the test CA accepts. The federation tests build on
 // each of these.
 func TestInteropDendriteBasics(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testserver.NewCA(t)
 	cert, key := ca.Issue("127.0.0.1")
 	d := dendrite.Start(t, dendrite.Options{CertFile: cert, KeyFile: key, TrustedCAFile: ca.CertFile})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -115,6 +115,12 @@ func (t *chooserTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !t.s.fed.Enabled {
 		return nil, ErrDisabled
 	}
+	if r.Body != nil && r.Body != http.NoBody && r.Header.Get("Content-Type") == "" {
+		// mautrix's client sends JSON bodies without saying so; other
+		// servers (Dendrite) refuse a body of no media type.
+		r = r.Clone(r.Context())
+		r.Header.Set("Content-Type", "application/json")
+	}
 	if rt := t.s.chosenTransport(r.URL.Host); rt != nil {
 		return rt.RoundTrip(r)
 	}

@@ -30,6 +30,13 @@ type CA struct {
 	CertFile string // the CA certificate, PEM
 }
 
+// Pool is a certificate pool trusting only this CA.
+func (ca *CA) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	return pool
+}
+
 // NewCA makes a new test CA in a temporary directory.
 func NewCA(t testing.TB) *CA {
 	t.Helper()

@@ -1,16 +1,8 @@
-//go:build interopfull
-
-// This file needs Palpo's federation (issue 18): testserver.NewCA and
-// testserver.Federated. Until those are on main it is built only with
-// -tags interopfull, so the package builds without them; with the tag it
-// still skips unless PALPO_INTEROP_FULL is set.
-
 package server_test
 
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -32,9 +24,6 @@ const dendriteRoomVersion = "11"
 // from the other, messages both ways in both rooms, and a profile of the
 // other side's user read through each server.
 func TestInteropDendriteRooms(t *testing.T) {
-	if os.Getenv("PALPO_INTEROP_FULL") == "" {
-		t.Skip("needs Palpo federation (issue 18)")
-	}
 	ca := testserver.NewCA(t)
 	cert, key := ca.Issue("127.0.0.1")
 	d := dendrite.Start(t, dendrite.Options{CertFile: cert, KeyFile: key, TrustedCAFile: ca.CertFile})
@@ -67,7 +56,7 @@ func TestInteropDendriteRooms(t *testing.T) {
 		if _, err := bob.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{d.ServerName}}); err != nil {
 			t.Fatalf("Palpo joining Dendrite's room: %v", err)
 		}
-		waitMembership(ctx, t, alice, room.RoomID, bob.UserID, event.MembershipJoin)
+		waitSyncMembership(ctx, t, alice, room.RoomID, bob.UserID, event.MembershipJoin)
 		exchangeMessages(ctx, t, room.RoomID, alice, bob)
 	})
 
@@ -79,7 +68,7 @@ func TestInteropDendriteRooms(t *testing.T) {
 		if _, err := alice.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{p.Config.ServerName}}); err != nil {
 			t.Fatalf("Dendrite joining Palpo's room: %v", err)
 		}
-		waitMembership(ctx, t, bob, room.RoomID, alice.UserID, event.MembershipJoin)
+		waitSyncMembership(ctx, t, bob, room.RoomID, alice.UserID, event.MembershipJoin)
 		exchangeMessages(ctx, t, room.RoomID, bob, alice)
 	})
 }
@@ -101,7 +90,7 @@ func exchangeMessages(ctx context.Context, t *testing.T, room id.RoomID, a, b *m
 	}
 }
 
-func waitMembership(ctx context.Context, t *testing.T, c *mautrix.Client, room id.RoomID, user id.UserID, want event.Membership) {
+func waitSyncMembership(ctx context.Context, t *testing.T, c *mautrix.Client, room id.RoomID, user id.UserID, want event.Membership) {
 	t.Helper()
 	key := user.String()
 	waitEvent(ctx, t, c, room, func(ev *event.Event) bool {
