@@ -174,3 +174,59 @@ func TestFederationInviteKickBanRejoin(t *testing.T) {
 		t.Fatal("a banned user rejoined")
 	}
 }
+
+// TestFederationMessagesBackfill: bob joins a room with history and pages
+// back through /messages past his join: the history comes from alice's
+// server, in order, and paging ends at the room's creation.
+func TestFederationMessagesBackfill(t *testing.T) {
+	a, b := fedPair(t)
+	ctx := context.Background()
+	alice := a.RegisterUser("alice")
+	bob := b.RegisterUser("bob")
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 25
+	for i := range n {
+		if _, err := alice.SendText(ctx, room.RoomID, fmt.Sprintf("history %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := bob.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	sawCreate := false
+	from := ""
+	for page := 0; page < 20; page++ {
+		resp, err := bob.Messages(ctx, room.RoomID, from, "", mautrix.DirectionBackward, nil, 10)
+		if err != nil {
+			t.Fatalf("messages: %v", err)
+		}
+		for _, ev := range resp.Chunk {
+			if ev.Type == event.EventMessage {
+				body, _ := ev.Content.Raw["body"].(string)
+				bodies = append(bodies, body)
+			}
+			if ev.Type == event.StateCreate {
+				sawCreate = true
+			}
+		}
+		if resp.End == "" {
+			break
+		}
+		from = resp.End
+	}
+	if len(bodies) != n {
+		t.Fatalf("bob paged back through %d messages, want %d: %v", len(bodies), n, bodies)
+	}
+	for i, body := range bodies {
+		if want := fmt.Sprintf("history %d", n-1-i); body != want {
+			t.Fatalf("message %d is %q, want %q", i, body, want)
+		}
+	}
+	if !sawCreate {
+		t.Fatal("paging back never reached the room's creation")
+	}
+}

@@ -21,6 +21,7 @@ type remote struct{ s *Service }
 var (
 	_ rooms.Remote  = remote{}
 	_ rooms.Inviter = remote{}
+	_ rooms.Backfiller = remote{}
 )
 
 // remoteErr turns another server's Matrix error into one the rooms service
@@ -177,4 +178,15 @@ func (s *Service) QueryProfile(ctx context.Context, user id.UserID) (map[string]
 		out = map[string]json.RawMessage{}
 	}
 	return out, nil
+}
+
+func (r remote) Backfill(ctx context.Context, server string, roomID id.RoomID, from []id.EventID, limit int) ([]json.RawMessage, error) {
+	if err := r.allowed(server); err != nil {
+		return nil, err
+	}
+	resp, err := r.s.client.Backfill(ctx, &mfed.ReqBackfill{ServerName: server, RoomID: roomID, Limit: limit, BackfillFrom: from})
+	if err != nil {
+		return nil, remoteErr(server, err)
+	}
+	return resp.PDUs, nil
 }

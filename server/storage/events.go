@@ -84,6 +84,9 @@ type NewEvent struct {
 	// InviteState, for an invite from another server to a room this server
 	// is not in, is the stripped state (a JSON list) sent with it.
 	InviteState []byte
+	// SameStateBefore, when set, is an event persisted earlier whose state
+	// before is this one's too (backfilled events store newest first).
+	SameStateBefore *NewEvent
 	// ResetExtremities makes the event the room's only forward extremity
 	// (a join to a room this server had left: its old head is history).
 	ResetExtremities bool
@@ -177,14 +180,19 @@ func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) err
 			return fmt.Errorf("insert room: %w", err)
 		}
 	}
+	if ev.SameStateBefore != nil {
+		ev.StateBefore = ev.SameStateBefore.StateBefore
+	}
 	if ev.BeforeState != nil {
 		g, err := insertStateGroup(ctx, tx, ev.RoomID, 0, nil, ev.BeforeState)
 		if err != nil {
 			return err
 		}
 		ev.StateBefore = g
-		if err := replaceCurrentState(ctx, tx, ev.RoomID, ev.BeforeState); err != nil {
-			return err
+		if !ev.Backfilled {
+			if err := replaceCurrentState(ctx, tx, ev.RoomID, ev.BeforeState); err != nil {
+				return err
+			}
 		}
 	}
 	stateAfter := ev.StateBefore
@@ -217,6 +225,10 @@ func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) err
 	var res sql.Result
 	var err error
 	if ev.Backfilled {
+		// An outlier of the same event gives way: it is history now.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE event_id = $1 AND outlier = $2`, ev.EventID, OutlierState); err != nil {
+			return fmt.Errorf("replace outlier: %w", err)
+		}
 		res, err = tx.ExecContext(ctx, `INSERT INTO events (stream_pos, event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, outlier, state_before, state_after)
 VALUES (MIN(0, COALESCE((SELECT MIN(stream_pos) FROM events), 0)) - 1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 			ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), hidden, ev.Outlier, before, after)

@@ -49,3 +49,17 @@ func (db *DB) InviteRoomState(ctx context.Context, eventID string) ([]byte, bool
 	}
 	return []byte(state), true, nil
 }
+
+// OldestTimelineEvent returns the event of a room's timeline with the
+// lowest stream position ("" when it has none): where backfill starts.
+func (db *DB) OldestTimelineEvent(ctx context.Context, roomID string) (string, error) {
+	var evID string
+	err := db.reader.QueryRowContext(ctx, `SELECT event_id FROM events WHERE room_id = $1 AND rejected = 0 ORDER BY stream_pos LIMIT 1`, roomID).Scan(&evID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("oldest event of %s: %w", roomID, err)
+	}
+	return evID, nil
+}

@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"math"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -64,7 +65,8 @@ func (s *Service) Messages(ctx context.Context, req *MessagesRequest) (*Messages
 	resp := &MessagesResponse{Start: Token{Events: from}.String(), Chunk: []*event.Event{}}
 	var lower, upper int64
 	if req.Backwards {
-		lower, upper = 0, from
+		// History backfilled from other servers lies below position 1.
+		lower, upper = math.MinInt64, from
 		if req.To != nil {
 			lower = req.To.Events
 		}
@@ -75,7 +77,7 @@ func (s *Service) Messages(ctx context.Context, req *MessagesRequest) (*Messages
 		}
 	}
 	var page []*rooms.Event
-	more := false
+	more, backfilled := false, false
 	// Fetch until the page is full of events the user may see and the
 	// filter allows, or the range is exhausted.
 	for len(page) < limit {
@@ -112,7 +114,23 @@ func (s *Service) Messages(ctx context.Context, req *MessagesRequest) (*Messages
 			}
 			if len(page) == limit {
 				more = batchMore || i < len(batch)-1
+				if !more && req.Backwards && req.To == nil {
+					// The start of the room here: other servers may
+					// have what came before.
+					if more, err = s.rooms.MayBackfill(ctx, req.RoomID); err != nil {
+						return nil, err
+					}
+				}
 				break
+			}
+		}
+		if !batchMore && len(page) < limit && req.Backwards && req.To == nil && !backfilled {
+			// The start of the room here: other servers may have more.
+			backfilled = true
+			if n, err := s.rooms.Backfill(ctx, req.RoomID, limit-len(page)); err != nil {
+				return nil, err
+			} else if n > 0 {
+				continue
 			}
 		}
 		if !batchMore || len(page) == limit {

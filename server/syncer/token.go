@@ -53,7 +53,9 @@ func ParseToken(s string) (Token, error) {
 	}
 	for i, p := range parts {
 		v, err := strconv.ParseInt(p, 10, 64)
-		if err != nil || v < 0 {
+		// Only the events position goes below zero: /messages pages into
+		// history backfilled from other servers, stored before position 1.
+		if err != nil || v < 0 && i > 0 {
 			return t, errBadToken
 		}
 		*ptrs[i] = v
