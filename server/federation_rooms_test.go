@@ -230,3 +230,33 @@ func TestFederationMessagesBackfill(t *testing.T) {
 		t.Fatal("paging back never reached the room's creation")
 	}
 }
+
+// TestFederationKnock: bob of B knocks on a knock-only room of A; alice
+// sees the knock and lets him in with an invite; bob joins.
+func TestFederationKnock(t *testing.T) {
+	a, b := fedPair(t)
+	ctx := context.Background()
+	alice := a.RegisterUser("alice")
+	bob := b.RegisterUser("bob")
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", RoomVersion: "11",
+		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{JoinRule: event.JoinRuleKnock}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err == nil {
+		t.Fatal("bob joined a knock-only room uninvited")
+	}
+	if _, err := bob.KnockRoom(ctx, room.RoomID.String(), &mautrix.ReqKnockRoom{Via: []string{a.ServerName()}, Reason: "let me in"}); err != nil {
+		t.Fatalf("knock: %v", err)
+	}
+	waitMembership(t, a, room.RoomID, bob.UserID, event.MembershipKnock)
+	waitMembership(t, b, room.RoomID, bob.UserID, event.MembershipKnock)
+	if _, err := alice.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: bob.UserID}); err != nil {
+		t.Fatalf("invite the knocker: %v", err)
+	}
+	waitMembership(t, b, room.RoomID, bob.UserID, event.MembershipInvite)
+	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+		t.Fatalf("join after the knock was accepted: %v", err)
+	}
+	waitMembership(t, a, room.RoomID, bob.UserID, event.MembershipJoin)
+}

@@ -19,9 +19,10 @@ import (
 type remote struct{ s *Service }
 
 var (
-	_ rooms.Remote  = remote{}
-	_ rooms.Inviter = remote{}
+	_ rooms.Remote     = remote{}
+	_ rooms.Inviter    = remote{}
 	_ rooms.Backfiller = remote{}
+	_ rooms.Knocker    = remote{}
 )
 
 // remoteErr turns another server's Matrix error into one the rooms service
@@ -189,4 +190,26 @@ func (r remote) Backfill(ctx context.Context, server string, roomID id.RoomID, f
 		return nil, remoteErr(server, err)
 	}
 	return resp.PDUs, nil
+}
+
+func (r remote) MakeKnock(ctx context.Context, server string, roomID id.RoomID, user id.UserID, versions []id.RoomVersion) (id.RoomVersion, json.RawMessage, error) {
+	if err := r.allowed(server); err != nil {
+		return "", nil, err
+	}
+	resp, err := r.s.client.MakeKnock(ctx, &mfed.ReqMakeKnock{RoomID: roomID, UserID: user, Via: server, SupportedVersions: versions})
+	if err != nil {
+		return "", nil, remoteErr(server, err)
+	}
+	return resp.RoomVersion, resp.Event, nil
+}
+
+func (r remote) SendKnock(ctx context.Context, server string, roomID id.RoomID, evID id.EventID, ev json.RawMessage) ([]json.RawMessage, error) {
+	if err := r.allowed(server); err != nil {
+		return nil, err
+	}
+	resp, err := r.s.client.SendKnock(ctx, &mfed.ReqSendKnock{RoomID: roomID, EventID: evID, Event: ev, Via: server})
+	if err != nil {
+		return nil, remoteErr(server, err)
+	}
+	return resp.KnockRoomState, nil
 }

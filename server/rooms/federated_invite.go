@@ -295,3 +295,69 @@ func (s *Service) inviterServers(ctx context.Context, r *room, user id.UserID) [
 	}
 	return s.viaServers(r.ID, out)
 }
+
+// Knocker is the part of Remote that knocks; the federation service's
+// remote implements it.
+type Knocker interface {
+	MakeKnock(ctx context.Context, server string, roomID id.RoomID, user id.UserID, versions []id.RoomVersion) (id.RoomVersion, jsonv1.RawMessage, error)
+	SendKnock(ctx context.Context, server string, roomID id.RoomID, eventID id.EventID, ev jsonv1.RawMessage) ([]jsonv1.RawMessage, error)
+}
+
+// knockRemote knocks on a room this server is not in, through the first of
+// servers that answers, and stores the knock here with the stripped state
+// the resident server returned.
+func (s *Service) knockRemote(ctx context.Context, user id.UserID, roomID id.RoomID, servers []string, extra map[string]jsonv1.RawMessage) (id.EventID, error) {
+	k, ok := s.Remote.(Knocker)
+	if !ok {
+		return "", errNoRemote
+	}
+	var lastErr error
+	for _, server := range servers {
+		if server == s.serverName || server == "" {
+			continue
+		}
+		version, tmpl, err := k.MakeKnock(ctx, server, roomID, user, SupportedRoomVersions)
+		if err != nil {
+			lastErr = err
+			var re mautrix.RespError
+			if errors.As(err, &re) && re.ErrCode == mautrix.MForbidden.ErrCode {
+				return "", err
+			}
+			continue
+		}
+		if !slices.Contains(SupportedRoomVersions, version) || !version.Knocks() {
+			return "", mautrix.RespError{ErrCode: "M_INCOMPATIBLE_ROOM_VERSION", Err: "The room's version " + string(version) + " does not allow knocking here", StatusCode: 400}
+		}
+		r := &room{ID: roomID, Version: version}
+		evID, raw, err := s.fillTemplateAs(ctx, r, user, tmpl, extra, event.MembershipKnock)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		stripped, err := k.SendKnock(ctx, server, roomID, evID, raw)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		ev, stored, err := s.parseRemote(ctx, r, raw)
+		if err != nil {
+			return "", err
+		}
+		if stripped == nil {
+			stripped = []jsonv1.RawMessage{}
+		}
+		state, err := jsonv1.Marshal(stripped)
+		if err != nil {
+			return "", err
+		}
+		return evID, s.storeOutOfRoom(ctx, r, ev, stored, state)
+	}
+	if lastErr == nil {
+		return "", mautrix.MNotFound.WithMessage("No server to knock through; give one with server_name or via")
+	}
+	var re mautrix.RespError
+	if errors.As(lastErr, &re) {
+		return "", lastErr
+	}
+	return "", mautrix.MUnknown.WithMessage("Could not knock: " + lastErr.Error())
+}

@@ -408,7 +408,7 @@ func (s *Service) fillTemplateAs(ctx context.Context, r *room, user id.UserID, t
 			content[k] = v
 		}
 	}
-	if m == event.MembershipJoin {
+	if m == event.MembershipJoin || m == event.MembershipKnock {
 		s.addProfile(ctx, content, user)
 	}
 	c, err := jsonv1.Marshal(content)

@@ -5,6 +5,7 @@ import (
 	jsonv1 "encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -45,7 +46,7 @@ var serverMemberKeys = []string{"membership", "reason", "join_authorised_via_use
 // leave, kick, ban, unban or knock, after the checks that give a clearer
 // answer than the auth rules' generic refusal.
 func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (id.EventID, error) {
-	if (c.Membership == event.MembershipJoin || c.Membership == event.MembershipLeave) && c.Sender == c.Target && s.Remote != nil {
+	if (c.Membership == event.MembershipJoin || c.Membership == event.MembershipLeave || c.Membership == event.MembershipKnock) && c.Sender == c.Target && s.Remote != nil {
 		// A room this server is not in is joined, or an invite to it
 		// rejected, through another server.
 		if remote, err := s.joinsRemotely(ctx, c.RoomID); err != nil {
@@ -56,6 +57,15 @@ func (s *Service) ChangeMembership(ctx context.Context, c MembershipChange) (id.
 				via = append(via, s.inviterServers(ctx, r, c.Target)...)
 			}
 			return s.JoinRemote(ctx, c.Target, c.RoomID, s.viaServers(c.RoomID, via), c.Extra)
+		} else if remote && c.Membership == event.MembershipKnock {
+			extra := maps.Clone(c.Extra)
+			if c.Reason != "" {
+				if extra == nil {
+					extra = map[string]jsonv1.RawMessage{}
+				}
+				extra["reason"], _ = jsonv1.Marshal(c.Reason)
+			}
+			return s.knockRemote(ctx, c.Target, c.RoomID, s.viaServers(c.RoomID, c.Via), extra)
 		} else if remote {
 			if r, err := s.room(ctx, c.RoomID); err == nil {
 				if cur, _, err := s.db.Membership(ctx, c.RoomID, c.Target); err == nil && (cur == string(event.MembershipInvite) || cur == string(event.MembershipKnock)) {
