@@ -2,7 +2,11 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -260,3 +264,149 @@ func TestFederationKnock(t *testing.T) {
 	}
 	waitMembership(t, a, room.RoomID, bob.UserID, event.MembershipJoin)
 }
+
+// blockable is a federation transport that fails every request while
+// blocked: a partition between two servers, through the transport seam.
+type blockable struct {
+	mu      sync.Mutex
+	blocked bool
+}
+
+func (bl *blockable) set(b bool) {
+	bl.mu.Lock()
+	bl.blocked = b
+	bl.mu.Unlock()
+}
+
+func (bl *blockable) choose(string) http.RoundTripper {
+	bl.mu.Lock()
+	defer bl.mu.Unlock()
+	if bl.blocked {
+		return failing{}
+	}
+	return nil
+}
+
+type failing struct{}
+
+func (failing) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("partitioned")
+}
+
+// sameCurrentState waits until both servers hold the same current state
+// of a room.
+func sameCurrentState(t *testing.T, a, b *testserver.Server, roomID id.RoomID) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sa, err1 := a.Rooms().CurrentState(ctx, roomID)
+		sb, err2 := b.Rooms().CurrentState(ctx, roomID)
+		if err1 == nil && err2 == nil && maps.Equal(sa, sb) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("current states differ:\n%s: %v\n%s: %v", a.ServerName(), sa, b.ServerName(), sb)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFederationPartitionHealed: while the servers cannot reach each
+// other, both change power levels, the name and membership; once the
+// partition heals both end with the same current state.
+func TestFederationPartitionHealed(t *testing.T) {
+	a, b := fedPair(t)
+	ctx := context.Background()
+	alice := a.RegisterUser("alice")
+	bob := b.RegisterUser("bob")
+	carol := b.RegisterUser("carol")
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomVersion: "11",
+		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{alice.UserID: 100, bob.UserID: 50}, StateDefaultPtr: ptr(50)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*mautrix.Client{bob, carol} {
+		if _, err := c.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMembership(t, a, room.RoomID, carol.UserID, event.MembershipJoin)
+	ab, ba := &blockable{}, &blockable{}
+	a.Federation().SetTransport(ab.choose)
+	b.Federation().SetTransport(ba.choose)
+	ab.set(true)
+	ba.set(true)
+	// alice demotes bob and renames; bob (still a moderator on his side)
+	// sets the topic and kicks carol.
+	if _, err := alice.SendStateEvent(ctx, room.RoomID, event.StatePowerLevels, "", &event.PowerLevelsEventContent{Users: map[id.UserID]int{alice.UserID: 100}, StateDefaultPtr: ptr(50)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendStateEvent(ctx, room.RoomID, event.StateRoomName, "", &event.RoomNameEventContent{Name: "alice's"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.SendStateEvent(ctx, room.RoomID, event.StateTopic, "", &event.TopicEventContent{Topic: "bob's"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, room.RoomID, "during the partition"); err != nil {
+		t.Fatal(err)
+	}
+	ab.set(false)
+	ba.set(false)
+	// Each side hearing from the other retries what it owes at once.
+	if _, err := bob.SendText(ctx, room.RoomID, "healed"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, room.RoomID, "healed too"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, bob, room.RoomID, "during the partition")
+	sameCurrentState(t, a, b, room.RoomID)
+}
+
+// TestFederationServerDownAndBack: messages sent while the other server is
+// down reach it after it restarts, each once.
+func TestFederationServerDownAndBack(t *testing.T) {
+	a, b := fedPair(t)
+	ctx := context.Background()
+	alice := a.RegisterUser("alice")
+	bob := b.RegisterUser("bob")
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err != nil {
+		t.Fatal(err)
+	}
+	b.Down()
+	const n = 20
+	for i := range n {
+		if _, err := alice.SendText(ctx, room.RoomID, fmt.Sprintf("while down %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Up()
+	bob = b.Login("bob", testserver.DefaultPassword)
+	// B's first message tells A it is back.
+	if _, err := bob.SendText(ctx, room.RoomID, "back"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, bob, room.RoomID, fmt.Sprintf("while down %d", n-1))
+	resp, err := bob.Messages(ctx, room.RoomID, "", "", mautrix.DirectionBackward, nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, ev := range resp.Chunk {
+		if body, _ := ev.Content.Raw["body"].(string); body != "" {
+			seen[body]++
+		}
+	}
+	for i := range n {
+		if c := seen[fmt.Sprintf("while down %d", i)]; c != 1 {
+			t.Fatalf("message %d arrived %d times", i, c)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -91,6 +91,19 @@ func (s *Server) stop() {
 	s.Server = nil
 }
 
+// Down stops the server, keeping its data directory, as a computer that
+// was switched off; Up starts it again.
+func (s *Server) Down() {
+	s.t.Helper()
+	s.stop()
+}
+
+// Up starts a server stopped by Down.
+func (s *Server) Up() {
+	s.t.Helper()
+	s.start()
+}
+
 // Restart stops the server and starts it again on the same data directory,
 // as a person closing and reopening the app would (the port may change).
 func (s *Server) Restart() {
