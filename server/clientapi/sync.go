@@ -66,7 +66,7 @@ func messagesRequest(r *http.Request, c *accounts.Caller, roomID id.RoomID) (*sy
 	}
 	for name, dst := range map[string]**syncer.Token{"from": &req.From, "to": &req.To} {
 		if v := q.Get(name); v != "" {
-			t, err := syncer.ParseToken(v)
+			t, err := syncer.ParseHistoryToken(v)
 			if err != nil {
 				return nil, err
 			}

@@ -38,6 +38,17 @@ var errBadToken = mautrix.MInvalidParam.WithMessage("Invalid stream token: start
 // ParseToken reads a token's text form. A sliding sync pos ("N/" and a
 // token) is read as its token: the MSC lets clients page /messages from it.
 func ParseToken(s string) (Token, error) {
+	t, err := ParseHistoryToken(s)
+	if err == nil && t.Events < 0 {
+		return t, errBadToken
+	}
+	return t, err
+}
+
+// ParseHistoryToken is ParseToken for /messages, whose tokens may point
+// into history backfilled from other servers, stored before position 1
+// (a negative events position).
+func ParseHistoryToken(s string) (Token, error) {
 	var t Token
 	if _, tok, ok := strings.Cut(s, "/"); ok {
 		s = tok
