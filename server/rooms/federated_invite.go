@@ -243,19 +243,13 @@ func (s *Service) leaveRemote(ctx context.Context, r *room, user id.UserID, serv
 	if !ok {
 		return "", errNoRemote
 	}
-	var lastErr error
-	for _, server := range servers {
-		if server == s.serverName || server == "" {
-			continue
-		}
+	return s.throughServers(servers, "leave the room", func(server string) (id.EventID, error) {
 		version, tmpl, err := inviter.MakeLeave(ctx, server, r.ID, user)
 		if err != nil {
-			lastErr = err
-			continue
+			return "", err
 		}
 		if version != "" && version != r.Version {
-			lastErr = fmt.Errorf("%s says the room is of version %s", server, version)
-			continue
+			return "", fmt.Errorf("%s says the room is of version %s", server, version)
 		}
 		extra := map[string]jsonv1.RawMessage{}
 		if reason != "" {
@@ -263,27 +257,17 @@ func (s *Service) leaveRemote(ctx context.Context, r *room, user id.UserID, serv
 		}
 		evID, raw, err := s.fillTemplateAs(ctx, r, user, tmpl, extra, event.MembershipLeave)
 		if err != nil {
-			lastErr = err
-			continue
+			return "", err
 		}
 		if err := inviter.SendLeave(ctx, server, r.ID, evID, raw); err != nil {
-			lastErr = err
-			continue
+			return "", err
 		}
 		ev, stored, err := s.parseRemote(ctx, r, raw)
 		if err != nil {
 			return "", err
 		}
 		return evID, s.storeOutOfRoom(ctx, r, ev, stored, nil)
-	}
-	if lastErr == nil {
-		lastErr = errors.New("no server to leave through")
-	}
-	var re mautrix.RespError
-	if errors.As(lastErr, &re) {
-		return "", lastErr
-	}
-	return "", mautrix.MUnknown.WithMessage("Could not leave the room: " + lastErr.Error())
+	})
 }
 
 // inviterServers are the servers to leave an invite's room through: the
@@ -311,19 +295,10 @@ func (s *Service) knockRemote(ctx context.Context, user id.UserID, roomID id.Roo
 	if !ok {
 		return "", errNoRemote
 	}
-	var lastErr error
-	for _, server := range servers {
-		if server == s.serverName || server == "" {
-			continue
-		}
+	return s.throughServers(servers, "knock", func(server string) (id.EventID, error) {
 		version, tmpl, err := k.MakeKnock(ctx, server, roomID, user, SupportedRoomVersions)
 		if err != nil {
-			lastErr = err
-			var re mautrix.RespError
-			if errors.As(err, &re) && re.ErrCode == mautrix.MForbidden.ErrCode {
-				return "", err
-			}
-			continue
+			return "", err
 		}
 		if !slices.Contains(SupportedRoomVersions, version) || !version.Knocks() {
 			return "", mautrix.RespError{ErrCode: "M_INCOMPATIBLE_ROOM_VERSION", Err: "The room's version " + string(version) + " does not allow knocking here", StatusCode: 400}
@@ -331,13 +306,11 @@ func (s *Service) knockRemote(ctx context.Context, user id.UserID, roomID id.Roo
 		r := &room{ID: roomID, Version: version}
 		evID, raw, err := s.fillTemplateAs(ctx, r, user, tmpl, extra, event.MembershipKnock)
 		if err != nil {
-			lastErr = err
-			continue
+			return "", err
 		}
 		stripped, err := k.SendKnock(ctx, server, roomID, evID, raw)
 		if err != nil {
-			lastErr = err
-			continue
+			return "", err
 		}
 		ev, stored, err := s.parseRemote(ctx, r, raw)
 		if err != nil {
@@ -351,13 +324,5 @@ func (s *Service) knockRemote(ctx context.Context, user id.UserID, roomID id.Roo
 			return "", err
 		}
 		return evID, s.storeOutOfRoom(ctx, r, ev, stored, state)
-	}
-	if lastErr == nil {
-		return "", mautrix.MNotFound.WithMessage("No server to knock through; give one with server_name or via")
-	}
-	var re mautrix.RespError
-	if errors.As(lastErr, &re) {
-		return "", lastErr
-	}
-	return "", mautrix.MUnknown.WithMessage("Could not knock: " + lastErr.Error())
+	})
 }

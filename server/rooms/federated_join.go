@@ -325,16 +325,26 @@ func (s *Service) JoinRemote(ctx context.Context, user id.UserID, roomID id.Room
 	if s.Remote == nil {
 		return "", errNoRemote
 	}
+	return s.throughServers(servers, "join the room", func(server string) (id.EventID, error) {
+		return s.joinVia(ctx, user, roomID, server, extra)
+	})
+}
+
+// throughServers tries a membership change through each of servers in
+// turn (never this one) until one succeeds; a refusal (403, or a room
+// version we lack) ends the tries, since another server would say the
+// same. what names the change for the error.
+func (s *Service) throughServers(servers []string, what string, try func(server string) (id.EventID, error)) (id.EventID, error) {
 	var lastErr error
 	for _, server := range servers {
 		if server == s.serverName || server == "" {
 			continue
 		}
-		evID, err := s.joinVia(ctx, user, roomID, server, extra)
+		evID, err := try(server)
 		if err == nil {
 			return evID, nil
 		}
-		s.log.Info("could not join a room through a server", "room", roomID, "server", server, "error", err)
+		s.log.Info("could not "+what+" through a server", "server", server, "error", err)
 		lastErr = err
 		var re mautrix.RespError
 		if errors.As(err, &re) && (re.ErrCode == mautrix.MForbidden.ErrCode || re.ErrCode == "M_INCOMPATIBLE_ROOM_VERSION") {
@@ -342,13 +352,13 @@ func (s *Service) JoinRemote(ctx context.Context, user id.UserID, roomID id.Room
 		}
 	}
 	if lastErr == nil {
-		return "", mautrix.MNotFound.WithMessage("No server to join the room through; give one with server_name or via")
+		return "", mautrix.MNotFound.WithMessage("No server to " + what + " through; give one with server_name or via")
 	}
 	var re mautrix.RespError
 	if errors.As(lastErr, &re) {
 		return "", lastErr
 	}
-	return "", mautrix.MUnknown.WithMessage("Could not join the room: " + lastErr.Error())
+	return "", mautrix.MUnknown.WithMessage("Could not " + what + ": " + lastErr.Error())
 }
 
 func (s *Service) joinVia(ctx context.Context, user id.UserID, roomID id.RoomID, server string, extra map[string]jsonv1.RawMessage) (id.EventID, error) {

@@ -21,13 +21,8 @@ var errServerNotInRoom = mautrix.MForbidden.WithMessage("Your server is not in t
 // checkServer refuses a server the room's ACL denies, or one with no user
 // joined to the room.
 func (s *Service) checkServer(ctx context.Context, roomID id.RoomID, server string) error {
-	if _, err := s.room(ctx, roomID); err != nil {
+	if err := s.CheckServerACL(ctx, roomID, server); err != nil {
 		return err
-	}
-	if ok, err := s.ServerAllowed(ctx, roomID, server); err != nil {
-		return err
-	} else if !ok {
-		return mautrix.MForbidden.WithMessage("Your server is denied by the room's server ACL")
 	}
 	servers, err := s.ServersInRoom(ctx, roomID)
 	if err != nil {
