@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -63,6 +64,15 @@ func crashConfig() *config.Config {
 }
 
 // crashSender is one device sending messages with numbered transactions.
+// crashAcks is the number of sends answered so far, over all senders.
+func crashAcks(senders []*crashSender) int64 {
+	var n int64
+	for _, s := range senders {
+		n += s.acks.Load()
+	}
+	return n
+}
+
 type crashSender struct {
 	token string
 	room  id.RoomID
@@ -76,6 +86,8 @@ type crashSender struct {
 	// retried counts such transactions answered after a restart.
 	cut     bool
 	retried int
+	// acks counts answered sends, read by the test while sending runs.
+	acks atomic.Int64
 }
 
 func (s *crashSender) txn(n int) string { return fmt.Sprintf("%s-%d", s.name, n) }
@@ -118,7 +130,13 @@ func TestCrashUnderSendLoad(t *testing.T) {
 				crashSend(t, client, base, s, stop)
 			}()
 		}
-		time.Sleep(time.Duration(20+rng.IntN(120)) * time.Millisecond)
+		// Kill once the senders are running (the first send of the round
+		// answered: a loaded machine may take a while), at a random moment.
+		before := crashAcks(senders)
+		for deadline := time.Now().Add(15 * time.Second); crashAcks(senders) == before && time.Now().Before(deadline); {
+			time.Sleep(2 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.IntN(120)) * time.Millisecond)
 		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatalf("round %d: kill: %v", round, err)
 		}
@@ -246,6 +264,7 @@ func crashSend(t *testing.T, client *http.Client, base string, s *crashSender, s
 			return
 		}
 		s.acked[txn] = r.EventID
+		s.acks.Add(1)
 		s.next++
 		if s.cut {
 			s.retried++
