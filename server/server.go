@@ -155,7 +155,8 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 			return s.fed.QueryProfile(ctx, user)
 		},
 	})
-	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms, Notices: notes})
+	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms, Notices: notes,
+		Federation: s.FederationStatus})
 	// Federation is always built (it is cheap and starts nothing); it
 	// listens and connects only when enabled.
 	s.fed = federation.New(federationConfig(cfg, dataDir), db, key, log)
@@ -248,6 +249,17 @@ func (s *Server) Media() *media.Service { return s.media }
 // Federation is the federation service (its router, signed client and key
 // ring), built whether or not federation is enabled.
 func (s *Server) Federation() *federation.Service { return s.fed }
+
+// Outbound is the federation sender, nil when federation is off (for tests
+// and the admin tools).
+func (s *Server) Outbound() *outbound.Sender { return s.outbound }
+
+// FederationStatus is whether federation is on, where it listens, and each
+// destination's queue and last error: what the admin API and the desktop
+// app's Status tab show.
+func (s *Server) FederationStatus(ctx context.Context) (federation.Status, error) {
+	return s.fed.Status(ctx, s.outbound)
+}
 
 // DB is the server's database (for the admin tools and tests).
 func (s *Server) DB() *storage.DB { return s.db }
