@@ -222,8 +222,13 @@ func CheckServerName(ctx context.Context, db *storage.DB, name string) error {
 // Handler is the full HTTP handler (for tests and embedding).
 func (s *Server) Handler() http.Handler { return s.router }
 
-// Routes lists every endpoint the server serves.
+// Routes lists every endpoint the client router serves (the client API,
+// media, admin, and /.well-known).
 func (s *Server) Routes() []httpapi.Route { return s.router.Routes() }
+
+// FederationRoutes lists every endpoint the federation router serves on
+// the federation listener (registered whether or not federation is on).
+func (s *Server) FederationRoutes() []httpapi.Route { return s.fed.Router().Routes() }
 
 // ServerName is the configured server name.
 func (s *Server) ServerName() string { return s.cfg.ServerName }
