@@ -14,6 +14,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server"
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/federation"
+	"github.com/palpo-im/palpo-desktop/server/federation/outbound"
 )
 
 // The operations the desktop app's Users tab needs. They go through the
@@ -274,6 +275,9 @@ func (a *App) Stats(ctx context.Context) (Stats, error) {
 // FederationStatus is federation as the Status tab shows it: on or off,
 // the listener, and the servers this one sends to with what each is owed.
 type FederationStatus = federation.Status
+
+// DestinationStatus is one server in FederationStatus.Destinations.
+type DestinationStatus = outbound.DestinationStatus
 
 // FederationStatus asks the running server; with the server stopped it
 // says what the config will do (no listener, no destinations).
