@@ -1,12 +1,15 @@
 package admin_test
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"maunium.net/go/mautrix"
 
 	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
 )
@@ -92,5 +95,90 @@ func TestFederationStatusShowsAFailingDestination(t *testing.T) {
 	}
 	if !strings.Contains(*d.LastError, "refused") && !strings.Contains(*d.LastError, "connect") {
 		t.Errorf("last error does not say the connection failed: %q", *d.LastError)
+	}
+}
+
+// cutOff fails every request, as a server that is down does.
+type cutOff struct{}
+
+func (cutOff) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("dial tcp: connect: connection refused (cut off by the test)")
+}
+
+// A server in a shared room that stops answering shows up with the
+// messages it is owed and the error; once it answers again its queue
+// empties and its last success is recorded.
+func TestFederationStatusOfAServerThatComesBack(t *testing.T) {
+	ca := testserver.NewCA(t)
+	a, b := testserver.New(t, testserver.Federated(ca)), testserver.New(t, testserver.Federated(ca))
+	root := a.RegisterAdmin("root")
+	bob := b.RegisterUser("bob")
+	room, err := root.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err != nil {
+		t.Fatal(err)
+	}
+	status := func() federationStatus {
+		var st federationStatus
+		ok(t, root, req{method: http.MethodGet, path: federationPath}, http.StatusOK, &st)
+		return st
+	}
+	waitFor := func(what string, cond func(federationStatus) bool) federationStatus {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st := status()
+			if cond(st) {
+				return st
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %+v", what, st)
+			}
+			time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+		}
+	}
+	ofB := func(st federationStatus) int {
+		for i, d := range st.Destinations {
+			if d.Destination == b.ServerName() {
+				return i
+			}
+		}
+		return -1
+	}
+
+	a.Federation().SetTransport(func(dest string) http.RoundTripper {
+		if dest == b.ServerName() {
+			return cutOff{}
+		}
+		return nil
+	})
+	for _, text := range []string{"one", "two"} {
+		if _, err := root.SendText(ctx, room.RoomID, text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := waitFor("B's failure", func(st federationStatus) bool {
+		i := ofB(st)
+		return i >= 0 && st.Destinations[i].LastError != nil && st.Destinations[i].Queued >= 2
+	})
+	d := st.Destinations[ofB(st)]
+	if d.RetryCount < 1 || d.NextRetryTS == nil || !strings.Contains(*d.LastError, "cut off by the test") {
+		t.Fatalf("B while cut off: %+v", d)
+	}
+
+	// B answers again; its next message to A tells A so at once.
+	a.Federation().SetTransport(nil)
+	if _, err := bob.SendText(ctx, room.RoomID, "back"); err != nil {
+		t.Fatal(err)
+	}
+	st = waitFor("B's recovery", func(st federationStatus) bool {
+		i := ofB(st)
+		return i >= 0 && st.Destinations[i].Queued == 0 && st.Destinations[i].LastSuccessTS != nil
+	})
+	d = st.Destinations[ofB(st)]
+	if d.RetryCount != 0 || d.NextRetryTS != nil {
+		t.Fatalf("B after it came back: %+v", d)
 	}
 }
