@@ -125,9 +125,9 @@ test-interop: check-go test-deps dendrite-tool
 	@echo "Running interop tests against bin/dendrite-test (race detector on)"
 	PALPO_DENDRITE="$(CURDIR)/bin/dendrite-test" CGO_ENABLED=1 $(GO) test -tags goolm -race -count=1 -timeout 15m -run Interop ./server/...
 
-## spec-coverage: regenerate docs/spec-coverage.md from the spec's OpenAPI files
+## spec-coverage: regenerate docs/spec-coverage.md (client-server and server-server) from the spec's OpenAPI files
 spec-coverage: check-go
-	$(GO) run ./cmd/spec-coverage -spec ../shared/matrix-spec/data/api/client-server -out docs/spec-coverage.md
+	$(GO) run ./cmd/spec-coverage -spec ../shared/matrix-spec/data/api/client-server -federation-spec ../shared/matrix-spec/data/api/server-server -out docs/spec-coverage.md
 
 ## bench: Go benchmarks of the hot paths
 bench: check-go

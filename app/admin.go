@@ -13,6 +13,8 @@ import (
 
 	"github.com/palpo-im/palpo-desktop/server"
 	"github.com/palpo-im/palpo-desktop/server/accounts"
+	"github.com/palpo-im/palpo-desktop/server/federation"
+	"github.com/palpo-im/palpo-desktop/server/federation/outbound"
 )
 
 // The operations the desktop app's Users tab needs. They go through the
@@ -266,6 +268,27 @@ func (a *App) Stats(ctx context.Context) (Stats, error) {
 	}
 	if st.MediaBytes, err = db.MediaBytes(ctx); err != nil {
 		return st, err
+	}
+	return st, nil
+}
+
+// FederationStatus is federation as the Status tab shows it: on or off,
+// the listener, and the servers this one sends to with what each is owed.
+type FederationStatus = federation.Status
+
+// DestinationStatus is one server in FederationStatus.Destinations.
+type DestinationStatus = outbound.DestinationStatus
+
+// FederationStatus asks the running server; with the server stopped it
+// says what the config will do (no listener, no destinations).
+func (a *App) FederationStatus(ctx context.Context) (FederationStatus, error) {
+	if srv := a.Server(); srv != nil {
+		return srv.FederationStatus(ctx)
+	}
+	cfg := a.Config()
+	st := FederationStatus{Enabled: cfg.Federation.Enabled, ServerName: cfg.ServerName, WellKnownServer: cfg.Federation.WellKnownServer}
+	if st.Enabled {
+		st.Listen = cfg.Federation.Listen
 	}
 	return st, nil
 }

@@ -155,7 +155,8 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 			return s.fed.QueryProfile(ctx, user)
 		},
 	})
-	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms, Notices: notes})
+	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms, Notices: notes,
+		Federation: s.FederationStatus})
 	// Federation is always built (it is cheap and starts nothing); it
 	// listens and connects only when enabled.
 	s.fed = federation.New(federationConfig(cfg, dataDir), db, key, log)
@@ -221,8 +222,13 @@ func CheckServerName(ctx context.Context, db *storage.DB, name string) error {
 // Handler is the full HTTP handler (for tests and embedding).
 func (s *Server) Handler() http.Handler { return s.router }
 
-// Routes lists every endpoint the server serves.
+// Routes lists every endpoint the client router serves (the client API,
+// media, admin, and /.well-known).
 func (s *Server) Routes() []httpapi.Route { return s.router.Routes() }
+
+// FederationRoutes lists every endpoint the federation router serves on
+// the federation listener (registered whether or not federation is on).
+func (s *Server) FederationRoutes() []httpapi.Route { return s.fed.Router().Routes() }
 
 // ServerName is the configured server name.
 func (s *Server) ServerName() string { return s.cfg.ServerName }
@@ -248,6 +254,17 @@ func (s *Server) Media() *media.Service { return s.media }
 // Federation is the federation service (its router, signed client and key
 // ring), built whether or not federation is enabled.
 func (s *Server) Federation() *federation.Service { return s.fed }
+
+// Outbound is the federation sender, nil when federation is off (for tests
+// and the admin tools).
+func (s *Server) Outbound() *outbound.Sender { return s.outbound }
+
+// FederationStatus is whether federation is on, where it listens, and each
+// destination's queue and last error: what the admin API and the desktop
+// app's Status tab show.
+func (s *Server) FederationStatus(ctx context.Context) (federation.Status, error) {
+	return s.fed.Status(ctx, s.outbound)
+}
 
 // DB is the server's database (for the admin tools and tests).
 func (s *Server) DB() *storage.DB { return s.db }

@@ -80,7 +80,8 @@ func newStatusTab(d *Desktop) *statusTab {
 	t.dbSize = value()
 	t.mediaSize = value()
 	t.federation = value()
-	t.federation.SetText("Off: this server talks only to its own users")
+	t.federation.Wrapping = fyne.TextWrapWord
+	t.federation.SetText(federationOffText)
 	t.lastBackup = value()
 	t.lastBackup.SetText("Never")
 
@@ -99,7 +100,7 @@ func newStatusTab(d *Desktop) *statusTab {
 		widget.NewLabel("Rooms"), t.rooms,
 		widget.NewLabel("Database"), t.dbSize,
 		widget.NewLabel("Media files"), t.mediaSize,
-		widget.NewLabel("Federation"), t.federation,
+		widget.NewLabel("Other servers"), t.federation,
 		widget.NewLabel("Last backup"), t.lastBackup,
 	)
 	// Connecting the family's devices comes first; the figures after.
@@ -208,13 +209,20 @@ func (t *statusTab) showUptime(st app.Status) {
 // loop.
 func (t *statusTab) loadStats() {
 	var stats app.Stats
-	var statsErr error
+	var statsErr, fedErr error
+	var fed app.FederationStatus
 	var last time.Time
 	t.d.async(func() error {
 		stats, statsErr = t.d.app.Stats(context.Background())
+		fed, fedErr = t.d.app.FederationStatus(context.Background())
 		last, _ = t.d.app.LastBackup()
 		return nil
 	}, func(error) {
+		if fedErr == nil {
+			t.federation.SetText(federationText(fed, t.d.app.Status().State == app.StateRunning))
+		} else {
+			t.federation.SetText("Could not read the state of the connections to other servers: " + fedErr.Error())
+		}
 		t.dbSize.SetText(sizeText(stats.DBBytes))
 		if statsErr == nil {
 			t.users.SetText(fmt.Sprint(stats.Users))

@@ -1,7 +1,8 @@
 // Command spec-coverage compares the endpoints in the Matrix spec's OpenAPI
-// definitions with the routes Palpo's router serves, and writes the result
-// as a Markdown table (docs/spec-coverage.md). It reads the spec from
-// ../shared/matrix-spec by default; `make spec-coverage` runs it.
+// definitions (client-server and server-server) with the routes Palpo's
+// routers serve, and writes the result as Markdown tables
+// (docs/spec-coverage.md). It reads the spec from ../shared/matrix-spec by
+// default; `make spec-coverage` runs it.
 package main
 
 import (
@@ -18,16 +19,17 @@ import (
 
 func main() {
 	specDir := flag.String("spec", "../shared/matrix-spec/data/api/client-server", "directory of the client-server OpenAPI files")
+	fedSpecDir := flag.String("federation-spec", "../shared/matrix-spec/data/api/server-server", "directory of the server-server OpenAPI files")
 	out := flag.String("out", "docs/spec-coverage.md", "Markdown file to write, or - for standard output")
 	flag.Parse()
-	if err := run(*specDir, *out); err != nil {
+	if err := run(*specDir, *fedSpecDir, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "spec-coverage:", err)
 		os.Exit(1)
 	}
 }
 
-func run(specDir, out string) error {
-	doc, err := generate(specDir)
+func run(specDir, fedSpecDir, out string) error {
+	doc, err := generate(specDir, fedSpecDir)
 	if err != nil {
 		return err
 	}
@@ -39,9 +41,15 @@ func run(specDir, out string) error {
 }
 
 // generate builds a real server (in a temporary data directory, without
-// listening) so the table reflects exactly what the router serves.
-func generate(specDir string) (string, error) {
+// listening) so the tables reflect exactly what its routers serve. The
+// federation router is built (and routed) whether or not federation is
+// enabled, so the default config shows every server-server route.
+func generate(specDir, fedSpecDir string) (string, error) {
 	ops, err := LoadSpec(specDir)
+	if err != nil {
+		return "", err
+	}
+	fedOps, err := LoadSpec(fedSpecDir)
 	if err != nil {
 		return "", err
 	}
@@ -55,5 +63,11 @@ func generate(specDir string) (string, error) {
 		return "", err
 	}
 	defer srv.Shutdown(context.Background())
-	return Render(Compare(ops, srv.Routes())), nil
+	// /.well-known/matrix/server is a server-server endpoint served on the
+	// client listener (delegation lets other servers reach it on 443).
+	fedRoutes := append(srv.FederationRoutes(), srv.Routes()...)
+	return Render(
+		API{Name: "Client-server", Anchor: "client-server", Coverage: Compare(ops, srv.Routes())},
+		API{Name: "Server-server", Anchor: "server-server", Coverage: Compare(fedOps, fedRoutes)},
+	), nil
 }

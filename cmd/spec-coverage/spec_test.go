@@ -9,7 +9,10 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 )
 
-const specDir = "../../../shared/matrix-spec/data/api/client-server"
+const (
+	specDir    = "../../../shared/matrix-spec/data/api/client-server"
+	fedSpecDir = "../../../shared/matrix-spec/data/api/server-server"
+)
 
 func TestLoadFile(t *testing.T) {
 	dir := t.TempDir()
@@ -73,8 +76,9 @@ servers:
 	if served != 1 {
 		t.Fatalf("wildcards not normalised: %+v", cov)
 	}
-	if !strings.Contains(Render(cov), "**1 of 2 endpoints served.**") {
-		t.Fatal(Render(cov))
+	if doc := Render(API{Name: "Client-server", Anchor: "client-server", Coverage: cov}); !strings.Contains(doc, "**Client-server API: 1 of 2 endpoints served.**") ||
+		!strings.Contains(doc, "| [x](#client-server-x) | 1 / 2 |") || !strings.Contains(doc, "### client-server x\n") {
+		t.Fatal(doc)
 	}
 }
 
@@ -91,7 +95,14 @@ func TestCommittedReportIsCurrent(t *testing.T) {
 	if len(ops) < 150 {
 		t.Fatalf("only %d operations parsed from the spec; the scanner is missing some", len(ops))
 	}
-	got, err := generate(specDir)
+	fedOps, err := LoadSpec(fedSpecDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fedOps) < 30 {
+		t.Fatalf("only %d server-server operations parsed from the spec; the scanner is missing some", len(fedOps))
+	}
+	got, err := generate(specDir, fedSpecDir)
 	if err != nil {
 		t.Fatal(err)
 	}

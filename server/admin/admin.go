@@ -3,12 +3,14 @@
 // shared-secret registration, users, devices, registration tokens), with
 // Synapse's request and response shapes so that its tools (synadm,
 // synapse-admin, register_new_matrix_user, mautrix's synapseadmin) work
-// unchanged. Handlers are thin; the rules are in server/accounts, which the
+// unchanged. Status Synapse has no counterpart for (federation's queues)
+// is under /_palpo/admin/*, with the same admin authentication. Handlers are thin; the rules are in server/accounts, which the
 // command line and the desktop app call directly.
 package admin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +22,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
+	"github.com/palpo-im/palpo-desktop/server/federation"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/media"
 	"github.com/palpo-im/palpo-desktop/server/notices"
@@ -44,6 +47,9 @@ type Deps struct {
 	Rooms *rooms.Service
 	// Notices sends server notices (nil: no send_server_notice).
 	Notices *notices.Service
+	// Federation reports federation's state and outbound queues (nil: no
+	// federation status endpoint).
+	Federation func(ctx context.Context) (federation.Status, error)
 }
 
 // API holds the admin API's handlers.
@@ -66,6 +72,7 @@ func Register(rt *httpapi.Router, deps Deps) *API {
 	a.registerMedia(rt)
 	a.registerReports(rt)
 	a.registerNotices(rt)
+	a.registerFederation(rt)
 	return a
 }
 

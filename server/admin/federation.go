@@ -1,0 +1,72 @@
+package admin
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/palpo-im/palpo-desktop/server/accounts"
+	"github.com/palpo-im/palpo-desktop/server/httpapi"
+)
+
+// palpoPrefix is where Palpo serves admin endpoints Synapse has no
+// counterpart for, so they never collide with one Synapse adds later.
+const palpoPrefix = "/_palpo/admin"
+
+func (a *API) registerFederation(rt *httpapi.Router) {
+	if a.deps.Federation == nil {
+		return
+	}
+	rt.Handle(http.MethodGet, palpoPrefix+"/v1/federation", a.admin(a.federationStatus))
+}
+
+// federationJSON is GET /_palpo/admin/v1/federation's answer. Synapse's
+// /v1/federation/destinations has no queue length or last error, which
+// is what someone asking "why does matrix.org not get my messages?" needs,
+// so this is Palpo's own shape; times are in milliseconds, as in Synapse.
+type federationJSON struct {
+	Enabled    bool   `json:"enabled"`
+	ServerName string `json:"server_name"`
+	// Listen is the configured address, null when federation is off.
+	Listen *string `json:"listen"`
+	// ListeningOn is the bound address, null when not listening.
+	ListeningOn     *string           `json:"listening_on"`
+	WellKnownServer *string           `json:"well_known_server"`
+	Destinations    []destinationJSON `json:"destinations"`
+	Total           int               `json:"total"`
+}
+
+type destinationJSON struct {
+	Destination   string  `json:"destination"`
+	Queued        int     `json:"queued"`
+	RetryCount    int     `json:"retry_count"`
+	LastError     *string `json:"last_error"`
+	NextRetryTS   *int64  `json:"next_retry_ts"`
+	LastSuccessTS *int64  `json:"last_success_ts"`
+}
+
+func millis(t time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	ms := t.UnixMilli()
+	return &ms
+}
+
+func (a *API) federationStatus(w http.ResponseWriter, r *http.Request, _ *accounts.Caller) error {
+	st, err := a.deps.Federation(r.Context())
+	if err != nil {
+		return err
+	}
+	out := federationJSON{
+		Enabled: st.Enabled, ServerName: st.ServerName,
+		Listen: nullable(st.Listen), ListeningOn: nullable(st.Addr), WellKnownServer: nullable(st.WellKnownServer),
+		Destinations: make([]destinationJSON, len(st.Destinations)), Total: len(st.Destinations),
+	}
+	for i, d := range st.Destinations {
+		out.Destinations[i] = destinationJSON{
+			Destination: d.Name, Queued: d.Queued, RetryCount: d.RetryCount, LastError: nullable(d.LastError),
+			NextRetryTS: millis(d.NextRetry), LastSuccessTS: millis(d.LastSuccess),
+		}
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,48 @@
+package federation
+
+import (
+	"context"
+
+	"github.com/palpo-im/palpo-desktop/server/federation/outbound"
+)
+
+// Status is federation as the admin API and the desktop app show it.
+type Status struct {
+	// Enabled is federation.enabled in the config.
+	Enabled bool
+	// ServerName is the name other servers know this one by.
+	ServerName string
+	// Listen is the configured federation.listen address; Addr is the
+	// address actually bound ("" when the listener is not running, as when
+	// federation is off or the server has not started).
+	Listen string
+	Addr   string
+	// WellKnownServer is the delegation target served at
+	// /.well-known/matrix/server ("" when none).
+	WellKnownServer string
+	// Destinations are the servers this one has sent to or owes
+	// something, by name (empty when federation is off).
+	Destinations []outbound.DestinationStatus
+}
+
+// Status reports the listener and, through sender (nil when federation is
+// off), the outbound queues.
+func (s *Service) Status(ctx context.Context, sender *outbound.Sender) (Status, error) {
+	st := Status{Enabled: s.fed.Enabled, ServerName: s.cfg.ServerName, WellKnownServer: s.fed.WellKnownServer,
+		Destinations: []outbound.DestinationStatus{}}
+	if s.fed.Enabled {
+		st.Listen = s.fed.Listen
+	}
+	if a := s.Addr(); a != nil {
+		st.Addr = a.String()
+	}
+	if sender == nil {
+		return st, nil
+	}
+	dests, err := sender.Destinations(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Destinations = append(st.Destinations, dests...)
+	return st, nil
+}
