@@ -162,8 +162,9 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.fed = federation.New(federationConfig(cfg, dataDir), db, key, log)
 	s.fed.SoftwareVersion = admin.Version
 	s.fed.RegisterWellKnown(s.router)
-	deps := federation.RoomDeps{Rooms: s.rooms, Profiles: s.accounts.Profile,
-		EDUs: edus.New(db, cfg.ServerName, s.sync, s.sync.Notifier(), log)}
+	applier := edus.New(db, cfg.ServerName, s.sync, s.sync.Notifier(), log)
+	applier.ServerAllowed = s.rooms.ServerAllowed
+	deps := federation.RoomDeps{Rooms: s.rooms, Profiles: s.accounts.Profile, EDUs: applier}
 	if s.fed.Enabled() {
 		// What this server's users do reaches the other servers in their
 		// rooms through one persisted queue per destination.

@@ -65,6 +65,8 @@ type Applier struct {
 	log        *slog.Logger
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// ServerAllowed applies a room's m.room.server_acl (nil: no ACLs).
+	ServerAllowed func(ctx context.Context, roomID id.RoomID, server string) (bool, error)
 }
 
 // New builds the applier.
@@ -106,8 +108,14 @@ func serverOf(user id.UserID) string {
 	return server
 }
 
-// joined tells whether a user is joined to a room here.
+// joined tells whether a user is joined to a room here, and their server
+// not denied by the room's server ACL (which covers EDUs as well as PDUs).
 func (a *Applier) joined(ctx context.Context, roomID id.RoomID, user id.UserID) (bool, error) {
+	if a.ServerAllowed != nil {
+		if ok, err := a.ServerAllowed(ctx, roomID, serverOf(user)); err != nil || !ok {
+			return false, err
+		}
+	}
 	m, _, err := a.db.Membership(ctx, roomID, user)
 	if err != nil {
 		return false, err
