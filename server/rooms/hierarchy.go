@@ -203,7 +203,8 @@ func parseHierarchyToken(s string) (hierarchyToken, error) {
 // later siblings. Only the rooms the user may preview are shown (a space
 // the user may not see is not entered). A room this server is not in is
 // asked of the servers its m.space.child event names (the root: of the
-// server in its room ID) over federation (remote_hierarchy.go); what this
+// server in its room ID, and the servers that were in it when this server
+// last was) over federation (remote_hierarchy.go); what this
 // server knows first hand is preferred to what others say. Each room is
 // shown once, which also breaks loops.
 func (s *Service) Hierarchy(ctx context.Context, user id.UserID, rootID id.RoomID, q HierarchyQuery) (*HierarchyPage, error) {
@@ -232,7 +233,11 @@ func (s *Service) Hierarchy(ctx context.Context, user id.UserID, rootID id.RoomI
 	}
 
 	w := newSpaceWalk(s, user, q.SuggestedOnly)
-	root, err := w.visit(ctx, rootID, roomIDServer(rootID))
+	via, err := s.rootVia(ctx, rootID)
+	if err != nil {
+		return nil, err
+	}
+	root, err := w.visit(ctx, rootID, via)
 	if err != nil {
 		return nil, err
 	}

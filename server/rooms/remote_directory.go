@@ -243,6 +243,29 @@ func (s *Service) serverJoined(ctx context.Context, roomID id.RoomID) (bool, err
 	return hasUserOf(joined, s.serverName), nil
 }
 
+// rootVia are the servers to ask for a hierarchy's root when this server
+// is not in it: the server in its room ID, if it has one, then those that
+// had users in the room when this server last knew it. (The client API
+// gives no via for the root, and room IDs of version 12 name no server.)
+func (s *Service) rootVia(ctx context.Context, roomID id.RoomID) ([]string, error) {
+	via := roomIDServer(roomID)
+	if _, err := s.room(ctx, roomID); errors.Is(err, errRoomNotFound) {
+		return via, nil
+	} else if err != nil {
+		return nil, err
+	}
+	servers, err := s.ServersInRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	for _, srv := range servers {
+		if !slices.Contains(via, srv) {
+			via = append(via, srv)
+		}
+	}
+	return via, nil
+}
+
 // roomIDServer is the server in a room ID (before room version 12 room
 // IDs name the server that created the room), as a list to ask.
 func roomIDServer(roomID id.RoomID) []string {
