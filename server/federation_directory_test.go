@@ -178,7 +178,8 @@ type serverHierarchy struct {
 }
 
 // TestFederationHierarchy: a space on A, with public, invite-only and
-// restricted children, a sub-space and a child nobody knows. A user of B
+// restricted children, a sub-space, a child nobody knows and one only an
+// unreachable server knows. A user of B
 // walks it through B: first with B in none of the rooms (everything asked
 // of A), then after joining the space (the space from B's own state, the
 // children from A's answers, the restricted child now open). A's
@@ -216,6 +217,9 @@ func TestFederationHierarchy(t *testing.T) {
 	spaceChild(t, alice, space, sub, "d", false, a.ServerName())
 	spaceChild(t, alice, space, ghost, "e", false, a.ServerName())
 	spaceChild(t, alice, sub, deep, "a", false, a.ServerName())
+	// A child only a server nobody runs could tell about.
+	nobody := "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
+	spaceChild(t, alice, space, id.RoomID("!far:"+nobody), "f", false, nobody)
 
 	// B is in none of these rooms.
 	resp, err := bob.Hierarchy(ctx, space, &mautrix.ReqHierarchy{})
@@ -225,7 +229,7 @@ func TestFederationHierarchy(t *testing.T) {
 	if got, want := hierarchyIDs(resp), []id.RoomID{space, open, sub, deep}; !slices.Equal(got, want) {
 		t.Fatalf("hierarchy through B: %v, want %v", got, want)
 	}
-	if resp.Rooms[0].Name != "Family" || len(resp.Rooms[0].ChildrenState) != 5 || resp.Rooms[2].Name != "Cousins" || len(resp.Rooms[2].ChildrenState) != 1 {
+	if resp.Rooms[0].Name != "Family" || len(resp.Rooms[0].ChildrenState) != 6 || resp.Rooms[2].Name != "Cousins" || len(resp.Rooms[2].ChildrenState) != 1 {
 		t.Fatalf("rooms as described: %+v / %+v", resp.Rooms[0], resp.Rooms[2])
 	}
 	// Paging through it gives the same rooms.
@@ -263,7 +267,7 @@ func TestFederationHierarchy(t *testing.T) {
 	slices.Sort(wantChildren)
 	wantClosed := []id.RoomID{closed, restricted}
 	slices.Sort(wantClosed)
-	if h.Room.RoomID != space || len(h.Room.ChildrenState) != 5 || !slices.Equal(children, wantChildren) || !slices.Equal(h.Inaccessible, wantClosed) {
+	if h.Room.RoomID != space || len(h.Room.ChildrenState) != 6 || !slices.Equal(children, wantChildren) || !slices.Equal(h.Inaccessible, wantClosed) {
 		t.Fatalf("federation hierarchy: %+v", h)
 	}
 	h = serverHierarchy{}
