@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -65,6 +66,8 @@ func (s *Service) PublicRoomsOn(ctx context.Context, server string, q PublicRoom
 	if q.IncludeAllNetworks && q.ThirdPartyInstanceID != "" {
 		return nil, mautrix.MInvalidParam.WithMessage("include_all_networks cannot be combined with third_party_instance_id")
 	}
+	ctx, cancel := context.WithTimeout(ctx, remoteDirectoryTimeout)
+	defer cancel()
 	page, err := s.Directory.PublicRooms(ctx, server, q)
 	if err != nil && q.Filtered() && unsupportedEndpoint(err) {
 		plain := q
@@ -275,6 +278,13 @@ func roomIDServer(roomID id.RoomID) []string {
 	return nil
 }
 
+// How long another server may take to answer: a client is waiting, and a
+// hierarchy may ask several servers in turn.
+const (
+	remoteDirectoryTimeout = 30 * time.Second
+	remoteSpaceTimeout     = 10 * time.Second
+)
+
 // maxRemoteSpaces bounds the federation requests of one walk of a
 // hierarchy, so that a page of a sprawling remote space stays quick.
 const maxRemoteSpaces = 20
@@ -381,7 +391,9 @@ func (w *spaceWalk) ask(ctx context.Context, roomID id.RoomID, via []string) *Se
 			return nil
 		}
 		w.asked++
-		answer, err := s.Directory.Hierarchy(ctx, server, roomID, w.suggestedOnly)
+		actx, cancel := context.WithTimeout(ctx, remoteSpaceTimeout)
+		answer, err := s.Directory.Hierarchy(actx, server, roomID, w.suggestedOnly)
+		cancel()
 		if err != nil {
 			s.log.Debug("a server did not give a space's hierarchy", "server", server, "room", roomID, "error", err)
 			continue
