@@ -174,6 +174,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		deps.Waker = s.outbound
 	}
 	s.fed.RegisterRooms(deps)
+	s.fed.RegisterDirectory(federation.DirectoryDeps{Rooms: s.rooms, OpenIDUserInfo: s.accounts.OpenIDUserInfo})
 	if err := s.fed.RecordSigningKey(ctx); err != nil {
 		db.Close()
 		return nil, err

@@ -132,24 +132,10 @@ func (a *API) putDirectoryVisibility(w http.ResponseWriter, r *http.Request, c *
 	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})
 }
 
-// directoryServer checks the server parameter of /publicRooms: only this
-// server's directory can be listed until Palpo federates.
-func (a *API) directoryServer(r *http.Request) error {
-	server := r.URL.Query().Get("server")
-	if server == "" || server == a.deps.ServerName {
-		return nil
-	}
-	if !id.ValidateServerName(server) {
-		return mautrix.MInvalidParam.WithMessage("Invalid server name " + strconv.Quote(server))
-	}
-	return mautrix.MNotFound.WithMessage("The room directories of other servers cannot be listed: this server does not federate yet")
-}
-
+// The server parameter names the server whose directory is listed: this
+// one's, or another's asked over federation (the rooms service decides).
 func (a *API) getPublicRooms(w http.ResponseWriter, r *http.Request) error {
 	if _, err := a.optionalCaller(r); err != nil {
-		return err
-	}
-	if err := a.directoryServer(r); err != nil {
 		return err
 	}
 	q := r.URL.Query()
@@ -166,7 +152,7 @@ func (a *API) getPublicRooms(w http.ResponseWriter, r *http.Request) error {
 	// other networks here.
 	req.ThirdPartyInstanceID = q.Get("third_party_instance_id")
 	req.IncludeAllNetworks = q.Get("include_all_networks") == "true"
-	page, err := a.rooms.PublicRooms(r.Context(), req)
+	page, err := a.rooms.PublicRoomsOn(r.Context(), r.URL.Query().Get("server"), req)
 	if err != nil {
 		return err
 	}
@@ -174,9 +160,6 @@ func (a *API) getPublicRooms(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) postPublicRooms(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	if err := a.directoryServer(r); err != nil {
-		return err
-	}
 	var body struct {
 		Limit  int    `json:"limit"`
 		Since  string `json:"since"`
@@ -198,7 +181,7 @@ func (a *API) postPublicRooms(w http.ResponseWriter, r *http.Request, c *account
 		req.SearchTerm = body.Filter.GenericSearchTerm
 		req.RoomTypes = body.Filter.RoomTypes
 	}
-	page, err := a.rooms.PublicRooms(r.Context(), req)
+	page, err := a.rooms.PublicRoomsOn(r.Context(), r.URL.Query().Get("server"), req)
 	if err != nil {
 		return err
 	}

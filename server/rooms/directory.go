@@ -653,21 +653,11 @@ func (s *Service) PublicRooms(ctx context.Context, q PublicRoomsQuery) (*PublicR
 		listed = append(listed, sum)
 	}
 	page.TotalRoomCountEstimate = len(listed)
-	term := strings.ToLower(strings.TrimSpace(q.SearchTerm))
 	matched := listed[:0]
 	for _, sum := range listed {
-		if term != "" && !strings.Contains(strings.ToLower(sum.Name), term) &&
-			!strings.Contains(strings.ToLower(sum.Topic), term) &&
-			!strings.Contains(strings.ToLower(string(sum.CanonicalAlias)), term) &&
-			string(sum.RoomID) != q.SearchTerm {
-			continue
+		if q.matches(sum) {
+			matched = append(matched, sum)
 		}
-		if len(q.RoomTypes) > 0 && !slices.ContainsFunc(q.RoomTypes, func(t *string) bool {
-			return (t == nil && sum.RoomType == "") || (t != nil && *t == string(sum.RoomType))
-		}) {
-			continue
-		}
-		matched = append(matched, sum)
 	}
 	key := func(sum *RoomSummary) directoryKey { return directoryKey{sum.NumJoinedMembers, sum.RoomID} }
 	slices.SortFunc(matched, func(a, b *RoomSummary) int { return key(a).compare(key(b)) })
@@ -709,6 +699,25 @@ func (s *Service) PublicRooms(ctx context.Context, q PublicRoomsQuery) (*PublicR
 	}
 	return page, nil
 }
+
+// matches applies the query's filter (search term and room types) to a
+// room of the directory.
+func (q PublicRoomsQuery) matches(sum *RoomSummary) bool {
+	term := strings.ToLower(strings.TrimSpace(q.SearchTerm))
+	if term != "" && !strings.Contains(strings.ToLower(sum.Name), term) &&
+		!strings.Contains(strings.ToLower(sum.Topic), term) &&
+		!strings.Contains(strings.ToLower(string(sum.CanonicalAlias)), term) &&
+		string(sum.RoomID) != q.SearchTerm {
+		return false
+	}
+	return len(q.RoomTypes) == 0 || slices.ContainsFunc(q.RoomTypes, func(t *string) bool {
+		return (t == nil && sum.RoomType == "") || (t != nil && *t == string(sum.RoomType))
+	})
+}
+
+// Filtered tells whether the query has a filter (which only the POST form
+// of /publicRooms carries).
+func (q PublicRoomsQuery) Filtered() bool { return q.SearchTerm != "" || len(q.RoomTypes) > 0 }
 
 // MaxUserDirectoryResults bounds one user directory search (Synapse's
 // figure).

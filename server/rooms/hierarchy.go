@@ -37,8 +37,15 @@ var errCannotPreview = mautrix.MForbidden.WithMessage("You may not see this room
 // the rooms its join rule allows. Banned users may not. user may be empty
 // for an anonymous request.
 func (s *Service) previewable(ctx context.Context, user id.UserID, r *room, sum *RoomSummary) (bool, error) {
+	return s.previewableSummary(ctx, user, r.ID, r.Version, sum)
+}
+
+// previewableSummary is previewable for a room known by its summary only
+// (another server's answer): version may be empty when that server did not
+// say, and then the join rule is taken as the server gave it.
+func (s *Service) previewableSummary(ctx context.Context, user id.UserID, roomID id.RoomID, version id.RoomVersion, sum *RoomSummary) (bool, error) {
 	if user != "" {
-		m, _, err := s.db.Membership(ctx, r.ID, user)
+		m, _, err := s.db.Membership(ctx, roomID, user)
 		if err != nil {
 			return false, err
 		}
@@ -49,11 +56,7 @@ func (s *Service) previewable(ctx context.Context, user id.UserID, r *room, sum 
 			return true, nil
 		}
 	}
-	switch {
-	case sum.JoinRule == event.JoinRulePublic,
-		sum.JoinRule == event.JoinRuleKnock && r.Version.Knocks(),
-		sum.JoinRule == event.JoinRuleKnockRestricted && r.Version.KnockRestricted(),
-		sum.WorldReadable:
+	if openToAll(version, sum) {
 		return true, nil
 	}
 	if user == "" {
@@ -71,6 +74,21 @@ func (s *Service) previewable(ctx context.Context, user id.UserID, r *room, sum 
 		}
 	}
 	return false, nil
+}
+
+// openToAll tells whether anyone may see a room's summary: its join rule
+// is public, knock or knock_restricted (where the version has them), or
+// its history is world-readable. An empty version (a remote summary that
+// does not name it) trusts the join rule as given.
+func openToAll(version id.RoomVersion, sum *RoomSummary) bool {
+	switch {
+	case sum.JoinRule == event.JoinRulePublic,
+		sum.JoinRule == event.JoinRuleKnock && (version == "" || version.Knocks()),
+		sum.JoinRule == event.JoinRuleKnockRestricted && (version == "" || version.KnockRestricted()),
+		sum.WorldReadable:
+		return true
+	}
+	return false
 }
 
 // SummaryWithMembership is the answer of GET /room_summary.
@@ -139,6 +157,7 @@ type ChildState struct {
 
 	child id.RoomID // the child room: the state key
 	order *string   // a valid order key, if any
+	via   []string  // the servers the child may be reached through
 }
 
 // HierarchyRoom is one room of a hierarchy page.
@@ -182,9 +201,12 @@ func parseHierarchyToken(s string) (hierarchyToken, error) {
 // Hierarchy walks a space depth first, as GET /hierarchy asks: the root,
 // then each child in the spec's order, entering a child space before its
 // later siblings. Only the rooms the user may preview are shown (a space
-// the user may not see is not entered); rooms this server does not know are
-// left out, since without federation nothing more can be learned of them.
-// Each room is shown once, which also breaks loops.
+// the user may not see is not entered). A room this server is not in is
+// asked of the servers its m.space.child event names (the root: of the
+// server in its room ID, and the servers that were in it when this server
+// last was) over federation (remote_hierarchy.go); what this
+// server knows first hand is preferred to what others say. Each room is
+// shown once, which also breaks loops.
 func (s *Service) Hierarchy(ctx context.Context, user id.UserID, rootID id.RoomID, q HierarchyQuery) (*HierarchyPage, error) {
 	if q.Limit < 0 {
 		return nil, mautrix.MInvalidParam.WithMessage("limit must be a positive number")
@@ -210,27 +232,26 @@ func (s *Service) Hierarchy(ctx context.Context, user id.UserID, rootID id.RoomI
 		skip = t.Skip
 	}
 
-	root, err := s.room(ctx, rootID)
-	if errors.Is(err, errRoomNotFound) {
-		return nil, errCannotPreview
-	}
+	w := newSpaceWalk(s, user, q.SuggestedOnly)
+	via, err := s.rootVia(ctx, rootID)
 	if err != nil {
 		return nil, err
 	}
-	if sum, err := s.summarize(ctx, root); err != nil {
+	root, err := w.visit(ctx, rootID, via)
+	if err != nil {
 		return nil, err
-	} else if ok, err := s.previewable(ctx, user, root, sum); err != nil {
-		return nil, err
-	} else if !ok {
+	}
+	if root == nil {
 		return nil, errCannotPreview
 	}
 
 	type entry struct {
 		roomID id.RoomID
 		depth  int
+		via    []string
 	}
 	page := &HierarchyPage{Rooms: []*HierarchyRoom{}}
-	stack := []entry{{rootID, 0}}
+	stack := []entry{{rootID, 0, nil}}
 	seen := map[id.RoomID]bool{}
 	shown := 0
 	for len(stack) > 0 {
@@ -240,20 +261,13 @@ func (s *Service) Hierarchy(ctx context.Context, user id.UserID, rootID id.RoomI
 			continue
 		}
 		seen[e.roomID] = true
-		r, err := s.room(ctx, e.roomID)
-		if errors.Is(err, errRoomNotFound) {
-			continue
+		node := root
+		if e.depth > 0 {
+			if node, err = w.visit(ctx, e.roomID, e.via); err != nil {
+				return nil, err
+			}
 		}
-		if err != nil {
-			return nil, err
-		}
-		sum, err := s.summarize(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		if ok, err := s.previewable(ctx, user, r, sum); err != nil {
-			return nil, err
-		} else if !ok {
+		if node == nil {
 			continue
 		}
 		if len(page.Rooms) == limit {
@@ -261,30 +275,42 @@ func (s *Service) Hierarchy(ctx context.Context, user id.UserID, rootID id.RoomI
 			page.NextBatch = hierarchyToken{Room: rootID, SuggestedOnly: q.SuggestedOnly, MaxDepth: maxDepth, Skip: shown}.String()
 			break
 		}
-		children := []*ChildState{}
-		if sum.RoomType == event.RoomTypeSpace {
-			if children, err = s.spaceChildren(ctx, r, q.SuggestedOnly); err != nil {
-				return nil, err
-			}
-		}
 		if shown >= skip {
-			page.Rooms = append(page.Rooms, &HierarchyRoom{RoomSummary: sum, ChildrenState: children})
+			page.Rooms = append(page.Rooms, node)
 		}
 		shown++
 		if maxDepth < 0 || e.depth < maxDepth {
 			// Pushed last first, so the first child is walked next.
-			for i := len(children) - 1; i >= 0; i-- {
-				stack = append(stack, entry{children[i].child, e.depth + 1})
+			for i := len(node.ChildrenState) - 1; i >= 0; i-- {
+				c := node.ChildrenState[i]
+				stack = append(stack, entry{c.child, e.depth + 1, c.via})
 			}
 		}
 	}
 	return page, nil
 }
 
+// localHierarchyRoom is a room of this server's as the hierarchy shows it
+// to user, or nil if the user may not preview it.
+func (s *Service) localHierarchyRoom(ctx context.Context, user id.UserID, r *room, suggestedOnly bool) (*HierarchyRoom, error) {
+	sum, err := s.summarize(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if ok, err := s.previewable(ctx, user, r, sum); err != nil || !ok {
+		return nil, err
+	}
+	children := []*ChildState{}
+	if sum.RoomType == event.RoomTypeSpace {
+		if children, err = s.spaceChildren(ctx, r, suggestedOnly); err != nil {
+			return nil, err
+		}
+	}
+	return &HierarchyRoom{RoomSummary: sum, ChildrenState: children}, nil
+}
+
 // spaceChildren returns a space's valid m.space.child events in the spec's
-// order: those with a valid order key by it, then the rest, ties broken by
-// timestamp and then room ID. A child without a via list (or one that is
-// not a list of strings) is no child: that is how children are removed.
+// order (sortChildren).
 func (s *Service) spaceChildren(ctx context.Context, r *room, suggestedOnly bool) ([]*ChildState, error) {
 	byKey, err := s.db.CurrentStateByKey(ctx, r.ID, event.StateSpaceChild.Type)
 	if err != nil {
@@ -304,26 +330,54 @@ func (s *Service) spaceChildren(ctx context.Context, r *room, suggestedOnly bool
 		if !ok {
 			continue
 		}
-		content := eventContent(ev)
-		via, ok := content["via"].([]any)
-		if !ok || len(via) == 0 || slices.ContainsFunc(via, func(v any) bool { _, isStr := v.(string); return !isStr }) {
-			continue
-		}
-		if suggestedOnly {
-			if suggested, _ := content["suggested"].(bool); !suggested {
-				continue
-			}
-		}
 		// A child with a via list is not redacted: its content is as sent.
 		cs := &ChildState{
 			Type: event.StateSpaceChild.Type, StateKey: key, Content: jsonv1.RawMessage(ev.PDU.Content), Sender: ev.PDU.Sender,
-			OriginServerTS: ev.PDU.OriginServerTS, child: id.RoomID(key),
+			OriginServerTS: ev.PDU.OriginServerTS,
 		}
-		if order, ok := content["order"].(string); ok && validChildOrder(order) {
-			cs.order = &order
+		if cs.parse(eventContent(ev), suggestedOnly) {
+			out = append(out, cs)
 		}
-		out = append(out, cs)
 	}
+	sortChildren(out)
+	return out, nil
+}
+
+// parse checks a child event's content and fills the fields the walk
+// uses. A child without a via list (or one that is not a list of strings)
+// is no child: that is how children are removed. With suggestedOnly, a
+// child not marked suggested is left out too.
+func (cs *ChildState) parse(content map[string]any, suggestedOnly bool) bool {
+	if cs.Type != event.StateSpaceChild.Type || len(cs.StateKey) < 2 || cs.StateKey[0] != '!' {
+		return false
+	}
+	via, ok := content["via"].([]any)
+	if !ok || len(via) == 0 {
+		return false
+	}
+	cs.via = make([]string, 0, len(via))
+	for _, v := range via {
+		str, isStr := v.(string)
+		if !isStr {
+			return false
+		}
+		cs.via = append(cs.via, str)
+	}
+	if suggestedOnly {
+		if suggested, _ := content["suggested"].(bool); !suggested {
+			return false
+		}
+	}
+	cs.child = id.RoomID(cs.StateKey)
+	if order, ok := content["order"].(string); ok && validChildOrder(order) {
+		cs.order = &order
+	}
+	return true
+}
+
+// sortChildren puts children in the spec's order: those with a valid order
+// key by it, then the rest, ties broken by timestamp and then room ID.
+func sortChildren(out []*ChildState) {
 	slices.SortFunc(out, func(a, b *ChildState) int {
 		switch {
 		case a.order != nil && b.order == nil:
@@ -340,7 +394,6 @@ func (s *Service) spaceChildren(ctx context.Context, r *room, suggestedOnly bool
 		}
 		return cmp.Compare(a.StateKey, b.StateKey)
 	})
-	return out, nil
 }
 
 // validChildOrder checks an order key: 1 to 50 characters from ' ' to '~'.

@@ -56,6 +56,9 @@ type Service struct {
 	// other servers (federated.go); both nil while federation is off.
 	RemoteKeys KeyFunc
 	Remote     Remote
+	// Directory reads other servers' room directories and spaces
+	// (remote_directory.go); nil while federation is off.
+	Directory DirectoryRemote
 
 	locks  roomLocks
 	cache  *cache
