@@ -286,6 +286,9 @@ func backupVerify(ctx context.Context, env Env, dataDirFlag, file, passFile stri
 			m.ServerName, m.Created.UTC().Format("2006-01-02 15:04:05 UTC"), m.PalpoVersion, m.SchemaVersion)
 		fmt.Fprintf(env.Stdout, "%d users, %d rooms, %d events (up to stream position %d), %d media files, %s in all.\n",
 			m.Users, m.Rooms, m.Events, m.StreamPosition, m.MediaFiles(), humanBytes(m.Bytes()))
+		if rep.Sealed {
+			fmt.Fprintf(env.Stdout, "The file matches the checksum sealed into it when it was made.\n")
+		}
 		fmt.Fprintf(env.Stdout, "Every file matches its checksum and the database passes its integrity check.\n")
 		for _, w := range m.Warnings {
 			fmt.Fprintf(env.Stdout, "Noted when it was made: %s\n", w)

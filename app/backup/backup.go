@@ -12,6 +12,10 @@
 //	media/ab/cd/…   every media file the snapshot refers to, by SHA-256
 //	manifest.json   last: what the backup holds, with each file's SHA-256
 //
+// and the compressed stream ends with a seal, the SHA-256 of all of its
+// bytes before it (see seal.go), so that a change to any byte of the file
+// is found, not only one that changes what it decompresses to.
+//
 // The manifest comes last because it records the checksums of what was
 // written before it, so a backup is written in one pass; a backup cut short
 // (a full disk, a USB stick pulled) has no manifest and is refused.
@@ -68,6 +72,12 @@ type Manifest struct {
 	MissingMedia []string `json:"missing_media,omitempty"`
 	// Warnings are problems found while backing up that did not stop it.
 	Warnings []string `json:"warnings,omitempty"`
+	// Sealed says the compressed stream ends with a seal, which must then
+	// match. Backups made before seals have none and are checked without
+	// one. A field rather than a new format version: older Palpos read a
+	// sealed backup correctly (the seal decompresses to nothing), so they
+	// need not refuse it.
+	Sealed bool `json:"sealed,omitempty"`
 }
 
 // File is one archive entry with its checksum.

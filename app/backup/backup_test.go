@@ -230,7 +230,7 @@ func TestDamagedBackupsAreRefused(t *testing.T) {
 		target error
 		says   string
 	}{
-		{"a flipped byte in the compressed file", flipByte(t, good, int64(len(raw)/2)), ErrDamaged, "cut short or corrupted"},
+		{"a flipped byte in the compressed file", flipByte(t, good, int64(len(raw)/2)), ErrDamaged, "corrupted after it was made"},
 		{"a flipped byte in a media file", flipIn(mediaEntry, false), ErrDamaged, mediaEntry + " does not match its checksum"},
 		{"a flipped byte in the database", flipIn(entryDatabase, false), ErrDamaged, "palpo.db does not match its checksum"},
 		{"a flipped byte in the signing key", flipIn(entryKey, false), ErrDamaged, "signing.key does not match its checksum"},

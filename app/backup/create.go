@@ -129,7 +129,7 @@ func Create(ctx context.Context, src Source, opts CreateOptions) (*Result, error
 	m := &Manifest{
 		Format: FormatVersion, PalpoVersion: src.Version, ServerName: src.Config.ServerName, Created: created,
 		SchemaVersion: info.SchemaVersion, StreamPosition: info.StreamPosition,
-		Users: info.Users, Rooms: info.Rooms, Events: info.Events,
+		Users: info.Users, Rooms: info.Rooms, Events: info.Events, Sealed: true,
 	}
 
 	// 2. The small files, read whole: the config and the signing key.
@@ -183,7 +183,8 @@ func Create(ctx context.Context, src Source, opts CreateOptions) (*Result, error
 	}
 	// The fastest level: media (most of the bytes) is compressed already,
 	// and the database compresses well even so.
-	gz, err := gzip.NewWriterLevel(out, gzip.BestSpeed)
+	sealer := newSealingWriter(out)
+	gz, err := gzip.NewWriterLevel(sealer, gzip.BestSpeed)
 	if err != nil {
 		return nil, err
 	}
@@ -234,6 +235,9 @@ func Create(ctx context.Context, src Source, opts CreateOptions) (*Result, error
 		return nil, fmt.Errorf("write backup: %w", err)
 	}
 	if err := gz.Close(); err != nil {
+		return nil, fmt.Errorf("write backup: %w", err)
+	}
+	if err := sealer.seal(); err != nil {
 		return nil, fmt.Errorf("write backup: %w", err)
 	}
 	if enc != nil {

@@ -232,7 +232,9 @@ func rewriteAll(t *testing.T, src string, edit func(name string, data []byte) []
 		t.Fatal(err)
 	}
 	defer out.Close()
-	gw := gzip.NewWriter(out)
+	// Sealed as Create seals, so that only the deeper checks can tell.
+	sw := newSealingWriter(out)
+	gw := gzip.NewWriter(sw)
 	tw := tar.NewWriter(gw)
 	for _, e := range entries {
 		e.hdr.Size = int64(len(e.data))
@@ -247,6 +249,9 @@ func rewriteAll(t *testing.T, src string, edit func(name string, data []byte) []
 		t.Fatal(err)
 	}
 	if err := gw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.seal(); err != nil {
 		t.Fatal(err)
 	}
 	return dst

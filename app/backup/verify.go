@@ -46,6 +46,11 @@ type Report struct {
 	Manifest  *Manifest
 	// SHA256 is the checksum of the backup file itself.
 	SHA256 string
+	// Sealed: the backup's seal matched, so every byte of the file is as
+	// it was written. A backup made before seals has none: its content is
+	// checked as fully, but a change that decompresses to the same content
+	// (which loses nothing) cannot be told.
+	Sealed bool
 }
 
 // Verify reads a whole backup (decrypting it if needed) and checks it:
@@ -74,7 +79,7 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (*Report, erro
 		}
 		return nil, err
 	}
-	rep := &Report{Path: path, Size: u.size, Encrypted: u.encrypted, Manifest: u.manifest, SHA256: u.archiveSHA}
+	rep := &Report{Path: path, Size: u.size, Encrypted: u.encrypted, Manifest: u.manifest, SHA256: u.archiveSHA, Sealed: u.manifest.Sealed}
 	writeMark(path, rep)
 	return rep, nil
 }
@@ -89,6 +94,8 @@ type unpacked struct {
 	archiveSHA string
 	entries    map[string]File // as read: size and SHA-256 of what is in the archive
 	media      map[string]bool // SHA-256s of the media files present
+	streamSum  []byte          // SHA-256 of the gzip member, as read
+	tail       []byte          // what follows the gzip member: its seal, if any
 }
 
 const ageMagic = "age-encryption.org/v1"
@@ -125,7 +132,7 @@ func unpack(ctx context.Context, path, passphrase, dest string, keepMedia bool, 
 	raw := bufio.NewReaderSize(io.TeeReader(&ctxReader{ctx: ctx, r: f}, io.MultiWriter(fileHash, prog)), 256<<10)
 
 	head, _ := raw.Peek(len(ageMagic))
-	var plain io.Reader = raw
+	plain := raw
 	if bytes.Equal(head, []byte(ageMagic)) {
 		u.encrypted = true
 		if passphrase == "" {
@@ -145,7 +152,7 @@ func unpack(ctx context.Context, path, passphrase, dest string, keepMedia bool, 
 		case err != nil:
 			return nil, damaged("its encryption header cannot be read (%v)", err)
 		}
-		plain = dec
+		plain = bufio.NewReaderSize(dec, 256<<10)
 	} else if len(head) < 2 || head[0] != 0x1f || head[1] != 0x8b {
 		return nil, fmt.Errorf("%w: %s is neither a .tar.gz archive nor an encrypted (age) file", ErrNotBackup, filepath.Base(path))
 	}
@@ -157,11 +164,17 @@ func unpack(ctx context.Context, path, passphrase, dest string, keepMedia bool, 
 		}
 		return damaged("it cannot be read to its end (%v): it was cut short or corrupted after it was made", err)
 	}
-	gz, err := gzip.NewReader(plain)
+	sealed := newSealReader(plain)
+	gz, err := gzip.NewReader(sealed)
 	if err != nil {
 		return nil, readErr(err)
 	}
+	// One member: what follows it is the seal, checked byte for byte,
+	// not more archive.
+	gz.Multistream(false)
 	tr := tar.NewReader(gz)
+	var manifestData []byte // parsed once the stream is read: see below
+	sawManifest := false
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -170,7 +183,7 @@ func unpack(ctx context.Context, path, passphrase, dest string, keepMedia bool, 
 		if err != nil {
 			return nil, readErr(err)
 		}
-		if u.manifest != nil {
+		if sawManifest {
 			return nil, damaged("an entry %q follows the manifest", hdr.Name)
 		}
 		if hdr.Typeflag != tar.TypeReg {
@@ -188,11 +201,7 @@ func unpack(ctx context.Context, path, passphrase, dest string, keepMedia bool, 
 			if len(data) > maxManifestBytes {
 				return nil, damaged("its manifest is too large")
 			}
-			var m Manifest
-			if err := json.Unmarshal(data, &m); err != nil {
-				return nil, damaged("its manifest is not valid JSON (%v)", err)
-			}
-			u.manifest = &m
+			manifestData, sawManifest = data, true
 			continue
 		}
 		var w io.Writer = io.Discard
@@ -235,8 +244,15 @@ func unpack(ctx context.Context, path, passphrase, dest string, keepMedia bool, 
 		u.entries[name] = File{Path: name, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}
 	}
 	// Read the layers to their very ends: the gzip trailer's CRC and the
-	// last encrypted chunk's tag are checked only there.
+	// last encrypted chunk's tag are checked only there. Until then a
+	// changed byte shows only as content that does not parse, which is
+	// why the manifest is read after: a damaged file is then reported as
+	// such, whichever byte changed.
 	if _, err := io.Copy(io.Discard, gz); err != nil {
+		return nil, readErr(err)
+	}
+	u.streamSum = sealed.sum()
+	if u.tail, err = io.ReadAll(io.LimitReader(plain, int64(sealLen)+1)); err != nil {
 		return nil, readErr(err)
 	}
 	if _, err := io.Copy(io.Discard, plain); err != nil {
@@ -246,6 +262,13 @@ func unpack(ctx context.Context, path, passphrase, dest string, keepMedia bool, 
 		return nil, readErr(err)
 	}
 	u.archiveSHA = hex.EncodeToString(fileHash.Sum(nil))
+	if sawManifest {
+		var m Manifest
+		if err := json.Unmarshal(manifestData, &m); err != nil {
+			return nil, damaged("its manifest is not valid JSON (%v)", err)
+		}
+		u.manifest = &m
+	}
 	if err := u.checkEntries(); err != nil {
 		return nil, err
 	}
@@ -308,6 +331,24 @@ func (u *unpacked) checkEntries() error {
 		if !listed[name] {
 			return damaged("it has no %s", name)
 		}
+	}
+	// Last: a changed file is better told by its name than by the seal.
+	return u.checkSeal()
+}
+
+// checkSeal checks what follows the compressed stream: the seal its
+// manifest promises, matching every byte before it, or, in a backup made
+// before seals, nothing.
+func (u *unpacked) checkSeal() error {
+	switch {
+	case !u.manifest.Sealed && len(u.tail) > 0:
+		return damaged("it has data after its end: it was changed or corrupted after it was made")
+	case !u.manifest.Sealed:
+		return nil
+	case len(u.tail) == 0:
+		return damaged("its seal is missing: it was cut short or corrupted after it was made")
+	case !bytes.Equal(u.tail, sealBytes(u.streamSum)):
+		return damaged("its bytes do not match the checksum sealed into it: it was changed or corrupted after it was made")
 	}
 	return nil
 }
