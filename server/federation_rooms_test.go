@@ -75,6 +75,15 @@ func TestFederationJoinByAliasAndMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForMessage(t, alice, created.RoomID, "hello from b")
+	// A message from another server notifies like a local one (a room of
+	// two is a one-to-one chat: the default rules notify).
+	resp, err := alice.SyncRequest(ctx, 0, "", "", false, event.PresenceOnline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jr := resp.Rooms.Join[created.RoomID]; jr == nil || jr.UnreadNotifications == nil || jr.UnreadNotifications.NotificationCount < 1 {
+		t.Fatalf("alice has no notification for bob's message: %+v", jr)
+	}
 	if _, err := alice.SendText(ctx, created.RoomID, "hello from a"); err != nil {
 		t.Fatal(err)
 	}

@@ -373,6 +373,13 @@ func (s *Service) settle(roomID id.RoomID) {
 // (the caller holds the room's lock). With notify, the listeners hear of
 // them (timeline events).
 func (s *Service) commitRemote(r *room, stored []*storage.NewEvent, built []*Event, notify bool) error {
+	if notify {
+		// Notifications and unread counts for our users, in the events'
+		// transaction, as for local events.
+		for _, prepare := range s.prepare {
+			prepare(context.Background(), built, stored)
+		}
+	}
 	// The caller settled the room: nothing of it is queued before these.
 	var after *pendingBatch
 	q := &queued{built: built}
