@@ -419,3 +419,109 @@ func TestFederationServerDownAndBack(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestFederationThreeServers: a room of A joined from B and C; every
+// message and state change reaches all three (a join A accepted for C is
+// passed on to B), C leaves and rejoins, and all end with one state.
+func TestFederationThreeServers(t *testing.T) {
+	ca := testserver.NewCA(t)
+	a := testserver.New(t, testserver.Federated(ca))
+	b := testserver.New(t, testserver.Federated(ca))
+	c := testserver.New(t, testserver.Federated(ca))
+	ctx := context.Background()
+	alice, bob, carol := a.RegisterUser("alice"), b.RegisterUser("bob"), c.RegisterUser("carol")
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "three"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias := id.RoomAlias(fmt.Sprintf("#three:%s", a.ServerName()))
+	if _, err := bob.JoinRoom(ctx, string(alias), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.JoinRoom(ctx, string(alias), nil); err != nil {
+		t.Fatal(err)
+	}
+	// B learns of carol's join from A, which accepted it for C.
+	waitMembership(t, b, room.RoomID, carol.UserID, event.MembershipJoin)
+	if _, err := carol.SendText(ctx, room.RoomID, "from c"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, bob, room.RoomID, "from c")
+	waitForMessage(t, alice, room.RoomID, "from c")
+	if _, err := alice.SendStateEvent(ctx, room.RoomID, event.StateRoomName, "", &event.RoomNameEventContent{Name: "three servers"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.SendText(ctx, room.RoomID, "from b"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, carol, room.RoomID, "from b")
+	if _, err := carol.LeaveRoom(ctx, room.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	waitMembership(t, a, room.RoomID, carol.UserID, event.MembershipLeave)
+	waitMembership(t, b, room.RoomID, carol.UserID, event.MembershipLeave)
+	if _, err := alice.SendText(ctx, room.RoomID, "while carol was away"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.JoinRoom(ctx, string(alias), nil); err != nil {
+		t.Fatalf("rejoin: %v", err)
+	}
+	waitMembership(t, b, room.RoomID, carol.UserID, event.MembershipJoin)
+	if _, err := bob.SendText(ctx, room.RoomID, "welcome back"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, carol, room.RoomID, "welcome back")
+	sameCurrentState(t, a, b, room.RoomID)
+	sameCurrentState(t, a, c, room.RoomID)
+}
+
+// TestFederationSenderRestartResends: what A owes B when A stops is sent
+// after A starts again, from its persisted queue.
+func TestFederationSenderRestartResends(t *testing.T) {
+	a, b := fedPair(t)
+	ctx := context.Background()
+	alice := a.RegisterUser("alice")
+	bob := b.RegisterUser("bob")
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err != nil {
+		t.Fatal(err)
+	}
+	block := &blockable{}
+	a.Federation().SetTransport(block.choose)
+	block.set(true)
+	const n = 10
+	for i := range n {
+		if _, err := alice.SendText(ctx, room.RoomID, fmt.Sprintf("owed %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The messages wait in A's queue for B.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		dests, err := a.Outbound().Destinations(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queued := 0
+		for _, d := range dests {
+			if d.Name == b.ServerName() {
+				queued = d.Queued
+			}
+		}
+		if queued >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("A queued %d messages for B, want %d", queued, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.Down()
+	a.Up() // a new process would start the same way: no block, the queue on disk
+	for i := range n {
+		waitForMessage(t, bob, room.RoomID, fmt.Sprintf("owed %d", i))
+	}
+}

@@ -635,3 +635,39 @@ func TestFederatedBackfill(t *testing.T) {
 		t.Fatalf("backfill past the create event: %d, %v", n, err)
 	}
 }
+
+// TestFederatedRestrictedJoin: bob of b.test, in a room of a.test, joins
+// a restricted room that allows that room's members, through a.test,
+// which names and signs as the authoriser.
+func TestFederatedRestrictedJoin(t *testing.T) {
+	for _, v := range []id.RoomVersion{"8", "10", "12"} {
+		t.Run("v"+string(v), func(t *testing.T) {
+			m := newMesh(t, "a.test", "b.test")
+			a, b := m.servers["a.test"], m.servers["b.test"]
+			ctx := context.Background()
+			alice, bob := id.UserID("@alice:a.test"), id.UserID("@bob:b.test")
+			parent := pairedRoom(t, m, v)
+			rules, _ := jsonv1.Marshal(map[string]any{"join_rule": "restricted", "allow": []map[string]any{{"type": "m.room_membership", "room_id": parent}}})
+			roomID, err := a.CreateRoom(ctx, alice, &CreateRoomRequest{RoomVersion: v, Preset: "private_chat",
+				InitialState: []InitialStateEvent{{Type: "m.room.join_rules", Content: rules}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.JoinRemote(ctx, bob, roomID, []string{"a.test"}, nil); err != nil {
+				t.Fatalf("restricted join: %v", err)
+			}
+			m.settle()
+			join, err := a.CurrentStateEvent(ctx, roomID, "m.room.member", string(bob))
+			if err != nil || join == nil || join.Membership() != event.MembershipJoin {
+				t.Fatalf("a: bob's membership event %v, %v", join, err)
+			}
+			if _, ok := join.PDU.Signatures["a.test"]; !ok {
+				t.Fatal("a.test did not sign the join it authorised")
+			}
+			// Someone in no allowed room is refused.
+			if _, err := b.JoinRemote(ctx, "@mallory:b.test", roomID, []string{"a.test"}, nil); err == nil {
+				t.Fatal("a user in no allowed room joined a restricted room")
+			}
+		})
+	}
+}
