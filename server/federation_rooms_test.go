@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -88,6 +89,14 @@ func TestFederationJoinByAliasAndMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForMessage(t, bob, created.RoomID, "hello from a")
+	// A room shared with a user of another server is a mutual room.
+	var mutual struct {
+		Joined []id.RoomID `json:"joined"`
+	}
+	u := bob.BuildURLWithQuery(mautrix.ClientURLPath{"v1", "mutual_rooms"}, map[string]string{"user_id": string(alice.UserID)})
+	if _, err := bob.MakeRequest(ctx, "GET", u, nil, &mutual); err != nil || len(mutual.Joined) != 1 || mutual.Joined[0] != created.RoomID {
+		t.Fatalf("bob's mutual rooms with alice: %v, %v", mutual.Joined, err)
+	}
 	// Both servers list both members.
 	for _, c := range []*mautrix.Client{alice, bob} {
 		members, err := c.JoinedMembers(ctx, created.RoomID)
@@ -524,4 +533,49 @@ func TestFederationSenderRestartResends(t *testing.T) {
 	for i := range n {
 		waitForMessage(t, bob, room.RoomID, fmt.Sprintf("owed %d", i))
 	}
+}
+
+// TestFederationRoomUpgrade: alice on A upgrades a room bob of B is in;
+// B sees the tombstone and bob joins the new room through A, as a client
+// following the tombstone does.
+func TestFederationRoomUpgrade(t *testing.T) {
+	a, b := fedPair(t)
+	ctx := context.Background()
+	alice := a.RegisterUser("alice")
+	bob := b.RegisterUser("bob")
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomVersion: "11"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err != nil {
+		t.Fatal(err)
+	}
+	var up struct {
+		ReplacementRoom id.RoomID `json:"replacement_room"`
+	}
+	if _, err := alice.MakeRequest(ctx, "POST", alice.BuildClientURL("v3", "rooms", room.RoomID, "upgrade"), map[string]string{"new_version": "12"}, &up); err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	// B holds the tombstone pointing at the new room.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ev, err := b.Rooms().CurrentStateEvent(ctx, room.RoomID, event.StateTombstone.Type, "")
+		if err == nil && ev != nil {
+			var c event.TombstoneEventContent
+			if json.Unmarshal(ev.PDU.Content, &c) == nil && c.ReplacementRoom == up.ReplacementRoom {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("B never got the tombstone")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := bob.JoinRoom(ctx, up.ReplacementRoom.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err != nil {
+		t.Fatalf("join the new room: %v", err)
+	}
+	if _, err := bob.SendText(ctx, up.ReplacementRoom, "in the new room"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, alice, up.ReplacementRoom, "in the new room")
 }
