@@ -26,32 +26,13 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 )
 
-// benchPair is fedPair for benchmarks: two federating servers, alice on A
-// in a public room that bob of B joined.
-func benchPair(b *testing.B) (a, bs *testserver.Server, alice, bob *mautrix.Client, roomID id.RoomID, ca *testserver.CA) {
-	b.Helper()
-	ca = testserver.NewCA(b)
-	a = testserver.New(b, testserver.Federated(ca))
-	bs = testserver.New(b, testserver.Federated(ca))
-	alice = a.RegisterUser("alice")
-	bob = bs.RegisterUser("bob")
-	ctx := context.Background()
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := bob.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err != nil {
-		b.Fatal(err)
-	}
-	return a, bs, alice, bob, room.RoomID, ca
-}
-
 // BenchmarkFederationInbound measures PUT /send as the receiving server
 // sees it: transactions of 50 PDUs (messages of A's users, built and
 // signed on A while it could not reach B), each PDU checked (signature,
 // hash, auth rules, soft failure) and stored by B.
 func BenchmarkFederationInbound(b *testing.B) {
-	a, bs, alice, _, roomID, ca := benchPair(b)
+	f := newFedRoom(b, "")
+	a, bs, alice, roomID, ca := f.A, f.B, f.Alice, f.Room, f.CA
 	ctx := context.Background()
 	block := &blockable{}
 	a.Federation().SetTransport(block.choose)
@@ -105,7 +86,8 @@ func BenchmarkFederationInbound(b *testing.B) {
 // long-poll /sync on B returns it: A's commit, its outbound queue, the
 // transaction over loopback TLS, B's checks and commit, and B's sync.
 func BenchmarkFederationSendToSync(b *testing.B) {
-	_, _, alice, bob, roomID, _ := benchPair(b)
+	f := newFedRoom(b, "")
+	alice, bob, roomID := f.Alice, f.Bob, f.Room
 	ctx := context.Background()
 	resp, err := bob.SyncRequest(ctx, 0, "", "", false, event.PresenceOnline)
 	if err != nil {

@@ -25,6 +25,33 @@ func fedPair(t *testing.T) (*testserver.Server, *testserver.Server) {
 	return testserver.New(t, testserver.Federated(ca)), testserver.New(t, testserver.Federated(ca))
 }
 
+// fedRoom is two federating servers and a public room of alice on A that
+// bob of B joined.
+type fedRoom struct {
+	CA         *testserver.CA
+	A, B       *testserver.Server
+	Alice, Bob *mautrix.Client
+	Room       id.RoomID
+}
+
+// newFedRoom starts a fedRoom; version "" is the default room version.
+func newFedRoom(tb testing.TB, version id.RoomVersion) *fedRoom {
+	tb.Helper()
+	f := &fedRoom{CA: testserver.NewCA(tb)}
+	f.A, f.B = testserver.New(tb, testserver.Federated(f.CA)), testserver.New(tb, testserver.Federated(f.CA))
+	f.Alice, f.Bob = f.A.RegisterUser("alice"), f.B.RegisterUser("bob")
+	ctx := context.Background()
+	room, err := f.Alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomVersion: version})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.Room = room.RoomID
+	if _, err := f.Bob.JoinRoom(ctx, f.Room.String(), &mautrix.ReqJoinRoom{Via: []string{f.A.ServerName()}}); err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
 // waitForMessage long-polls c's /sync until a message with body arrives
 // in roomID, and returns it.
 func waitForMessage(t *testing.T, c *mautrix.Client, roomID id.RoomID, body string) *event.Event {
@@ -385,17 +412,10 @@ func TestFederationPartitionHealed(t *testing.T) {
 // TestFederationServerDownAndBack: messages sent while the other server is
 // down reach it after it restarts, each once.
 func TestFederationServerDownAndBack(t *testing.T) {
-	a, b := fedPair(t)
+	f := newFedRoom(t, "")
+	b, alice, bob := f.B, f.Alice, f.Bob
+	room := struct{ RoomID id.RoomID }{f.Room}
 	ctx := context.Background()
-	alice := a.RegisterUser("alice")
-	bob := b.RegisterUser("bob")
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err != nil {
-		t.Fatal(err)
-	}
 	b.Down()
 	const n = 20
 	for i := range n {
@@ -487,17 +507,10 @@ func TestFederationThreeServers(t *testing.T) {
 // TestFederationSenderRestartResends: what A owes B when A stops is sent
 // after A starts again, from its persisted queue.
 func TestFederationSenderRestartResends(t *testing.T) {
-	a, b := fedPair(t)
+	f := newFedRoom(t, "")
+	a, b, alice, bob := f.A, f.B, f.Alice, f.Bob
+	room := struct{ RoomID id.RoomID }{f.Room}
 	ctx := context.Background()
-	alice := a.RegisterUser("alice")
-	bob := b.RegisterUser("bob")
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err != nil {
-		t.Fatal(err)
-	}
 	block := &blockable{}
 	a.Federation().SetTransport(block.choose)
 	block.set(true)
