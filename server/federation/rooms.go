@@ -143,6 +143,7 @@ func (h *roomHandlers) send(w http.ResponseWriter, r *http.Request, origin strin
 			continue
 		}
 		if err != nil {
+			h.s.log.Info("refused a PDU", "origin", origin, "event", evID, "error", err)
 			results[evID] = pduResult{Error: err.Error()}
 		} else {
 			results[evID] = pduResult{}

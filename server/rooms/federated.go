@@ -580,7 +580,7 @@ func (s *Service) persistRemote(ctx context.Context, r *room, ev *Event, raw []b
 	case 1:
 		before = StateMap(states[0])
 	default:
-		res, err := stateres.Resolve(ctx, r.Version, states, pduLoader{s})
+		res, err := stateres.Resolve(ctx, r.Version, states, pduLoader{s: s})
 		if err != nil {
 			return fmt.Errorf("resolve state before %s: %w", ev.ID, err)
 		}
@@ -647,7 +647,7 @@ func (s *Service) persistRemote(ctx context.Context, r *room, ev *Event, raw []b
 			}
 			states = append(states, stateres.StateMap(st))
 		}
-		res, err := stateres.Resolve(ctx, r.Version, states, pduLoader{s})
+		res, err := stateres.Resolve(ctx, r.Version, states, pduLoader{s: s, extra: ev})
 		if err != nil {
 			return fmt.Errorf("resolve current state of %s: %w", r.ID, err)
 		}

@@ -249,7 +249,7 @@ func (s *Service) resolveStates(ctx context.Context, r *room, states []StateMap)
 	for i, st := range states {
 		in[i] = stateres.StateMap(st)
 	}
-	res, err := stateres.Resolve(ctx, r.Version, in, pduLoader{s})
+	res, err := stateres.Resolve(ctx, r.Version, in, pduLoader{s: s})
 	if err != nil {
 		return nil, err
 	}

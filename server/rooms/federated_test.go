@@ -671,3 +671,35 @@ func TestFederatedRestrictedJoin(t *testing.T) {
 		})
 	}
 }
+
+// TestFederatedForkedStateEvent: a state event from another server that
+// forks the room (its parent is not this server's latest event) becomes
+// current state, resolved over both forks.
+func TestFederatedForkedStateEvent(t *testing.T) {
+	m := newMesh(t, "a.test", "b.test")
+	a, b := m.servers["a.test"], m.servers["b.test"]
+	ctx := context.Background()
+	alice, bob := id.UserID("@alice:a.test"), id.UserID("@bob:b.test")
+	roomID := pairedRoom(t, m, "10")
+	pl, _ := jsonv1.Marshal(map[string]any{"users": map[string]int{string(alice): 100, string(bob): 50}, "state_default": 50})
+	if _, err := a.SetState(ctx, alice, roomID, "m.room.power_levels", "", pl); err != nil {
+		t.Fatal(err)
+	}
+	m.settle()
+	m.cutOff("a.test")
+	m.cutOff("b.test")
+	sendText(t, a, alice, roomID, "on a's side")
+	topicID, err := b.SetState(ctx, bob, roomID, "m.room.topic", "", []byte(`{"topic":"from b"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.heal("b.test")
+	m.heal("a.test")
+	got, err := a.CurrentStateEvent(ctx, roomID, "m.room.topic", "")
+	if err != nil || got == nil || got.ID != topicID {
+		t.Fatalf("a's current topic is %v (%v), want %s", got, err, topicID)
+	}
+	if !inTimeline(t, a, topicID) {
+		t.Fatal("the forked topic event is not in a's timeline")
+	}
+}

@@ -3,6 +3,7 @@ package rooms
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
@@ -25,7 +26,7 @@ func (s *Service) mergedHead(ctx context.Context, r *room, h *roomHead, extremit
 		}
 		states = append(states, stateres.StateMap(st))
 	}
-	resolved, err := stateres.Resolve(ctx, r.Version, states, pduLoader{s})
+	resolved, err := stateres.Resolve(ctx, r.Version, states, pduLoader{s: s})
 	if err != nil {
 		return nil, fmt.Errorf("resolve state of %s: %w", r.ID, err)
 	}
@@ -36,15 +37,23 @@ func (s *Service) mergedHead(ctx context.Context, r *room, h *roomHead, extremit
 	return h, nil
 }
 
-// pduLoader lets state resolution read events through the service's cache.
-type pduLoader struct{ s *Service }
+// pduLoader lets state resolution read events through the service's cache,
+// and extra, an event not stored yet whose state is being resolved (one
+// from another server that forks the room).
+type pduLoader struct {
+	s     *Service
+	extra *Event
+}
 
 func (l pduLoader) Events(ctx context.Context, ids []id.EventID) (map[id.EventID]*pdu.PDU, error) {
 	evs, err := l.s.Events(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[id.EventID]*pdu.PDU, len(evs))
+	out := make(map[id.EventID]*pdu.PDU, len(evs)+1)
+	if l.extra != nil && slices.Contains(ids, l.extra.ID) {
+		out[l.extra.ID] = l.extra.PDU
+	}
 	for evID, ev := range evs {
 		out[evID] = ev.PDU
 	}
