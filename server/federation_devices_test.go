@@ -6,14 +6,18 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"go.mau.fi/util/jsontime"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto/canonicaljson"
 	"maunium.net/go/mautrix/event"
+	mfed "maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
@@ -324,4 +328,156 @@ func TestFederationDeviceKeys(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// sendEDUs sends a transaction of EDUs from one server to another, signed
+// by the sender, as its outbound queue would.
+func sendEDUs(t *testing.T, from, to *testserver.Server, edus ...map[string]any) {
+	t.Helper()
+	var raw []mfed.EDU
+	for _, e := range edus {
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, b)
+	}
+	_, err := from.Federation().Client().SendTransaction(context.Background(), &mfed.ReqSendTransaction{
+		Destination: to.ServerName(), TxnID: fmt.Sprintf("test%d", time.Now().UnixNano()), Origin: from.ServerName(),
+		OriginServerTS: jsontime.UM(time.Now()), PDUs: []mfed.PDU{}, EDUs: raw,
+	})
+	if err != nil {
+		t.Fatalf("transaction %s -> %s: %v", from.ServerName(), to.ServerName(), err)
+	}
+}
+
+// fakeDevice is device keys for user's device, signed by a new key.
+func fakeDevice(t *testing.T, user id.UserID, device string) map[string]any {
+	t.Helper()
+	pub, priv := newKey(t)
+	return signJSON(t, map[string]any{
+		"user_id": user, "device_id": device, "algorithms": []string{"m.megolm.v1.aes-sha2"},
+		"keys": map[string]any{"ed25519:" + device: pub, "curve25519:" + device: pub},
+	}, user, "ed25519:"+device, priv)
+}
+
+// TestFederationDeviceListBadInput: a server speaks only for its own
+// users (a device or cross-signing key update about another server's
+// user is refused), an update after a missed one makes the list fetched
+// again from its server instead of trusted, a federation keys query or
+// devices request answers for the server's own users only, and a local
+// user's signature of a remote user's master key stays with its signer.
+func TestFederationDeviceListBadInput(t *testing.T) {
+	ca := testserver.NewCA(t)
+	a := testserver.New(t, testserver.Federated(ca))
+	b := testserver.New(t, testserver.Federated(ca))
+	c := testserver.New(t, testserver.Federated(ca))
+	ctx := context.Background()
+	alice, bob, carol := a.RegisterUser("alice"), b.RegisterUser("bob"), c.RegisterUser("carol")
+	uploadDeviceKeys(t, alice, 0)
+	uploadDeviceKeys(t, bob, 0)
+	master, _, _ := crossSigning(t, alice)
+	room := sharedRoom(t, a, alice, bob)
+	if _, err := carol.JoinRoom(ctx, room.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembership(t, b, room, carol.UserID, event.MembershipJoin)
+	if got := deviceIDs(queryRaw(t, bob, 10000, alice.UserID).DeviceKeys[alice.UserID]); !slices.Equal(got, []id.DeviceID{alice.DeviceID}) {
+		t.Fatalf("bob sees alice's devices %v", got)
+	}
+
+	// C speaks for alice (of A): refused, though B tracks her list.
+	evilMaster, _ := newKey(t)
+	sendEDUs(t, c, b,
+		map[string]any{"edu_type": "m.device_list_update", "content": map[string]any{
+			"user_id": alice.UserID, "device_id": "EVIL", "stream_id": 1000, "prev_id": []int{},
+			"keys": fakeDevice(t, alice.UserID, "EVIL")}},
+		map[string]any{"edu_type": "m.signing_key_update", "content": map[string]any{
+			"user_id": alice.UserID, "master_key": map[string]any{"user_id": alice.UserID, "usage": []string{"master"},
+				"keys": map[string]any{"ed25519:" + evilMaster: evilMaster}}}})
+	q := queryRaw(t, bob, 10000, alice.UserID)
+	if got := deviceIDs(q.DeviceKeys[alice.UserID]); !slices.Equal(got, []id.DeviceID{alice.DeviceID}) {
+		t.Fatalf("after C's forged update bob sees alice's devices %v", got)
+	}
+	if mk := q.MasterKeys[alice.UserID]["keys"]; !json.Valid(mk) || !containsKey(mk, master) {
+		t.Fatalf("after C's forged update bob sees alice's master key %s, want %s", mk, master)
+	}
+
+	// A itself, after an update B never got: B does not apply it but
+	// fetches alice's list again, which has no such device.
+	sendEDUs(t, a, b, map[string]any{"edu_type": "m.device_list_update", "content": map[string]any{
+		"user_id": alice.UserID, "device_id": "GHOST", "stream_id": 50, "prev_id": []int{49},
+		"keys": fakeDevice(t, alice.UserID, "GHOST")}})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		current, err := b.DB().CurrentRemoteDeviceLists(ctx, []id.UserID{alice.UserID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if current[alice.UserID] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("B never fetched alice's device list again after the gap")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := deviceIDs(queryRaw(t, bob, 10000, alice.UserID).DeviceKeys[alice.UserID]); !slices.Equal(got, []id.DeviceID{alice.DeviceID}) {
+		t.Fatalf("after the gap bob sees alice's devices %v", got)
+	}
+
+	// Over federation A answers for its own users only, even for a user
+	// it could ask another server about.
+	var fq struct {
+		DeviceKeys map[id.UserID]json.RawMessage `json:"device_keys"`
+	}
+	if err := c.Federation().Client().MakeRequest(ctx, a.ServerName(), true, "POST", mfed.URLPath{"v1", "user", "keys", "query"},
+		map[string]any{"device_keys": map[id.UserID][]string{bob.UserID: {}, alice.UserID: {}}}, &fq); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fq.DeviceKeys[bob.UserID]; ok {
+		t.Fatalf("A answered for B's user: %v", fq.DeviceKeys)
+	}
+	if _, ok := fq.DeviceKeys[alice.UserID]; !ok {
+		t.Fatalf("A did not answer for alice: %v", fq.DeviceKeys)
+	}
+	err := c.Federation().Client().MakeRequest(ctx, a.ServerName(), true, "GET", mfed.URLPath{"v1", "user", "devices", string(bob.UserID)}, nil, nil)
+	if !errors.Is(err, mautrix.MInvalidParam) {
+		t.Fatalf("A's devices of B's user: %v, want M_INVALID_PARAM", err)
+	}
+
+	// Bob verifies alice: his signature of her master key is his to see.
+	_, usk, uskPriv := crossSigning(t, bob)
+	mk := map[string]any{}
+	if err := json.Unmarshal(mustMarshal(t, queryRaw(t, bob, 10000, alice.UserID).MasterKeys[alice.UserID]), &mk); err != nil {
+		t.Fatal(err)
+	}
+	signed := signJSON(t, mk, bob.UserID, "ed25519:"+usk, uskPriv)
+	var up struct {
+		Failures map[string]any `json:"failures"`
+	}
+	if _, err := bob.MakeRequest(ctx, "POST", bob.BuildClientURL("v3", "keys", "signatures", "upload"),
+		map[id.UserID]map[string]any{alice.UserID: {master: signed}}, &up); err != nil || len(up.Failures) > 0 {
+		t.Fatalf("bob signs alice's master key: %v %v", up.Failures, err)
+	}
+	if !strings.Contains(string(queryRaw(t, bob, 10000, alice.UserID).MasterKeys[alice.UserID]["signatures"]), string(bob.UserID)) {
+		t.Fatal("bob does not see his signature of alice's master key")
+	}
+	if strings.Contains(string(queryRaw(t, alice, 10000, alice.UserID).MasterKeys[alice.UserID]["signatures"]), string(bob.UserID)) {
+		t.Fatal("alice sees bob's signature of her master key")
+	}
+}
+
+func containsKey(raw json.RawMessage, key string) bool {
+	var keys map[string]string
+	return json.Unmarshal(raw, &keys) == nil && keys["ed25519:"+key] == key
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
