@@ -200,7 +200,7 @@ func TestFederationDeviceKeys(t *testing.T) {
 	a.RegisterUser("carol") // shares no room with anyone on B
 	alice1Key := uploadDeviceKeys(t, alice, 2)
 	uploadDeviceKeys(t, bob, 0)
-	sharedRoom(t, a, alice, bob)
+	room := sharedRoom(t, a, alice, bob)
 
 	q := queryRaw(t, bob, 10000, alice.UserID)
 	if got := deviceIDs(q.DeviceKeys[alice.UserID]); !slices.Equal(got, []id.DeviceID{alice.DeviceID}) {
@@ -328,6 +328,34 @@ func TestFederationDeviceKeys(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+
+	// Bob leaves the only room he shared with alice: his /sync says so
+	// in device_lists.left, and B forgets her list, which A stops
+	// updating.
+	since = syncToken(t, bob)
+	if _, err := bob.LeaveRoom(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for !slices.Contains(syncLeft(t, bob, &since), alice.UserID) {
+		if time.Now().After(deadline) {
+			t.Fatal("alice never in bob's device_lists.left")
+		}
+	}
+	if current, err := b.DB().CurrentRemoteDeviceLists(ctx, []id.UserID{alice.UserID}); err != nil || current[alice.UserID] {
+		t.Fatalf("B still caches alice's list after bob left: %v %v", current, err)
+	}
+}
+
+// syncLeft long-polls one /sync from *since and returns device_lists.left.
+func syncLeft(t *testing.T, c *mautrix.Client, since *string) []id.UserID {
+	t.Helper()
+	resp, err := c.SyncRequest(context.Background(), 2000, *since, "", false, event.PresenceOnline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*since = resp.NextBatch
+	return resp.DeviceLists.Left
 }
 
 // sendEDUs sends a transaction of EDUs from one server to another, signed

@@ -180,6 +180,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		keys.SetFederation(s.devices)
 		applier.DeviceLists = s.devices
 		s.devices.Register(s.fed)
+		s.rooms.OnEvent(s.devices.RoomEvents)
 	}
 	s.fed.RegisterRooms(deps)
 	s.fed.RegisterDirectory(federation.DirectoryDeps{Rooms: s.rooms, OpenIDUserInfo: s.accounts.OpenIDUserInfo})
