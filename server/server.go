@@ -24,6 +24,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/e2ee"
 	"github.com/palpo-im/palpo-desktop/server/federation"
+	"github.com/palpo-im/palpo-desktop/server/federation/devicelists"
 	"github.com/palpo-im/palpo-desktop/server/federation/edus"
 	"github.com/palpo-im/palpo-desktop/server/federation/outbound"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
@@ -55,6 +56,7 @@ type Server struct {
 	media    *media.Service
 	fed      *federation.Service
 	outbound *outbound.Sender
+	devices  *devicelists.Service
 	router   *httpapi.Router
 
 	mu        sync.Mutex
@@ -172,6 +174,13 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		s.rooms.OnEvent(s.outbound.RoomEvents)
 		s.sync.Ephemeral = s.outbound
 		deps.Waker = s.outbound
+		// End-to-end encryption keys cross servers: device list updates
+		// out and in, and other servers' users' keys on demand.
+		s.devices = devicelists.New(db, cfg.ServerName, keys, s.fed.Client(), s.outbound, s.fed.AllowedServer, log)
+		keys.SetFederation(s.devices)
+		applier.DeviceLists = s.devices
+		s.devices.Register(s.fed)
+		s.rooms.OnEvent(s.devices.RoomEvents)
 	}
 	s.fed.RegisterRooms(deps)
 	s.fed.RegisterDirectory(federation.DirectoryDeps{Rooms: s.rooms, OpenIDUserInfo: s.accounts.OpenIDUserInfo})
@@ -420,6 +429,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// Transactions in flight are abandoned, and resent under the same
 		// IDs at the next start.
 		s.outbound.Stop()
+		s.devices.Wait()
 	}
 	// After the HTTP server, so no event is being recorded while the
 	// pushers store how far they got; before the database closes.

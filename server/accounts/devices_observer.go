@@ -21,3 +21,17 @@ func (s *Service) devicesRemoved(ctx context.Context, userID id.UserID) {
 		s.DeviceEvents.DevicesRemoved(ctx, userID)
 	}
 }
+
+// DeviceRenameObserver is an optional part of a DevicesObserver: it hears
+// that a device got a new display name, which other users see with its
+// keys.
+type DeviceRenameObserver interface {
+	DeviceRenamed(ctx context.Context, userID id.UserID)
+}
+
+// deviceRenamed tells the observer, if it listens, after a rename.
+func (s *Service) deviceRenamed(ctx context.Context, userID id.UserID) {
+	if o, ok := s.DeviceEvents.(DeviceRenameObserver); ok {
+		o.DeviceRenamed(ctx, userID)
+	}
+}

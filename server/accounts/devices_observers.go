@@ -17,3 +17,12 @@ func (o DevicesObservers) DevicesRemoved(ctx context.Context, userID id.UserID) 
 		obs.DevicesRemoved(ctx, userID)
 	}
 }
+
+// DeviceRenamed tells each observer that listens for renames.
+func (o DevicesObservers) DeviceRenamed(ctx context.Context, userID id.UserID) {
+	for _, obs := range o {
+		if r, ok := obs.(DeviceRenameObserver); ok {
+			r.DeviceRenamed(ctx, userID)
+		}
+	}
+}

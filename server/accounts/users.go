@@ -130,6 +130,9 @@ func (s *Service) RenameDevice(ctx context.Context, userID id.UserID, deviceID i
 	if errors.Is(err, storage.ErrNotFound) {
 		return mautrix.MNotFound.WithMessage("Device not found")
 	}
+	if err == nil {
+		s.deviceRenamed(ctx, userID)
+	}
 	return err
 }
 

@@ -46,7 +46,7 @@ func (a *API) queryKeys(w http.ResponseWriter, r *http.Request, c *accounts.Call
 	if req.DeviceKeys == nil {
 		return accounts.MMissingParam.WithMessage("device_keys is required")
 	}
-	resp, err := a.deps.E2EE.QueryKeys(r.Context(), c.UserID, *req.DeviceKeys)
+	resp, err := a.deps.E2EE.QueryKeysTimeout(r.Context(), c.UserID, *req.DeviceKeys, e2ee.RemoteTimeout(req.Timeout))
 	if err != nil {
 		return err
 	}
@@ -64,7 +64,7 @@ func (a *API) claimKeys(w http.ResponseWriter, r *http.Request, c *accounts.Call
 	if req.OneTimeKeys == nil {
 		return accounts.MMissingParam.WithMessage("one_time_keys is required")
 	}
-	resp, err := a.deps.E2EE.ClaimKeys(r.Context(), *req.OneTimeKeys)
+	resp, err := a.deps.E2EE.ClaimKeysTimeout(r.Context(), *req.OneTimeKeys, e2ee.RemoteTimeout(req.Timeout))
 	if err != nil {
 		return err
 	}

@@ -201,6 +201,9 @@ func (s *Service) UploadCrossSigningKeys(ctx context.Context, c *accounts.Caller
 	s.log.Info("cross-signing keys uploaded", "user", c.UserID, "keys", len(keys))
 	if public {
 		s.wakeAudience(ctx, c.UserID)
+		if s.fed != nil {
+			s.fed.SigningKeysChanged(ctx, c.UserID)
+		}
 	} else {
 		s.notify.Wake(c.UserID)
 	}
@@ -280,6 +283,12 @@ func (s *Service) UploadSignatures(ctx context.Context, caller id.UserID, body m
 	}
 	if len(changes) > 0 && changes[0].OnlyFor == "" {
 		s.wakeAudience(ctx, caller)
+		// Other servers get the caller's devices and master key with
+		// their new signatures.
+		s.deviceListChanged(ctx, caller)
+		if s.fed != nil {
+			s.fed.SigningKeysChanged(ctx, caller)
+		}
 	} else if len(signedUsers) > 0 {
 		s.notify.Wake(caller)
 	}
@@ -397,14 +406,10 @@ func (s *Service) userSignature(ctx context.Context, caller id.UserID, own map[s
 	if !ok {
 		return failAll(failure(mautrix.MNotFound, "You have no user-signing key to sign other users with"))
 	}
-	if !s.isLocal(target) {
-		return failAll(failure(mautrix.MNotFound, "Unknown user: this server does not federate yet"))
-	}
-	theirs, err := s.crossSigningKeysOf(ctx, target)
+	master, ok, err := s.masterKeyOf(ctx, target)
 	if err != nil {
 		return storage.KeySignature{}, false, err
 	}
-	master, ok := theirs[storage.KeyTypeMaster]
 	if !ok {
 		return failAll(failure(mautrix.MNotFound, "This user has no master key"))
 	}
@@ -434,4 +439,33 @@ func (s *Service) userSignature(ctx context.Context, caller id.UserID, own map[s
 		stored = true
 	}
 	return result, stored, nil
+}
+
+// masterKeyOf returns a user's master key: a local user's as stored, a
+// remote user's as /keys/query would give it (from the device-list cache
+// or their server). A signature of a remote user's master key stays on
+// this server, shown to its signer only: the spec has no way to pass it to
+// the user's server, nor a reason to, as only the signer relies on it.
+func (s *Service) masterKeyOf(ctx context.Context, user id.UserID) (storage.CrossSigningKey, bool, error) {
+	if s.isLocal(user) {
+		keys, err := s.crossSigningKeysOf(ctx, user)
+		if err != nil {
+			return storage.CrossSigningKey{}, false, err
+		}
+		k, ok := keys[storage.KeyTypeMaster]
+		return k, ok, nil
+	}
+	resp, err := s.QueryKeys(ctx, "", map[id.UserID][]id.DeviceID{user: {}})
+	if err != nil {
+		return storage.CrossSigningKey{}, false, err
+	}
+	raw, ok := resp.MasterKeys[user]
+	if !ok {
+		return storage.CrossSigningKey{}, false, nil
+	}
+	pub := publicKeyOf(raw)
+	if pub == "" {
+		return storage.CrossSigningKey{}, false, nil
+	}
+	return storage.CrossSigningKey{UserID: user, Type: storage.KeyTypeMaster, PublicKey: pub, JSON: raw}, true, nil
 }

@@ -30,6 +30,7 @@ type Service struct {
 	notify     Waker
 	log        *slog.Logger
 	serverName string
+	fed        Federation
 
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
@@ -76,4 +77,5 @@ func (s *Service) wakeAudience(ctx context.Context, user id.UserID) {
 // the same transaction; what is left is to wake the syncs that care.
 func (s *Service) DevicesRemoved(ctx context.Context, user id.UserID) {
 	s.wakeAudience(ctx, user)
+	s.deviceListChanged(ctx, user)
 }

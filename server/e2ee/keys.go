@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -106,6 +107,7 @@ func (s *Service) UploadKeys(ctx context.Context, userID id.UserID, deviceID id.
 	if newDeviceKeys {
 		s.log.Info("device keys uploaded", "user", userID, "device", deviceID)
 		s.wakeAudience(ctx, userID)
+		s.deviceListChanged(ctx, userID)
 	}
 	if _, ok := counts[SignedCurve25519]; !ok {
 		counts[SignedCurve25519] = 0
@@ -200,14 +202,13 @@ type QueryResponse struct {
 	UserSigningKeys map[id.UserID]json.RawMessage                 `json:"user_signing_keys"`
 }
 
-// unreachable is the failure recorded for another server's users: Palpo
-// does not federate yet, so it cannot ask their server.
-var unreachable = map[string]any{"status": 503, "message": "This server does not federate yet"}
+// unreachable is the failure recorded for another server's users when
+// federation is off, so their server cannot be asked.
+var unreachable = map[string]any{"status": 503, "message": "Federation is turned off on this server"}
 
 // splitUsers checks user IDs and separates this server's users from the
-// servers of the others.
-func (s *Service) splitUsers(field string, users []id.UserID) (local []id.UserID, remote map[string]any, err error) {
-	remote = map[string]any{}
+// others.
+func (s *Service) splitUsers(field string, users []id.UserID) (local, remote []id.UserID, err error) {
 	for _, u := range users {
 		_, server, err := u.Parse()
 		if err != nil || !strings.HasPrefix(string(u), "@") {
@@ -216,17 +217,25 @@ func (s *Service) splitUsers(field string, users []id.UserID) (local []id.UserID
 		if server == s.serverName {
 			local = append(local, u)
 		} else {
-			remote[server] = unreachable
+			remote = append(remote, u)
 		}
 	}
 	return local, remote, nil
 }
 
-// QueryKeys answers POST /keys/query for viewer. query maps users to the
-// devices wanted (none: all). Each known user of this server is in
-// device_keys, with the devices that have keys; unknown users and devices
-// are left out, as the spec asks.
+// QueryKeys is QueryKeysTimeout with the default timeout.
 func (s *Service) QueryKeys(ctx context.Context, viewer id.UserID, query map[id.UserID][]id.DeviceID) (*QueryResponse, error) {
+	return s.QueryKeysTimeout(ctx, viewer, query, DefaultRemoteTimeout)
+}
+
+// QueryKeysTimeout answers POST /keys/query for viewer. query maps users
+// to the devices wanted (none: all). Each known user of this server is in
+// device_keys, with the devices that have keys; unknown users and devices
+// are left out, as the spec asks. Other servers' users are answered from
+// the device-list cache when it is current, else by their servers, which
+// get timeout to answer; those that do not are in failures. A viewer ""
+// (another server asking) sees no user's private signatures.
+func (s *Service) QueryKeysTimeout(ctx context.Context, viewer id.UserID, query map[id.UserID][]id.DeviceID, timeout time.Duration) (*QueryResponse, error) {
 	resp := &QueryResponse{
 		DeviceKeys:      map[id.UserID]map[id.DeviceID]json.RawMessage{},
 		MasterKeys:      map[id.UserID]json.RawMessage{},
@@ -237,7 +246,12 @@ func (s *Service) QueryKeys(ctx context.Context, viewer id.UserID, query map[id.
 	if err != nil {
 		return nil, err
 	}
-	resp.Failures = remote
+	resp.Failures = map[string]any{}
+	if len(remote) > 0 {
+		if err := s.queryRemote(ctx, viewer, query, remote, timeout, resp); err != nil {
+			return nil, err
+		}
+	}
 	if len(local) == 0 {
 		return resp, nil
 	}
@@ -328,17 +342,23 @@ type ClaimResponse struct {
 	OneTimeKeys map[id.UserID]map[id.DeviceID]map[string]json.RawMessage `json:"one_time_keys"`
 }
 
-// ClaimKeys answers POST /keys/claim: for each device, one one-time key of
-// the algorithm asked for, or else its fallback key. Each one-time key is
-// handed out exactly once. Devices with neither, and unknown users and
-// devices, are left out.
+// ClaimKeys is ClaimKeysTimeout with the default timeout.
 func (s *Service) ClaimKeys(ctx context.Context, query map[id.UserID]map[id.DeviceID]string) (*ClaimResponse, error) {
+	return s.ClaimKeysTimeout(ctx, query, DefaultRemoteTimeout)
+}
+
+// ClaimKeysTimeout answers POST /keys/claim: for each device, one one-time
+// key of the algorithm asked for, or else its fallback key. Each one-time
+// key is handed out exactly once. Devices with neither, and unknown users
+// and devices, are left out. Other servers' users' keys are claimed from
+// their servers, which get timeout to answer.
+func (s *Service) ClaimKeysTimeout(ctx context.Context, query map[id.UserID]map[id.DeviceID]string, timeout time.Duration) (*ClaimResponse, error) {
 	resp := &ClaimResponse{OneTimeKeys: map[id.UserID]map[id.DeviceID]map[string]json.RawMessage{}}
 	local, remote, err := s.splitUsers("one_time_keys", sortedKeys(query))
 	if err != nil {
 		return nil, err
 	}
-	resp.Failures = remote
+	resp.Failures = map[string]any{}
 	var claims []storage.KeyClaim
 	for _, u := range local {
 		for _, d := range sortedKeys(query[u]) {
@@ -347,6 +367,12 @@ func (s *Service) ClaimKeys(ctx context.Context, query map[id.UserID]map[id.Devi
 				return nil, mautrix.MInvalidParam.WithMessage(fmt.Sprintf("one_time_keys: %q is not a key algorithm", alg))
 			}
 			claims = append(claims, storage.KeyClaim{UserID: u, DeviceID: d, Algorithm: alg})
+		}
+	}
+	// Checked before any key is taken, here or elsewhere.
+	if len(remote) > 0 {
+		if err := s.claimRemote(ctx, query, remote, timeout, resp); err != nil {
+			return nil, err
 		}
 	}
 	if len(claims) == 0 {

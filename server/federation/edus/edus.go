@@ -67,6 +67,9 @@ type Applier struct {
 	Now func() time.Time
 	// ServerAllowed applies a room's m.room.server_acl (nil: no ACLs).
 	ServerAllowed func(ctx context.Context, roomID id.RoomID, server string) (bool, error)
+	// DeviceLists applies device list and cross-signing key updates
+	// (devicelists.go; nil: they are ignored).
+	DeviceLists DeviceListApplier
 }
 
 // New builds the applier.
@@ -96,6 +99,8 @@ func (a *Applier) ApplyEDU(ctx context.Context, origin string, raw json.RawMessa
 		return a.applyReceipts(ctx, origin, e.Content)
 	case TypePresence:
 		return a.applyPresence(ctx, origin, e.Content)
+	case TypeDeviceListUpdate, TypeSigningKeyUpdate:
+		return a.applyDeviceLists(ctx, origin, e.Type, e.Content)
 	}
 	return nil
 }
