@@ -96,6 +96,8 @@ func (a *Applier) ApplyEDU(ctx context.Context, origin string, raw json.RawMessa
 		return a.applyReceipts(ctx, origin, e.Content)
 	case TypePresence:
 		return a.applyPresence(ctx, origin, e.Content)
+	case TypeDirectToDevice:
+		return a.applyDirectToDevice(ctx, origin, e.Content)
 	}
 	return nil
 }
