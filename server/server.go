@@ -136,6 +136,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.media = media.New(db, cfg, dataDir, log)
 	notes := notices.New(db, s.accounts, s.rooms, s.sync, cfg.ServerNotices, log)
 	s.rooms.LeaveGuard = notes.CheckLeave
+	toDevice := todevice.New(db, cfg.ServerName, s.sync.Notifier(), log)
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
 	s.router.SetBodyTimeout(time.Duration(cfg.HTTP.BodyTimeoutSeconds) * time.Second)
 	clientapi.Register(s.router, clientapi.Deps{
@@ -146,7 +147,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		Sync:        s.sync,
 		SlidingSync: slidingsync.New(db, s.rooms, s.sync, log),
 		Push:        s.push,
-		ToDevice:    todevice.New(db, cfg.ServerName, s.sync.Notifier(), log),
+		ToDevice:    toDevice,
 		KeyBackup:   keybackup.New(db),
 		E2EE:        keys,
 		Media:       s.media,
@@ -173,6 +174,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		s.outbound = outbound.New(db, cfg.ServerName, s.fed.Client(), log.With("component", "federation-sender"))
 		s.rooms.OnEvent(s.outbound.RoomEvents)
 		s.sync.Ephemeral = s.outbound
+		toDevice.Federation = s.outbound
 		deps.Waker = s.outbound
 		// End-to-end encryption keys cross servers: device list updates
 		// out and in, and other servers' users' keys on demand.

@@ -27,6 +27,11 @@ type ToDeviceSend struct {
 	// this, so the table does not grow forever; 0 keeps them all.
 	PruneBefore int64
 	Messages    []ToDeviceMessage
+	// Remote are m.direct_to_device EDUs for users of other servers,
+	// queued for federation in the same transaction as the transaction
+	// ID, so a retried request queues nothing twice and a crash loses
+	// neither half. Queued in order, after any queued before.
+	Remote []QueuedEDU
 }
 
 // SendToDevice stores a request's messages in one transaction, each with
@@ -36,6 +41,7 @@ type ToDeviceSend struct {
 // used this transaction ID for this event type.
 func (db *DB) SendToDevice(ctx context.Context, s *ToDeviceSend) (recipients []id.UserID, duplicate bool, err error) {
 	err = db.WriteTx(ctx, func(tx *sql.Tx) error {
+		recipients, duplicate = nil, false
 		if s.PruneBefore > 0 {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM to_device_txns WHERE user_id = $1 AND device_id = $2 AND created_ts < $3`,
 				s.Sender, s.SenderDevice, s.PruneBefore); err != nil {
@@ -51,34 +57,10 @@ VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, s.Sender, s.SenderDevice, s
 			duplicate = true
 			return nil
 		}
-		var pos int64
-		if err := tx.QueryRowContext(ctx, `SELECT pos FROM to_device_stream WHERE id = 1`).Scan(&pos); err != nil {
+		if err := queueFedEDUsTx(ctx, tx, s.Remote); err != nil {
 			return err
 		}
-		// Selecting from devices makes an unknown device insert nothing,
-		// with no separate look-up per message.
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO to_device_messages (stream_id, user_id, device_id, sender, type, content)
-SELECT $1, user_id, device_id, $4, $5, $6 FROM devices WHERE user_id = $2 AND device_id = $3`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		seen := map[id.UserID]bool{}
-		for _, m := range s.Messages {
-			res, err := stmt.ExecContext(ctx, pos+1, m.UserID, m.DeviceID, s.Sender, s.Type, string(m.Content))
-			if err != nil {
-				return fmt.Errorf("to %s %s: %w", m.UserID, m.DeviceID, err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue
-			}
-			pos++
-			if !seen[m.UserID] {
-				seen[m.UserID] = true
-				recipients = append(recipients, m.UserID)
-			}
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE to_device_stream SET pos = $1 WHERE id = 1`, pos)
+		recipients, err = insertToDeviceTx(ctx, tx, s.Sender, s.Type, s.Messages)
 		return err
 	})
 	if err != nil {
@@ -87,10 +69,121 @@ SELECT $1, user_id, device_id, $4, $5, $6 FROM devices WHERE user_id = $2 AND de
 	return recipients, duplicate, nil
 }
 
+// insertToDeviceTx stores messages from sender, each with its own stream
+// position, skipping devices that do not exist (any more), and returns the
+// users who got at least one.
+func insertToDeviceTx(ctx context.Context, tx *sql.Tx, sender id.UserID, evType string, msgs []ToDeviceMessage) ([]id.UserID, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	var pos int64
+	if err := tx.QueryRowContext(ctx, selectToDeviceStream).Scan(&pos); err != nil {
+		return nil, err
+	}
+	// Selecting from devices makes an unknown device insert nothing,
+	// with no separate look-up per message.
+	stmt, err := tx.PrepareContext(ctx, insertToDeviceMessage)
+	if err != nil {
+		return nil, err
+	}
+	defer stmt.Close()
+	var recipients []id.UserID
+	seen := map[id.UserID]bool{}
+	for _, m := range msgs {
+		res, err := stmt.ExecContext(ctx, pos+1, m.UserID, m.DeviceID, sender, evType, string(m.Content))
+		if err != nil {
+			return nil, fmt.Errorf("to %s %s: %w", m.UserID, m.DeviceID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			continue
+		}
+		pos++
+		if !seen[m.UserID] {
+			seen[m.UserID] = true
+			recipients = append(recipients, m.UserID)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, updateToDeviceStream, pos); err != nil {
+		return nil, err
+	}
+	return recipients, nil
+}
+
+const (
+	selectToDeviceStream  = `SELECT pos FROM to_device_stream WHERE id = 1`
+	updateToDeviceStream  = `UPDATE to_device_stream SET pos = $1 WHERE id = 1`
+	insertToDeviceMessage = `INSERT INTO to_device_messages (stream_id, user_id, device_id, sender, type, content)
+SELECT $1, user_id, device_id, $4, $5, $6 FROM devices WHERE user_id = $2 AND device_id = $3`
+	insertFedToDeviceReceived = `INSERT INTO federation_todevice_received (origin, message_id, received_ts) VALUES ($1, $2, $3)
+ON CONFLICT (origin, message_id) DO NOTHING`
+	pruneFedToDeviceReceived = `DELETE FROM federation_todevice_received WHERE received_ts < $1`
+)
+
+// RemoteToDevice is one m.direct_to_device EDU received from another
+// server, its "*" already expanded to the local recipients' devices.
+type RemoteToDevice struct {
+	Origin    string
+	MessageID string
+	Sender    id.UserID
+	Type      string
+	Now       int64 // milliseconds since the epoch
+	// PruneBefore forgets message IDs received before this; 0 keeps all.
+	PruneBefore int64
+	Messages    []ToDeviceMessage
+}
+
+// ReceiveRemoteToDevice stores the messages of an EDU from another server
+// in one transaction with its (origin, message_id), and returns the users
+// who got at least one. A message ID already received from that origin
+// stores nothing and returns duplicate=true: the origin resent a
+// transaction whose answer it lost.
+func (db *DB) ReceiveRemoteToDevice(ctx context.Context, r *RemoteToDevice) (recipients []id.UserID, duplicate bool, err error) {
+	err = db.WriteTx(ctx, func(tx *sql.Tx) error {
+		recipients, duplicate = nil, false
+		if r.PruneBefore > 0 {
+			if _, err := tx.ExecContext(ctx, pruneFedToDeviceReceived, r.PruneBefore); err != nil {
+				return err
+			}
+		}
+		res, err := tx.ExecContext(ctx, insertFedToDeviceReceived, r.Origin, r.MessageID, r.Now)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			duplicate = true
+			return nil
+		}
+		recipients, err = insertToDeviceTx(ctx, tx, r.Sender, r.Type, r.Messages)
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("receive to-device %s from %s: %w", r.MessageID, r.Origin, err)
+	}
+	return recipients, duplicate, nil
+}
+
+// queueFedEDUsTx queues EDUs for federation inside tx, in order (they
+// have no coalesce key: each is delivered).
+func queueFedEDUsTx(ctx context.Context, tx *sql.Tx, edus []QueuedEDU) error {
+	seen := map[string]bool{}
+	for _, e := range edus {
+		if !seen[e.Destination] {
+			seen[e.Destination] = true
+			if _, err := tx.ExecContext(ctx, insertFedDestination, e.Destination); err != nil {
+				return fmt.Errorf("queue edus: destination %s: %w", e.Destination, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, insertFedEDU, e.Destination, e.Type, string(e.Content), ""); err != nil {
+			return fmt.Errorf("queue %s for %s: %w", e.Type, e.Destination, err)
+		}
+	}
+	return nil
+}
+
 // MaxToDeviceStream is the newest to-device position ever handed out.
 func (db *DB) MaxToDeviceStream(ctx context.Context) (int64, error) {
 	var pos int64
-	if err := db.reader.QueryRowContext(ctx, `SELECT pos FROM to_device_stream WHERE id = 1`).Scan(&pos); err != nil {
+	if err := db.reader.QueryRowContext(ctx, selectToDeviceStream).Scan(&pos); err != nil {
 		return 0, fmt.Errorf("to-device position: %w", err)
 	}
 	return pos, nil

@@ -37,12 +37,22 @@ type Waker interface {
 	Wake(users ...id.UserID)
 }
 
+// Federation is told which servers had m.direct_to_device EDUs queued for
+// them (the outbound federation sender).
+type Federation interface {
+	Queued(destinations ...string)
+}
+
 // Service is the to-device service.
 type Service struct {
 	db         *storage.DB
 	serverName string
 	waker      Waker
 	log        *slog.Logger
+
+	// Federation carries messages for users of other servers; nil (when
+	// federation is off) drops them, like messages to an unknown user.
+	Federation Federation
 
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
@@ -84,18 +94,22 @@ func (s *Service) Send(ctx context.Context, req *Request) error {
 		return errTooMany
 	}
 	var msgs []storage.ToDeviceMessage
+	remote := map[string][]remoteEntry{}
 	for _, userID := range slices.Sorted(maps.Keys(req.Messages)) {
 		_, server, err := userID.ParseAndValidateRelaxed()
 		if err != nil {
 			return mautrix.MInvalidParam.WithMessage(fmt.Sprintf("Invalid user ID %q", userID))
 		}
+		devices := req.Messages[userID]
 		if server != s.serverName {
-			// Federation will carry these; until it exists they have
-			// nowhere to go, like messages to an unknown user.
-			s.log.Debug("to-device message for a remote user dropped", "user", userID, "type", req.Type)
+			if s.Federation == nil {
+				s.log.Debug("to-device message for a remote user dropped: federation is off", "user", userID, "type", req.Type)
+				continue
+			}
+			// The user's server expands "*" to the devices it knows.
+			remote[server] = appendRemote(remote[server], userID, devices)
 			continue
 		}
-		devices := req.Messages[userID]
 		if all, ok := devices["*"]; ok {
 			// "*" reaches every device; an explicit entry for one of
 			// them too would be a second message to it in one request,
@@ -116,6 +130,10 @@ func (s *Service) Send(ctx context.Context, req *Request) error {
 			return errTooMany
 		}
 	}
+	edus, err := remoteEDUs(req, remote)
+	if err != nil {
+		return err
+	}
 	now := s.Now()
 	recipients, dup, err := s.db.SendToDevice(ctx, &storage.ToDeviceSend{
 		Sender:       req.Sender,
@@ -125,6 +143,7 @@ func (s *Service) Send(ctx context.Context, req *Request) error {
 		Now:          now.UnixMilli(),
 		PruneBefore:  now.Add(-txnRetention).UnixMilli(),
 		Messages:     msgs,
+		Remote:       edus,
 	})
 	if err != nil {
 		return err
@@ -134,5 +153,8 @@ func (s *Service) Send(ctx context.Context, req *Request) error {
 		return nil
 	}
 	s.waker.Wake(recipients...)
+	if len(edus) > 0 {
+		s.Federation.Queued(slices.Sorted(maps.Keys(remote))...)
+	}
 	return nil
 }

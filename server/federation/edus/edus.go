@@ -101,6 +101,8 @@ func (a *Applier) ApplyEDU(ctx context.Context, origin string, raw json.RawMessa
 		return a.applyPresence(ctx, origin, e.Content)
 	case TypeDeviceListUpdate, TypeSigningKeyUpdate:
 		return a.applyDeviceLists(ctx, origin, e.Type, e.Content)
+	case TypeDirectToDevice:
+		return a.applyDirectToDevice(ctx, origin, e.Content)
 	}
 	return nil
 }
