@@ -384,7 +384,10 @@ func (s *Service) mediaPart(ctx context.Context, redirects *http.Client, resp *h
 	}
 	loc := part.Header.Get("Location")
 	if loc == "" {
-		return part, http.Header(part.Header), func() { part.Close() }, nil
+		// Not part.Close: it reads the part to its end, which from a server
+		// sending too much is forever. Closing the response body (the
+		// caller's) cuts it off.
+		return part, http.Header(part.Header), func() {}, nil
 	}
 	// The URL is not kept (the spec: it may expire); its bytes are.
 	u, err := url.Parse(loc)
