@@ -469,3 +469,58 @@ func TestFederationMediaStreamLimit(t *testing.T) {
 		t.Fatalf("the origin was asked %d times, want twice", n)
 	}
 }
+
+// TestFederationMediaEviction: the copies of remote media stay under
+// media.remote_cache_max_bytes, the least recently used going first, and
+// evicting a copy keeps a local upload of the same bytes.
+func TestFederationMediaEviction(t *testing.T) {
+	ctx := context.Background()
+	ca := testserver.NewCA(t)
+	a := testserver.New(t, testserver.Federated(ca))
+	b := testserver.New(t, testserver.Federated(ca), func(cfg *config.Config) { cfg.Media.RemoteCacheMaxBytes = 3000 })
+	alice := a.RegisterUser("alice")
+	bob := b.RegisterUser("bob")
+	first := bytes.Repeat([]byte("a"), 2000)
+	second := bytes.Repeat([]byte("b"), 2000)
+	up1, err := alice.UploadBytes(ctx, first, "text/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up2, err := alice.UploadBytes(ctx, second, "text/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bob has the first file's bytes as an upload of his own too.
+	local, err := bob.UploadBytes(ctx, first, "text/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []id.ContentURI{up1.ContentURI, up2.ContentURI} {
+		if _, err := bob.DownloadBytes(ctx, u); err != nil {
+			t.Fatalf("download %s: %v", u, err)
+		}
+	}
+	usage, err := b.DB().RemoteMediaUsage(ctx)
+	if err != nil || usage > 3000 {
+		t.Fatalf("remote copies take %d bytes (%v), want at most 3000", usage, err)
+	}
+	if _, err := b.DB().GetRemoteMedia(ctx, a.ServerName(), up1.ContentURI.FileID); err == nil {
+		t.Fatal("the least recently used copy is still cached")
+	}
+	if got, err := bob.DownloadBytes(ctx, local.ContentURI); err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("local upload with the evicted copy's bytes: %v", err)
+	}
+	// Not cached any more: fetched again while A is up.
+	if got, err := bob.DownloadBytes(ctx, up1.ContentURI); err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("evicted copy fetched again: %v", err)
+	}
+	// The deprecated unauthenticated endpoint never fetches (frozen).
+	resp, err := http.Get(b.URL + "/_matrix/media/v3/download/" + a.ServerName() + "/" + up2.ContentURI.FileID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unauthenticated download of remote media: %d, want 404", resp.StatusCode)
+	}
+}

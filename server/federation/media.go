@@ -145,4 +145,3 @@ func (h *mediaHandlers) writeMultipart(w http.ResponseWriter, r *http.Request, o
 		h.s.log.Info("media answer cut short", "origin", origin, "error", err)
 	}
 }
-
