@@ -196,7 +196,10 @@ func (s *Service) remoteMedia(ctx context.Context, origin, mediaID string, timeo
 		if err != nil {
 			s.log.Info("could not fetch remote media", "origin", origin, "media_id", mediaID, "error", err)
 			err = clientErr(err)
-			s.rememberFailure(key, err)
+			if !errors.Is(err, ErrNotYetUploaded) {
+				// Not this one: the upload may land any moment.
+				s.rememberFailure(key, err)
+			}
 			return nil, err
 		}
 		return r, nil
