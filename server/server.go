@@ -186,6 +186,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	}
 	s.fed.RegisterRooms(deps)
 	s.fed.RegisterDirectory(federation.DirectoryDeps{Rooms: s.rooms, OpenIDUserInfo: s.accounts.OpenIDUserInfo})
+	s.fed.RegisterMedia(s.media)
 	if err := s.fed.RecordSigningKey(ctx); err != nil {
 		db.Close()
 		return nil, err

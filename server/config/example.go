@@ -143,6 +143,13 @@ max_image_pixels = 32000000
 max_image_width = 16384
 max_image_height = 16384
 
+# With federation on, files sent from other servers are fetched once and
+# kept here, so they open fast and while their server is away. This caps
+# the bytes those copies take; past it the least recently opened ones are
+# removed (and fetched again if someone opens them). 0 means no cap. Files
+# bigger than max_upload_bytes are never fetched from other servers.
+remote_cache_max_bytes = 1073741824
+
 [media.url_preview]
 # Link previews: the server fetches a web page someone linked to, to show
 # its title and picture. Off by default, because the linked site then sees

@@ -33,6 +33,10 @@ type Media struct {
 	MaxImagePixels int64 `toml:"max_image_pixels"`
 	MaxImageWidth  int   `toml:"max_image_width"`
 	MaxImageHeight int   `toml:"max_image_height"`
+	// RemoteCacheMaxBytes caps the bytes of the copies kept of other
+	// servers' media; past it the least recently used copies are evicted.
+	// 0 means no cap.
+	RemoteCacheMaxBytes int64 `toml:"remote_cache_max_bytes"`
 
 	URLPreview URLPreview `toml:"url_preview"`
 }
@@ -61,6 +65,7 @@ func defaultMedia() Media {
 		MaxImagePixels:       32_000_000,
 		MaxImageWidth:        16384,
 		MaxImageHeight:       16384,
+		RemoteCacheMaxBytes:  1 << 30,
 		URLPreview: URLPreview{
 			AllowNetworks:  []string{},
 			MaxBytes:       10 << 20,
@@ -129,6 +134,9 @@ func (m Media) validate() error {
 	}
 	if m.MaxImageHeight < 1 {
 		return fmt.Errorf("media.max_image_height %d: must be at least 1; the default is 16384", m.MaxImageHeight)
+	}
+	if m.RemoteCacheMaxBytes < 0 {
+		return fmt.Errorf("media.remote_cache_max_bytes %d: must be 0 (no cap) or a number of bytes; the default is 1073741824 (1 GiB)", m.RemoteCacheMaxBytes)
 	}
 	p := m.URLPreview
 	for _, n := range p.AllowNetworks {

@@ -34,7 +34,7 @@ func infoOf(m *storage.Media) Info {
 // Synapse's ("Can only delete local media").
 func (s *Service) localOnly(serverName, mediaID string) error {
 	if serverName != s.serverName && config.ValidateServerName(serverName) == nil {
-		return mautrix.MInvalidParam.WithMessage("Can only manage local media: this server has no copies of remote media")
+		return mautrix.MInvalidParam.WithMessage("Can only manage local media; copies of remote media are managed by media.remote_cache_max_bytes")
 	}
 	return s.checkMXC(serverName, mediaID)
 }

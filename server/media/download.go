@@ -35,11 +35,15 @@ type DownloadRequest struct {
 	Unauthenticated bool
 }
 
-// mediaFor finds a local media item with its content for a download or a
-// thumbnail, applying the freeze of unauthenticated access.
+// mediaFor finds a media item with its content for a download or a
+// thumbnail, applying the freeze of unauthenticated access: a local one, or
+// the cached copy of another server's (fetched first if needed).
 func (s *Service) mediaFor(ctx context.Context, serverName, mediaID string, timeout time.Duration, unauthenticated bool) (*storage.Media, error) {
-	if err := s.checkMXC(serverName, mediaID); err != nil {
+	if err := validMXC(serverName, mediaID); err != nil {
 		return nil, err
+	}
+	if serverName != s.serverName {
+		return s.remoteMedia(ctx, serverName, mediaID, timeout, unauthenticated)
 	}
 	if !unauthenticated {
 		return s.getReady(ctx, mediaID, timeout)

@@ -5,8 +5,8 @@
 // previews. Bytes live under <data dir>/media/, named by their SHA-256;
 // what is known about them (uploader, type, name, size) is in the database.
 //
-// Only local media is served: an mxc:// URI of another server is answered
-// M_NOT_FOUND until federation exists.
+// Media of other servers is fetched over federation and kept as cached
+// copies (remote.go); with federation off it is M_NOT_FOUND.
 package media
 
 import (
@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 	"maunium.net/go/mautrix"
+	mfed "maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/config"
@@ -35,7 +36,7 @@ var (
 	ErrCannotOverwrite = mautrix.RespError{ErrCode: "M_CANNOT_OVERWRITE_MEDIA", StatusCode: http.StatusConflict, Err: "Media already uploaded"}
 
 	errNotFound      = mautrix.MNotFound.WithMessage("Media not found")
-	errRemote        = mautrix.MNotFound.WithMessage("Media from other servers is not available: this server does not federate yet")
+	errRemote        = mautrix.MNotFound.WithMessage("Media from other servers is not available: this server does not federate")
 	errFrozen        = mautrix.MNotFound.WithMessage("Media not found: use the authenticated endpoint /_matrix/client/v1/media/")
 	errInterrupted   = mautrix.MUnknown.WithStatus(http.StatusBadRequest).WithMessage("The upload ended before all of its bytes arrived")
 	errQuota         = mautrix.MForbidden.WithMessage("Cannot upload this content: it would exceed your storage quota")
@@ -61,6 +62,14 @@ type Service struct {
 	thumbSlots chan struct{}
 
 	preview *previewer
+
+	// Other servers' media (remote.go).
+	remoteMu    sync.Mutex
+	remote      *mfed.Client
+	redirects   *http.Client
+	remoteGroup singleflight.Group
+	failMu      sync.Mutex
+	failures    map[string]failure
 }
 
 // New makes the media service for files under dataDir/media. It touches
@@ -75,6 +84,7 @@ func New(db *storage.DB, cfg *config.Config, dataDir string, log *slog.Logger) *
 		Now:        time.Now,
 		waiters:    map[string]*waiter{},
 		thumbSlots: make(chan struct{}, 2),
+		failures:   map[string]failure{},
 	}
 	s.preview = newPreviewer(s, cfg.Media.URLPreview)
 	return s
@@ -125,14 +135,23 @@ func ValidMediaID(mediaID string) bool {
 	return true
 }
 
-// checkMXC validates the two parts of an mxc:// URI from a request path:
-// malformed parts are M_INVALID_PARAM, another server's media M_NOT_FOUND.
-func (s *Service) checkMXC(serverName, mediaID string) error {
+// validMXC validates the two parts of an mxc:// URI from a request path:
+// malformed parts are M_INVALID_PARAM.
+func validMXC(serverName, mediaID string) error {
 	if err := config.ValidateServerName(serverName); err != nil {
 		return mautrix.MInvalidParam.WithMessage("Invalid server name %q in the media URI: %v", serverName, err)
 	}
 	if !ValidMediaID(mediaID) {
 		return mautrix.MInvalidParam.WithMessage("Invalid media ID %q: only letters, digits, '_' and '-' are allowed", mediaID)
+	}
+	return nil
+}
+
+// checkMXC validates an mxc:// URI of local media: malformed parts are
+// M_INVALID_PARAM, another server's media M_NOT_FOUND.
+func (s *Service) checkMXC(serverName, mediaID string) error {
+	if err := validMXC(serverName, mediaID); err != nil {
+		return err
 	}
 	if serverName != s.serverName {
 		return errRemote

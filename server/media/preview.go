@@ -130,9 +130,14 @@ func newPreviewer(s *Service, cfg config.URLPreview) *previewer {
 }
 
 // blocked reports whether previews may not connect to addr.
-func (p *previewer) blocked(addr netip.Addr) bool {
+func (p *previewer) blocked(addr netip.Addr) bool { return blockedAddr(addr, p.allow) }
+
+// blockedAddr reports whether the server may not connect to addr for a
+// URL someone else chose (a preview, a media redirect): private, loopback,
+// link-local and the reserved ranges, unless in allow.
+func blockedAddr(addr netip.Addr, allow []netip.Prefix) bool {
 	addr = addr.Unmap()
-	for _, a := range p.allow {
+	for _, a := range allow {
 		if a.Contains(addr) {
 			return false
 		}

@@ -283,12 +283,14 @@ func (db *DB) MediaContentInUse(ctx context.Context, sha256 string) (bool, error
 }
 
 // collectContent forgets a content file once nothing refers to it: no media
-// item, and no thumbnail of some other file. Its own thumbnails go with it,
-// and then their files too if nothing else uses them. It returns the hashes
-// whose records were removed, so the caller can delete the files.
+// item (local, or a copy of a remote one), and no thumbnail of some other
+// file. Its own thumbnails go with it, and then their files too if nothing
+// else uses them. It returns the hashes whose records were removed, so the
+// caller can delete the files.
 func collectContent(ctx context.Context, tx *sql.Tx, sha string) ([]string, error) {
 	var live bool
 	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = $1)
+OR EXISTS (SELECT 1 FROM remote_media WHERE sha256 = $1)
 OR EXISTS (SELECT 1 FROM media_thumbnails WHERE thumb_sha256 = $1 AND source_sha256 <> $1)`, sha).Scan(&live)
 	if err != nil {
 		return nil, fmt.Errorf("references to %s: %w", sha, err)
