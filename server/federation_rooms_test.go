@@ -592,3 +592,55 @@ func TestFederationRoomUpgrade(t *testing.T) {
 	}
 	waitForMessage(t, alice, up.ReplacementRoom, "in the new room")
 }
+
+// TestFederationInvitedJoinSyncsState: bob of B, invited to an encrypted
+// room of A, joins it: his next /sync (and an initial one) carry the
+// room's whole state, m.room.encryption included, though B knew the room
+// only from the invite's stripped state before.
+func TestFederationInvitedJoinSyncsState(t *testing.T) {
+	a, b := fedPair(t)
+	ctx := context.Background()
+	alice := a.RegisterUser("alice")
+	bob := b.RegisterUser("bob")
+	resp, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bob.UserID},
+		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var since string
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		s, err := bob.SyncRequest(ctx, 1000, since, "", false, event.PresenceOnline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		since = s.NextBatch
+		if s.Rooms.Invite[resp.RoomID] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no invite")
+		}
+	}
+	if _, err := bob.JoinRoomByID(ctx, resp.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []string{since, ""} {
+		s, err := bob.SyncRequest(ctx, 0, from, "", false, event.PresenceOnline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jr := s.Rooms.Join[resp.RoomID]
+		if jr == nil {
+			t.Fatalf("sync from %q: the room is not joined", from)
+		}
+		found := false
+		for _, e := range append(jr.State.Events, jr.Timeline.Events...) {
+			if e.Type == event.StateEncryption {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("sync from %q: the joined room's state lacks m.room.encryption", from)
+		}
+	}
+}

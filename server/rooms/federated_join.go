@@ -604,7 +604,7 @@ func (s *Service) storeJoinedRoom(ctx context.Context, r *room, server string, j
 	}
 	ne := s.remoteNewEvent(r, join, joinStored)
 	ne.BeforeState = state
-	ne.ResetExtremities = known
+	ne.ResetExtremities, ne.ReplacesOutOfRoom = known, known
 	ne.StateDelta = StateMap{{Type: event.StateMember.Type, StateKey: string(join.PDU.Sender)}: join.ID}
 	s.cache.pin(join)
 	stored = append(stored, ne)

@@ -87,6 +87,11 @@ type NewEvent struct {
 	// SameStateBefore, when set, is an event persisted earlier whose state
 	// before is this one's too (backfilled events store newest first).
 	SameStateBefore *NewEvent
+	// ReplacesOutOfRoom, for a join to a room this server knew only from
+	// an invite or knock of another server, takes those events (stored
+	// with no state but their own) out of the timeline: the join, stored on
+	// the room's real state, starts it.
+	ReplacesOutOfRoom bool
 	// ResetExtremities makes the event the room's only forward extremity
 	// (a join to a room this server had left: its old head is history).
 	ResetExtremities bool
@@ -279,6 +284,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, ev.EventI
 		if _, err := tx.ExecContext(ctx, `INSERT INTO invite_room_state (event_id, state) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING`,
 			ev.EventID, string(ev.InviteState)); err != nil {
 			return fmt.Errorf("store invite state: %w", err)
+		}
+	}
+	if ev.ReplacesOutOfRoom {
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET rejected = 1, outlier = $2
+WHERE room_id = $1 AND rejected = 0 AND event_id IN (SELECT event_id FROM invite_room_state)`, ev.RoomID, OutlierState); err != nil {
+			return fmt.Errorf("retire out-of-room events: %w", err)
 		}
 	}
 	if ev.ResetExtremities {
