@@ -563,10 +563,8 @@ func (s *Service) storeJoinedRoom(ctx context.Context, r *room, server string, j
 	getKey := s.remoteKey(ctx)
 	for _, it := range items {
 		if prev, ok := have[it.ev.ID]; ok {
-			// Known: used as it is for the state below.
-			if !prev.Rejected {
-				it.ev.Rejected = false
-			}
+			// Known: used for the state below as this server judged it.
+			it.ev.Rejected = prev.Rejected
 			built = append(built, it.ev)
 			continue
 		}
