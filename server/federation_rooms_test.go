@@ -413,7 +413,7 @@ func TestFederationPartitionHealed(t *testing.T) {
 // down reach it after it restarts, each once.
 func TestFederationServerDownAndBack(t *testing.T) {
 	f := newFedRoom(t, "")
-	b, alice, bob := f.B, f.Alice, f.Bob
+	b, alice := f.B, f.Alice
 	room := struct{ RoomID id.RoomID }{f.Room}
 	ctx := context.Background()
 	b.Down()
@@ -424,7 +424,7 @@ func TestFederationServerDownAndBack(t *testing.T) {
 		}
 	}
 	b.Up()
-	bob = b.Login("bob", testserver.DefaultPassword)
+	bob := b.Login("bob", testserver.DefaultPassword)
 	// B's first message tells A it is back.
 	if _, err := bob.SendText(ctx, room.RoomID, "back"); err != nil {
 		t.Fatal(err)
