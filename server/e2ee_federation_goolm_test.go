@@ -3,8 +3,12 @@
 package server_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
@@ -70,5 +74,41 @@ func TestE2EEGoolmAcrossServers(t *testing.T) {
 	evt3, _ := c.alice1.sendEncrypted(c.room, "welcome bob3")
 	for _, d := range append(c.devices(), bob3) {
 		d.waitDecrypt(evt3, "welcome bob3")
+	}
+}
+
+// TestE2EEGoolmKeyBackupAcrossServers: bob on B backs up the Megolm
+// session alice on A used in their room (it reached bob over federation);
+// a device bob logs in on B afterwards, which no key was shared with,
+// restores it from the backup and reads the old message.
+func TestE2EEGoolmKeyBackupAcrossServers(t *testing.T) {
+	ctx := context.Background()
+	c, b := newFedE2EEChat(t)
+	evt, sess := c.alice1.sendEncrypted(c.room, "keep this, bob")
+	c.bob1.waitDecrypt(evt, "keep this, bob")
+
+	bk := c.bob1.createBackupWithRecoveryKey()
+	if ids, count := c.bob1.backUpRoom(bk, c.room); len(ids) != 1 || ids[0] != sess || count != 1 {
+		t.Fatalf("bob1 backed up sessions %v (backup counts %d), want alice's session %s only", ids, count, sess)
+	}
+	// alice's server knows nothing of bob's backup.
+	if _, err := c.alice1.cli.GetKeyBackupVersion(ctx, bk.version); !errors.Is(err, mautrix.MNotFound) {
+		t.Errorf("alice reading bob's backup version on A: got %v, want M_NOT_FOUND", err)
+	}
+
+	bob3 := newE2EEDevice(t, c.logs, "bob3", b.Login("bob", testserver.DefaultPassword))
+	bob3.waitRoomReady(c.room, c.alice, c.bob)
+	old := fetchEncrypted(t, bob3.cli, c.room, evt)
+	if _, err := bob3.mach.DecryptMegolmEvent(ctx, old); !errors.Is(err, crypto.ErrNoSessionFound) {
+		t.Fatalf("bob3 before restoring: got %v, want %v", err, crypto.ErrNoSessionFound)
+	}
+	bob3.restoreBackup(bk.recoveryKey, bk.version)
+	dec, err := bob3.mach.DecryptMegolmEvent(ctx, old)
+	if err != nil {
+		t.Fatalf("bob3 after restoring the backup: %v", err)
+	}
+	checkPlaintext(t, "bob3", dec, "keep this, bob")
+	if dec.Sender != c.alice || dec.Mautrix.TrustState != id.TrustStateBackup {
+		t.Errorf("restored message from %s with trust %s, want %s and %s", dec.Sender, dec.Mautrix.TrustState, c.alice, id.TrustStateBackup)
 	}
 }

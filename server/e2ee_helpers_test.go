@@ -5,6 +5,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,8 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto"
+	"maunium.net/go/mautrix/crypto/backup"
+	"maunium.net/go/mautrix/crypto/signatures"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -456,5 +459,136 @@ func deleteDeviceWithUIA(t *testing.T, c *mautrix.Client, deviceID id.DeviceID) 
 	}
 	if err := c.DeleteDevice(ctx, deviceID, &mautrix.ReqDeleteDevice[any]{Auth: uia(&challenge)}); err != nil {
 		t.Fatalf("delete device with password auth: %v", err)
+	}
+}
+
+// e2eeBackup is a key backup version (m.megolm_backup.v1.curve25519-aes-sha2)
+// with its private key, and the recovery key of the secret storage that
+// holds that private key.
+type e2eeBackup struct {
+	version     id.KeyBackupVersion
+	key         *backup.MegolmBackupKey
+	recoveryKey string
+}
+
+// createBackupWithRecoveryKey does what a client's "set up secure backup"
+// does: a new backup version whose auth_data is the backup public key
+// signed by the device, and the backup's private key put in secret
+// storage under a new default key, opened by a recovery key.
+func (d *e2eeDevice) createBackupWithRecoveryKey() *e2eeBackup {
+	d.t.Helper()
+	ctx := context.Background()
+	key, err := backup.NewMegolmBackupKey()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	authData := backup.MegolmAuthData{PublicKey: id.Ed25519(base64.RawStdEncoding.EncodeToString(key.PublicKey().Bytes()))}
+	sig, err := d.mach.GetAccount().SignJSON(authData)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	authData.Signatures = signatures.NewSingleSignature(d.cli.UserID, id.KeyAlgorithmEd25519, d.cli.DeviceID.String(), sig)
+	created, err := d.cli.CreateKeyBackupVersion(ctx, &mautrix.ReqRoomKeysVersionCreate[backup.MegolmAuthData]{
+		Algorithm: id.KeyBackupAlgorithmMegolmBackupV1, AuthData: authData,
+	})
+	if err != nil {
+		d.t.Fatalf("%s: create backup version: %v", d.name, err)
+	}
+	ssssKey, err := d.mach.SSSS.GenerateAndUploadKey(ctx, "")
+	if err != nil {
+		d.t.Fatalf("%s: secret storage key: %v", d.name, err)
+	}
+	if err := d.mach.SSSS.SetEncryptedAccountData(ctx, event.AccountDataMegolmBackupKey, key.Bytes(), ssssKey); err != nil {
+		d.t.Fatalf("%s: backup key into secret storage: %v", d.name, err)
+	}
+	if err := d.mach.SSSS.SetDefaultKeyID(ctx, ssssKey.ID); err != nil {
+		d.t.Fatalf("%s: default secret storage key: %v", d.name, err)
+	}
+	return &e2eeBackup{version: created.Version, key: key, recoveryKey: ssssKey.RecoveryKey()}
+}
+
+// backUpRoom uploads every inbound Megolm session the device holds for
+// room, encrypted to the backup's public key. It returns the sessions
+// uploaded and the number of keys the server then counts in the backup.
+func (d *e2eeDevice) backUpRoom(bk *e2eeBackup, room id.RoomID) ([]id.SessionID, int) {
+	d.t.Helper()
+	ctx := context.Background()
+	sessions, err := d.mach.CryptoStore.GetGroupSessionsForRoom(ctx, room).AsList()
+	if err != nil {
+		d.t.Fatalf("%s: sessions of %s: %v", d.name, room, err)
+	}
+	req := &mautrix.ReqKeyBackup{Rooms: map[id.RoomID]mautrix.ReqRoomKeyBackup{room: {Sessions: map[id.SessionID]mautrix.ReqKeyBackupData{}}}}
+	var ids []id.SessionID
+	for _, igs := range sessions {
+		req.Rooms[room].Sessions[igs.ID()] = backupSession(d.t, bk.key, igs)
+		ids = append(ids, igs.ID())
+	}
+	upd, err := d.cli.PutKeysInBackup(ctx, bk.version, req)
+	if err != nil {
+		d.t.Fatalf("%s: upload keys to backup: %v", d.name, err)
+	}
+	if upd.ETag == "" {
+		d.t.Errorf("%s: backup upload answered no etag", d.name)
+	}
+	return ids, upd.Count
+}
+
+// restoreBackup does what a new login's "restore from backup" does: the
+// user types the recovery key, secret storage gives the backup's private
+// key, and the latest backup gives the sessions, which must be version's.
+func (d *e2eeDevice) restoreBackup(recoveryKey string, version id.KeyBackupVersion) {
+	d.t.Helper()
+	ctx := context.Background()
+	keyID, keyData, err := d.mach.SSSS.GetDefaultKeyData(ctx)
+	if err != nil {
+		d.t.Fatalf("%s reads secret storage: %v", d.name, err)
+	}
+	key, err := keyData.VerifyRecoveryKey(keyID, recoveryKey)
+	if err != nil {
+		d.t.Fatalf("%s: recovery key: %v", d.name, err)
+	}
+	raw, err := d.mach.SSSS.GetDecryptedAccountData(ctx, event.AccountDataMegolmBackupKey, key)
+	if err != nil {
+		d.t.Fatalf("%s: backup key from secret storage: %v", d.name, err)
+	}
+	restoredKey, err := backup.MegolmBackupKeyFromBytes(raw)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	got, err := d.mach.DownloadAndStoreLatestKeyBackup(ctx, restoredKey)
+	if err != nil || got != version {
+		d.t.Fatalf("%s: restore backup: version %q (%v), want %q", d.name, got, err, version)
+	}
+}
+
+// backupSession encrypts an inbound Megolm session for the backup, as
+// KeyBackupData with m.megolm_backup.v1 session_data.
+func backupSession(t *testing.T, key *backup.MegolmBackupKey, igs *crypto.InboundGroupSession) mautrix.ReqKeyBackupData {
+	t.Helper()
+	first := igs.Internal.FirstKnownIndex()
+	exported, err := igs.Internal.Export(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := backup.EncryptSessionData(key, backup.MegolmSessionData{
+		Algorithm:          id.AlgorithmMegolmV1,
+		ForwardingKeyChain: igs.ForwardingChains,
+		SenderClaimedKeys:  backup.SenderClaimedKeys{Ed25519: igs.SigningKey},
+		SenderKey:          igs.SenderKey,
+		SessionKey:         string(exported),
+		SharedHistory:      igs.SharedHistory,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mautrix.ReqKeyBackupData{
+		FirstMessageIndex: int(first),
+		ForwardedCount:    len(igs.ForwardingChains),
+		IsVerified:        true,
+		SessionData:       raw,
 	}
 }
