@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/crypto/backup"
 	"maunium.net/go/mautrix/crypto/signatures"
+	"maunium.net/go/mautrix/crypto/verificationhelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -591,4 +593,133 @@ func backupSession(t *testing.T, key *backup.MegolmBackupKey, igs *crypto.Inboun
 		IsVerified:        true,
 		SessionData:       raw,
 	}
+}
+
+// e2eeVerifier is a device's interactive verification: mautrix's
+// verification helper wired to the device's syncer, and what its
+// callbacks reported, for the test to act on between syncs (the helper
+// calls some callbacks with its lock held, so acting inside them would
+// deadlock).
+type e2eeVerifier struct {
+	d  *e2eeDevice
+	vh *verificationhelper.VerificationHelper
+
+	mu        sync.Mutex
+	requested id.VerificationTransactionID
+	ready     bool
+	sas       *e2eeSAS
+	done      bool
+	cancelled string
+}
+
+// e2eeSAS is the short authentication string a device showed.
+type e2eeSAS struct {
+	emojis   string
+	decimals []int
+}
+
+func (v *e2eeVerifier) VerificationRequested(_ context.Context, txn id.VerificationTransactionID, _ id.UserID, _ id.DeviceID) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.requested = txn
+}
+
+func (v *e2eeVerifier) VerificationReady(context.Context, id.VerificationTransactionID, id.DeviceID, bool, bool, *verificationhelper.QRCode) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.ready = true
+}
+
+func (v *e2eeVerifier) VerificationCancelled(_ context.Context, _ id.VerificationTransactionID, code event.VerificationCancelCode, reason string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.cancelled = fmt.Sprintf("%s: %s", code, reason)
+}
+
+func (v *e2eeVerifier) VerificationDone(context.Context, id.VerificationTransactionID, event.VerificationMethod) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.done = true
+}
+
+func (v *e2eeVerifier) ShowSAS(_ context.Context, _ id.VerificationTransactionID, emojis []rune, _ []string, decimals []int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.sas = &e2eeSAS{emojis: string(emojis), decimals: decimals}
+}
+
+// state is a snapshot of what the callbacks reported.
+func (v *e2eeVerifier) state() (requested id.VerificationTransactionID, ready bool, sas *e2eeSAS, done bool, cancelled string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.requested, v.ready, v.sas, v.done, v.cancelled
+}
+
+// newVerifier gives the device mautrix's verification helper (SAS only,
+// over to-device messages), fed by the device's own syncs.
+func (d *e2eeDevice) newVerifier() *e2eeVerifier {
+	d.t.Helper()
+	v := &e2eeVerifier{d: d}
+	// The helper registers its handlers on the client's syncer and wants
+	// a crypto helper on the client (for in-room verification only).
+	d.cli.Syncer = d.syncer
+	d.cli.Crypto = e2eeCrypto{d.mach}
+	v.vh = verificationhelper.NewVerificationHelper(d.cli, d.mach, nil, v, false, false, true)
+	if err := v.vh.Init(context.Background()); err != nil {
+		d.t.Fatalf("%s: init verification helper: %v", d.name, err)
+	}
+	return v
+}
+
+// e2eeCrypto is the mautrix.CryptoHelper of a test device: its Olm
+// machine, without the automatic key requests a real client makes.
+type e2eeCrypto struct{ mach *crypto.OlmMachine }
+
+func (c e2eeCrypto) Encrypt(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) (*event.EncryptedEventContent, error) {
+	return c.mach.EncryptMegolmEvent(ctx, roomID, evtType, content)
+}
+
+func (c e2eeCrypto) Decrypt(ctx context.Context, evt *event.Event) (*event.Event, error) {
+	return c.mach.DecryptMegolmEvent(ctx, evt)
+}
+
+func (c e2eeCrypto) WaitForSession(ctx context.Context, roomID id.RoomID, senderKey id.SenderKey, sessionID id.SessionID, timeout time.Duration) bool {
+	return c.mach.WaitForSession(ctx, roomID, senderKey, sessionID, timeout)
+}
+
+func (e2eeCrypto) RequestSession(context.Context, id.RoomID, id.SenderKey, id.SessionID, id.UserID, id.DeviceID) {
+}
+
+func (e2eeCrypto) Init(context.Context) error { return nil }
+
+// syncBothUntil syncs two devices in turns until cond holds: each waits
+// on the other (a verification is a dialogue), so neither may long-poll
+// for the whole wait. Each sync long-polls briefly and returns as soon as
+// the server has something for the device.
+func syncBothUntil(t *testing.T, what string, a, b *e2eeDevice, cond func() error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), e2eeWait)
+	defer cancel()
+	for {
+		last := cond()
+		if last == nil {
+			return
+		}
+		for _, d := range []*e2eeDevice{a, b} {
+			if err := d.syncOnce(ctx, 500*time.Millisecond); err != nil {
+				t.Fatalf("waiting for %s: %s: %v (last: %v)", what, d.name, err, last)
+			}
+		}
+	}
+}
+
+// receivedToDevice reports whether the device got a to-device message of
+// type evType.
+func (d *e2eeDevice) receivedToDevice(evType event.Type) bool {
+	for msg := range d.toDevice {
+		if parts := strings.SplitN(msg, " ", 3); len(parts) == 3 && parts[1] == evType.Type {
+			return true
+		}
+	}
+	return false
 }
