@@ -363,14 +363,23 @@ func passwordUIA(user id.UserID, password string, calls *int) mautrix.UIACallbac
 // join it.
 func createEncryptedRoom(t *testing.T, creator *mautrix.Client, others ...*mautrix.Client) id.RoomID {
 	t.Helper()
+	return createEncryptedRoomVersion(t, "", creator, others...)
+}
+
+// createEncryptedRoomVersion is createEncryptedRoom with a room version
+// ("" for the server's default). The others join through the creator's
+// server, which may be another one than theirs.
+func createEncryptedRoomVersion(t *testing.T, version id.RoomVersion, creator *mautrix.Client, others ...*mautrix.Client) id.RoomID {
+	t.Helper()
 	ctx := context.Background()
 	var invite []id.UserID
 	for _, c := range others {
 		invite = append(invite, c.UserID)
 	}
 	resp, err := creator.CreateRoom(ctx, &mautrix.ReqCreateRoom{
-		Preset: "private_chat",
-		Invite: invite,
+		Preset:      "private_chat",
+		RoomVersion: version,
+		Invite:      invite,
 		InitialState: []*event.Event{{
 			Type:    event.StateEncryption,
 			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
@@ -379,8 +388,9 @@ func createEncryptedRoom(t *testing.T, creator *mautrix.Client, others ...*mautr
 	if err != nil {
 		t.Fatalf("create encrypted room: %v", err)
 	}
+	via := []string{creator.UserID.Homeserver()}
 	for _, c := range others {
-		if _, err := c.JoinRoomByID(ctx, resp.RoomID); err != nil {
+		if _, err := c.JoinRoom(ctx, resp.RoomID.String(), &mautrix.ReqJoinRoom{Via: via}); err != nil {
 			t.Fatalf("%s joins: %v", c.UserID, err)
 		}
 	}
