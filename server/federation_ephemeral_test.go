@@ -142,7 +142,9 @@ func slidingEphemeral(t *testing.T, c *mautrix.Client, room id.RoomID, what stri
 // room. bob sees alice type, stop typing, read his message and come
 // online with a status message, in /sync and (typing and receipts) in
 // sliding sync's extensions; carol on B, who shares no room with alice,
-// sees none of alice's presence, and alice none of carol's.
+// sees none of alice's presence, and alice none of carol's; once bob
+// leaves, alice's presence is kept from him though carol, on his server,
+// now shares a room with her.
 func TestFederationTypingReceiptsPresence(t *testing.T) {
 	ctx := context.Background()
 	f := newFedRoom(t, "")
@@ -261,6 +263,54 @@ func TestFederationTypingReceiptsPresence(t *testing.T) {
 		}
 		if _, err := carol.GetPresence(ctx, alice.UserID); !errors.Is(err, mautrix.MForbidden) {
 			t.Errorf("carol reading alice's presence: got %v, want M_FORBIDDEN", err)
+		}
+	})
+	// bob leaves while carol, on the same server, now shares a room with
+	// alice: B still takes in alice's presence, and must keep it from bob.
+	t.Run("presence after leaving", func(t *testing.T) {
+		room2, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := carol.JoinRoom(ctx, room2.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{f.A.ServerName()}}); err != nil {
+			t.Fatalf("carol joins alice's second room: %v", err)
+		}
+		if _, err := bob.LeaveRoom(ctx, f.Room); err != nil {
+			t.Fatal(err)
+		}
+		waitSyncMembership(ctx, t, alice, f.Room, bob.UserID, event.MembershipLeave)
+		if err := alice.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceUnavailable, StatusMsg: "after bob left"}); err != nil {
+			t.Fatal(err)
+		}
+		carolSync.until("alice's presence", func(resp *mautrix.RespSync) error {
+			if p := presenceOf(resp, alice.UserID); p == nil || p.StatusMessage != "after bob left" {
+				return fmt.Errorf("presence of alice %+v", p)
+			}
+			return nil
+		})
+		// B has alice's update; bob's own later change marks how far his
+		// presence stream has gone past it.
+		if err := bob.SetPresence(ctx, mautrix.ReqPresence{Presence: event.PresenceOnline, StatusMsg: "back on B"}); err != nil {
+			t.Fatal(err)
+		}
+		seen := false
+		bobSync.until("bob's own presence", func(resp *mautrix.RespSync) error {
+			if presenceOf(resp, alice.UserID) != nil {
+				seen = true
+			}
+			if p := presenceOf(resp, bob.UserID); p == nil || p.StatusMessage != "back on B" {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+		if seen {
+			t.Error("bob got alice's presence in /sync after leaving their only shared room")
+		}
+		if _, err := bob.GetPresence(ctx, alice.UserID); !errors.Is(err, mautrix.MForbidden) {
+			t.Errorf("bob reading alice's presence after leaving: got %v, want M_FORBIDDEN", err)
+		}
+		if p, err := carol.GetPresence(ctx, alice.UserID); err != nil || p.StatusMsg != "after bob left" {
+			t.Errorf("carol reading alice's presence: %+v (%v)", p, err)
 		}
 	})
 }
