@@ -4,7 +4,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -12,7 +11,6 @@ import (
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto"
-	"maunium.net/go/mautrix/crypto/backup"
 	"maunium.net/go/mautrix/crypto/signatures"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -392,58 +390,11 @@ func TestE2EEGoolmKeyBackupRoundTrip(t *testing.T) {
 	evt, sess := alice1.sendEncrypted(room, "remember this")
 	bob1.waitDecrypt(evt, "remember this")
 
-	// A backup version whose auth_data is the backup public key, signed
-	// by alice1.
-	backupKey, err := backup.NewMegolmBackupKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	authData := backup.MegolmAuthData{PublicKey: id.Ed25519(base64.RawStdEncoding.EncodeToString(backupKey.PublicKey().Bytes()))}
-	sig, err := alice1.mach.GetAccount().SignJSON(authData)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authData.Signatures = signatures.NewSingleSignature(alice, id.KeyAlgorithmEd25519, alice1.cli.DeviceID.String(), sig)
-	created, err := alice1.cli.CreateKeyBackupVersion(ctx, &mautrix.ReqRoomKeysVersionCreate[backup.MegolmAuthData]{
-		Algorithm: id.KeyBackupAlgorithmMegolmBackupV1, AuthData: authData,
-	})
-	if err != nil {
-		t.Fatalf("create backup version: %v", err)
-	}
-	version := created.Version
-
-	// The backup key goes into secret storage under a recovery key.
-	ssssKey, err := alice1.mach.SSSS.GenerateAndUploadKey(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice1.mach.SSSS.SetEncryptedAccountData(ctx, event.AccountDataMegolmBackupKey, backupKey.Bytes(), ssssKey); err != nil {
-		t.Fatal(err)
-	}
-	if err := alice1.mach.SSSS.SetDefaultKeyID(ctx, ssssKey.ID); err != nil {
-		t.Fatal(err)
-	}
-	recoveryKey := ssssKey.RecoveryKey()
-
-	// alice1 backs up her inbound sessions of the room, encrypted to the
-	// backup public key.
-	sessions, err := alice1.mach.CryptoStore.GetGroupSessionsForRoom(ctx, room).AsList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := &mautrix.ReqKeyBackup{Rooms: map[id.RoomID]mautrix.ReqRoomKeyBackup{room: {Sessions: map[id.SessionID]mautrix.ReqKeyBackupData{}}}}
-	for _, igs := range sessions {
-		req.Rooms[room].Sessions[igs.ID()] = backupSession(t, backupKey, igs)
-	}
-	if _, ok := req.Rooms[room].Sessions[sess]; !ok || len(sessions) != 1 {
-		t.Fatalf("alice1 holds sessions %d, want exactly the one of her message (%s)", len(sessions), sess)
-	}
-	upd, err := alice1.cli.PutKeysInBackup(ctx, version, req)
-	if err != nil {
-		t.Fatalf("upload keys to backup: %v", err)
-	}
-	if upd.Count != 1 || upd.ETag == "" {
-		t.Fatalf("backup after upload: count %d etag %q, want 1 and an etag", upd.Count, upd.ETag)
+	// alice1 sets up secure backup and backs up her session of the room.
+	bk := alice1.createBackupWithRecoveryKey()
+	version, recoveryKey := bk.version, bk.recoveryKey
+	if ids, count := alice1.backUpRoom(bk, room); len(ids) != 1 || ids[0] != sess || count != 1 {
+		t.Fatalf("alice1 backed up sessions %v (backup counts %d), want exactly the one of her message (%s)", ids, count, sess)
 	}
 	// bob cannot see alice's backup.
 	if _, err := bob1.cli.GetKeyBackupVersion(ctx, version); !errors.Is(err, mautrix.MNotFound) {
@@ -460,26 +411,7 @@ func TestE2EEGoolmKeyBackupRoundTrip(t *testing.T) {
 
 	// The user types the recovery key: secret storage gives the backup
 	// key, and the backup gives the session.
-	keyID, keyData, err := alice3.mach.SSSS.GetDefaultKeyData(ctx)
-	if err != nil {
-		t.Fatalf("alice3 reads secret storage: %v", err)
-	}
-	key, err := keyData.VerifyRecoveryKey(keyID, recoveryKey)
-	if err != nil {
-		t.Fatalf("recovery key: %v", err)
-	}
-	raw, err := alice3.mach.SSSS.GetDecryptedAccountData(ctx, event.AccountDataMegolmBackupKey, key)
-	if err != nil {
-		t.Fatalf("backup key from secret storage: %v", err)
-	}
-	restoredKey, err := backup.MegolmBackupKeyFromBytes(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := alice3.mach.DownloadAndStoreLatestKeyBackup(ctx, restoredKey)
-	if err != nil || got != version {
-		t.Fatalf("restore backup: version %q (%v), want %q", got, err, version)
-	}
+	alice3.restoreBackup(recoveryKey, version)
 	dec, err := alice3.mach.DecryptMegolmEvent(ctx, old)
 	if err != nil {
 		t.Fatalf("alice3 after restoring the backup: %v", err)
@@ -487,38 +419,6 @@ func TestE2EEGoolmKeyBackupRoundTrip(t *testing.T) {
 	checkPlaintext(t, "alice3", dec, "remember this")
 	if dec.Mautrix.TrustState != id.TrustStateBackup {
 		t.Errorf("restored session trust %s, want %s", dec.Mautrix.TrustState, id.TrustStateBackup)
-	}
-}
-
-// backupSession encrypts an inbound Megolm session for the backup, as
-// KeyBackupData with m.megolm_backup.v1 session_data.
-func backupSession(t *testing.T, key *backup.MegolmBackupKey, igs *crypto.InboundGroupSession) mautrix.ReqKeyBackupData {
-	t.Helper()
-	first := igs.Internal.FirstKnownIndex()
-	exported, err := igs.Internal.Export(first)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := backup.EncryptSessionData(key, backup.MegolmSessionData{
-		Algorithm:          id.AlgorithmMegolmV1,
-		ForwardingKeyChain: igs.ForwardingChains,
-		SenderClaimedKeys:  backup.SenderClaimedKeys{Ed25519: igs.SigningKey},
-		SenderKey:          igs.SenderKey,
-		SessionKey:         string(exported),
-		SharedHistory:      igs.SharedHistory,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := json.Marshal(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mautrix.ReqKeyBackupData{
-		FirstMessageIndex: int(first),
-		ForwardedCount:    len(igs.ForwardingChains),
-		IsVerified:        true,
-		SessionData:       raw,
 	}
 }
 

@@ -5,11 +5,13 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +19,9 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto"
+	"maunium.net/go/mautrix/crypto/backup"
+	"maunium.net/go/mautrix/crypto/signatures"
+	"maunium.net/go/mautrix/crypto/verificationhelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -358,14 +363,23 @@ func passwordUIA(user id.UserID, password string, calls *int) mautrix.UIACallbac
 // join it.
 func createEncryptedRoom(t *testing.T, creator *mautrix.Client, others ...*mautrix.Client) id.RoomID {
 	t.Helper()
+	return createEncryptedRoomVersion(t, "", creator, others...)
+}
+
+// createEncryptedRoomVersion is createEncryptedRoom with a room version
+// ("" for the server's default). The others join through the creator's
+// server, which may be another one than theirs.
+func createEncryptedRoomVersion(t *testing.T, version id.RoomVersion, creator *mautrix.Client, others ...*mautrix.Client) id.RoomID {
+	t.Helper()
 	ctx := context.Background()
 	var invite []id.UserID
 	for _, c := range others {
 		invite = append(invite, c.UserID)
 	}
 	resp, err := creator.CreateRoom(ctx, &mautrix.ReqCreateRoom{
-		Preset: "private_chat",
-		Invite: invite,
+		Preset:      "private_chat",
+		RoomVersion: version,
+		Invite:      invite,
 		InitialState: []*event.Event{{
 			Type:    event.StateEncryption,
 			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
@@ -374,8 +388,9 @@ func createEncryptedRoom(t *testing.T, creator *mautrix.Client, others ...*mautr
 	if err != nil {
 		t.Fatalf("create encrypted room: %v", err)
 	}
+	via := []string{creator.UserID.Homeserver()}
 	for _, c := range others {
-		if _, err := c.JoinRoomByID(ctx, resp.RoomID); err != nil {
+		if _, err := c.JoinRoom(ctx, resp.RoomID.String(), &mautrix.ReqJoinRoom{Via: via}); err != nil {
 			t.Fatalf("%s joins: %v", c.UserID, err)
 		}
 	}
@@ -457,4 +472,264 @@ func deleteDeviceWithUIA(t *testing.T, c *mautrix.Client, deviceID id.DeviceID) 
 	if err := c.DeleteDevice(ctx, deviceID, &mautrix.ReqDeleteDevice[any]{Auth: uia(&challenge)}); err != nil {
 		t.Fatalf("delete device with password auth: %v", err)
 	}
+}
+
+// e2eeBackup is a key backup version (m.megolm_backup.v1.curve25519-aes-sha2)
+// with its private key, and the recovery key of the secret storage that
+// holds that private key.
+type e2eeBackup struct {
+	version     id.KeyBackupVersion
+	key         *backup.MegolmBackupKey
+	recoveryKey string
+}
+
+// createBackupWithRecoveryKey does what a client's "set up secure backup"
+// does: a new backup version whose auth_data is the backup public key
+// signed by the device, and the backup's private key put in secret
+// storage under a new default key, opened by a recovery key.
+func (d *e2eeDevice) createBackupWithRecoveryKey() *e2eeBackup {
+	d.t.Helper()
+	ctx := context.Background()
+	key, err := backup.NewMegolmBackupKey()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	authData := backup.MegolmAuthData{PublicKey: id.Ed25519(base64.RawStdEncoding.EncodeToString(key.PublicKey().Bytes()))}
+	sig, err := d.mach.GetAccount().SignJSON(authData)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	authData.Signatures = signatures.NewSingleSignature(d.cli.UserID, id.KeyAlgorithmEd25519, d.cli.DeviceID.String(), sig)
+	created, err := d.cli.CreateKeyBackupVersion(ctx, &mautrix.ReqRoomKeysVersionCreate[backup.MegolmAuthData]{
+		Algorithm: id.KeyBackupAlgorithmMegolmBackupV1, AuthData: authData,
+	})
+	if err != nil {
+		d.t.Fatalf("%s: create backup version: %v", d.name, err)
+	}
+	ssssKey, err := d.mach.SSSS.GenerateAndUploadKey(ctx, "")
+	if err != nil {
+		d.t.Fatalf("%s: secret storage key: %v", d.name, err)
+	}
+	if err := d.mach.SSSS.SetEncryptedAccountData(ctx, event.AccountDataMegolmBackupKey, key.Bytes(), ssssKey); err != nil {
+		d.t.Fatalf("%s: backup key into secret storage: %v", d.name, err)
+	}
+	if err := d.mach.SSSS.SetDefaultKeyID(ctx, ssssKey.ID); err != nil {
+		d.t.Fatalf("%s: default secret storage key: %v", d.name, err)
+	}
+	return &e2eeBackup{version: created.Version, key: key, recoveryKey: ssssKey.RecoveryKey()}
+}
+
+// backUpRoom uploads every inbound Megolm session the device holds for
+// room, encrypted to the backup's public key. It returns the sessions
+// uploaded and the number of keys the server then counts in the backup.
+func (d *e2eeDevice) backUpRoom(bk *e2eeBackup, room id.RoomID) ([]id.SessionID, int) {
+	d.t.Helper()
+	ctx := context.Background()
+	sessions, err := d.mach.CryptoStore.GetGroupSessionsForRoom(ctx, room).AsList()
+	if err != nil {
+		d.t.Fatalf("%s: sessions of %s: %v", d.name, room, err)
+	}
+	req := &mautrix.ReqKeyBackup{Rooms: map[id.RoomID]mautrix.ReqRoomKeyBackup{room: {Sessions: map[id.SessionID]mautrix.ReqKeyBackupData{}}}}
+	var ids []id.SessionID
+	for _, igs := range sessions {
+		req.Rooms[room].Sessions[igs.ID()] = backupSession(d.t, bk.key, igs)
+		ids = append(ids, igs.ID())
+	}
+	upd, err := d.cli.PutKeysInBackup(ctx, bk.version, req)
+	if err != nil {
+		d.t.Fatalf("%s: upload keys to backup: %v", d.name, err)
+	}
+	if upd.ETag == "" {
+		d.t.Errorf("%s: backup upload answered no etag", d.name)
+	}
+	return ids, upd.Count
+}
+
+// restoreBackup does what a new login's "restore from backup" does: the
+// user types the recovery key, secret storage gives the backup's private
+// key, and the latest backup gives the sessions, which must be version's.
+func (d *e2eeDevice) restoreBackup(recoveryKey string, version id.KeyBackupVersion) {
+	d.t.Helper()
+	ctx := context.Background()
+	keyID, keyData, err := d.mach.SSSS.GetDefaultKeyData(ctx)
+	if err != nil {
+		d.t.Fatalf("%s reads secret storage: %v", d.name, err)
+	}
+	key, err := keyData.VerifyRecoveryKey(keyID, recoveryKey)
+	if err != nil {
+		d.t.Fatalf("%s: recovery key: %v", d.name, err)
+	}
+	raw, err := d.mach.SSSS.GetDecryptedAccountData(ctx, event.AccountDataMegolmBackupKey, key)
+	if err != nil {
+		d.t.Fatalf("%s: backup key from secret storage: %v", d.name, err)
+	}
+	restoredKey, err := backup.MegolmBackupKeyFromBytes(raw)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	got, err := d.mach.DownloadAndStoreLatestKeyBackup(ctx, restoredKey)
+	if err != nil || got != version {
+		d.t.Fatalf("%s: restore backup: version %q (%v), want %q", d.name, got, err, version)
+	}
+}
+
+// backupSession encrypts an inbound Megolm session for the backup, as
+// KeyBackupData with m.megolm_backup.v1 session_data.
+func backupSession(t *testing.T, key *backup.MegolmBackupKey, igs *crypto.InboundGroupSession) mautrix.ReqKeyBackupData {
+	t.Helper()
+	first := igs.Internal.FirstKnownIndex()
+	exported, err := igs.Internal.Export(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := backup.EncryptSessionData(key, backup.MegolmSessionData{
+		Algorithm:          id.AlgorithmMegolmV1,
+		ForwardingKeyChain: igs.ForwardingChains,
+		SenderClaimedKeys:  backup.SenderClaimedKeys{Ed25519: igs.SigningKey},
+		SenderKey:          igs.SenderKey,
+		SessionKey:         string(exported),
+		SharedHistory:      igs.SharedHistory,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mautrix.ReqKeyBackupData{
+		FirstMessageIndex: int(first),
+		ForwardedCount:    len(igs.ForwardingChains),
+		IsVerified:        true,
+		SessionData:       raw,
+	}
+}
+
+// e2eeVerifier is a device's interactive verification: mautrix's
+// verification helper wired to the device's syncer, and what its
+// callbacks reported, for the test to act on between syncs (the helper
+// calls some callbacks with its lock held, so acting inside them would
+// deadlock).
+type e2eeVerifier struct {
+	d  *e2eeDevice
+	vh *verificationhelper.VerificationHelper
+
+	mu        sync.Mutex
+	requested id.VerificationTransactionID
+	ready     bool
+	sas       *e2eeSAS
+	done      bool
+	cancelled string
+}
+
+// e2eeSAS is the short authentication string a device showed.
+type e2eeSAS struct {
+	emojis   string
+	decimals []int
+}
+
+func (v *e2eeVerifier) VerificationRequested(_ context.Context, txn id.VerificationTransactionID, _ id.UserID, _ id.DeviceID) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.requested = txn
+}
+
+func (v *e2eeVerifier) VerificationReady(context.Context, id.VerificationTransactionID, id.DeviceID, bool, bool, *verificationhelper.QRCode) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.ready = true
+}
+
+func (v *e2eeVerifier) VerificationCancelled(_ context.Context, _ id.VerificationTransactionID, code event.VerificationCancelCode, reason string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.cancelled = fmt.Sprintf("%s: %s", code, reason)
+}
+
+func (v *e2eeVerifier) VerificationDone(context.Context, id.VerificationTransactionID, event.VerificationMethod) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.done = true
+}
+
+func (v *e2eeVerifier) ShowSAS(_ context.Context, _ id.VerificationTransactionID, emojis []rune, _ []string, decimals []int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.sas = &e2eeSAS{emojis: string(emojis), decimals: decimals}
+}
+
+// state is a snapshot of what the callbacks reported.
+func (v *e2eeVerifier) state() (requested id.VerificationTransactionID, ready bool, sas *e2eeSAS, done bool, cancelled string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.requested, v.ready, v.sas, v.done, v.cancelled
+}
+
+// newVerifier gives the device mautrix's verification helper (SAS only,
+// over to-device messages), fed by the device's own syncs.
+func (d *e2eeDevice) newVerifier() *e2eeVerifier {
+	d.t.Helper()
+	v := &e2eeVerifier{d: d}
+	// The helper registers its handlers on the client's syncer and wants
+	// a crypto helper on the client (for in-room verification only).
+	d.cli.Syncer = d.syncer
+	d.cli.Crypto = e2eeCrypto{d.mach}
+	v.vh = verificationhelper.NewVerificationHelper(d.cli, d.mach, nil, v, false, false, true)
+	if err := v.vh.Init(context.Background()); err != nil {
+		d.t.Fatalf("%s: init verification helper: %v", d.name, err)
+	}
+	return v
+}
+
+// e2eeCrypto is the mautrix.CryptoHelper of a test device: its Olm
+// machine, without the automatic key requests a real client makes.
+type e2eeCrypto struct{ mach *crypto.OlmMachine }
+
+func (c e2eeCrypto) Encrypt(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) (*event.EncryptedEventContent, error) {
+	return c.mach.EncryptMegolmEvent(ctx, roomID, evtType, content)
+}
+
+func (c e2eeCrypto) Decrypt(ctx context.Context, evt *event.Event) (*event.Event, error) {
+	return c.mach.DecryptMegolmEvent(ctx, evt)
+}
+
+func (c e2eeCrypto) WaitForSession(ctx context.Context, roomID id.RoomID, senderKey id.SenderKey, sessionID id.SessionID, timeout time.Duration) bool {
+	return c.mach.WaitForSession(ctx, roomID, senderKey, sessionID, timeout)
+}
+
+func (e2eeCrypto) RequestSession(context.Context, id.RoomID, id.SenderKey, id.SessionID, id.UserID, id.DeviceID) {
+}
+
+func (e2eeCrypto) Init(context.Context) error { return nil }
+
+// syncBothUntil syncs two devices in turns until cond holds: each waits
+// on the other (a verification is a dialogue), so neither may long-poll
+// for the whole wait. Each sync long-polls briefly and returns as soon as
+// the server has something for the device.
+func syncBothUntil(t *testing.T, what string, a, b *e2eeDevice, cond func() error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), e2eeWait)
+	defer cancel()
+	for {
+		last := cond()
+		if last == nil {
+			return
+		}
+		for _, d := range []*e2eeDevice{a, b} {
+			if err := d.syncOnce(ctx, 500*time.Millisecond); err != nil {
+				t.Fatalf("waiting for %s: %s: %v (last: %v)", what, d.name, err, last)
+			}
+		}
+	}
+}
+
+// receivedToDevice reports whether the device got a to-device message of
+// type evType.
+func (d *e2eeDevice) receivedToDevice(evType event.Type) bool {
+	for msg := range d.toDevice {
+		if parts := strings.SplitN(msg, " ", 3); len(parts) == 3 && parts[1] == evType.Type {
+			return true
+		}
+	}
+	return false
 }
