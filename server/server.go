@@ -325,6 +325,7 @@ func (s *Server) Start() error {
 		IdleTimeout:       time.Duration(s.cfg.HTTP.IdleTimeoutSeconds) * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	httpapi.CloseUnusedOnShutdown(s.http)
 	s.sync.Start()
 	if s.outbound != nil {
 		s.outbound.Start()

@@ -2,6 +2,9 @@
 // (matrix-js-sdk and its Rust crypto), and each must decrypt the other's
 // message. Run by server/element_sdk_test.go, which starts the server and
 // creates the accounts: node encrypted-chat.mjs BASE_URL CREDENTIALS_JSON [sliding]
+// A user's credentials may carry their own baseUrl: with alice and bob on
+// two federating servers, the invite, the join, the device lists, the keys
+// and the room keys all cross between the servers.
 // With "sliding", both clients sync with simplified sliding sync (MSC4186),
 // as Element Web's sliding sync mode does, instead of /sync.
 //
@@ -22,7 +25,7 @@ const quiet = {
   warn: console.warn, error: console.error, getChild() { return quiet; },
 };
 
-const [baseUrl, credsJSON, mode] = process.argv.slice(2);
+const [defaultBaseUrl, credsJSON, mode] = process.argv.slice(2);
 const sliding = mode === "sliding";
 const { SlidingSync } = await import("matrix-js-sdk/lib/sliding-sync.js");
 const creds = JSON.parse(credsJSON);
@@ -34,7 +37,7 @@ function fail(msg) {
 }
 setTimeout(() => fail("timed out"), 60_000).unref();
 
-async function start({ userId, accessToken, deviceId }) {
+async function start({ userId, accessToken, deviceId, baseUrl = defaultBaseUrl }) {
   const client = sdk.createClient({ baseUrl, userId, accessToken, deviceId, logger: quiet });
   await client.initRustCrypto({ useIndexedDB: false });
   const ready = new Promise((resolve) => {

@@ -139,6 +139,7 @@ func (s *Service) Start() error {
 		IdleTimeout:       time.Duration(s.cfg.HTTP.IdleTimeoutSeconds) * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	httpapi.CloseUnusedOnShutdown(s.http)
 	srv, l := s.http, s.listener
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
