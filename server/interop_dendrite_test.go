@@ -45,9 +45,17 @@ func TestInteropDendriteBasics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("send on Dendrite: %v", err)
 	}
-	ev, err := alice.GetEvent(ctx, room.RoomID, sent.EventID)
-	if err != nil {
-		t.Fatalf("read the message back: %v", err)
+	// Dendrite stores events asynchronously: an event just sent may not
+	// be readable for a moment.
+	var ev *event.Event
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		if ev, err = alice.GetEvent(ctx, room.RoomID, sent.EventID); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("read the message back: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if err := ev.Content.ParseRaw(ev.Type); err != nil {
 		t.Fatal(err)
