@@ -227,9 +227,19 @@ listen = "0.0.0.0:8448"
 
 # The listener's certificate (full chain) and private key, as PEM files, such
 # as Let's Encrypt's fullchain.pem and privkey.pem. Both are needed when
-# enabled is true. Relative paths are inside the data directory.
+# enabled is true and domain (below) is empty. Relative paths are inside the
+# data directory. When set, they win over domain.
 tls_cert_file = ""
 tls_key_file = ""
+
+# Automatic TLS: this server's public DNS name (usually server_name). When
+# set and the two files above are not, Palpo gets the certificate from an
+# ACME certificate authority (Let's Encrypt by default), keeps it with the
+# ACME account key in <data dir>/certificates (so backups carry them) and
+# renews it by itself. A start with the CA unreachable does not wait for it:
+# an existing certificate keeps being served and Palpo retries in the
+# background.
+domain = ""
 
 # Extra certificate authorities (PEM files) to trust when connecting to
 # other servers, beside the system's: for a private CA on a LAN.
@@ -263,4 +273,29 @@ allow_private_addresses = false
 # served at this server's /.well-known/matrix/server on the client listener.
 # Empty: nothing is served there.
 well_known_server = ""
+
+[federation.acme]
+# The certificate authority: "letsencrypt", "letsencrypt-staging" (for
+# trying things out; its certificates are not trusted by other servers), or
+# the https URL of another ACME directory.
+ca = "letsencrypt"
+
+# The PEM file of the root the ACME server's own HTTPS certificate chains to,
+# for a private CA. Empty: the system's roots.
+ca_root_file = ""
+
+# Where the CA sends expiry notices. Optional.
+email = ""
+
+# How the CA checks that this server owns domain: "http-01" asks for a file
+# on port 80 (http_challenge_listen below; the CA always connects to port
+# 80), "tls-alpn-01" makes a TLS connection to port 443, which works only
+# when port 443 reaches the federation listener (listen = "0.0.0.0:443", or
+# forwarded by a router).
+challenges = ["http-01", "tls-alpn-01"]
+
+# Where the http-01 challenge is answered. Every other request there is
+# redirected to https on domain. Port 80 usually needs a router forwarding
+# it here, and on Linux root or CAP_NET_BIND_SERVICE.
+http_challenge_listen = "0.0.0.0:80"
 `

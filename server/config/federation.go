@@ -44,6 +44,12 @@ type Federation struct {
 	// /.well-known/matrix/server ("host:port" that other servers should
 	// connect to for server_name: delegation).
 	WellKnownServer string `toml:"well_known_server"`
+	// Domain, when set and no certificate files are, turns on automatic
+	// TLS: the federation listener's certificate for this name is obtained
+	// from the ACME certificate authority and renewed by itself.
+	Domain string `toml:"domain"`
+	// ACME configures that certificate authority.
+	ACME ACME `toml:"acme"`
 }
 
 func defaultFederation() Federation {
@@ -54,6 +60,7 @@ func defaultFederation() Federation {
 		AllowServers:       []string{},
 		DenyServers:        []string{},
 		KeyNotaries:        []string{},
+		ACME:               defaultACME(),
 	}
 }
 
@@ -69,13 +76,23 @@ func (f Federation) validate(serverName string) error {
 		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 			return fmt.Errorf("federation.listen %q: port must be a number from 0 to 65535; the default is 8448", f.Listen)
 		}
-		if strings.TrimSpace(f.TLSCertFile) == "" || strings.TrimSpace(f.TLSKeyFile) == "" {
-			return errors.New("federation.tls_cert_file and federation.tls_key_file: both are needed when federation is enabled; " +
-				"set them to the PEM files of this server's certificate and private key (such as Let's Encrypt's fullchain.pem and privkey.pem), or set federation.enabled = false")
+		if (strings.TrimSpace(f.TLSCertFile) == "") != (strings.TrimSpace(f.TLSKeyFile) == "") ||
+			strings.TrimSpace(f.TLSCertFile) == "" && f.Domain == "" {
+			return errors.New("federation.tls_cert_file and federation.tls_key_file: both are needed when federation is enabled without federation.domain; " +
+				"set them to the PEM files of this server's certificate and private key (such as Let's Encrypt's fullchain.pem and privkey.pem), " +
+				"or set federation.domain to this server's public DNS name for an automatic certificate, or set federation.enabled = false")
 		}
 		if h, _, ok := strings.Cut(serverName, ":"); ok && h == "localhost" || serverName == "localhost" {
 			return errors.New("federation.enabled: server_name \"localhost\" cannot federate, since other servers cannot reach it by that name; " +
 				"set server_name to this server's public host name (before any account exists), or set federation.enabled = false")
+		}
+	}
+	if err := validateDomain(f.Domain); err != nil {
+		return err
+	}
+	if f.AutoTLS() {
+		if err := f.ACME.validate(); err != nil {
+			return err
 		}
 	}
 	for _, f := range f.TrustedCAFiles {

@@ -50,3 +50,55 @@ func TestInvalidFederationConfigSaysHowToFix(t *testing.T) {
 		}
 	}
 }
+
+func TestFederationAutoTLS(t *testing.T) {
+	cfg, err := Parse("server_name = \"example.org\"\n[federation]\nenabled = true\ndomain = \"example.org\"\n" +
+		"[federation.acme]\nca = \"https://ca.example/dir\"\nemail = \"me@example.org\"\nchallenges = [\"tls-alpn-01\"]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := cfg.Federation
+	if !f.AutoTLS() || f.ACME.DirectoryURL() != "https://ca.example/dir" || f.ACME.HasChallenge(ChallengeHTTP01) || !f.ACME.HasChallenge(ChallengeTLSALPN01) {
+		t.Fatalf("unexpected %+v", f)
+	}
+	d := Default().Federation.ACME
+	if d.CA != ACMELetsEncrypt || !d.HasChallenge(ChallengeHTTP01) || !d.HasChallenge(ChallengeTLSALPN01) || d.HTTPChallengeListen != "0.0.0.0:80" {
+		t.Fatalf("unexpected ACME defaults %+v", d)
+	}
+	// Certificate files win over the domain.
+	cfg, err = Parse("server_name = \"example.org\"\n[federation]\nenabled = true\ndomain = \"example.org\"\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Federation.AutoTLS() {
+		t.Fatal("certificate files should win over domain")
+	}
+}
+
+func TestInvalidACMEConfigSaysHowToFix(t *testing.T) {
+	const on = "server_name = \"example.org\"\n[federation]\nenabled = true\ndomain = \"example.org\"\n[federation.acme]\n"
+	cases := map[string]string{
+		"[federation]\ndomain = \"1.2.3.4\"\n":         "federation.domain",
+		"[federation]\ndomain = \"a.example:8448\"\n":  "federation.domain",
+		"[federation]\ndomain = \"pc.local\"\n":        "federation.domain",
+		"[federation]\ndomain = \"no spaces.org\"\n":   "federation.domain",
+		on + "ca = \"http://insecure.example/dir\"\n":  "federation.acme.ca",
+		on + "ca = \"lets-encrypt\"\n":                 "federation.acme.ca",
+		on + "email = \"nobody\"\n":                    "federation.acme.email",
+		on + "challenges = []\n":                       "federation.acme.challenges",
+		on + "challenges = [\"dns-01\"]\n":             "federation.acme.challenges",
+		on + "http_challenge_listen = \"80\"\n":        "federation.acme.http_challenge_listen",
+		on + "http_challenge_listen = \"0.0.0.0:x\"\n": "federation.acme.http_challenge_listen",
+		on + "ca_root_file = \" \"\n":                  "federation.acme.ca_root_file",
+	}
+	for text, want := range cases {
+		_, err := Parse(text)
+		if err == nil {
+			t.Errorf("%q: expected an error", text)
+			continue
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %q does not mention %q", text, err, want)
+		}
+	}
+}
