@@ -164,6 +164,7 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	// listens and connects only when enabled.
 	s.fed = federation.New(federationConfig(cfg, dataDir), db, key, log)
 	s.fed.SoftwareVersion = admin.Version
+	s.fed.CertificatesDir = filepath.Join(dataDir, CertificatesDirName)
 	s.fed.RegisterWellKnown(s.router)
 	applier := edus.New(db, cfg.ServerName, s.sync, s.sync.Notifier(), log)
 	applier.ServerAllowed = s.rooms.ServerAllowed
@@ -194,6 +195,10 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	return s, nil
 }
 
+// CertificatesDirName is the folder in the data directory where automatic
+// TLS keeps certificates and the ACME account key.
+const CertificatesDirName = "certificates"
+
 // federationConfig is cfg with the federation file paths made absolute:
 // relative ones are inside the data directory, like the database's.
 func federationConfig(cfg *config.Config, dataDir string) *config.Config {
@@ -206,6 +211,7 @@ func federationConfig(cfg *config.Config, dataDir string) *config.Config {
 	}
 	c.Federation.TLSCertFile = abs(c.Federation.TLSCertFile)
 	c.Federation.TLSKeyFile = abs(c.Federation.TLSKeyFile)
+	c.Federation.ACME.CARootFile = abs(c.Federation.ACME.CARootFile)
 	c.Federation.TrustedCAFiles = make([]string, len(cfg.Federation.TrustedCAFiles))
 	for i, f := range cfg.Federation.TrustedCAFiles {
 		c.Federation.TrustedCAFiles[i] = abs(f)

@@ -9,6 +9,7 @@ package federation
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,10 @@ type Service struct {
 	// reports (the server sets it to the admin API's version; this package
 	// cannot import admin, which will show federation status).
 	SoftwareVersion string
+	// CertificatesDir is where automatic TLS (federation.domain) keeps
+	// its certificates and ACME account key: inside the data directory, so
+	// backups carry them. The server sets it.
+	CertificatesDir string
 
 	cfg    *config.Config
 	fed    config.Federation
@@ -51,6 +56,10 @@ type Service struct {
 	mu       sync.Mutex
 	listener net.Listener
 	http     *http.Server
+	auto     *autoTLS
+	// fileCert is the certificate from tls_cert_file, for
+	// CertificateStatus.
+	fileCert *x509.Certificate
 }
 
 // New builds the service and starts nothing (no listener, no outbound
@@ -120,16 +129,35 @@ func (s *Service) Start() error {
 	if err := s.keys.recordOwnKey(context.Background()); err != nil {
 		return err
 	}
-	cert, err := tls.LoadX509KeyPair(s.fed.TLSCertFile, s.fed.TLSKeyFile)
-	if err != nil {
-		return fmt.Errorf("federation TLS certificate (federation.tls_cert_file %s, tls_key_file %s): %w; check that both are PEM files and belong together",
-			s.fed.TLSCertFile, s.fed.TLSKeyFile, err)
-	}
 	ln, err := net.Listen("tcp", s.fed.Listen)
 	if err != nil {
 		return fmt.Errorf("federation listen on %s: %w (is another program using that port? change federation.listen in palpo.toml)", s.fed.Listen, err)
 	}
-	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	var tlsCfg *tls.Config
+	if s.fed.AutoTLS() {
+		auto, err := s.newAutoTLS(ln.Addr())
+		if err == nil {
+			err = auto.start()
+			if err != nil {
+				auto.stop(context.Background())
+			}
+		}
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		s.auto = auto
+		tlsCfg = auto.tlsConfig()
+	} else {
+		cert, err := tls.LoadX509KeyPair(s.fed.TLSCertFile, s.fed.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("federation TLS certificate (federation.tls_cert_file %s, tls_key_file %s): %w; check that both are PEM files and belong together",
+				s.fed.TLSCertFile, s.fed.TLSKeyFile, err)
+		}
+		s.fileCert = cert.Leaf
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	// The Matrix error rewriting wraps the TLS connection from outside, so
 	// it sees net/http's plain-text answers before they are encrypted.
 	s.listener = httpapi.Listener(tls.NewListener(ln, tlsCfg))
@@ -150,6 +178,22 @@ func (s *Service) Start() error {
 	return nil
 }
 
+// CertificateStatus is the federation listener's certificate: automatic
+// (federation.domain) with its expiry and last order error, or from files.
+// The zero value when the listener is not running.
+func (s *Service) CertificateStatus() CertificateStatus {
+	s.mu.Lock()
+	auto, file := s.auto, s.fileCert
+	s.mu.Unlock()
+	if auto != nil {
+		return auto.certificateStatus()
+	}
+	if file != nil {
+		return CertificateStatus{NotAfter: file.NotAfter}
+	}
+	return CertificateStatus{}
+}
+
 // Addr is the federation listener's bound address, or nil when it is not
 // running.
 func (s *Service) Addr() net.Addr {
@@ -167,7 +211,12 @@ func (s *Service) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	srv := s.http
 	s.http, s.listener = nil, nil
+	auto := s.auto
+	s.auto = nil
 	s.mu.Unlock()
+	if auto != nil {
+		auto.stop(ctx)
+	}
 	var err error
 	if srv != nil {
 		if err = srv.Shutdown(ctx); err != nil {

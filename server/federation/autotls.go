@@ -1,0 +1,218 @@
+package federation
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3"
+	"go.uber.org/zap"
+)
+
+// CertificateStatus is the federation listener's certificate as the admin
+// API and the app show it.
+type CertificateStatus struct {
+	// Auto is true when the certificate comes from an ACME CA
+	// (federation.domain), false for certificate files.
+	Auto bool
+	// Domain is the name the certificate is for (federation.domain), ""
+	// for certificate files.
+	Domain string
+	// NotAfter is when the certificate in use expires; zero when there is
+	// none yet (the first order has not succeeded).
+	NotAfter time.Time
+	// LastObtained is when a certificate was last issued or renewed by
+	// this process; zero when none was.
+	LastObtained time.Time
+	// LastError is why the last order or renewal failed ("" when the last
+	// one succeeded), and LastErrorAt when.
+	LastError   string
+	LastErrorAt time.Time
+}
+
+// autoTLS is the certificate manager behind federation.domain: certmagic
+// with its storage in the data directory, and the port-80 listener that
+// answers HTTP-01 challenges.
+type autoTLS struct {
+	domain string
+	magic  *certmagic.Config
+	cache  *certmagic.Cache
+	issuer *certmagic.ACMEIssuer
+	cancel context.CancelFunc
+	log    *slog.Logger
+
+	httpListener net.Listener
+	httpServer   *http.Server
+
+	mu     sync.Mutex
+	status CertificateStatus
+}
+
+// newAutoTLS builds the manager; fedAddr is the federation listener's
+// bound address (TLS-ALPN-01 is answered there, by GetCertificate).
+// certmagic's solvers are pointed at our own listeners' ports: finding the
+// port in use, they leave answering to the handlers installed here instead
+// of binding a listener of their own.
+func (s *Service) newAutoTLS(fedAddr net.Addr) (*autoTLS, error) {
+	a := s.fed.ACME
+	if s.CertificatesDir == "" {
+		return nil, errors.New("federation automatic TLS: no certificates directory set")
+	}
+	m := &autoTLS{domain: s.fed.Domain, log: s.log.With("domain", s.fed.Domain)}
+	m.status = CertificateStatus{Auto: true, Domain: s.fed.Domain}
+	var roots *x509.CertPool
+	if a.CARootFile != "" {
+		pem, err := os.ReadFile(a.CARootFile)
+		if err != nil {
+			return nil, fmt.Errorf("federation.acme.ca_root_file: %w; name a readable PEM file, or leave it empty", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("federation.acme.ca_root_file %s: no PEM certificate in it", a.CARootFile)
+		}
+	}
+	nop := zap.NewNop()
+	m.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
+		Logger:           nop,
+	})
+	m.magic = certmagic.New(m.cache, certmagic.Config{
+		Storage: &certmagic.FileStorage{Path: s.CertificatesDir},
+		OnEvent: m.onEvent,
+		Logger:  nop,
+	})
+	fedHost, fedPort, _ := net.SplitHostPort(fedAddr.String())
+	tmpl := certmagic.ACMEIssuer{
+		CA:                      a.DirectoryURL(),
+		Email:                   a.Email,
+		Agreed:                  true,
+		DisableHTTPChallenge:    !a.HasChallenge("http-01"),
+		DisableTLSALPNChallenge: !a.HasChallenge("tls-alpn-01"),
+		ListenHost:              fedHost,
+		TrustedRoots:            roots,
+		Logger:                  nop,
+	}
+	tmpl.AltTLSALPNPort, _ = strconv.Atoi(fedPort)
+	if a.HasChallenge("http-01") {
+		ln, err := net.Listen("tcp", a.HTTPChallengeListen)
+		if err != nil {
+			return nil, fmt.Errorf("federation.acme.http_challenge_listen on %s: %w (port 80 needs root or CAP_NET_BIND_SERVICE on Linux; "+
+				"change http_challenge_listen, or set federation.acme.challenges = [\"tls-alpn-01\"])", a.HTTPChallengeListen, err)
+		}
+		m.httpListener = ln
+		host, port, _ := net.SplitHostPort(ln.Addr().String())
+		tmpl.AltHTTPPort, _ = strconv.Atoi(port)
+		if !a.HasChallenge("tls-alpn-01") {
+			tmpl.ListenHost = host
+		}
+	}
+	m.issuer = certmagic.NewACMEIssuer(m.magic, tmpl)
+	m.magic.Issuers = []certmagic.Issuer{m.issuer}
+	if m.httpListener != nil {
+		m.httpServer = &http.Server{
+			Handler:           m.issuer.HTTPChallengeHandler(http.HandlerFunc(m.redirect)),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		}
+		srv, ln := m.httpServer, m.httpListener
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.log.Error("ACME HTTP challenge listener failed", "error", err)
+			}
+		}()
+	}
+	return m, nil
+}
+
+// redirect answers everything on the port-80 listener but challenges.
+func (m *autoTLS) redirect(w http.ResponseWriter, r *http.Request) {
+	http.Redirect(w, r, "https://"+m.domain+r.URL.RequestURI(), http.StatusMovedPermanently)
+}
+
+// start loads the certificate kept in storage and, when there is none or
+// it is due, orders one in the background. Asynchronous on purpose: with
+// the CA down a start must not hang, and a certificate already in storage
+// keeps being served while certmagic retries (with back-off) and renews.
+func (m *autoTLS) start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	if err := m.magic.ManageAsync(ctx, []string{m.domain}); err != nil {
+		cancel()
+		return fmt.Errorf("federation automatic TLS for %s: %w", m.domain, err)
+	}
+	return nil
+}
+
+// tlsConfig serves the managed certificate; acme-tls/1 lets the CA's
+// TLS-ALPN-01 check reach GetCertificate's challenge answer.
+func (m *autoTLS) tlsConfig() *tls.Config {
+	return &tls.Config{
+		GetCertificate: m.magic.GetCertificate,
+		NextProtos:     []string{"http/1.1", acmez.ACMETLS1Protocol},
+		MinVersion:     tls.VersionTLS12,
+	}
+}
+
+func (m *autoTLS) stop(ctx context.Context) {
+	if m.cancel != nil {
+		m.cancel()
+	}
+	if m.httpServer != nil {
+		if err := m.httpServer.Shutdown(ctx); err != nil {
+			m.httpServer.Close()
+		}
+	}
+	m.cache.Stop()
+}
+
+// onEvent records and logs what happens to the certificate; a failed
+// order or renewal is kept for CertificateStatus.
+func (m *autoTLS) onEvent(_ context.Context, event string, data map[string]any) error {
+	switch event {
+	case "cert_obtained":
+		renewal, _ := data["renewal"].(bool)
+		m.mu.Lock()
+		m.status.LastObtained = time.Now()
+		m.status.LastError, m.status.LastErrorAt = "", time.Time{}
+		m.mu.Unlock()
+		m.log.Info("federation certificate obtained", "renewal", renewal, "issuer", data["issuer"])
+	case "cert_failed":
+		renewal, _ := data["renewal"].(bool)
+		msg := fmt.Sprint(data["error"])
+		m.mu.Lock()
+		m.status.LastError, m.status.LastErrorAt = msg, time.Now()
+		m.mu.Unlock()
+		m.log.Error("federation certificate order failed; retrying in the background", "renewal", renewal, "error", msg)
+	}
+	return nil
+}
+
+func (m *autoTLS) certificateStatus() CertificateStatus {
+	m.mu.Lock()
+	st := m.status
+	m.mu.Unlock()
+	for _, c := range m.cache.AllMatchingCertificates(m.domain) {
+		if c.Leaf != nil && c.Leaf.NotAfter.After(st.NotAfter) {
+			st.NotAfter = c.Leaf.NotAfter
+		}
+	}
+	return st
+}
+
+// httpChallengeAddr is the port-80 listener's bound address (tests).
+func (m *autoTLS) httpChallengeAddr() net.Addr {
+	if m.httpListener == nil {
+		return nil
+	}
+	return m.httpListener.Addr()
+}
