@@ -3,6 +3,7 @@ package server_test
 import (
 	"crypto/tls"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -74,3 +75,29 @@ func testAutoTLS(t *testing.T, challenge string) {
 
 func TestAutoTLSHTTP01(t *testing.T)    { testAutoTLS(t, config.ChallengeHTTP01) }
 func TestAutoTLSTLSALPN01(t *testing.T) { testAutoTLS(t, config.ChallengeTLSALPN01) }
+
+// With the CA unreachable the server still starts (the order runs in the
+// background) and the failure shows in CertificateStatus.
+func TestAutoTLSCADownDoesNotBlockStart(t *testing.T) {
+	p := testserver.NewPebble(t)
+	p.DirectoryURL = "https://localhost:" + strconv.Itoa(testserver.FreePort(t)) + "/dir"
+	start := time.Now()
+	s := testserver.New(t, testserver.AutoTLS(p, "palpo.test", config.ChallengeTLSALPN01))
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("start took %v with the CA down", d)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := s.Federation().CertificateStatus()
+		if st.LastError != "" {
+			if !st.NotAfter.IsZero() || st.LastErrorAt.IsZero() {
+				t.Fatalf("unexpected status %+v", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no error reported; status %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+}
