@@ -208,11 +208,3 @@ func (m *autoTLS) certificateStatus() CertificateStatus {
 	}
 	return st
 }
-
-// httpChallengeAddr is the port-80 listener's bound address (tests).
-func (m *autoTLS) httpChallengeAddr() net.Addr {
-	if m.httpListener == nil {
-		return nil
-	}
-	return m.httpListener.Addr()
-}
