@@ -82,10 +82,10 @@ func (s *Service) DeviceRenamed(ctx context.Context, user id.UserID) {
 	s.deviceListChanged(ctx, user)
 }
 
-// sharesRoomWithLocal tells whether a remote user is joined to a room
+// SharesRoomWithLocal tells whether a remote user is joined to a room
 // with a user of this server: their server then sends this one their
 // device list updates, and their cached list stays current.
-func (s *Service) sharesRoomWithLocal(ctx context.Context, user id.UserID) (bool, error) {
+func (s *Service) SharesRoomWithLocal(ctx context.Context, user id.UserID) (bool, error) {
 	users, err := s.db.UsersSharingRooms(ctx, user)
 	if err != nil {
 		return false, err
@@ -123,7 +123,7 @@ func (s *Service) queryRemote(ctx context.Context, viewer id.UserID, query map[i
 	fetch := map[id.UserID][]id.DeviceID{}
 	track := map[id.UserID]bool{}
 	for _, u := range remote {
-		shares, err := s.sharesRoomWithLocal(ctx, u)
+		shares, err := s.SharesRoomWithLocal(ctx, u)
 		if err != nil {
 			return err
 		}

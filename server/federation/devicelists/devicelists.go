@@ -120,16 +120,7 @@ func (s *Service) destinations(ctx context.Context, user id.UserID) ([]string, e
 // sharesRoomWithLocal tells whether a remote user is joined to a room
 // with a user of this server.
 func (s *Service) sharesRoomWithLocal(ctx context.Context, user id.UserID) (bool, error) {
-	users, err := s.db.UsersSharingRooms(ctx, user)
-	if err != nil {
-		return false, err
-	}
-	for _, u := range users {
-		if s.isLocal(u) {
-			return true, nil
-		}
-	}
-	return false, nil
+	return s.keys.SharesRoomWithLocal(ctx, user)
 }
 
 // localKeys returns a local user's keys as other servers see them.
