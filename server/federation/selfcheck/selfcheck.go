@@ -227,6 +227,11 @@ func (k *checker) run(ctx context.Context) {
 			"Set server_name to a domain name such as example.org.")
 		return
 	}
+	if strings.EqualFold(host, "localhost") {
+		k.add(CheckName, Fail, "The server name is localhost, which other servers cannot reach.",
+			"Set server_name to this server's public domain name (before any account exists).")
+		return
+	}
 	isIP := net.ParseIP(strings.Trim(host, "[]")) != nil
 	if isIP {
 		k.add(CheckName, Warn, fmt.Sprintf("The server name %s is an IP address: other servers connect to it directly, and certificate authorities rarely issue certificates for IP addresses.", name),

@@ -402,3 +402,31 @@ func TestPublicAddressLookupError(t *testing.T) {
 	res = f.run()
 	expect(t, res, selfcheck.CheckAddress, selfcheck.OK, "public address")
 }
+
+func TestPublicAddressFrom(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/bad" {
+			_, _ = io.WriteString(w, "<html>")
+			return
+		}
+		_, _ = io.WriteString(w, publicIP+"\n")
+	}))
+	defer srv.Close()
+	ip, err := selfcheck.PublicAddressFrom(srv.URL)(context.Background())
+	if err != nil || ip.String() != publicIP {
+		t.Fatalf("%v %v", ip, err)
+	}
+	if _, err := selfcheck.PublicAddressFrom(srv.URL + "/bad")(context.Background()); err == nil {
+		t.Fatal("no error for a non-address")
+	}
+}
+
+func TestLocalhostCannotFederate(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.ServerName = "localhost:8448"
+	res := f.run()
+	expect(t, res, selfcheck.CheckName, selfcheck.Fail, "localhost")
+	if len(res) != 1 {
+		t.Errorf("%d results", len(res))
+	}
+}
