@@ -105,6 +105,21 @@ func federationCommand(dataDirFlag string, args []string, env Env) int {
 	return 0
 }
 
+// FederationCheck runs the federation self-check (the Status tab's Check
+// button): what other servers find when they look this server up, each
+// result with its fix. It works with the server stopped too, from the data
+// directory; the connection checks then fail, since nothing listens.
+func (a *App) FederationCheck(ctx context.Context) ([]selfcheck.Result, error) {
+	if srv := a.Server(); srv != nil {
+		return srv.FederationCheck(ctx)
+	}
+	c, err := checkConfigForDir(a.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	return selfcheck.Run(ctx, c), nil
+}
+
 // federationCheckConfig reads what the check needs from the data
 // directory, changing nothing in it: the config and the signing key.
 func federationCheckConfig(dataDirFlag string, env Env) (selfcheck.Config, error) {
@@ -112,6 +127,10 @@ func federationCheckConfig(dataDirFlag string, env Env) (selfcheck.Config, error
 	if err != nil {
 		return selfcheck.Config{}, err
 	}
+	return checkConfigForDir(dir)
+}
+
+func checkConfigForDir(dir string) (selfcheck.Config, error) {
 	cfg, ok, err := loadDataDirConfig(dir)
 	if err != nil {
 		return selfcheck.Config{}, err

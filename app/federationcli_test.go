@@ -130,3 +130,31 @@ func selfSignedLoopback(t *testing.T) (tls.Certificate, string) {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}, file
 }
+
+// The app's check works with the server stopped (from the data directory)
+// and running (through the server).
+func TestAppFederationCheck(t *testing.T) {
+	dir := testDataDir(t)
+	a, err := Open(dir, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.FederationCheck(t.Context()); err == nil || !strings.Contains(err.Error(), "signing key") {
+		t.Fatalf("stopped, before the first start: %v", err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	res, err := a.FederationCheck(t.Context())
+	if err != nil || len(res) != 1 || res[0].Check != "server_name" || res[0].Status != "fail" {
+		t.Fatalf("running, named localhost: %+v %v", res, err)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	res, err = a.FederationCheck(t.Context())
+	if err != nil || len(res) != 1 || res[0].Status != "fail" {
+		t.Fatalf("stopped: %+v %v", res, err)
+	}
+}
