@@ -65,6 +65,10 @@ Usage:
                                         token" is the old name)
   palpo backup COMMAND [--data-dir DIR] back up and restore: create, list,
                                         verify, restore ("palpo backup help")
+  palpo federation check [--data-dir DIR]
+                                        tell whether other Matrix servers
+                                        can reach this one, with the fixes
+                                        ("palpo federation help")
   palpo version                         print the version
   palpo config example                  print a fully commented example config
   palpo help                            show this help
@@ -137,6 +141,8 @@ func Main(args []string, gui GUI, env Env) int {
 		return inviteCommand(cmd, *dataDir, rest, env)
 	case "backup":
 		return backupCommand(*dataDir, rest, env)
+	case "federation":
+		return federationCommand(*dataDir, rest, env)
 	case "help":
 		fmt.Fprint(env.Stdout, usage)
 		return 0

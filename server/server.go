@@ -27,6 +27,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/federation/devicelists"
 	"github.com/palpo-im/palpo-desktop/server/federation/edus"
 	"github.com/palpo-im/palpo-desktop/server/federation/outbound"
+	"github.com/palpo-im/palpo-desktop/server/federation/selfcheck"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/identity"
 	"github.com/palpo-im/palpo-desktop/server/keybackup"
@@ -140,26 +141,27 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
 	s.router.SetBodyTimeout(time.Duration(cfg.HTTP.BodyTimeoutSeconds) * time.Second)
 	clientapi.Register(s.router, clientapi.Deps{
-		ServerName:  cfg.ServerName,
-		BaseURL:     s.ClientURL,
-		Accounts:    s.accounts,
-		Rooms:       s.rooms,
-		Sync:        s.sync,
-		SlidingSync: slidingsync.New(db, s.rooms, s.sync, log),
-		Push:        s.push,
-		ToDevice:    toDevice,
-		KeyBackup:   keybackup.New(db),
-		E2EE:        keys,
-		Media:       s.media,
-		Search:      search.New(db, s.rooms, s.sync, log),
-		Support:     cfg.Support,
-		Notices:     notes,
+		ServerName:    cfg.ServerName,
+		BaseURL:       s.ClientURL,
+		PublicBaseURL: cfg.PublicBaseURL,
+		Accounts:      s.accounts,
+		Rooms:         s.rooms,
+		Sync:          s.sync,
+		SlidingSync:   slidingsync.New(db, s.rooms, s.sync, log),
+		Push:          s.push,
+		ToDevice:      toDevice,
+		KeyBackup:     keybackup.New(db),
+		E2EE:          keys,
+		Media:         s.media,
+		Search:        search.New(db, s.rooms, s.sync, log),
+		Support:       cfg.Support,
+		Notices:       notes,
 		RemoteProfile: func(ctx context.Context, user id.UserID) (map[string]json.RawMessage, error) {
 			return s.fed.QueryProfile(ctx, user)
 		},
 	})
 	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms, Notices: notes,
-		Federation: s.FederationStatus})
+		Federation: s.FederationStatus, FederationCheck: s.FederationCheck})
 	// Federation is always built (it is cheap and starts nothing); it
 	// listens and connects only when enabled.
 	s.fed = federation.New(federationConfig(cfg, dataDir), db, key, log)
@@ -284,6 +286,18 @@ func (s *Server) Outbound() *outbound.Sender { return s.outbound }
 // app's Status tab show.
 func (s *Server) FederationStatus(ctx context.Context) (federation.Status, error) {
 	return s.fed.Status(ctx, s.outbound)
+}
+
+// FederationCheck runs the federation self-check for this server's name,
+// delegation and signing key: what other servers find when they look this
+// server up. It makes DNS and HTTPS requests to this server's own public
+// name, and asks no other service.
+func (s *Server) FederationCheck(ctx context.Context) ([]selfcheck.Result, error) {
+	c, err := selfcheck.FromConfig(federationConfig(s.cfg, s.dataDir), s.key)
+	if err != nil {
+		return nil, err
+	}
+	return selfcheck.Run(ctx, c), nil
 }
 
 // DB is the server's database (for the admin tools and tests).

@@ -18,8 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"fyne.io/fyne/v2/test"
+
 	"github.com/palpo-im/palpo-desktop/app"
 	"github.com/palpo-im/palpo-desktop/server/config"
+	"github.com/palpo-im/palpo-desktop/server/federation/selfcheck"
 )
 
 // The words for each state of federation, without a server.
@@ -179,4 +182,30 @@ func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string) {
 		}
 	}
 	return certFile, keyFile
+}
+
+// The Check button runs the self-check and shows its findings under the
+// row: a server named localhost cannot federate, and says how to fix it.
+func TestFederationCheckButton(t *testing.T) {
+	d, _ := runningDesktop(t, Options{})
+	c := d.status.fedCheck
+	if c.results.Visible() {
+		t.Fatal("results shown before a check")
+	}
+	test.Tap(c.button)
+	d.Wait()
+	got := c.results.Text
+	if !c.results.Visible() || !strings.Contains(got, "cannot reach this one") || !strings.Contains(got, "Problem: The server name is localhost") || !strings.Contains(got, "Fix: Set server_name") {
+		t.Fatalf("results: %q", got)
+	}
+	if c.button.Disabled() || c.button.Text != "Check" {
+		t.Fatal("button not back after the check")
+	}
+}
+
+func TestFederationCheckText(t *testing.T) {
+	ok := federationCheckText([]selfcheck.Result{{Check: "key", Status: selfcheck.OK, Message: "Key served."}, {Check: "certificate", Status: selfcheck.Warn, Message: "Expires soon.", Fix: "Renew it."}})
+	if ok != "Other servers can reach this one.\n• Key served.\n• Note: Expires soon. Renew it." {
+		t.Fatalf("%q", ok)
+	}
 }

@@ -38,6 +38,7 @@ type statusTab struct {
 	dbSize     *widget.Label
 	mediaSize  *widget.Label
 	federation *widget.Label
+	fedCheck   *federationCheck
 	lastBackup *widget.Label
 
 	start, stop, restart *widget.Button
@@ -82,6 +83,7 @@ func newStatusTab(d *Desktop) *statusTab {
 	t.federation = value()
 	t.federation.Wrapping = fyne.TextWrapWord
 	t.federation.SetText(federationOffText)
+	t.fedCheck = newFederationCheck(d, t.federation)
 	t.lastBackup = value()
 	t.lastBackup.SetText("Never")
 
@@ -100,7 +102,7 @@ func newStatusTab(d *Desktop) *statusTab {
 		widget.NewLabel("Rooms"), t.rooms,
 		widget.NewLabel("Database"), t.dbSize,
 		widget.NewLabel("Media files"), t.mediaSize,
-		widget.NewLabel("Other servers"), t.federation,
+		widget.NewLabel("Other servers"), t.fedCheck.content,
 		widget.NewLabel("Last backup"), t.lastBackup,
 	)
 	// Connecting the family's devices comes first; the figures after.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/federation"
+	"github.com/palpo-im/palpo-desktop/server/federation/selfcheck"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/media"
 	"github.com/palpo-im/palpo-desktop/server/notices"
@@ -50,6 +51,9 @@ type Deps struct {
 	// Federation reports federation's state and outbound queues (nil: no
 	// federation status endpoint).
 	Federation func(ctx context.Context) (federation.Status, error)
+	// FederationCheck runs the federation self-check (nil: no check
+	// endpoint).
+	FederationCheck func(ctx context.Context) ([]selfcheck.Result, error)
 }
 
 // API holds the admin API's handlers.

@@ -1,10 +1,12 @@
 package admin
 
 import (
+	"context"
 	"net/http"
 	"time"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
+	"github.com/palpo-im/palpo-desktop/server/federation/selfcheck"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 )
 
@@ -17,6 +19,34 @@ func (a *API) registerFederation(rt *httpapi.Router) {
 		return
 	}
 	rt.Handle(http.MethodGet, palpoPrefix+"/v1/federation", a.admin(a.federationStatus))
+	if a.deps.FederationCheck != nil {
+		rt.Handle(http.MethodGet, palpoPrefix+"/v1/federation/check", a.admin(a.federationCheck))
+	}
+}
+
+// federationCheckJSON is GET /_palpo/admin/v1/federation/check's answer:
+// the self-check's results in order, and whether any failed.
+type federationCheckJSON struct {
+	ServerName string             `json:"server_name"`
+	Failed     bool               `json:"failed"`
+	Results    []selfcheck.Result `json:"results"`
+}
+
+// checkTimeout bounds a whole self-check (each step has its own, shorter
+// limit), so the app's Check button always gets an answer.
+const checkTimeout = time.Minute
+
+func (a *API) federationCheck(w http.ResponseWriter, r *http.Request, _ *accounts.Caller) error {
+	ctx, cancel := context.WithTimeout(r.Context(), checkTimeout)
+	defer cancel()
+	results, err := a.deps.FederationCheck(ctx)
+	if err != nil {
+		return err
+	}
+	if results == nil {
+		results = []selfcheck.Result{}
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, federationCheckJSON{ServerName: a.deps.ServerName, Failed: selfcheck.Failed(results), Results: results})
 }
 
 // federationJSON is GET /_palpo/admin/v1/federation's answer. Synapse's

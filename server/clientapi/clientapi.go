@@ -33,6 +33,9 @@ type Deps struct {
 	// BaseURL returns the URL clients should use; it is a func because the
 	// listening port may only be known after the listener is bound.
 	BaseURL func() string
+	// PublicBaseURL is public_baseurl ("" when not set): when set, it is
+	// what every client is told, whatever address it came by.
+	PublicBaseURL string
 	// Accounts owns registration, login, devices and profiles.
 	Accounts *accounts.Service
 	// Rooms owns rooms, their events and membership.

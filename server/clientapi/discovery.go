@@ -58,9 +58,16 @@ type wellKnownResponse struct {
 	} `json:"m.homeserver"`
 }
 
+// wellKnown answers client discovery: public_baseurl when it is set (the
+// domain's web server passes this path here, so a user ID alone finds the
+// server); without it, the address the client came by, as on the root
+// page (a phone on the home network must not be told localhost).
 func (a *API) wellKnown(w http.ResponseWriter, r *http.Request) error {
 	var resp wellKnownResponse
 	resp.Homeserver.BaseURL = a.deps.BaseURL()
+	if a.deps.PublicBaseURL == "" && !fromThisComputer(r) {
+		resp.Homeserver.BaseURL = a.requestBaseURL(r)
+	}
 	return httpapi.WriteJSON(w, http.StatusOK, resp)
 }
 

@@ -272,6 +272,17 @@ allow_private_addresses = false
 # host or port (for example "matrix.example.org:443"), set it here and it is
 # served at this server's /.well-known/matrix/server on the client listener.
 # Empty: nothing is served there.
+#
+# This is how federation runs over port 443 when port 8448 cannot be opened
+# (a router or provider that blocks it, a web server already on 443): other
+# servers first ask https://<server_name>/.well-known/matrix/server and then
+# connect where it points. Make https://<server_name> (port 443) reach this
+# server's client listener, and the address set here reach the federation
+# listener (its certificate must be valid for that host name). Set
+# public_baseurl at the top too: /.well-known/matrix/client then tells
+# clients (phones, Element) the same https:// address, so people sign in
+# with just their user ID. "palpo federation check" shows which route other
+# servers take and what still blocks them.
 well_known_server = ""
 
 [federation.acme]
