@@ -146,6 +146,10 @@ func (m *autoTLS) redirect(w http.ResponseWriter, r *http.Request) {
 func (m *autoTLS) start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
+	// A certificate in storage is loaded now, before the listener serves:
+	// ManageAsync loads it in a goroutine, and a connection in between
+	// would find none. No certificate yet is not an error here.
+	_, _ = m.magic.CacheManagedCertificate(ctx, m.domain)
 	if err := m.magic.ManageAsync(ctx, []string{m.domain}); err != nil {
 		cancel()
 		return fmt.Errorf("federation automatic TLS for %s: %w", m.domain, err)
