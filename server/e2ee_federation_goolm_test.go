@@ -25,27 +25,7 @@ func newFedE2EEChat(t *testing.T) (*e2eeChat, *testserver.Server) {
 	ca := testserver.NewCA(t)
 	a := testserver.New(t, testserver.Federated(ca))
 	b := testserver.New(t, testserver.Federated(ca))
-	logs := newE2EELogs(t)
-	c := &e2eeChat{ts: a, logs: logs}
-	c.alice1 = newE2EEDevice(t, logs, "alice1", a.RegisterUser("alice"))
-	c.alice2 = newE2EEDevice(t, logs, "alice2", a.Login("alice", testserver.DefaultPassword))
-	c.bob1 = newE2EEDevice(t, logs, "bob1", b.RegisterUser("bob"))
-	c.bob2 = newE2EEDevice(t, logs, "bob2", b.Login("bob", testserver.DefaultPassword))
-	c.alice, c.bob = c.alice1.cli.UserID, c.bob1.cli.UserID
-	c.room = createEncryptedRoom(t, c.alice1.cli, c.bob1.cli)
-	for _, d := range c.devices() {
-		d.waitRoomReady(c.room, c.alice, c.bob)
-	}
-	// Each device learns of its own user's other device (other users'
-	// are fetched, across servers, when a room key is first shared).
-	own := map[id.UserID][]id.DeviceID{
-		c.alice: {c.alice1.cli.DeviceID, c.alice2.cli.DeviceID},
-		c.bob:   {c.bob1.cli.DeviceID, c.bob2.cli.DeviceID},
-	}
-	for _, d := range c.devices() {
-		d.waitKnowsDevices(d.cli.UserID, own[d.cli.UserID]...)
-	}
-	return c, b
+	return newE2EEChatOn(t, a, b), b
 }
 
 // TestE2EEGoolmAcrossServers: an encrypted chat between a user of A and a

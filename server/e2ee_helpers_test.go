@@ -411,19 +411,27 @@ type e2eeChat struct {
 func newE2EEChat(t *testing.T) *e2eeChat {
 	t.Helper()
 	ts := testserver.New(t)
+	return newE2EEChatOn(t, ts, ts)
+}
+
+// newE2EEChatOn is newE2EEChat with alice's devices on server a and bob's
+// on b (the same server, or two federating ones).
+func newE2EEChatOn(t *testing.T, a, b *testserver.Server) *e2eeChat {
+	t.Helper()
 	logs := newE2EELogs(t)
-	c := &e2eeChat{ts: ts, logs: logs}
-	c.alice1 = newE2EEDevice(t, logs, "alice1", ts.RegisterUser("alice"))
-	c.alice2 = newE2EEDevice(t, logs, "alice2", ts.Login("alice", testserver.DefaultPassword))
-	c.bob1 = newE2EEDevice(t, logs, "bob1", ts.RegisterUser("bob"))
-	c.bob2 = newE2EEDevice(t, logs, "bob2", ts.Login("bob", testserver.DefaultPassword))
+	c := &e2eeChat{ts: a, logs: logs}
+	c.alice1 = newE2EEDevice(t, logs, "alice1", a.RegisterUser("alice"))
+	c.alice2 = newE2EEDevice(t, logs, "alice2", a.Login("alice", testserver.DefaultPassword))
+	c.bob1 = newE2EEDevice(t, logs, "bob1", b.RegisterUser("bob"))
+	c.bob2 = newE2EEDevice(t, logs, "bob2", b.Login("bob", testserver.DefaultPassword))
 	c.alice, c.bob = c.alice1.cli.UserID, c.bob1.cli.UserID
 	c.room = createEncryptedRoom(t, c.alice1.cli, c.bob1.cli)
 	for _, d := range c.devices() {
 		d.waitRoomReady(c.room, c.alice, c.bob)
 	}
 	// alice1 and bob1 were already syncing when alice2 and bob2 uploaded
-	// their keys: they learn of them from device_lists.changed.
+	// their keys: they learn of them from device_lists.changed (other
+	// users' devices are fetched when a room key is first shared).
 	own := map[id.UserID][]id.DeviceID{
 		c.alice: {c.alice1.cli.DeviceID, c.alice2.cli.DeviceID},
 		c.bob:   {c.bob1.cli.DeviceID, c.bob2.cli.DeviceID},

@@ -257,6 +257,14 @@ func TestFederationMediaEndpoints(t *testing.T) {
 	if _, err := get([]any{"v1", "media", "thumbnail", mediaID}, map[string][]string{"height": {"32"}}); err == nil || !strings.Contains(err.Error(), "M_MISSING_PARAM") {
 		t.Fatalf("thumbnail without width: %v, want M_MISSING_PARAM", err)
 	}
+	// An unknown thumbnail method is refused, as for clients.
+	if _, err := get([]any{"v1", "media", "thumbnail", mediaID}, map[string][]string{"width": {"32"}, "height": {"32"}, "method": {"stretch"}}); err == nil || !strings.Contains(err.Error(), "M_INVALID_PARAM") {
+		t.Fatalf("thumbnail with method=stretch: %v, want M_INVALID_PARAM", err)
+	}
+	// The federation backfill endpoint requires its limit.
+	if _, err := get([]any{"v1", "backfill", "!nowhere:" + a.ServerName()}, map[string][]string{"v": {"$x"}}); err == nil || !strings.Contains(err.Error(), "M_MISSING_PARAM") {
+		t.Fatalf("backfill without limit: %v, want M_MISSING_PARAM", err)
+	}
 
 	readParts := func(resp *http.Response) (meta []byte, partType, disposition string, data []byte) {
 		t.Helper()

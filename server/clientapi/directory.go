@@ -2,7 +2,6 @@ package clientapi
 
 import (
 	"net/http"
-	"strconv"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -138,20 +137,12 @@ func (a *API) getPublicRooms(w http.ResponseWriter, r *http.Request) error {
 	if _, err := a.optionalCaller(r); err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	var req rooms.PublicRoomsQuery
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			return mautrix.MInvalidParam.WithMessage("limit must be an integer")
-		}
-		req.Limit = n
+	// third_party_instance_id and include_all_networks are accepted for
+	// the GET form too (mautrix sends them): there are no other networks.
+	req, err := rooms.PublicRoomsQueryFrom(r.URL.Query())
+	if err != nil {
+		return err
 	}
-	req.Since = q.Get("since")
-	// Accepted for the GET form too (mautrix sends them): there are no
-	// other networks here.
-	req.ThirdPartyInstanceID = q.Get("third_party_instance_id")
-	req.IncludeAllNetworks = q.Get("include_all_networks") == "true"
 	page, err := a.rooms.PublicRoomsOn(r.Context(), r.URL.Query().Get("server"), req)
 	if err != nil {
 		return err
@@ -160,27 +151,11 @@ func (a *API) getPublicRooms(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) postPublicRooms(w http.ResponseWriter, r *http.Request, c *accounts.Caller) error {
-	var body struct {
-		Limit  int    `json:"limit"`
-		Since  string `json:"since"`
-		Filter *struct {
-			GenericSearchTerm string    `json:"generic_search_term"`
-			RoomTypes         []*string `json:"room_types"`
-		} `json:"filter"`
-		IncludeAllNetworks   bool   `json:"include_all_networks"`
-		ThirdPartyInstanceID string `json:"third_party_instance_id"`
-	}
+	var body rooms.PublicRoomsBody
 	if err := httpapi.ReadJSON(r, &body); err != nil {
 		return err
 	}
-	req := rooms.PublicRoomsQuery{
-		Limit: body.Limit, Since: body.Since,
-		IncludeAllNetworks: body.IncludeAllNetworks, ThirdPartyInstanceID: body.ThirdPartyInstanceID,
-	}
-	if body.Filter != nil {
-		req.SearchTerm = body.Filter.GenericSearchTerm
-		req.RoomTypes = body.Filter.RoomTypes
-	}
+	req := body.Query()
 	page, err := a.rooms.PublicRoomsOn(r.Context(), r.URL.Query().Get("server"), req)
 	if err != nil {
 		return err

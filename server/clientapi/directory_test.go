@@ -470,6 +470,7 @@ func TestPublicRooms(t *testing.T) {
 	roomErr(t, "since with a bad count", get("since=nx_!a:b"), http.StatusBadRequest, "M_INVALID_PARAM")
 	roomErr(t, "negative limit", get("limit=-1"), http.StatusBadRequest, "M_INVALID_PARAM")
 	roomErr(t, "limit not a number", get("limit=ten"), http.StatusBadRequest, "M_INVALID_PARAM")
+	roomErr(t, "include_all_networks not a boolean", get("include_all_networks=maybe"), http.StatusBadRequest, "M_INVALID_PARAM")
 	roomErr(t, "another server", get("server=example.org"), http.StatusNotFound, "M_NOT_FOUND")
 	roomErr(t, "bad server name", get("server=bad!name"), http.StatusBadRequest, "M_INVALID_PARAM")
 	roomErr(t, "bad token on GET", dirRequest(t, ts, dirBadToken(ts), http.MethodGet, "/v3/publicRooms", nil, nil), http.StatusUnauthorized, "M_UNKNOWN_TOKEN")

@@ -3,7 +3,6 @@ package clientapi
 import (
 	"net/http"
 	"strconv"
-	"time"
 
 	"maunium.net/go/mautrix"
 
@@ -42,8 +41,6 @@ func (a *API) registerMedia(rt *httpapi.Router) {
 	rt.Handle(http.MethodGet, mediaV3+"/thumbnail/{serverName}/{mediaId}", a.legacyThumbnail)
 }
 
-var mMissingParam = mautrix.RespError{ErrCode: "M_MISSING_PARAM", StatusCode: http.StatusBadRequest}
-
 func uploadRequest(r *http.Request) media.UploadRequest {
 	return media.UploadRequest{
 		Body:          r.Body,
@@ -81,23 +78,8 @@ func (a *API) mediaConfig(w http.ResponseWriter, r *http.Request, _ *accounts.Ca
 	return httpapi.WriteJSON(w, http.StatusOK, map[string]int64{"m.upload.size": a.deps.Media.MaxUploadBytes()})
 }
 
-// defaultMediaTimeout is the spec's default timeout_ms.
-const defaultMediaTimeout = 20 * time.Second
-
-func mediaTimeout(r *http.Request) (time.Duration, error) {
-	v := r.URL.Query().Get("timeout_ms")
-	if v == "" {
-		return defaultMediaTimeout, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return 0, mautrix.MInvalidParam.WithMessage("timeout_ms must be a non-negative integer")
-	}
-	return time.Duration(min(n, int64(time.Hour/time.Millisecond))) * time.Millisecond, nil
-}
-
 func downloadRequest(r *http.Request, unauthenticated bool) (media.DownloadRequest, error) {
-	timeout, err := mediaTimeout(r)
+	timeout, err := media.ParseTimeout(r.URL.Query())
 	if err != nil {
 		return media.DownloadRequest{}, err
 	}
@@ -133,48 +115,9 @@ func (a *API) download(w http.ResponseWriter, r *http.Request, unauthenticated b
 }
 
 func thumbnailRequest(r *http.Request, unauthenticated bool) (media.ThumbnailRequest, error) {
-	q := r.URL.Query()
-	timeout, err := mediaTimeout(r)
-	if err != nil {
-		return media.ThumbnailRequest{}, err
-	}
-	req := media.ThumbnailRequest{
-		ServerName: r.PathValue("serverName"), MediaID: r.PathValue("mediaId"),
-		Method: q.Get("method"), Timeout: timeout, Unauthenticated: unauthenticated,
-	}
-	for _, p := range []struct {
-		name string
-		dst  *int
-	}{{"width", &req.Width}, {"height", &req.Height}} {
-		v := q.Get(p.name)
-		if v == "" {
-			return req, mMissingParam.WithMessage("Missing integer query parameter %s", p.name)
-		}
-		n, err := strconv.ParseInt(v, 10, 32)
-		if err != nil || n < 1 {
-			return req, mautrix.MInvalidParam.WithMessage("%s must be a positive integer", p.name)
-		}
-		*p.dst = int(n)
-	}
-	if req.Method == "" {
-		req.Method = "scale" // as Synapse
-	}
-	if !media.ValidMethod(req.Method) {
-		return req, mautrix.MInvalidParam.WithMessage("method must be \"crop\" or \"scale\"")
-	}
-	if v, ok := q["animated"]; ok {
-		switch v[0] {
-		case "true":
-			b := true
-			req.Animated = &b
-		case "false":
-			b := false
-			req.Animated = &b
-		default:
-			return req, mautrix.MInvalidParam.WithMessage("animated must be true or false")
-		}
-	}
-	return req, nil
+	req, err := media.ParseThumbnailQuery(r.URL.Query())
+	req.ServerName, req.MediaID, req.Unauthenticated = r.PathValue("serverName"), r.PathValue("mediaId"), unauthenticated
+	return req, err
 }
 
 func (a *API) thumbnailMedia(w http.ResponseWriter, r *http.Request, _ *accounts.Caller) error {
@@ -228,7 +171,7 @@ func (a *API) previewURL(w http.ResponseWriter, r *http.Request, c *accounts.Cal
 	q := r.URL.Query()
 	u := q.Get("url")
 	if u == "" {
-		return mMissingParam.WithMessage("Missing string query parameter url")
+		return accounts.MMissingParam.WithMessage("Missing string query parameter url")
 	}
 	if ts := q.Get("ts"); ts != "" {
 		// Palpo keeps only the latest preview, which the spec allows.

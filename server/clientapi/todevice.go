@@ -44,7 +44,7 @@ func (a *API) sendToDevice(w http.ResponseWriter, r *http.Request, c *accounts.C
 			return mautrix.MBadJSON.WithMessage(fmt.Sprintf("Messages for %s must be an object", userID))
 		}
 		for deviceID, content := range devices {
-			if !jsonObject(content) {
+			if !httpapi.IsJSONObject(content) {
 				return mautrix.MBadJSON.WithMessage(fmt.Sprintf("Message content for %s %s must be an object", userID, deviceID))
 			}
 		}
@@ -60,16 +60,4 @@ func (a *API) sendToDevice(w http.ResponseWriter, r *http.Request, c *accounts.C
 		return err
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, struct{}{})
-}
-
-// jsonObject tells whether a (valid) JSON value is an object.
-func jsonObject(raw json.RawMessage) bool {
-	for _, b := range raw {
-		switch b {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		return b == '{'
-	}
-	return false
 }

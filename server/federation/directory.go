@@ -49,23 +49,9 @@ type directoryHandlers struct {
 }
 
 func (h *directoryHandlers) getPublicRooms(w http.ResponseWriter, r *http.Request, _ string) error {
-	q := r.URL.Query()
-	var req rooms.PublicRoomsQuery
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return mautrix.MInvalidParam.WithMessage("limit must be an integer")
-		}
-		req.Limit = n
-	}
-	req.Since = q.Get("since")
-	req.ThirdPartyInstanceID = q.Get("third_party_instance_id")
-	if v := q.Get("include_all_networks"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return mautrix.MInvalidParam.WithMessage("include_all_networks must be true or false")
-		}
-		req.IncludeAllNetworks = b
+	req, err := rooms.PublicRoomsQueryFrom(r.URL.Query())
+	if err != nil {
+		return err
 	}
 	page, err := h.d.Rooms.PublicRooms(r.Context(), req)
 	if err != nil {
@@ -74,31 +60,12 @@ func (h *directoryHandlers) getPublicRooms(w http.ResponseWriter, r *http.Reques
 	return httpapi.WriteJSON(w, http.StatusOK, page)
 }
 
-// publicRoomsBody is the body of POST /publicRooms.
-type publicRoomsBody struct {
-	Limit  int    `json:"limit,omitempty"`
-	Since  string `json:"since,omitempty"`
-	Filter *struct {
-		GenericSearchTerm string    `json:"generic_search_term,omitempty"`
-		RoomTypes         []*string `json:"room_types,omitempty"`
-	} `json:"filter,omitempty"`
-	IncludeAllNetworks   bool   `json:"include_all_networks,omitempty"`
-	ThirdPartyInstanceID string `json:"third_party_instance_id,omitempty"`
-}
-
 func (h *directoryHandlers) postPublicRooms(w http.ResponseWriter, r *http.Request, _ string) error {
-	var body publicRoomsBody
+	var body rooms.PublicRoomsBody
 	if err := httpapi.ReadJSON(r, &body); err != nil {
 		return err
 	}
-	req := rooms.PublicRoomsQuery{
-		Limit: body.Limit, Since: body.Since,
-		IncludeAllNetworks: body.IncludeAllNetworks, ThirdPartyInstanceID: body.ThirdPartyInstanceID,
-	}
-	if body.Filter != nil {
-		req.SearchTerm = body.Filter.GenericSearchTerm
-		req.RoomTypes = body.Filter.RoomTypes
-	}
+	req := body.Query()
 	page, err := h.d.Rooms.PublicRooms(r.Context(), req)
 	if err != nil {
 		return err
@@ -154,11 +121,7 @@ func (d *directoryRemote) PublicRooms(ctx context.Context, server string, q room
 		ServerName: server, Method: http.MethodGet, Path: mfed.URLPath{"v1", "publicRooms"}, Authenticate: true,
 	}
 	if q.Filtered() {
-		body := publicRoomsBody{Limit: q.Limit, Since: q.Since, IncludeAllNetworks: q.IncludeAllNetworks, ThirdPartyInstanceID: q.ThirdPartyInstanceID}
-		body.Filter = &struct {
-			GenericSearchTerm string    `json:"generic_search_term,omitempty"`
-			RoomTypes         []*string `json:"room_types,omitempty"`
-		}{q.SearchTerm, q.RoomTypes}
+		body := q.Body()
 		params.Method, params.RequestJSON = http.MethodPost, body
 	} else {
 		v := url.Values{}

@@ -6,9 +6,6 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
-	"time"
-
-	"maunium.net/go/mautrix"
 
 	"github.com/palpo-im/palpo-desktop/server/media"
 )
@@ -18,9 +15,6 @@ import (
 // multipart/mixed answers of a JSON metadata part and the bytes. Only
 // local media is served (a server must fetch media from its origin); the
 // media service applies the same rules as for local clients.
-
-// defaultMediaTimeout is the spec's default timeout_ms.
-const defaultMediaTimeout = 20 * time.Second
 
 // RegisterMedia serves the federation media endpoints and, when federation
 // is on, lets the media service fetch other servers' media through the
@@ -42,22 +36,8 @@ type mediaHandlers struct {
 	s          *Service
 }
 
-var mMissingParam = mautrix.RespError{ErrCode: "M_MISSING_PARAM", StatusCode: http.StatusBadRequest}
-
-func mediaTimeout(r *http.Request) (time.Duration, error) {
-	v := r.URL.Query().Get("timeout_ms")
-	if v == "" {
-		return defaultMediaTimeout, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return 0, mautrix.MInvalidParam.WithMessage("timeout_ms must be a non-negative integer")
-	}
-	return time.Duration(min(n, int64(time.Hour/time.Millisecond))) * time.Millisecond, nil
-}
-
 func (h *mediaHandlers) download(w http.ResponseWriter, r *http.Request, origin string) error {
-	timeout, err := mediaTimeout(r)
+	timeout, err := media.ParseTimeout(r.URL.Query())
 	if err != nil {
 		return err
 	}
@@ -70,36 +50,11 @@ func (h *mediaHandlers) download(w http.ResponseWriter, r *http.Request, origin 
 }
 
 func (h *mediaHandlers) thumbnail(w http.ResponseWriter, r *http.Request, origin string) error {
-	q := r.URL.Query()
-	timeout, err := mediaTimeout(r)
+	req, err := media.ParseThumbnailQuery(r.URL.Query())
 	if err != nil {
 		return err
 	}
-	req := media.ThumbnailRequest{ServerName: h.serverName, MediaID: r.PathValue("mediaId"), Method: q.Get("method"), Timeout: timeout}
-	for _, p := range []struct {
-		name string
-		dst  *int
-	}{{"width", &req.Width}, {"height", &req.Height}} {
-		v := q.Get(p.name)
-		if v == "" {
-			return mMissingParam.WithMessage("Missing integer query parameter %s", p.name)
-		}
-		n, err := strconv.ParseInt(v, 10, 32)
-		if err != nil || n < 1 {
-			return mautrix.MInvalidParam.WithMessage("%s must be a positive integer", p.name)
-		}
-		*p.dst = int(n)
-	}
-	if req.Method == "" {
-		req.Method = "scale"
-	}
-	if v, ok := q["animated"]; ok {
-		b, err := strconv.ParseBool(v[0])
-		if err != nil || (v[0] != "true" && v[0] != "false") {
-			return mautrix.MInvalidParam.WithMessage("animated must be true or false")
-		}
-		req.Animated = &b
-	}
+	req.ServerName, req.MediaID = h.serverName, r.PathValue("mediaId")
 	c, err := h.m.Thumbnail(r.Context(), req)
 	if err != nil {
 		return err

@@ -424,6 +424,9 @@ func (h *roomHandlers) backfill(w http.ResponseWriter, r *http.Request, origin s
 	if len(from) == 0 {
 		return accounts.MMissingParam.WithMessage("v is required")
 	}
+	if q.Get("limit") == "" {
+		return accounts.MMissingParam.WithMessage("limit is required")
+	}
 	limit, err := strconv.Atoi(q.Get("limit"))
 	if err != nil {
 		return mautrix.MInvalidParam.WithMessage("limit must be a number")

@@ -75,3 +75,16 @@ func jsonTypeName(kind string) string {
 	}
 	return kind
 }
+
+// IsJSONObject tells whether a valid JSON value is an object (to-device
+// contents, for instance, must be).
+func IsJSONObject(raw []byte) bool {
+	for _, b := range raw {
+		switch b {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return b == '{'
+	}
+	return false
+}

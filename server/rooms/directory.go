@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -525,6 +526,59 @@ func plainTopic(c map[string]any) string {
 	}
 	topic, _ := c["topic"].(string)
 	return topic
+}
+
+// PublicRoomsQueryFrom reads the GET form of a public rooms request
+// (limit, since, third_party_instance_id, include_all_networks), for
+// clients and other servers alike; a malformed value is M_INVALID_PARAM,
+// as Synapse answers.
+func PublicRoomsQueryFrom(q url.Values) (PublicRoomsQuery, error) {
+	req := PublicRoomsQuery{Since: q.Get("since"), ThirdPartyInstanceID: q.Get("third_party_instance_id")}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return req, mautrix.MInvalidParam.WithMessage("limit must be an integer")
+		}
+		req.Limit = n
+	}
+	if v := q.Get("include_all_networks"); v != "" {
+		if v != "true" && v != "false" {
+			return req, mautrix.MInvalidParam.WithMessage("include_all_networks must be true or false")
+		}
+		req.IncludeAllNetworks = v == "true"
+	}
+	return req, nil
+}
+
+// PublicRoomsBody is the body of POST /publicRooms, in the client API and
+// in federation alike.
+type PublicRoomsBody struct {
+	Limit                int                `json:"limit,omitempty"`
+	Since                string             `json:"since,omitempty"`
+	Filter               *PublicRoomsFilter `json:"filter,omitempty"`
+	IncludeAllNetworks   bool               `json:"include_all_networks,omitempty"`
+	ThirdPartyInstanceID string             `json:"third_party_instance_id,omitempty"`
+}
+
+// PublicRoomsFilter is a POST /publicRooms filter.
+type PublicRoomsFilter struct {
+	GenericSearchTerm string    `json:"generic_search_term,omitempty"`
+	RoomTypes         []*string `json:"room_types,omitempty"`
+}
+
+// Query is the request a body makes.
+func (b PublicRoomsBody) Query() PublicRoomsQuery {
+	q := PublicRoomsQuery{Limit: b.Limit, Since: b.Since, IncludeAllNetworks: b.IncludeAllNetworks, ThirdPartyInstanceID: b.ThirdPartyInstanceID}
+	if b.Filter != nil {
+		q.SearchTerm, q.RoomTypes = b.Filter.GenericSearchTerm, b.Filter.RoomTypes
+	}
+	return q
+}
+
+// Body is the POST body that asks another server for q.
+func (q PublicRoomsQuery) Body() PublicRoomsBody {
+	return PublicRoomsBody{Limit: q.Limit, Since: q.Since, IncludeAllNetworks: q.IncludeAllNetworks, ThirdPartyInstanceID: q.ThirdPartyInstanceID,
+		Filter: &PublicRoomsFilter{GenericSearchTerm: q.SearchTerm, RoomTypes: q.RoomTypes}}
 }
 
 // PublicRoomsQuery is a request for the published room directory.

@@ -111,7 +111,7 @@ func (s *Service) parseRemote(ctx context.Context, r *room, raw []byte) (*Event,
 	var evID id.EventID
 	if originalFormat(r.Version) {
 		evID = p.InternalMeta.EventID
-		if !strings.HasPrefix(string(evID), "$") || eventIDServer(evID) == "" {
+		if !strings.HasPrefix(string(evID), "$") || authrules.EventIDDomain(evID) == "" {
 			return nil, nil, fmt.Errorf("event has an invalid event_id %q", evID)
 		}
 	} else if evID, err = p.GetEventID(r.Version); err != nil {
@@ -124,8 +124,8 @@ func (s *Service) parseRemote(ctx context.Context, r *room, raw []byte) (*Event,
 	// Signatures: the sender's server, and in room versions 1 and 2 the
 	// server that named the event.
 	signers := []string{p.Sender.Homeserver()}
-	if originalFormat(r.Version) && eventIDServer(evID) != signers[0] {
-		signers = append(signers, eventIDServer(evID))
+	if originalFormat(r.Version) && authrules.EventIDDomain(evID) != signers[0] {
+		signers = append(signers, authrules.EventIDDomain(evID))
 	}
 	getKey := s.remoteKey(ctx)
 	var hashOK bool
@@ -677,14 +677,4 @@ func (s *Service) authEventsFrom(ctx context.Context, p *pdu.PDU, v id.RoomVersi
 		}
 	}
 	return out
-}
-
-// eventIDServer is the server part of a room version 1 or 2 event ID
-// ($opaque:server).
-func eventIDServer(evID id.EventID) string {
-	_, server, ok := strings.Cut(string(evID), ":")
-	if !ok {
-		return ""
-	}
-	return server
 }

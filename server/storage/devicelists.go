@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -106,12 +105,7 @@ func (db *DB) OutboundDeviceListStream(ctx context.Context, userID id.UserID) (i
 }
 
 // RemoteDevice is a cached device of a remote user.
-type RemoteDevice struct {
-	UserID      id.UserID
-	DeviceID    id.DeviceID
-	DisplayName string
-	JSON        json.RawMessage // identity keys, canonical, without unsigned
-}
+type RemoteDevice = DeviceKeysRow
 
 // RemoteDeviceList is a remote user's whole device list as their server
 // gave it (GET /user/devices): it replaces the cached one.
@@ -290,31 +284,8 @@ func (db *DB) ForgetRemoteDeviceList(ctx context.Context, user id.UserID) error 
 
 // RemoteDeviceKeysOf returns the cached devices of the given remote users.
 func (db *DB) RemoteDeviceKeysOf(ctx context.Context, users []id.UserID) ([]RemoteDevice, error) {
-	var out []RemoteDevice
-	for _, part := range chunks(users, maxInList) {
-		in, args := inList(part, 1)
-		rows, err := db.reader.QueryContext(ctx, `SELECT user_id, device_id, display_name, key_json FROM remote_device_keys
-WHERE user_id IN (`+in+`) ORDER BY user_id, device_id`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("cached device keys: %w", err)
-		}
-		for rows.Next() {
-			var d RemoteDevice
-			var js string
-			if err := rows.Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &js); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("cached device keys: %w", err)
-			}
-			d.JSON = json.RawMessage(js)
-			out = append(out, d)
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("cached device keys: %w", err)
-		}
-	}
-	return out, nil
+	return db.deviceKeyRows(ctx, users, "cached device keys", `SELECT user_id, device_id, display_name, key_json FROM remote_device_keys
+WHERE user_id IN (%s) ORDER BY user_id, device_id`)
 }
 
 // AddDeviceListChanges records device-list changes (a device renamed).

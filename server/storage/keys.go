@@ -285,21 +285,27 @@ func inList[T ~string](vals []T, from int) (string, []any) {
 // DeviceKeysOf returns the identity keys of every device of the given
 // users, with the devices' display names.
 func (db *DB) DeviceKeysOf(ctx context.Context, users []id.UserID) ([]DeviceKeysRow, error) {
+	return db.deviceKeyRows(ctx, users, "device keys", `SELECT k.user_id, k.device_id, COALESCE(d.display_name, ''), k.key_json
+FROM device_keys k JOIN devices d ON d.user_id = k.user_id AND d.device_id = k.device_id
+WHERE k.user_id IN (%s) ORDER BY k.user_id, k.device_id`)
+}
+
+// deviceKeyRows runs query (user ID, device ID, display name, key JSON,
+// with %s for the user list) over users, a chunk at a time.
+func (db *DB) deviceKeyRows(ctx context.Context, users []id.UserID, what, query string) ([]DeviceKeysRow, error) {
 	var out []DeviceKeysRow
 	for _, part := range chunks(users, maxInList) {
 		in, args := inList(part, 1)
-		rows, err := db.reader.QueryContext(ctx, `SELECT k.user_id, k.device_id, COALESCE(d.display_name, ''), k.key_json
-FROM device_keys k JOIN devices d ON d.user_id = k.user_id AND d.device_id = k.device_id
-WHERE k.user_id IN (`+in+`) ORDER BY k.user_id, k.device_id`, args...)
+		rows, err := db.reader.QueryContext(ctx, fmt.Sprintf(query, in), args...)
 		if err != nil {
-			return nil, fmt.Errorf("device keys: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		for rows.Next() {
 			var r DeviceKeysRow
 			var js string
 			if err := rows.Scan(&r.UserID, &r.DeviceID, &r.DisplayName, &js); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("device keys: %w", err)
+				return nil, fmt.Errorf("%s: %w", what, err)
 			}
 			r.JSON = json.RawMessage(js)
 			out = append(out, r)
@@ -307,7 +313,7 @@ WHERE k.user_id IN (`+in+`) ORDER BY k.user_id, k.device_id`, args...)
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return nil, fmt.Errorf("device keys: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	return out, nil

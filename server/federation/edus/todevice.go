@@ -11,6 +11,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
@@ -65,7 +66,7 @@ func (a *Applier) applyDirectToDevice(ctx context.Context, origin string, raw js
 		}
 		devices := c.Messages[user]
 		if all, ok := devices["*"]; ok {
-			if !jsonObject(all) {
+			if !httpapi.IsJSONObject(all) {
 				errs = append(errs, fmt.Errorf("m.direct_to_device from %s for %s: content is not an object", origin, user))
 				continue
 			}
@@ -78,7 +79,7 @@ func (a *Applier) applyDirectToDevice(ctx context.Context, origin string, raw js
 			}
 		} else {
 			for _, d := range slices.Sorted(maps.Keys(devices)) {
-				if !jsonObject(devices[d]) {
+				if !httpapi.IsJSONObject(devices[d]) {
 					errs = append(errs, fmt.Errorf("m.direct_to_device from %s for %s %s: content is not an object", origin, user, d))
 					continue
 				}
@@ -107,16 +108,4 @@ func (a *Applier) applyDirectToDevice(ctx context.Context, origin string, raw js
 	}
 	a.wake.Wake(recipients...)
 	return errors.Join(errs...)
-}
-
-// jsonObject tells whether a JSON value is an object.
-func jsonObject(raw json.RawMessage) bool {
-	for _, b := range raw {
-		switch b {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		return b == '{'
-	}
-	return false
 }

@@ -162,13 +162,15 @@ func redactionRule(version id.RoomVersion, evt *pdu.PDU, authEvents []*pdu.PDU) 
 	if senderLevel >= redactLevel {
 		return nil
 	}
-	if evt.Redacts != nil && eventIDDomain(*evt.Redacts) != "" && eventIDDomain(*evt.Redacts) == eventIDDomain(evt.InternalMeta.EventID) {
+	if evt.Redacts != nil && EventIDDomain(*evt.Redacts) != "" && EventIDDomain(*evt.Redacts) == EventIDDomain(evt.InternalMeta.EventID) {
 		return nil
 	}
 	return ErrCannotRedactEventOf
 }
 
-func eventIDDomain(evID id.EventID) string {
+// EventIDDomain is the server part of a room version 1 or 2 event ID
+// ($opaque:server), "" for other IDs.
+func EventIDDomain(evID id.EventID) string {
 	_, domain, ok := strings.Cut(string(evID), ":")
 	if !ok {
 		return ""
