@@ -18,3 +18,25 @@ func TestMemoryLimitPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestReleaserHandsBackOnlyWhenQuiet(t *testing.T) {
+	var r releaser
+	const mib = 1 << 20
+	steps := []struct {
+		allocs, free uint64
+		want         bool
+		why          string
+	}{
+		{100 * mib, 50 * mib, false, "first check: nothing to compare with"},
+		{180 * mib, 50 * mib, false, "busy: 80 MiB allocated in a second"},
+		{180*mib + 10<<10, 50 * mib, true, "quiet with 50 MiB held: hand it back"},
+		{180*mib + 20<<10, 2 * mib, false, "quiet, little held"},
+		{181*mib + 20<<10, 30 * mib, false, "1 MiB in a second is work"},
+		{181*mib + 30<<10, 30 * mib, true, "quiet again"},
+	}
+	for _, s := range steps {
+		if got := r.shouldRelease(s.allocs, s.free); got != s.want {
+			t.Errorf("%s: shouldRelease = %v, want %v", s.why, got, s.want)
+		}
+	}
+}

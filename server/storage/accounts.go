@@ -69,7 +69,7 @@ func isUniqueViolation(err error) bool {
 
 // CreateUser adds a user; ErrUserExists if the ID is taken.
 func (db *DB) CreateUser(ctx context.Context, u *User) error {
-	return createUser(ctx, db.writer, u)
+	return createUser(ctx, db.writes(), u)
 }
 
 const selectUser = `SELECT ` + userColumns + ` FROM users WHERE user_id = $1`
@@ -182,12 +182,12 @@ func updateOne(ctx context.Context, ex execer, what string, query string, args .
 
 // SetPasswordHash replaces a user's password hash ("" removes password login).
 func (db *DB) SetPasswordHash(ctx context.Context, userID id.UserID, hash string) error {
-	return updateOne(ctx, db.writer, "set password", `UPDATE users SET password_hash = NULLIF($2, '') WHERE user_id = $1`, userID, hash)
+	return updateOne(ctx, db.writes(), "set password", `UPDATE users SET password_hash = NULLIF($2, '') WHERE user_id = $1`, userID, hash)
 }
 
 // SetAdmin makes a user an admin or not.
 func (db *DB) SetAdmin(ctx context.Context, userID id.UserID, admin bool) error {
-	return updateOne(ctx, db.writer, "set admin", `UPDATE users SET is_admin = $2 WHERE user_id = $1`, userID, admin)
+	return updateOne(ctx, db.writes(), "set admin", `UPDATE users SET is_admin = $2 WHERE user_id = $1`, userID, admin)
 }
 
 // SetDeactivated marks a user deactivated (or reactivated). Deactivating

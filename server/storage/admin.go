@@ -144,7 +144,7 @@ func (db *DB) ListAdminUsers(ctx context.Context, f AdminUserFilter) ([]AdminUse
 
 // SetUserType sets a user's type ("" for an ordinary user).
 func (db *DB) SetUserType(ctx context.Context, userID id.UserID, userType string) error {
-	return updateOne(ctx, db.writer, "set user type", `UPDATE users SET user_type = NULLIF($2, '') WHERE user_id = $1`, userID, userType)
+	return updateOne(ctx, db.writes(), "set user type", `UPDATE users SET user_type = NULLIF($2, '') WHERE user_id = $1`, userID, userType)
 }
 
 // RegistrationTokenPatch changes some fields of a registration token; a

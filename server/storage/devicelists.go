@@ -276,7 +276,7 @@ func (db *DB) CurrentRemoteDeviceLists(ctx context.Context, users []id.UserID) (
 // sending updates); their cross-signing keys stay, for the signatures
 // local users made of them.
 func (db *DB) ForgetRemoteDeviceList(ctx context.Context, user id.UserID) error {
-	if _, err := db.writer.ExecContext(ctx, `DELETE FROM remote_device_lists WHERE user_id = $1`, user); err != nil {
+	if _, err := db.exec(ctx, `DELETE FROM remote_device_lists WHERE user_id = $1`, user); err != nil {
 		return fmt.Errorf("forget device list of %s: %w", user, err)
 	}
 	return nil

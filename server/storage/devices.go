@@ -61,7 +61,7 @@ func (db *DB) GetDevice(ctx context.Context, userID id.UserID, deviceID id.Devic
 
 // SetDeviceDisplayName renames a device; ErrNotFound if it does not exist.
 func (db *DB) SetDeviceDisplayName(ctx context.Context, userID id.UserID, deviceID id.DeviceID, name string) error {
-	return updateOne(ctx, db.writer, "rename device", `UPDATE devices SET display_name = NULLIF($3, '') WHERE user_id = $1 AND device_id = $2`, userID, deviceID, name)
+	return updateOne(ctx, db.writes(), "rename device", `UPDATE devices SET display_name = NULLIF($3, '') WHERE user_id = $1 AND device_id = $2`, userID, deviceID, name)
 }
 
 // DeleteDevices removes devices, and with them (by cascade) their access
@@ -81,7 +81,7 @@ func (db *DB) DeleteDevices(ctx context.Context, userID id.UserID, deviceIDs []i
 // DeleteOtherDevices removes every device of a user except keep (which may
 // be empty to remove all).
 func (db *DB) DeleteOtherDevices(ctx context.Context, userID id.UserID, keep id.DeviceID) error {
-	if _, err := db.writer.ExecContext(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id <> $2`, userID, keep); err != nil {
+	if _, err := db.exec(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id <> $2`, userID, keep); err != nil {
 		return fmt.Errorf("delete devices of %s: %w", userID, err)
 	}
 	return nil

@@ -142,8 +142,27 @@ type EventBatch struct {
 // the transaction's own, when nothing was stored.
 func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS int64) error {
 	defer db.writeStmts.prepareWanted(ctx)
-	return db.WriteTx(ctx, func(sqlTx *sql.Tx) error {
+	// Events change no session or account, so cached token lookups stand.
+	err := db.writeTx(ctx, func(sqlTx *sql.Tx) error {
 		tx := cachedTx{sqlTx, &db.writeStmts}
+		if len(batches) == 1 {
+			// One batch (a lone sender): it is the whole transaction, so
+			// its failure is the transaction's and needs no savepoint.
+			b := batches[0]
+			b.Err = nil
+			if b.Skip != nil {
+				if b.Err = b.Skip(); b.Err != nil {
+					return nil
+				}
+			}
+			for _, ev := range b.Events {
+				if err := persistEvent(ctx, tx, ev, nowTS); err != nil {
+					b.Err = fmt.Errorf("persist event %s: %w", ev.EventID, err)
+					return errBatchFailed
+				}
+			}
+			return nil
+		}
 		for _, b := range batches {
 			b.Err = nil
 			if b.Skip != nil {
@@ -171,7 +190,15 @@ func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS i
 		}
 		return nil
 	})
+	if errors.Is(err, errBatchFailed) {
+		// The batch's own error is in its Err; the others' (none) stand.
+		return nil
+	}
+	return err
 }
+
+// errBatchFailed rolls back a transaction of one batch whose Err says why.
+var errBatchFailed = errors.New("the batch failed")
 
 // persistEvent stores one event, setting its StreamPos and state groups.
 func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) error {
@@ -238,8 +265,12 @@ func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) err
 VALUES (MIN(0, COALESCE((SELECT MIN(stream_pos) FROM events), 0)) - 1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 			ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), hidden, ev.Outlier, before, after)
 	} else {
-		res, err = tx.ExecContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, outlier, state_before, state_after, forward)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), hidden, ev.Outlier, before, after, ev.Forward)
+		var txnDevice, txnID any
+		if ev.TxnID != "" {
+			txnDevice, txnID = ev.TxnDeviceID, ev.TxnID
+		}
+		res, err = tx.ExecContext(ctx, `INSERT INTO events (event_id, room_id, type, state_key, membership, sender, depth, origin_server_ts, pdu, rejected, outlier, state_before, state_after, forward, txn_device, txn_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`, ev.EventID, ev.RoomID, ev.Type, ev.StateKey, membership, ev.Sender, ev.Depth, ev.OriginServerTS, string(ev.PDU), hidden, ev.Outlier, before, after, ev.Forward, txnDevice, txnID)
 	}
 	if err != nil {
 		return fmt.Errorf("insert event: %w", err)

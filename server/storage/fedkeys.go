@@ -171,7 +171,7 @@ func (db *DB) KeyFetchFailures(ctx context.Context, serverName string) (failures
 
 // RecordKeyFetchFailure counts one more failed key fetch from a server.
 func (db *DB) RecordKeyFetchFailure(ctx context.Context, serverName string, now int64) error {
-	if _, err := db.writer.ExecContext(ctx, upsertKeyFailure, serverName, now); err != nil {
+	if _, err := db.exec(ctx, upsertKeyFailure, serverName, now); err != nil {
 		return fmt.Errorf("record key fetch failure of %s: %w", serverName, err)
 	}
 	return nil

@@ -93,7 +93,7 @@ func (db *DB) OwnEventsAfter(ctx context.Context, after int64, serverName string
 
 const (
 	selectJoinedMembers  = `SELECT state_key FROM current_state WHERE room_id = $1 AND type = 'm.room.member' AND membership = 'join'`
-	selectMembersChanged = `SELECT DISTINCT state_key FROM events WHERE room_id = $1 AND type = 'm.room.member' AND rejected = 0 AND stream_pos > $2`
+	selectMembersChanged = `SELECT DISTINCT state_key FROM events WHERE room_id = $1 AND type = 'm.room.member' AND state_key IS NOT NULL AND rejected = 0 AND stream_pos > $2`
 	selectMembershipAt   = `SELECT COALESCE(membership, '') FROM events
 WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2 AND rejected = 0 AND stream_pos <= $3
 ORDER BY stream_pos DESC LIMIT 1`
@@ -409,10 +409,10 @@ func (db *DB) FederationTxnSent(ctx context.Context, dest, txnID string, nowTS i
 
 // FederationTxnFailed records a failed attempt and when to try again.
 func (db *DB) FederationTxnFailed(ctx context.Context, dest string, retryCount int, nextRetryTS int64, lastError string) error {
-	if _, err := db.writer.ExecContext(ctx, insertFedDestination, dest); err != nil {
+	if _, err := db.exec(ctx, insertFedDestination, dest); err != nil {
 		return fmt.Errorf("record failure for %s: %w", dest, err)
 	}
-	if _, err := db.writer.ExecContext(ctx, updateFedTxnFailed, dest, retryCount, nextRetryTS, lastError); err != nil {
+	if _, err := db.exec(ctx, updateFedTxnFailed, dest, retryCount, nextRetryTS, lastError); err != nil {
 		return fmt.Errorf("record failure for %s: %w", dest, err)
 	}
 	return nil
@@ -421,7 +421,7 @@ func (db *DB) FederationTxnFailed(ctx context.Context, dest string, retryCount i
 // ResetFederationBackoff ends a destination's backoff (it has shown it is
 // up) and tells whether there was one.
 func (db *DB) ResetFederationBackoff(ctx context.Context, dest string) (bool, error) {
-	res, err := db.writer.ExecContext(ctx, resetFedBackoff, dest)
+	res, err := db.exec(ctx, resetFedBackoff, dest)
 	if err != nil {
 		return false, fmt.Errorf("reset backoff of %s: %w", dest, err)
 	}

@@ -101,7 +101,7 @@ WHERE user_id = $1 AND deleted = 0 ORDER BY version DESC LIMIT 1`, userID))
 // exists, is not deleted and has the given algorithm; ErrNotFound
 // otherwise.
 func (db *DB) UpdateKeyBackupAuthData(ctx context.Context, userID id.UserID, version int64, algorithm string, authData json.RawMessage) error {
-	return updateOne(ctx, db.writer, "update key backup", `UPDATE key_backup_versions SET auth_data = $4
+	return updateOne(ctx, db.writes(), "update key backup", `UPDATE key_backup_versions SET auth_data = $4
 WHERE user_id = $1 AND version = $2 AND algorithm = $3 AND deleted = 0`, userID, version, algorithm, string(authData))
 }
 

@@ -32,7 +32,7 @@ func (db *DB) Meta(ctx context.Context, key string) (string, bool, error) {
 
 // SetMeta stores a server_meta value.
 func (db *DB) SetMeta(ctx context.Context, key, value string) error {
-	if _, err := db.writer.ExecContext(ctx, insertMeta, key, value); err != nil {
+	if _, err := db.exec(ctx, insertMeta, key, value); err != nil {
 		return fmt.Errorf("write server_meta %s: %w", key, err)
 	}
 	return nil

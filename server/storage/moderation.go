@@ -16,11 +16,11 @@ const (
 
 // SetUserLocked locks or unlocks an account; ErrNotFound if there is none.
 func (db *DB) SetUserLocked(ctx context.Context, userID id.UserID, locked bool) error {
-	return updateOne(ctx, db.writer, "set locked", updateUserLocked, userID, locked)
+	return updateOne(ctx, db.writes(), "set locked", updateUserLocked, userID, locked)
 }
 
 // SetUserSuspended suspends or unsuspends an account; ErrNotFound if there
 // is none.
 func (db *DB) SetUserSuspended(ctx context.Context, userID id.UserID, suspended bool) error {
-	return updateOne(ctx, db.writer, "set suspended", updateUserSuspended, userID, suspended)
+	return updateOne(ctx, db.writes(), "set suspended", updateUserSuspended, userID, suspended)
 }

@@ -31,7 +31,7 @@ func (db *DB) ServerNoticeRoom(ctx context.Context, userID id.UserID) (id.RoomID
 
 // SetServerNoticeRoom records a user's new server notices room.
 func (db *DB) SetServerNoticeRoom(ctx context.Context, userID id.UserID, roomID id.RoomID) error {
-	if _, err := db.writer.ExecContext(ctx, upsertServerNoticeRoom, userID, roomID); err != nil {
+	if _, err := db.exec(ctx, upsertServerNoticeRoom, userID, roomID); err != nil {
 		return fmt.Errorf("set server notice room of %s: %w", userID, err)
 	}
 	return nil

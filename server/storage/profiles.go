@@ -34,7 +34,7 @@ func (db *DB) GetProfile(ctx context.Context, userID id.UserID) (map[string]json
 
 // SetProfileField sets one profile field to a JSON value.
 func (db *DB) SetProfileField(ctx context.Context, userID id.UserID, field string, value json.RawMessage) error {
-	_, err := db.writer.ExecContext(ctx, `INSERT INTO profile_fields (user_id, field, value) VALUES ($1, $2, $3)
+	_, err := db.exec(ctx, `INSERT INTO profile_fields (user_id, field, value) VALUES ($1, $2, $3)
 ON CONFLICT (user_id, field) DO UPDATE SET value = excluded.value`, userID, field, string(value))
 	if err != nil {
 		return fmt.Errorf("set profile %s %s: %w", userID, field, err)
@@ -44,7 +44,7 @@ ON CONFLICT (user_id, field) DO UPDATE SET value = excluded.value`, userID, fiel
 
 // DeleteProfileField removes one profile field.
 func (db *DB) DeleteProfileField(ctx context.Context, userID id.UserID, field string) error {
-	if _, err := db.writer.ExecContext(ctx, `DELETE FROM profile_fields WHERE user_id = $1 AND field = $2`, userID, field); err != nil {
+	if _, err := db.exec(ctx, `DELETE FROM profile_fields WHERE user_id = $1 AND field = $2`, userID, field); err != nil {
 		return fmt.Errorf("delete profile %s %s: %w", userID, field, err)
 	}
 	return nil

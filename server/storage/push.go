@@ -114,7 +114,7 @@ func (db *DB) SetPushRuleDefault(ctx context.Context, userID id.UserID, kind, ru
 	if actions != nil {
 		act = string(actions)
 	}
-	_, err := db.writer.ExecContext(ctx, `INSERT INTO push_rule_defaults (user_id, kind, rule_id, enabled, actions) VALUES ($1, $2, $3, $4, $5)
+	_, err := db.exec(ctx, `INSERT INTO push_rule_defaults (user_id, kind, rule_id, enabled, actions) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (user_id, kind, rule_id) DO UPDATE SET enabled = COALESCE(excluded.enabled, push_rule_defaults.enabled),
 actions = COALESCE(excluded.actions, push_rule_defaults.actions)`, userID, kind, ruleID, enabled, act)
 	if err != nil {
@@ -166,7 +166,7 @@ data = excluded.data, device_id = excluded.device_id`,
 // DeletePusher removes a user's pusher; removing one that does not exist
 // is not an error.
 func (db *DB) DeletePusher(ctx context.Context, userID id.UserID, appID, pushKey string) error {
-	if _, err := db.writer.ExecContext(ctx, `DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3`, userID, appID, pushKey); err != nil {
+	if _, err := db.exec(ctx, `DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3`, userID, appID, pushKey); err != nil {
 		return fmt.Errorf("delete pusher of %s: %w", userID, err)
 	}
 	return nil

@@ -37,7 +37,7 @@ FROM pushers WHERE kind = 'http' ORDER BY user_id, created_ts, app_id, pushkey`)
 // event, unless it has one: a new pusher delivers notifications of events
 // sent from now on, and a replaced one carries on where it was.
 func (db *DB) StartPusherPosition(ctx context.Context, userID id.UserID, appID, pushKey string) error {
-	_, err := db.writer.ExecContext(ctx, `INSERT INTO pusher_positions (user_id, app_id, pushkey, stream_pos)
+	_, err := db.exec(ctx, `INSERT INTO pusher_positions (user_id, app_id, pushkey, stream_pos)
 SELECT user_id, app_id, pushkey, (SELECT COALESCE(MAX(stream_pos), 0) FROM events) FROM pushers
 WHERE user_id = $1 AND app_id = $2 AND pushkey = $3
 ON CONFLICT (user_id, app_id, pushkey) DO NOTHING`, userID, appID, pushKey)
@@ -64,7 +64,7 @@ func (db *DB) PusherPosition(ctx context.Context, userID id.UserID, appID, pushK
 // SetPusherPosition moves a pusher's delivery position forward (never
 // back). A pusher removed meanwhile stays removed.
 func (db *DB) SetPusherPosition(ctx context.Context, userID id.UserID, appID, pushKey string, pos int64) error {
-	_, err := db.writer.ExecContext(ctx, `UPDATE pusher_positions SET stream_pos = $4
+	_, err := db.exec(ctx, `UPDATE pusher_positions SET stream_pos = $4
 WHERE user_id = $1 AND app_id = $2 AND pushkey = $3 AND stream_pos < $4`, userID, appID, pushKey, pos)
 	if err != nil {
 		return fmt.Errorf("save delivery position of pusher %s of %s: %w", appID, userID, err)
@@ -149,7 +149,7 @@ WHERE p.user_id = $1 AND p.notify = 1 GROUP BY p.room_id, p.thread_id`, userID)
 // longer exists (signed out or deleted), returning how many went. Pushers
 // without a device are kept.
 func (db *DB) DeletePushersOfRemovedDevices(ctx context.Context, userID id.UserID) (int64, error) {
-	res, err := db.writer.ExecContext(ctx, `DELETE FROM pushers WHERE user_id = $1 AND device_id <> ''
+	res, err := db.exec(ctx, `DELETE FROM pushers WHERE user_id = $1 AND device_id <> ''
 AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = pushers.user_id AND d.device_id = pushers.device_id)`, userID)
 	if err != nil {
 		return 0, fmt.Errorf("delete pushers of removed devices of %s: %w", userID, err)

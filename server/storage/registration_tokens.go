@@ -51,7 +51,7 @@ func nullableInt64(p *int64) any {
 // CreateRegistrationToken stores a new token; ErrUserExists is not used
 // here: a duplicate token gives ErrTokenExists.
 func (db *DB) CreateRegistrationToken(ctx context.Context, t *RegistrationToken) error {
-	_, err := db.writer.ExecContext(ctx, `INSERT INTO registration_tokens (token, uses_allowed, completed, expiry_time, created_ts) VALUES ($1, $2, 0, $3, $4)`,
+	_, err := db.exec(ctx, `INSERT INTO registration_tokens (token, uses_allowed, completed, expiry_time, created_ts) VALUES ($1, $2, 0, $3, $4)`,
 		t.Token, nullableInt(t.UsesAllowed), nullableInt64(t.ExpiryTime), t.CreatedTS)
 	if err != nil {
 		if isUniqueViolation(err) {
@@ -97,13 +97,13 @@ func (db *DB) ListRegistrationTokens(ctx context.Context) ([]RegistrationToken, 
 
 // UpdateRegistrationToken replaces uses_allowed and expiry_time.
 func (db *DB) UpdateRegistrationToken(ctx context.Context, token string, usesAllowed *int, expiry *int64) error {
-	return updateOne(ctx, db.writer, "update registration token",
+	return updateOne(ctx, db.writes(), "update registration token",
 		`UPDATE registration_tokens SET uses_allowed = $2, expiry_time = $3 WHERE token = $1`, token, nullableInt(usesAllowed), nullableInt64(expiry))
 }
 
 // DeleteRegistrationToken removes a token; ErrNotFound if unknown.
 func (db *DB) DeleteRegistrationToken(ctx context.Context, token string) error {
-	return updateOne(ctx, db.writer, "delete registration token", `DELETE FROM registration_tokens WHERE token = $1`, token)
+	return updateOne(ctx, db.writes(), "delete registration token", `DELETE FROM registration_tokens WHERE token = $1`, token)
 }
 
 // Register creates a user and, unless session is nil, its first device and

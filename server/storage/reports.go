@@ -32,7 +32,7 @@ type Report struct {
 
 // AddReport stores a report and returns its ID.
 func (db *DB) AddReport(ctx context.Context, r *Report) (int64, error) {
-	res, err := db.writer.ExecContext(ctx, `INSERT INTO reports (kind, reporter, room_id, event_id, target_user, reason, score, content, received_ts)
+	res, err := db.exec(ctx, `INSERT INTO reports (kind, reporter, room_id, event_id, target_user, reason, score, content, received_ts)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		r.Kind, r.Reporter, nullString(string(r.RoomID)), nullString(string(r.EventID)), nullString(string(r.TargetUser)),
 		r.Reason, r.Score, string(r.Content), r.ReceivedTS)
@@ -123,5 +123,5 @@ func (db *DB) GetReport(ctx context.Context, kind string, reportID int64) (*Repo
 
 // DeleteReport removes one report of a kind; ErrNotFound if there is none.
 func (db *DB) DeleteReport(ctx context.Context, kind string, reportID int64) error {
-	return updateOne(ctx, db.writer, "delete report", `DELETE FROM reports WHERE report_id = $1 AND kind = $2`, reportID, kind)
+	return updateOne(ctx, db.writes(), "delete report", `DELETE FROM reports WHERE report_id = $1 AND kind = $2`, reportID, kind)
 }

@@ -34,7 +34,7 @@ func (db *DB) GetRoom(ctx context.Context, roomID id.RoomID) (*Room, error) {
 
 // SetRoomPublished lists a room in (or removes it from) the public directory.
 func (db *DB) SetRoomPublished(ctx context.Context, roomID id.RoomID, published bool) error {
-	return updateOne(ctx, db.writer, "publish room", `UPDATE rooms SET published = $2 WHERE room_id = $1`, roomID, published)
+	return updateOne(ctx, db.writes(), "publish room", `UPDATE rooms SET published = $2 WHERE room_id = $1`, roomID, published)
 }
 
 // RoomsWithMembership lists the rooms where a user's current membership is
@@ -88,7 +88,7 @@ func (db *DB) Members(ctx context.Context, roomID id.RoomID, membership string) 
 
 // ForgetRoom hides a left room from a user.
 func (db *DB) ForgetRoom(ctx context.Context, userID id.UserID, roomID id.RoomID) error {
-	_, err := db.writer.ExecContext(ctx, `INSERT INTO forgotten_rooms (user_id, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, userID, roomID)
+	_, err := db.exec(ctx, `INSERT INTO forgotten_rooms (user_id, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, userID, roomID)
 	if err != nil {
 		return fmt.Errorf("forget room: %w", err)
 	}
@@ -111,7 +111,7 @@ type Alias struct {
 
 // CreateAlias maps an alias to a room; ErrAliasExists if taken.
 func (db *DB) CreateAlias(ctx context.Context, a Alias, nowTS int64) error {
-	_, err := db.writer.ExecContext(ctx, `INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES ($1, $2, $3, $4)`, a.Alias, a.RoomID, a.Creator, nowTS)
+	_, err := db.exec(ctx, `INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES ($1, $2, $3, $4)`, a.Alias, a.RoomID, a.Creator, nowTS)
 	if err != nil && isUniqueViolation(err) {
 		return ErrAliasExists
 	}
@@ -139,7 +139,7 @@ func (db *DB) GetAlias(ctx context.Context, alias id.RoomAlias) (*Alias, error) 
 
 // DeleteAlias removes an alias; ErrNotFound if unknown.
 func (db *DB) DeleteAlias(ctx context.Context, alias id.RoomAlias) error {
-	return updateOne(ctx, db.writer, "delete alias", `DELETE FROM room_aliases WHERE alias = $1`, alias)
+	return updateOne(ctx, db.writes(), "delete alias", `DELETE FROM room_aliases WHERE alias = $1`, alias)
 }
 
 // RoomAliases lists a room's local aliases.
@@ -170,7 +170,7 @@ func (db *DB) TxnEvent(ctx context.Context, userID id.UserID, deviceID id.Device
 
 // MoveAliases points every local alias of one room at another (room upgrades).
 func (db *DB) MoveAliases(ctx context.Context, from, to id.RoomID) error {
-	if _, err := db.writer.ExecContext(ctx, `UPDATE room_aliases SET room_id = $2 WHERE room_id = $1`, from, to); err != nil {
+	if _, err := db.exec(ctx, `UPDATE room_aliases SET room_id = $2 WHERE room_id = $1`, from, to); err != nil {
 		return fmt.Errorf("move aliases: %w", err)
 	}
 	return nil

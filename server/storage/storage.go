@@ -23,6 +23,9 @@ type DB struct {
 	writer     *sql.DB
 	writeStmts writeStmts
 	reader     *readPool
+	// tokens caches access-token lookups (tokencache.go); every write
+	// except event persistence invalidates it.
+	tokens tokenCache
 }
 
 // Open opens (creating if needed) the SQLite database at path and applies
@@ -114,6 +117,9 @@ func dsn(path string, readOnly bool) string {
 	// survives power loss at the cost of an fsync per commit. We choose FULL:
 	// "loses nothing" is the promise, and commits are not our bottleneck.
 	q.Add("_pragma", "synchronous(FULL)")
+	// Savepoints (one per batch of a group commit) and sorts keep their
+	// scratch pages in memory instead of writing a temporary file.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	if readOnly {
 		q.Add("_pragma", "query_only(ON)")
 	} else {
@@ -147,6 +153,14 @@ func (db *DB) Close() error {
 
 // WriteTx runs fn in one write transaction, committing when fn returns nil.
 func (db *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	// Whatever it wrote may have ended a session or changed an account.
+	defer db.tokens.invalidate()
+	return db.writeTx(ctx, fn)
+}
+
+// writeTx is WriteTx for writes that change nothing a token lookup reads
+// (events).
+func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -159,6 +173,35 @@ func (db *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// exec runs one write statement outside a transaction; like WriteTx it
+// invalidates the token cache.
+func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return db.writes().ExecContext(ctx, query, args...)
+}
+
+// writes is the writer connection for statements outside a transaction:
+// each one invalidates the token cache (tokencache.go). Code in this
+// package writes through it, WriteTx or exec, never db.writer itself
+// (TestWritesInvalidateTokenCache checks).
+func (db *DB) writes() invalidatingWriter { return invalidatingWriter{db} }
+
+type invalidatingWriter struct{ db *DB }
+
+func (w invalidatingWriter) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	defer w.db.tokens.invalidate()
+	return w.db.writer.ExecContext(ctx, query, args...)
+}
+
+func (w invalidatingWriter) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	defer w.db.tokens.invalidate()
+	return w.db.writer.QueryContext(ctx, query, args...)
+}
+
+func (w invalidatingWriter) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	defer w.db.tokens.invalidate()
+	return w.db.writer.QueryRowContext(ctx, query, args...)
 }
 
 // Ping checks that both pools answer.

@@ -112,7 +112,7 @@ WHERE room_id = $1 AND stream_pos <= $2 AND rejected = 0 ORDER BY stream_pos DES
 // unsigned.transaction_id in that device's sync.
 func (db *DB) TxnIDOf(ctx context.Context, userID id.UserID, deviceID id.DeviceID, eventID id.EventID) (string, error) {
 	var txn string
-	err := db.reader.QueryRowContext(ctx, `SELECT txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id = $3`, userID, deviceID, eventID).Scan(&txn)
+	err := db.reader.QueryRowContext(ctx, `SELECT txn_id FROM events WHERE event_id = $3 AND sender = $1 AND txn_device = $2 AND txn_id IS NOT NULL`, userID, deviceID, eventID).Scan(&txn)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}

@@ -202,7 +202,7 @@ WHERE user_id = $1 AND device_id = $2 AND stream_id <= $3)`, userID, deviceID, u
 	if !pending {
 		return nil
 	}
-	if _, err := db.writer.ExecContext(ctx, `DELETE FROM to_device_messages WHERE user_id = $1 AND device_id = $2 AND stream_id <= $3`,
+	if _, err := db.exec(ctx, `DELETE FROM to_device_messages WHERE user_id = $1 AND device_id = $2 AND stream_id <= $3`,
 		userID, deviceID, upTo); err != nil {
 		return fmt.Errorf("acknowledge to-device of %s %s: %w", userID, deviceID, err)
 	}

@@ -97,6 +97,10 @@ type TokenOwner struct {
 
 // LookupAccessToken finds the owner of an access token hash, or ErrNotFound.
 func (db *DB) LookupAccessToken(ctx context.Context, hash []byte) (*TokenOwner, error) {
+	if o, ok := db.tokens.get(hash); ok {
+		return o, nil
+	}
+	gen := db.tokens.generation()
 	var o TokenOwner
 	var expires sql.NullInt64
 	var used bool
@@ -111,6 +115,7 @@ FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = 
 	}
 	o.ExpiresTS = expires.Int64
 	o.FirstUse = !used && o.RefreshHash != nil
+	db.tokens.put(hash, &o, gen)
 	return &o, nil
 }
 
@@ -195,7 +200,7 @@ JOIN users u ON u.user_id = r.user_id WHERE r.token_hash = $1 AND u.deactivated 
 
 // InsertLoginToken stores a single-use login token for a user.
 func (db *DB) InsertLoginToken(ctx context.Context, hash []byte, userID id.UserID, expiresTS int64) error {
-	if _, err := db.writer.ExecContext(ctx, `INSERT INTO login_tokens (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)`, hash, userID, expiresTS); err != nil {
+	if _, err := db.exec(ctx, `INSERT INTO login_tokens (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)`, hash, userID, expiresTS); err != nil {
 		return fmt.Errorf("insert login token: %w", err)
 	}
 	return nil
@@ -206,7 +211,7 @@ func (db *DB) InsertLoginToken(ctx context.Context, hash []byte, userID id.UserI
 func (db *DB) ConsumeLoginToken(ctx context.Context, hash []byte, nowTS int64) (id.UserID, error) {
 	var userID id.UserID
 	var expires int64
-	err := db.writer.QueryRowContext(ctx, `DELETE FROM login_tokens WHERE token_hash = $1 RETURNING user_id, expires_ts`, hash).Scan(&userID, &expires)
+	err := db.writes().QueryRowContext(ctx, `DELETE FROM login_tokens WHERE token_hash = $1 RETURNING user_id, expires_ts`, hash).Scan(&userID, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", ErrNotFound
 	}
@@ -214,7 +219,7 @@ func (db *DB) ConsumeLoginToken(ctx context.Context, hash []byte, nowTS int64) (
 		return "", fmt.Errorf("consume login token: %w", err)
 	}
 	// Sweep other expired tokens while we are here.
-	_, _ = db.writer.ExecContext(ctx, `DELETE FROM login_tokens WHERE expires_ts < $1`, nowTS)
+	_, _ = db.exec(ctx, `DELETE FROM login_tokens WHERE expires_ts < $1`, nowTS)
 	if expires < nowTS {
 		return "", ErrNotFound
 	}
