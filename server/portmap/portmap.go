@@ -2,9 +2,10 @@
 // this computer, so other Matrix servers can reach a server behind NAT
 // without anyone opening ports by hand. Two protocols are spoken: NAT-PMP
 // (RFC 6886, to the default gateway) and UPnP IGD (found by SSDP). PCP
-// (RFC 6887, NAT-PMP's successor) is not: no Go library for it is served,
-// and routers that speak PCP also answer NAT-PMP, which RFC 6887 keeps
-// backwards compatible.
+// (RFC 6887, NAT-PMP's successor) is not: there is no small Go library
+// for it (the implementations known live inside large programs such as
+// Tailscale's), and many PCP routers also answer NAT-PMP, as RFC 6887's
+// appendix on compatibility allows.
 //
 // Off by default: a Mapper built disabled sends nothing on the network.
 // Enabled, it finds a gateway, maps each port, renews the mappings before
