@@ -279,7 +279,9 @@ func (m *Mapper) cycle(ctx context.Context) time.Duration {
 		cctx, cancel := context.WithTimeout(ctx, m.callTimeout)
 		ext, life, err := client.add(cctx, mp.InternalPort, want, m.lifetime)
 		cancel()
-		if ctx.Err() != nil {
+		if err != nil && ctx.Err() != nil {
+			// Stopping; a mapping granted just now is still recorded
+			// below, so Stop deletes it.
 			return m.retry
 		}
 		now := time.Now()
@@ -317,13 +319,15 @@ func (m *Mapper) cycle(ctx context.Context) time.Duration {
 		return max(next, time.Second)
 	}
 	m.fail(errors.Join(errs...))
-	if mapped == 0 && len(ports) > 0 {
-		// The router may have been replaced or turned the feature off:
-		// look for one again next time.
-		m.mu.Lock()
+	m.mu.Lock()
+	if mapped == 0 && !slices.ContainsFunc(m.st.Mappings, Mapping.Mapped) {
+		// The router may have been replaced or turned the feature off,
+		// and nothing is left on it to delete: look for one again next
+		// time.
 		m.client = nil
-		m.mu.Unlock()
+		m.st.Method, m.st.Gateway, m.st.ExternalIP = "", "", ""
 	}
+	m.mu.Unlock()
 	return max(min(next, m.retry), time.Second)
 }
 

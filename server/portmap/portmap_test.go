@@ -222,3 +222,19 @@ func TestUPnPConflictReported(t *testing.T) {
 		t.Fatalf("status: %+v", st)
 	}
 }
+
+// A router that stops answering after the mapping was made: the failed
+// renewal is reported, and the port is shown unmapped once its lifetime
+// has passed.
+func TestRenewalFailureReported(t *testing.T) {
+	f := newFakeIGD(t)
+	m := newTestMapper(t, upnpAtFake(t, f))
+	m.Start([]Port{{Name: "federation", Port: 8448}})
+	waitFor(t, "the mapping", func() bool { return mapping(m.Status(), 8448).Mapped() })
+	f.srv.Close()
+	waitFor(t, "the failed renewal in the status", func() bool { return m.Status().LastError != "" })
+	if mp := mapping(m.Status(), 8448); mp.Error == "" {
+		t.Fatalf("mapping after a failed renewal: %+v", mp)
+	}
+	waitFor(t, "the expired mapping shown unmapped", func() bool { return !mapping(m.Status(), 8448).Mapped() })
+}
