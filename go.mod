@@ -10,6 +10,9 @@ require (
 	github.com/caddyserver/certmagic v0.25.6
 	github.com/godbus/dbus/v5 v5.1.0
 	github.com/gofrs/flock v0.13.2
+	github.com/huin/goupnp v1.3.1
+	github.com/jackpal/gateway v1.2.0
+	github.com/jackpal/go-nat-pmp v1.1.0
 	github.com/letsencrypt/pebble/v2 v2.10.3
 	github.com/matrix-org/gomatrixserverlib v0.0.0-20240910190622-2c764912ce93
 	github.com/mholt/acmez/v3 v3.1.7

@@ -33,6 +33,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/keybackup"
 	"github.com/palpo-im/palpo-desktop/server/media"
 	"github.com/palpo-im/palpo-desktop/server/notices"
+	"github.com/palpo-im/palpo-desktop/server/portmap"
 	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/search"
@@ -59,6 +60,7 @@ type Server struct {
 	outbound *outbound.Sender
 	devices  *devicelists.Service
 	router   *httpapi.Router
+	portmap  *portmap.Mapper
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -168,6 +170,9 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.fed.SoftwareVersion = admin.Version
 	s.fed.CertificatesDir = filepath.Join(dataDir, CertificatesDirName)
 	s.fed.RegisterWellKnown(s.router)
+	// Port mapping on the home router: built always, it does nothing
+	// unless federation and federation.port_mapping are both on.
+	s.portmap = portmap.New(cfg.Federation.Enabled && cfg.Federation.PortMapping.Enabled, log.With("component", "portmap"))
 	applier := edus.New(db, cfg.ServerName, s.sync, s.sync.Notifier(), log)
 	applier.ServerAllowed = s.rooms.ServerAllowed
 	deps := federation.RoomDeps{Rooms: s.rooms, Profiles: s.accounts.Profile, EDUs: applier}
@@ -285,7 +290,12 @@ func (s *Server) Outbound() *outbound.Sender { return s.outbound }
 // destination's queue and last error: what the admin API and the desktop
 // app's Status tab show.
 func (s *Server) FederationStatus(ctx context.Context) (federation.Status, error) {
-	return s.fed.Status(ctx, s.outbound)
+	st, err := s.fed.Status(ctx, s.outbound)
+	if s.portmap.Enabled() {
+		pm := s.portmap.Status()
+		st.PortMapping = &pm
+	}
+	return st, err
 }
 
 // FederationCheck runs the federation self-check for this server's name,
@@ -336,6 +346,9 @@ func (s *Server) Start() error {
 		s.push.Stop()
 		return err
 	}
+	// Port mapping runs in the background: a router that does not answer
+	// must not delay the start.
+	s.portmap.Start(s.portMappingPorts())
 	s.listeners = lns
 	// No ReadTimeout or WriteTimeout: they would cut off long-polls (/sync)
 	// and large downloads; the router bounds request bodies per request.
@@ -439,6 +452,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closed = true
 	s.mu.Unlock()
 	var errs []error
+	// First, so the router stops forwarding to a server going away; a
+	// router that does not answer is logged, not a failed shutdown.
+	if err := s.portmap.Stop(ctx); err != nil {
+		s.log.Warn("Port mapping not removed from the router", "error", err)
+	}
 	s.sync.Stop()
 	if srv != nil {
 		if err := srv.Shutdown(ctx); err != nil {

@@ -63,6 +63,8 @@ type federationJSON struct {
 	WellKnownServer *string           `json:"well_known_server"`
 	Destinations    []destinationJSON `json:"destinations"`
 	Total           int               `json:"total"`
+	// PortMapping is absent unless federation.port_mapping is on.
+	PortMapping *portMappingJSON `json:"port_mapping,omitempty"`
 }
 
 type destinationJSON struct {
@@ -91,6 +93,7 @@ func (a *API) federationStatus(w http.ResponseWriter, r *http.Request, _ *accoun
 		Enabled: st.Enabled, ServerName: st.ServerName,
 		Listen: nullable(st.Listen), ListeningOn: nullable(st.Addr), WellKnownServer: nullable(st.WellKnownServer),
 		Destinations: make([]destinationJSON, len(st.Destinations)), Total: len(st.Destinations),
+		PortMapping: portMappingStatus(st.PortMapping),
 	}
 	for i, d := range st.Destinations {
 		out.Destinations[i] = destinationJSON{

@@ -309,4 +309,18 @@ challenges = ["http-01", "tls-alpn-01"]
 # redirected to https on domain. Port 80 usually needs a router forwarding
 # it here, and on Linux root or CAP_NET_BIND_SERVICE.
 http_challenge_listen = "0.0.0.0:80"
+
+[federation.port_mapping]
+# Ask the home router to forward the federation port (and port 80 for the
+# http-01 challenge, when automatic TLS uses it) to this computer, by NAT-PMP
+# or UPnP IGD, renew the forwarding while Palpo runs and remove it when Palpo
+# stops. Off by default: it changes the router's settings, which should be
+# your decision, and a router that allows it lets any program on your network
+# open ports the same way. Works only with federation enabled; the admin
+# federation status shows the mapped ports, the router's external address and
+# any error. Without it, forward the ports in the router's settings by hand.
+enabled = false
+
+# Extra TCP ports to forward, such as 443 when it serves this server too.
+ports = []
 `

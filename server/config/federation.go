@@ -50,6 +50,8 @@ type Federation struct {
 	Domain string `toml:"domain"`
 	// ACME configures that certificate authority.
 	ACME ACME `toml:"acme"`
+	// PortMapping forwards ports on the home router (NAT-PMP, UPnP IGD).
+	PortMapping PortMapping `toml:"port_mapping"`
 }
 
 func defaultFederation() Federation {
@@ -61,6 +63,7 @@ func defaultFederation() Federation {
 		DenyServers:        []string{},
 		KeyNotaries:        []string{},
 		ACME:               defaultACME(),
+		PortMapping:        defaultPortMapping(),
 	}
 }
 
@@ -94,6 +97,9 @@ func (f Federation) validate(serverName string) error {
 		if err := f.ACME.validate(); err != nil {
 			return err
 		}
+	}
+	if err := f.PortMapping.validate(); err != nil {
+		return err
 	}
 	for _, f := range f.TrustedCAFiles {
 		if strings.TrimSpace(f) == "" {

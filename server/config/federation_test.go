@@ -102,3 +102,22 @@ func TestInvalidACMEConfigSaysHowToFix(t *testing.T) {
 		}
 	}
 }
+
+func TestPortMapping(t *testing.T) {
+	if pm := Default().Federation.PortMapping; pm.Enabled || len(pm.Ports) != 0 {
+		t.Fatalf("port mapping defaults: %+v", pm)
+	}
+	cfg, err := Parse("[federation.port_mapping]\nenabled = true\nports = [443]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pm := cfg.Federation.PortMapping; !pm.Enabled || len(pm.Ports) != 1 || pm.Ports[0] != 443 {
+		t.Fatalf("parsed: %+v", pm)
+	}
+	for _, bad := range []string{"0", "65536", "-1"} {
+		_, err := Parse("[federation.port_mapping]\nports = [" + bad + "]\n")
+		if err == nil || !strings.Contains(err.Error(), "federation.port_mapping.ports") {
+			t.Errorf("ports = [%s]: error %v", bad, err)
+		}
+	}
+}

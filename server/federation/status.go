@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/palpo-im/palpo-desktop/server/federation/outbound"
+	"github.com/palpo-im/palpo-desktop/server/portmap"
 )
 
 // Status is federation as the admin API and the desktop app show it.
@@ -23,6 +24,10 @@ type Status struct {
 	// Destinations are the servers this one has sent to or owes
 	// something, by name (empty when federation is off).
 	Destinations []outbound.DestinationStatus
+	// PortMapping is the home router's port forwarding, nil unless
+	// federation.port_mapping is on (filled in by the server, which owns
+	// the mapper).
+	PortMapping *portmap.Status
 }
 
 // Status reports the listener and, through sender (nil when federation is
