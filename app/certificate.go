@@ -63,30 +63,33 @@ func (c CertificateStatus) Expired(now time.Time) bool {
 }
 
 // CertificateStatus reads the federation certificate's state: from the
-// running server when it runs, else from the data directory.
+// running server when it runs (what it serves, even when palpo.toml has
+// changed since it started), else from the data directory.
 func (a *App) CertificateStatus() CertificateStatus {
-	cfg := a.Config()
-	f := cfg.Federation
-	if !f.Enabled {
-		return CertificateStatus{}
-	}
-	st := CertificateStatus{Enabled: true, Auto: f.AutoTLS()}
-	if st.Auto {
-		st.Domain = f.Domain
-	} else if f.TLSCertFile != "" {
-		st.File = f.TLSCertFile
-		if !filepath.IsAbs(st.File) {
-			st.File = filepath.Join(a.dataDir, st.File)
+	f := a.Config().Federation
+	st := CertificateStatus{Enabled: f.Enabled, Auto: f.AutoTLS(), Domain: f.Domain}
+	if srv := a.Server(); srv != nil && srv.Federation() != nil {
+		fed := srv.Federation()
+		st = CertificateStatus{Enabled: fed.Enabled()}
+		if fed.Addr() != nil {
+			fs := fed.CertificateStatus()
+			st.Running = true
+			st.Auto, st.Domain = fs.Auto, fs.Domain
+			st.NotAfter = fs.NotAfter
+			st.LastObtained = fs.LastObtained
+			st.LastError, st.LastErrorAt = fs.LastError, fs.LastErrorAt
 		}
 	}
-	if srv := a.Server(); srv != nil && srv.Federation() != nil && srv.Federation().Addr() != nil {
-		fs := srv.Federation().CertificateStatus()
-		st.Running = true
-		st.NotAfter = fs.NotAfter
-		st.LastObtained = fs.LastObtained
-		st.LastError, st.LastErrorAt = fs.LastError, fs.LastErrorAt
-		if fs.Domain != "" {
-			st.Domain = fs.Domain
+	if !st.Enabled {
+		return CertificateStatus{}
+	}
+	if !st.Auto {
+		st.Domain = ""
+		if f.TLSCertFile != "" {
+			st.File = f.TLSCertFile
+			if !filepath.IsAbs(st.File) {
+				st.File = filepath.Join(a.dataDir, st.File)
+			}
 		}
 	}
 	// The leaf gives what the server does not say (its start, for the

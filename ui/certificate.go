@@ -107,7 +107,7 @@ func certErrorText(msg string) string {
 		strings.Contains(lower, "no such host") || strings.Contains(lower, "network is unreachable")
 	switch {
 	case unreachable && strings.Contains(lower, "/directory"):
-		return "the certificate authority could not be reached; is this computer online?"
+		return "the certificate authority could not be reached (is this computer online?)"
 	case strings.Contains(lower, "ratelimited") || strings.Contains(lower, "too many"):
 		return "the certificate authority asked to wait, after too many requests for this domain"
 	case strings.Contains(lower, "nxdomain") || strings.Contains(lower, "no such host") || strings.Contains(lower, "dns problem") ||
@@ -116,9 +116,9 @@ func certErrorText(msg string) string {
 	case strings.Contains(lower, "connection refused"):
 		return "nothing answered when connecting (a closed port, or the router does not forward it to this computer)"
 	case strings.Contains(lower, "timeout") || strings.Contains(lower, "deadline exceeded"):
-		return "no answer in time: the router may not forward ports 80 and 443 (or 8448) to this computer"
+		return "no answer in time (the router may not forward ports 80 and 8448 to this computer)"
 	case strings.Contains(lower, "unauthorized") || strings.Contains(lower, "incorrect validation"):
-		return "the certificate authority reached a computer that is not this one, or got the wrong answer; check the domain points here"
+		return "the certificate authority reached another computer, or got the wrong answer (check the domain points here)"
 	case strings.Contains(lower, "certificate") && strings.Contains(lower, "x509"):
 		return "the connection to the certificate authority was not trusted"
 	}

@@ -68,9 +68,8 @@ func newFederationChoice(d *Desktop, problemHint string) *federationChoice {
 	c.mode.Required = true
 	c.p2p = widget.NewRadioGroup([]string{fedChoiceP2P}, nil)
 	c.p2p.Disable()
-	c.p2pNote = wrapped("Coming in a later version of Palpo: talking to other servers without a domain of your own.")
-	c.p2pNote.Importance = widget.LowImportance
-	c.p2pNote.SizeName = theme.SizeNameCaptionText
+	c.p2pNote = wrapped("(no domain needed): coming in a later version of Palpo.")
+	c.p2pNote.TextStyle = fyne.TextStyle{Italic: true}
 	if app.PeerToPeerAvailable {
 		c.p2p.Hide()
 		c.p2pNote.Hide()
@@ -84,12 +83,11 @@ func newFederationChoice(d *Desktop, problemHint string) *federationChoice {
 	c.domain.SetPlaceHolder("example.org")
 	c.domain.Validator = func(s string) error { return app.CheckFederationDomain(strings.TrimSpace(s)) }
 	c.email = widget.NewEntry()
-	c.email.SetPlaceHolder("you@example.org (optional)")
+	c.email.SetPlaceHolder("you@example.org")
 	c.email.Validator = func(s string) error { return app.CheckACMEEmail(strings.TrimSpace(s)) }
 	c.files = wrapped("")
 	c.files.Hide()
-	emailNote := wrapped("The certificate authority (Let's Encrypt) writes to this address only if a certificate is about to expire without being renewed.")
-	emailNote.Importance = widget.LowImportance
+	emailNote := wrapped("Optional. The certificate authority (Let's Encrypt) writes to this address only if a certificate is about to expire without being renewed.")
 	emailNote.SizeName = theme.SizeNameCaptionText
 	c.internet = container.NewVBox(
 		container.New(layout.NewFormLayout(),
@@ -98,8 +96,7 @@ func newFederationChoice(d *Desktop, problemHint string) *federationChoice {
 		emailNote, c.files)
 	c.content = container.NewVBox(
 		c.mode,
-		c.p2p,
-		container.NewPadded(c.p2pNote),
+		container.NewBorder(nil, nil, c.p2p, nil, c.p2pNote),
 		c.help, c.problem, c.internet)
 	c.mode.SetSelected(fedChoiceOff)
 	return c

@@ -102,7 +102,7 @@ func TestWizardConnectsToOtherServers(t *testing.T) {
 	if c.mode.Selected != fedChoiceOff || !hasLabel(content, "Nothing leaves this computer") || c.internet.Visible() {
 		t.Fatalf("off by default: %q", labels(content))
 	}
-	if !c.p2p.Visible() || !c.p2p.Disabled() || !hasLabel(content, "Coming in a later version") {
+	if !c.p2p.Visible() || !c.p2p.Disabled() || !hasLabel(content, "coming in a later version of Palpo") {
 		t.Fatal("peer to peer is not shown as coming")
 	}
 	c.mode.SetSelected(fedChoiceInternet)

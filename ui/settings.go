@@ -41,6 +41,8 @@ type settingsTab struct {
 	fedSave   *widget.Button
 	fedErr    *widget.Label
 	fedLive   *federationLive
+	// fedSection is the whole section (screenshots scroll to it).
+	fedSection *fyne.Container
 
 	settingAutostart bool
 	settingOlderApps bool
@@ -105,7 +107,7 @@ func newSettingsTab(d *Desktop) *settingsTab {
 	s.fedErr.Hide()
 	s.fedLive = newFederationLive(d)
 	s.fedSave = widget.NewButtonWithIcon("Save and check", theme.DocumentSaveIcon(), s.applyFederation)
-	others := container.NewVBox(heading("Connect to other Matrix servers"),
+	s.fedSection = container.NewVBox(heading("Connect to other Matrix servers"),
 		s.fedChoice.content,
 		container.NewHBox(s.fedSave), s.fedErr,
 		wrapped("Saving restarts a running server to use the choice, then checks what other servers see."),
@@ -121,7 +123,7 @@ func newSettingsTab(d *Desktop) *settingsTab {
 	s.content = container.NewVScroll(container.NewPadded(container.NewVBox(
 		network, widget.NewSeparator(), uploads, widget.NewSeparator(),
 		container.NewHBox(s.save), saveNote, s.result, widget.NewSeparator(),
-		others, widget.NewSeparator(),
+		s.fedSection, widget.NewSeparator(),
 		startup, widget.NewSeparator(), older, widget.NewSeparator(), data,
 	)))
 	s.load()
