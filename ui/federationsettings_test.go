@@ -394,3 +394,34 @@ func TestCertificateTroubleNotifies(t *testing.T) {
 		t.Fatal("the tray line stayed after the renewal")
 	}
 }
+
+// With the server stopped the choice is only saved, and says when it
+// applies; nothing is started or checked.
+func TestSettingsFederationWhileStopped(t *testing.T) {
+	a := newFedTestApp(t, "palpo.example.org")
+	if _, err := a.ApplySetup(context.Background(), app.SetupRequest{ServerName: "palpo.example.org", Owner: "owner", Password: ownerPassword}, nil); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := newTestDesktop(t, a, Options{})
+	checks := 0
+	fakeNetwork(d, &checks)
+	d.Begin()
+	d.Wait()
+	tap(t, d.status.stop)
+	d.Wait()
+	s := d.settings
+	s.fedChoice.mode.SetSelected(fedChoiceInternet)
+	tap(t, s.fedSave)
+	d.Wait()
+	l := s.fedLive
+	if a.Server() != nil || checks != 0 || !strings.Contains(configText(t, a), "enabled = true") {
+		t.Fatalf("stopped: running %v, checks %d", a.Server() != nil, checks)
+	}
+	if !strings.Contains(l.outcome.Text, "applies when the server starts") || l.steps.states[0] != stepDone || l.steps.states[1] != stepPending ||
+		!hasLabel(s.content, "Restart the server to use it (when the server starts)") {
+		t.Fatalf("stopped: %q", l.outcome.Text)
+	}
+	if c := s.fedChoice; c.mode.Selected != fedChoiceInternet || c.domain.Text != "palpo.example.org" {
+		t.Fatalf("choice after saving: %q %q", c.mode.Selected, c.domain.Text)
+	}
+}

@@ -397,7 +397,11 @@ func (w *wizard) networkPage() fyne.CanvasObject {
 // --- Step 4: other Matrix servers.
 
 func (w *wizard) federationPage() fyne.CanvasObject {
-	w.fedChoice = newFederationChoice(w.d, "To connect over the internet, go back to step 1 and choose \""+namePublic+"\".")
+	hint := "To connect over the internet, go back to step 1 and choose \"" + namePublic + "\"."
+	if w.st.ServerNameFixed {
+		hint = "A server's name cannot change once it has been started, so this needs a new server named after your domain."
+	}
+	w.fedChoice = newFederationChoice(w.d, hint)
 	return container.NewVBox(
 		heading("Connect to other Matrix servers"),
 		wrapped("Matrix servers can talk to each other, so people here can chat with people on other servers. "+
