@@ -158,11 +158,6 @@ func certificateAlert(st app.CertificateStatus, now time.Time) (key, title, text
 // menu shows it while it lasts, and each new problem is announced once
 // with a notification and a line in the log.
 func (d *Desktop) watchCertificate() {
-	if !d.app.Config().Federation.Enabled {
-		d.tray.setCertificate("")
-		d.certAlert = ""
-		return
-	}
 	now := time.Now()
 	key, title, text := certificateAlert(d.certificateStatus(), now)
 	d.tray.setCertificate(strings.TrimPrefix(title, "Palpo: "))
