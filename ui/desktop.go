@@ -29,6 +29,7 @@ import (
 
 	"github.com/palpo-im/palpo-desktop/app"
 	"github.com/palpo-im/palpo-desktop/assets"
+	"github.com/palpo-im/palpo-desktop/server/federation/selfcheck"
 )
 
 // Autostart is the start-on-login switch (app.Autostart).
@@ -76,6 +77,16 @@ type Desktop struct {
 	// lookupHost resolves a host name (the wizard checks a LAN name with
 	// it; tests replace it).
 	lookupHost func(ctx context.Context, host string) ([]string, error)
+	// checkFederation runs the federation self-check and certStatus reads
+	// the federation certificate (the app's; tests replace them, the
+	// check to keep off real DNS). certWait bounds the wait for a first
+	// certificate after "Connect to other Matrix servers" is saved (0:
+	// defaultCertWait). certAlert is the certificate problem announced
+	// last (watchCertificate).
+	checkFederation func(ctx context.Context) ([]selfcheck.Result, error)
+	certStatus      func() app.CertificateStatus
+	certWait        time.Duration
+	certAlert       string
 
 	// Background work (async): pending counts the goroutines running,
 	// wake hears when one ends. post runs a function on Fyne's event loop
@@ -95,7 +106,7 @@ type Desktop struct {
 // decide between the first-run wizard and the tabs.
 func New(fa fyne.App, a *app.App, opts Options) *Desktop {
 	d := &Desktop{fa: fa, app: a, opts: opts, stopCh: make(chan struct{}), wake: make(chan struct{}, 1), post: fyne.Do,
-		lookupHost: net.DefaultResolver.LookupHost}
+		lookupHost: net.DefaultResolver.LookupHost, checkFederation: a.FederationCheck, certStatus: a.CertificateStatus}
 	d.win = fa.NewWindow("Palpo")
 	d.win.SetIcon(assets.IconResource())
 	d.win.Resize(fyne.NewSize(820, 680))
@@ -308,8 +319,18 @@ func (d *Desktop) Refresh() {
 	st := d.app.Status()
 	d.status.refresh(st)
 	d.users.setRunning(st.State == app.StateRunning)
+	d.watchCertificate()
 	d.tray.refresh(st)
 }
+
+// runFederationCheck runs the federation self-check (the Check button and
+// the live check after saving "Connect to other Matrix servers").
+func (d *Desktop) runFederationCheck(ctx context.Context) ([]selfcheck.Result, error) {
+	return d.checkFederation(ctx)
+}
+
+// certificateStatus is the federation certificate's state.
+func (d *Desktop) certificateStatus() app.CertificateStatus { return d.certStatus() }
 
 // refreshSelected reloads the data of the tab on screen (users, stats…).
 func (d *Desktop) refreshSelected() {

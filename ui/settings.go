@@ -35,6 +35,15 @@ type settingsTab struct {
 	result     *widget.Label
 	custom     *widget.Label
 
+	// Connect to other Matrix servers: the choice, its Save button and
+	// the live progress and check after saving.
+	fedChoice *federationChoice
+	fedSave   *widget.Button
+	fedErr    *widget.Label
+	fedLive   *federationLive
+	// fedSection is the whole section (screenshots scroll to it).
+	fedSection *fyne.Container
+
 	settingAutostart bool
 	settingOlderApps bool
 	lanAddr          string // the address LAN access uses when turned on
@@ -92,6 +101,17 @@ func newSettingsTab(d *Desktop) *settingsTab {
 		heading("Files"),
 		container.New(layout.NewFormLayout(), widget.NewLabel("Largest upload (MB)"), container.NewGridWrap(fyne.NewSize(120, s.maxUpload.MinSize().Height), s.maxUpload)),
 	)
+	s.fedChoice = newFederationChoice(d, "A server's name cannot change once it has accounts, so this needs a new server named after your domain.")
+	s.fedErr = wrapped("")
+	s.fedErr.Importance = widget.DangerImportance
+	s.fedErr.Hide()
+	s.fedLive = newFederationLive(d)
+	s.fedSave = widget.NewButtonWithIcon("Save and check", theme.DocumentSaveIcon(), s.applyFederation)
+	s.fedSection = container.NewVBox(heading("Connect to other Matrix servers"),
+		s.fedChoice.content,
+		container.NewHBox(s.fedSave), s.fedErr,
+		wrapped("Saving restarts a running server to use the choice, then checks what other servers see."),
+		s.fedLive.content)
 	startup := container.NewVBox(heading("Starting"), s.autostart)
 	older := container.NewVBox(heading("Older Matrix apps"), s.olderApps,
 		wrapped("Apps made before 2024, such as Nheko on Debian 12, fetch pictures without signing in and do not understand "+
@@ -103,6 +123,7 @@ func newSettingsTab(d *Desktop) *settingsTab {
 	s.content = container.NewVScroll(container.NewPadded(container.NewVBox(
 		network, widget.NewSeparator(), uploads, widget.NewSeparator(),
 		container.NewHBox(s.save), saveNote, s.result, widget.NewSeparator(),
+		s.fedSection, widget.NewSeparator(),
 		startup, widget.NewSeparator(), older, widget.NewSeparator(), data,
 	)))
 	s.load()
@@ -150,6 +171,7 @@ func (s *settingsTab) load() {
 		s.port.Enable()
 	}
 	s.maxUpload.SetText(megabytes(st.MaxUploadBytes))
+	s.loadFederation()
 	s.settingOlderApps = true
 	s.olderApps.SetChecked(s.d.app.OlderApps())
 	s.settingOlderApps = false
@@ -211,6 +233,37 @@ func (s *settingsTab) apply() {
 	} else {
 		s.showResult("Saved. The new settings apply when the server starts.")
 	}
+}
+
+// loadFederation shows the saved "Connect to other Matrix servers" choice
+// and, when it is on, the certificate.
+func (s *settingsTab) loadFederation() {
+	if s.fedLive.running {
+		return // the flow shows its own progress; it reloads at the end
+	}
+	s.fedChoice.set(s.d.app.FederationSettings())
+	s.fedLive.showCertificate()
+}
+
+// applyFederation saves the choice and, with the server running, restarts
+// it and runs the live checks.
+func (s *settingsTab) applyFederation() {
+	s.fedErr.Hide()
+	if err := s.fedChoice.check(); err != nil {
+		s.fedErr.SetText(plainError(err))
+		s.fedErr.Show()
+		return
+	}
+	if !s.fedChoice.changed() && s.fedChoice.settings().Mode == app.FederationOff {
+		s.fedErr.SetText("Nothing to save: connections to other servers are already off.")
+		s.fedErr.Show()
+		return
+	}
+	s.fedSave.Disable()
+	s.fedLive.run(s.fedChoice.settings(), func() {
+		s.fedSave.Enable()
+		s.loadFederation()
+	})
 }
 
 func (s *settingsTab) showResult(text string) {

@@ -39,6 +39,8 @@ type statusTab struct {
 	mediaSize  *widget.Label
 	federation *widget.Label
 	fedCheck   *federationCheck
+	certLabel  *widget.Label // "Certificate", hidden with federation off
+	cert       *widget.Label
 	lastBackup *widget.Label
 
 	start, stop, restart *widget.Button
@@ -84,6 +86,11 @@ func newStatusTab(d *Desktop) *statusTab {
 	t.federation.Wrapping = fyne.TextWrapWord
 	t.federation.SetText(federationOffText)
 	t.fedCheck = newFederationCheck(d, t.federation)
+	t.certLabel = widget.NewLabel("Certificate")
+	t.cert = value()
+	t.cert.Wrapping = fyne.TextWrapWord
+	t.certLabel.Hide()
+	t.cert.Hide()
 	t.lastBackup = value()
 	t.lastBackup.SetText("Never")
 
@@ -103,6 +110,7 @@ func newStatusTab(d *Desktop) *statusTab {
 		widget.NewLabel("Database"), t.dbSize,
 		widget.NewLabel("Media files"), t.mediaSize,
 		widget.NewLabel("Other servers"), t.fedCheck.content,
+		t.certLabel, t.cert,
 		widget.NewLabel("Last backup"), t.lastBackup,
 	)
 	// Connecting the family's devices comes first; the figures after.
@@ -214,9 +222,11 @@ func (t *statusTab) loadStats() {
 	var statsErr, fedErr error
 	var fed app.FederationStatus
 	var last time.Time
+	var cert app.CertificateStatus
 	t.d.async(func() error {
 		stats, statsErr = t.d.app.Stats(context.Background())
 		fed, fedErr = t.d.app.FederationStatus(context.Background())
+		cert = t.d.certificateStatus()
 		last, _ = t.d.app.LastBackup()
 		return nil
 	}, func(error) {
@@ -225,6 +235,7 @@ func (t *statusTab) loadStats() {
 		} else {
 			t.federation.SetText("Could not read the state of the connections to other servers: " + fedErr.Error())
 		}
+		t.showCertificate(cert)
 		t.dbSize.SetText(sizeText(stats.DBBytes))
 		if statsErr == nil {
 			t.users.SetText(fmt.Sprint(stats.Users))
@@ -238,6 +249,22 @@ func (t *statusTab) loadStats() {
 		}
 		t.lastBackup.SetText(lastBackupText(last))
 	})
+}
+
+// showCertificate shows the federation certificate's row: its expiry and
+// renewal, or its trouble; hidden while federation is off.
+func (t *statusTab) showCertificate(cert app.CertificateStatus) {
+	text, imp := certificateText(cert, time.Now())
+	if text == "" {
+		t.certLabel.Hide()
+		t.cert.Hide()
+		return
+	}
+	t.cert.SetText(text)
+	t.cert.Importance = imp
+	t.cert.Refresh()
+	t.certLabel.Show()
+	t.cert.Show()
 }
 
 func setEnabled(b *widget.Button, on bool) {

@@ -1,8 +1,11 @@
 package ui
 
 import (
+	"strings"
+
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/driver/desktop"
+	"fyne.io/fyne/v2/theme"
 
 	"github.com/palpo-im/palpo-desktop/app"
 )
@@ -15,6 +18,12 @@ type trayMenu struct {
 	menu *fyne.Menu
 
 	state, open, startStop, copyAddr, backup, quit *fyne.MenuItem
+	// cert is a certificate problem (a failed renewal, an expiry within
+	// two weeks), listed under the state while it lasts; it opens the
+	// Status tab, which says more.
+	cert     *fyne.MenuItem
+	items    []*fyne.MenuItem // every item but cert, in order
+	certText string
 
 	desk       desktop.App // set once installed
 	lastState  app.State
@@ -42,8 +51,35 @@ func newTrayMenu(d *Desktop) *trayMenu {
 	t.quit = fyne.NewMenuItem("Quit Palpo", d.Quit)
 	t.quit.IsQuit = true // stops Fyne appending a second Quit item
 	items = append(items, fyne.NewMenuItemSeparator(), t.quit)
+	t.items = items
+	t.cert = fyne.NewMenuItem("", func() {
+		d.ShowWindow()
+		if d.wizard == nil {
+			d.tabs.Select(d.tabs.Items[0])
+		}
+	})
+	t.cert.Icon = theme.NewWarningThemedResource(theme.WarningIcon())
 	t.menu = fyne.NewMenu("Palpo", items...)
 	return t
+}
+
+// setCertificate shows a certificate problem in the menu ("" for none);
+// refresh redraws it.
+func (t *trayMenu) setCertificate(problem string) {
+	if problem != "" {
+		problem = strings.ToUpper(problem[:1]) + problem[1:]
+	}
+	if problem == t.certText {
+		return
+	}
+	t.certText = problem
+	t.cert.Label = problem
+	items := t.items
+	if problem != "" {
+		items = append([]*fyne.MenuItem{t.items[0], t.cert}, t.items[1:]...)
+	}
+	t.menu.Items = items
+	t.shown = false // redraw on the next refresh
 }
 
 func (t *trayMenu) toggleServer() {

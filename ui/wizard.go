@@ -38,6 +38,7 @@ const (
 	pageName = iota
 	pageOwner
 	pageNetwork
+	pageFederation
 	pageWork
 	pageDone
 )
@@ -73,6 +74,12 @@ type wizard struct {
 	lan     *widget.Check
 	lanAddr string
 
+	// Other Matrix servers: the choice, and on the last page the live
+	// progress and check once it is saved.
+	fedChoice *federationChoice
+	fedLive   *federationLive
+	fedBox    *fyne.Container
+
 	// lanName is this computer's name.local when it resolves (checked in
 	// the background when the wizard opens), else "".
 	lanName    string
@@ -96,7 +103,7 @@ type wizard struct {
 
 func newWizard(d *Desktop, st app.SetupState) *wizard {
 	w := &wizard{d: d, st: st, lanAddr: app.LANAddress()}
-	w.pages = []fyne.CanvasObject{w.namePage(), w.ownerPage(), w.networkPage(), w.workPage(), w.donePage()}
+	w.pages = []fyne.CanvasObject{w.namePage(), w.ownerPage(), w.networkPage(), w.federationPage(), w.workPage(), w.donePage()}
 	w.back = widget.NewButtonWithIcon("Back", theme.NavigateBackIcon(), w.goBack)
 	w.next = widget.NewButtonWithIcon("Next", theme.NavigateNextIcon(), w.goNext)
 	w.next.IconPlacement = widget.ButtonIconTrailingText
@@ -149,7 +156,7 @@ func (w *wizard) show(page int) {
 	w.body.Objects = []fyne.CanvasObject{w.pages[page]}
 	w.body.Refresh()
 	if page < pageWork {
-		w.steps.SetText("Step " + string(rune('1'+page)) + " of 3")
+		w.steps.SetText("Step " + string(rune('1'+page)) + " of 4")
 	} else {
 		w.steps.SetText("")
 	}
@@ -164,7 +171,8 @@ func (w *wizard) show(page int) {
 		w.back.Show()
 	}
 	w.next.Show()
-	if page == pageNetwork {
+	if page == pageFederation {
+		w.fedChoice.setServerName(w.serverName())
 		w.next.SetText("Set up Palpo")
 	} else {
 		w.next.SetText("Next")
@@ -193,7 +201,12 @@ func (w *wizard) goNext() {
 			return
 		}
 		w.ownerErr.Hide()
-	case pageNetwork:
+	case pageFederation:
+		if err := w.fedChoice.check(); err != nil {
+			w.fedChoice.problem.SetText(plainError(err))
+			w.fedChoice.problem.Show()
+			return
+		}
 		w.apply()
 		return
 	}
@@ -381,6 +394,22 @@ func (w *wizard) networkPage() fyne.CanvasObject {
 	)
 }
 
+// --- Step 4: other Matrix servers.
+
+func (w *wizard) federationPage() fyne.CanvasObject {
+	hint := "To connect over the internet, go back to step 1 and choose \"" + namePublic + "\"."
+	if w.st.ServerNameFixed {
+		hint = "A server's name cannot change once it has been started, so this needs a new server named after your domain."
+	}
+	w.fedChoice = newFederationChoice(w.d, hint)
+	return container.NewVBox(
+		heading("Connect to other Matrix servers"),
+		wrapped("Matrix servers can talk to each other, so people here can chat with people on other servers. "+
+			"You can change this later in Settings."),
+		w.fedChoice.content,
+	)
+}
+
 // --- Work: save, start, create the account.
 
 func (w *wizard) workPage() fyne.CanvasObject {
@@ -428,6 +457,7 @@ func (w *wizard) apply() {
 		w.userID = userID
 		w.fillDone()
 		w.show(pageDone)
+		w.connectOtherServers()
 	})
 }
 
@@ -460,7 +490,23 @@ func (w *wizard) donePage() fyne.CanvasObject {
 		wrapped("Best on another disk or a USB stick: a backup on the same disk does not survive that disk. "+
 			"You can change this later on the Backups tab."),
 	)
-	return container.NewVBox(w.done, backups, container.NewHBox(layout.NewSpacer(), w.finish))
+	w.fedLive = newFederationLive(w.d)
+	w.fedBox = container.NewVBox(widget.NewSeparator(), heading("Other Matrix servers"), w.fedLive.content)
+	w.fedBox.Hide()
+	return container.NewVBox(w.done, w.fedBox, backups, container.NewHBox(layout.NewSpacer(), w.finish))
+}
+
+// connectOtherServers saves the step-4 choice once the server runs with
+// its account, showing the restart, the certificate and the self-check
+// on the last page as they happen. Nothing is shown when the choice is
+// what palpo.toml already says.
+func (w *wizard) connectOtherServers() {
+	s := w.fedChoice.settings()
+	if sameFederation(w.d.app.FederationSettings(), s) && s.Mode != app.FederationInternet {
+		return
+	}
+	w.fedBox.Show()
+	w.fedLive.run(s, nil)
 }
 
 // setBackupDir shows the folder automatic backups go to.

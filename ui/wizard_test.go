@@ -32,7 +32,7 @@ func TestWizardCreatesOwnerAndShowsAddress(t *testing.T) {
 		t.Fatalf("tray Start during the wizard: %q disabled %v", item.Label, item.Disabled)
 	}
 	content := d.win.Content()
-	for _, want := range []string{"Choose your server's name", "can never be changed", "Step 1 of 3"} {
+	for _, want := range []string{"Choose your server's name", "can never be changed", "Step 1 of 4"} {
 		if !hasLabel(content, want) {
 			t.Errorf("step 1 lacks %q: %q", want, labels(content))
 		}
@@ -98,6 +98,7 @@ func TestWizardCreatesOwnerAndShowsAddress(t *testing.T) {
 	} else {
 		t.Log("no LAN address on this machine: the QR code is not tested")
 	}
+	tap(t, findButton(t, content, "Next")) // step 4: other servers stay off
 	tap(t, findButton(t, content, "Set up Palpo"))
 	d.Wait()
 	if w.page != pageDone {
@@ -180,6 +181,7 @@ func TestWizardShowsFailureAndRetries(t *testing.T) {
 	w.password.SetText("long enough")
 	w.password2.SetText("long enough")
 	tap(t, findButton(t, d.win.Content(), "Next"))
+	tap(t, findButton(t, d.win.Content(), "Next"))
 	tap(t, findButton(t, d.win.Content(), "Set up Palpo"))
 	d.Wait()
 	if w.page != pageWork || !w.workErr.content.Visible() {
@@ -228,6 +230,7 @@ func TestWizardWithFixedServerName(t *testing.T) {
 	w.owner.SetText("carol")
 	w.password.SetText("long enough")
 	w.password2.SetText("long enough")
+	tap(t, findButton(t, d.win.Content(), "Next"))
 	tap(t, findButton(t, d.win.Content(), "Next"))
 	tap(t, findButton(t, d.win.Content(), "Set up Palpo"))
 	d.Wait()
@@ -294,6 +297,7 @@ func TestWizardHelpsBeforeMistakes(t *testing.T) {
 	test.Type(w.password, "long enough")
 	test.Type(w.password2, "long enough")
 	tap(t, findButton(t, content, "Next"))
+	tap(t, findButton(t, content, "Next")) // step 4: other servers stay off
 	tap(t, findButton(t, content, "Set up Palpo"))
 	d.Wait()
 	if w.page != pageDone {
