@@ -52,7 +52,7 @@ type Service struct {
 	// resolving is the client's server discovery, for SetResolver.
 	resolving *mfed.ServerResolvingTransport
 	keys      *KeyRing
-	acl    serverACL
+	acl       serverACL
 	// tlsErr is why the outbound trust could not be built (an unreadable
 	// trusted_ca_files entry); Start reports it.
 	tlsErr error
