@@ -314,12 +314,13 @@ http_challenge_listen = "0.0.0.0:80"
 # Serve the client API (what Element and phones use; the same as "listen"
 # above) over HTTPS too, with the federation certificate: the automatic one
 # for federation.domain, or federation.tls_cert_file and tls_key_file. Then
-# phones connect to https://example.org, and /.well-known/matrix/client and
-# /.well-known/matrix/server are answered there, which is how federation
-# works over port 443 when 8448 cannot be opened (see well_known_server
-# above). Set public_baseurl = "https://example.org" at the top as well.
-# Needs federation.domain or the certificate files; federation itself may
-# stay off.
+# phones connect to https://example.org; set public_baseurl =
+# "https://example.org" at the top as well. /.well-known/matrix/client and
+# /.well-known/matrix/server are answered there too (the delegation target
+# set in well_known_server above). Only the client API is served here:
+# other servers still connect to the federation listener. Needs
+# federation.domain or the certificate files; federation itself may stay
+# off.
 enabled = false
 
 # Where it listens. Clients, and certificate authorities checking the
