@@ -150,7 +150,9 @@ func TestAutoTLSRenewsBeforeExpiry(t *testing.T) {
 // A renewal that fails (the CA is down) is reported in the status and the
 // log, and the old certificate is still served.
 func TestAutoTLSFailingRenewalKeepsServingTheOldCertificate(t *testing.T) {
-	const domain = "renewfail.palpo.test"
+	// A name of its own at each run: certmagic remembers a failed renewal
+	// per name for the whole process, and waits a minute before the next.
+	domain := "renewfail" + strconv.FormatInt(time.Now().UnixNano(), 36) + ".palpo.test"
 	p, s := shortLived(t, domain, 20*time.Second)
 	first := waitForCertificate(t, s)
 	firstDER := servedCertificate(t, s, p, domain)
