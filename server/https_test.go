@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,5 +147,8 @@ func TestHTTPSWithCertificateFiles(t *testing.T) {
 	if st.Auto || st.NotAfter.IsZero() || st.Issuer != "Palpo test CA" || st.Domain != "127.0.0.1" && st.Domain != "" || !st.ExpiringSoon {
 		// The test CA's certificates live a day: expiring soon.
 		t.Fatalf("unexpected status %+v", st)
+	}
+	if !strings.Contains(s.Logs(), "expires soon") {
+		t.Fatal("a certificate file expiring within a day was not logged")
 	}
 }

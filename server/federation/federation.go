@@ -206,6 +206,12 @@ func (s *Service) startCertificatesLocked(alpnAddr net.Addr) error {
 	}
 	s.fileCert = cert.Leaf
 	s.serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if left := time.Until(cert.Leaf.NotAfter); left < ExpiringSoonWindow {
+		// Palpo does not renew certificate files: say so while there is
+		// time to act.
+		s.log.Warn("the certificate in federation.tls_cert_file expires soon; renew it and restart Palpo, or set federation.domain for automatic certificates",
+			"file", s.fed.TLSCertFile, "not_after", cert.Leaf.NotAfter)
+	}
 	return nil
 }
 
