@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,9 +66,13 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []net.Listener
 	http      *http.Server
-	serveErr  chan error
-	started   time.Time
-	closed    bool
+	// httpsListener is the client API over TLS ([https]), nil when off;
+	// it is served by https.
+	httpsListener net.Listener
+	https         *http.Server
+	serveErr      chan error
+	started       time.Time
+	closed        bool
 
 	// noAccountsHint is logged by Start when there are no accounts yet.
 	noAccountsHint string
@@ -295,6 +300,9 @@ func (s *Server) FederationStatus(ctx context.Context) (federation.Status, error
 		pm := s.portmap.Status()
 		st.PortMapping = &pm
 	}
+	if a := s.HTTPSAddr(); a != nil {
+		st.HTTPSAddr = a.String()
+	}
 	return st, err
 }
 
@@ -339,9 +347,28 @@ func (s *Server) Start() error {
 		}
 		lns = append(lns, httpapi.Listener(ln))
 	}
-	if err := s.fed.Start(); err != nil {
+	// The https listener is bound before federation starts: the CA's
+	// TLS-ALPN-01 check is answered on it (CAs connect to port 443).
+	var httpsLn net.Listener
+	var httpsAddr net.Addr
+	if s.cfg.HTTPS.Enabled {
+		ln, err := net.Listen("tcp", s.cfg.HTTPS.Listen)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			s.push.Stop()
+			return fmt.Errorf("https listen on %s: %w (port 443 needs root or CAP_NET_BIND_SERVICE on Linux, and no other web server on it; change https.listen in palpo.toml)",
+				s.cfg.HTTPS.Listen, err)
+		}
+		httpsLn, httpsAddr = ln, ln.Addr()
+	}
+	if err := s.fed.StartWith(httpsAddr); err != nil {
 		for _, l := range lns {
 			l.Close()
+		}
+		if httpsLn != nil {
+			httpsLn.Close()
 		}
 		s.push.Stop()
 		return err
@@ -363,7 +390,7 @@ func (s *Server) Start() error {
 	if s.outbound != nil {
 		s.outbound.Start()
 	}
-	s.serveErr = make(chan error, len(lns))
+	s.serveErr = make(chan error, len(lns)+1)
 	s.started = time.Now()
 	for _, ln := range lns {
 		go func() {
@@ -371,6 +398,9 @@ func (s *Server) Start() error {
 				s.serveErr <- err
 			}
 		}()
+	}
+	if httpsLn != nil {
+		s.serveHTTPSLocked(httpsLn)
 	}
 	s.log.Info("Palpo is ready: connect your Matrix client to "+s.clientURLLocked(), "server_name", s.cfg.ServerName, "url", s.clientURLLocked())
 	// A new headless server has nobody who can sign in yet: say how to fix
@@ -383,6 +413,70 @@ func (s *Server) Start() error {
 		s.log.Info(hint)
 	}
 	return nil
+}
+
+// serveHTTPSLocked serves the client router over TLS on ln, with the
+// federation certificate.
+func (s *Server) serveHTTPSLocked(ln net.Listener) {
+	// The Matrix error rewriting wraps the TLS connection from outside (as
+	// on the federation listener), which hides the *tls.Conn from
+	// net/http: withTLSState gives handlers r.TLS back, so that
+	// /.well-known/matrix/client and the root page say https.
+	s.httpsListener = httpapi.Listener(tls.NewListener(ln, s.fed.ClientTLSConfig()))
+	s.https = &http.Server{
+		Handler:           withTLSState(s.router),
+		ConnContext:       rememberTLSConn,
+		ReadHeaderTimeout: time.Duration(s.cfg.HTTP.HeaderTimeoutSeconds) * time.Second,
+		IdleTimeout:       time.Duration(s.cfg.HTTP.IdleTimeoutSeconds) * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	httpapi.CloseUnusedOnShutdown(s.https)
+	srv, l := s.https, s.httpsListener
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.serveErr <- err
+		}
+	}()
+	s.log.Info("client API listening over https", "addr", ln.Addr().String())
+}
+
+type tlsConnKey struct{}
+
+// rememberTLSConn keeps the connection's *tls.Conn in its context.
+func rememberTLSConn(ctx context.Context, c net.Conn) context.Context {
+	for c != nil {
+		if tc, ok := c.(*tls.Conn); ok {
+			return context.WithValue(ctx, tlsConnKey{}, tc)
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.NetConn()
+	}
+	return ctx
+}
+
+// withTLSState sets r.TLS from the connection rememberTLSConn kept.
+func withTLSState(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tc, ok := r.Context().Value(tlsConnKey{}).(*tls.Conn); ok && r.TLS == nil {
+			st := tc.ConnectionState()
+			r.TLS = &st
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// HTTPSAddr is the https listener's bound address, nil when [https] is
+// off or the server is not running.
+func (s *Server) HTTPSAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.httpsListener == nil {
+		return nil
+	}
+	return s.httpsListener.Addr()
 }
 
 // Addrs returns the addresses actually bound (ports resolved).
@@ -444,7 +538,7 @@ func BaseURLForListenAddr(addr string) string {
 // ends, and closes the database cleanly.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	srv := s.http
+	srv, httpsSrv := s.http, s.https
 	if s.closed {
 		s.mu.Unlock()
 		return nil
@@ -462,6 +556,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err := srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			srv.Close()
+		}
+	}
+	if httpsSrv != nil {
+		if err := httpsSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("https shutdown: %w", err))
+			httpsSrv.Close()
 		}
 	}
 	if err := s.fed.Stop(ctx); err != nil {

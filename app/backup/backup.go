@@ -10,6 +10,8 @@
 //	signing.key     the server's signing key
 //	palpo.db        the SQLite database, a consistent snapshot (VACUUM INTO)
 //	media/ab/cd/…   every media file the snapshot refers to, by SHA-256
+//	certificates/…  automatic TLS's storage (format 2): the ACME account
+//	                key, certificates and their keys
 //	manifest.json   last: what the backup holds, with each file's SHA-256
 //
 // and the compressed stream ends with a seal, the SHA-256 of all of its
@@ -38,9 +40,16 @@ import (
 	"time"
 )
 
-// FormatVersion is the version of the archive layout this Palpo writes;
-// it reads this and older versions.
-const FormatVersion = 1
+// FormatVersion is the newest archive layout this Palpo writes; it reads
+// this and older versions. A backup is written in the oldest format that
+// holds what it carries: format 1 without certificates, so older Palpos
+// still restore those, and format 2 (certificates/ entries added) with
+// them, which older Palpos refuse with "update Palpo" rather than as
+// damaged.
+const FormatVersion = 2
+
+// formatCertificates is the first format with certificates/ entries.
+const formatCertificates = 2
 
 // Names inside the archive.
 const (
@@ -49,6 +58,11 @@ const (
 	entryDatabase = "palpo.db"
 	entryManifest = "manifest.json"
 	mediaPrefix   = "media/"
+	// certificatesDir is where automatic TLS keeps its storage in the data
+	// directory (server.CertificatesDirName; a test keeps them equal), and
+	// its entries' prefix in the archive.
+	certificatesDir    = "certificates"
+	certificatesPrefix = certificatesDir + "/"
 )
 
 // Manifest is manifest.json: what a backup holds.

@@ -63,7 +63,8 @@ func TestCreateVerifyRestore(t *testing.T) {
 		t.Fatalf("backup name %s", res.Path)
 	}
 	m := res.Manifest
-	if m.Format != FormatVersion || m.ServerName != "localhost" || m.PalpoVersion != "test" || m.Users != 1 || m.Rooms != 1 ||
+	// No certificates: format 1, which older Palpos restore too.
+	if m.Format != 1 || m.ServerName != "localhost" || m.PalpoVersion != "test" || m.Users != 1 || m.Rooms != 1 ||
 		m.SchemaVersion != storage.LatestSchemaVersion() || m.MediaFiles() != 1 || len(m.Warnings) != 0 || m.StreamPosition == 0 {
 		t.Fatalf("manifest: %+v", m)
 	}
@@ -262,6 +263,9 @@ func TestDamagedBackupsAreRefused(t *testing.T) {
 		{"a manifest from a newer Palpo", rewriteManifest(t, good, func(m *Manifest) { m.Format = FormatVersion + 1 }, nil), nil, "made by a newer Palpo"},
 		{"an entry outside the data directory", addEntry(t, good, "../evil", []byte("x")), ErrDamaged, `"../evil", which no Palpo backup has`},
 		{"an absolute entry", addEntry(t, good, "/etc/evil", []byte("x")), ErrDamaged, "which no Palpo backup has"},
+		{"a certificate entry outside its folder", addEntry(t, good, "certificates/../evil", []byte("x")), ErrDamaged, "which no Palpo backup has"},
+		{"a certificate entry with a backslash", addEntry(t, good, `certificates/a\..\..\evil`, []byte("x")), ErrDamaged, "which no Palpo backup has"},
+		{"an unlisted certificate", addEntry(t, good, "certificates/acme/x.key", []byte("x")), ErrDamaged, "which its manifest does not list"},
 		{"an unlisted extra file", addEntry(t, good, "media/00/11/0011"+strings.Repeat("0", 60), []byte("x")), ErrDamaged, "which its manifest does not list"},
 		{"cut short", truncated, ErrDamaged, "cut short"},
 		{"not a backup", notBackup, ErrNotBackup, "neither a .tar.gz archive nor an encrypted (age) file"},

@@ -127,7 +127,7 @@ func Create(ctx context.Context, src Source, opts CreateOptions) (*Result, error
 			info.ServerName, src.Config.ServerName)
 	}
 	m := &Manifest{
-		Format: FormatVersion, PalpoVersion: src.Version, ServerName: src.Config.ServerName, Created: created,
+		Format: 1, PalpoVersion: src.Version, ServerName: src.Config.ServerName, Created: created,
 		SchemaVersion: info.SchemaVersion, StreamPosition: info.StreamPosition,
 		Users: info.Users, Rooms: info.Rooms, Events: info.Events, Sealed: true,
 	}
@@ -149,9 +149,16 @@ func Create(ctx context.Context, src Source, opts CreateOptions) (*Result, error
 	if err != nil {
 		return nil, err
 	}
+	certFiles, err := certificateFiles(src.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	total := dbStat.Size() + int64(len(cfgData)) + int64(len(keyData))
 	for _, md := range info.Media {
 		total += md.Size
+	}
+	for _, cf := range certFiles {
+		total += cf.size
 	}
 	prog := &progressCounter{report: report, step: "archive", total: total}
 
@@ -224,6 +231,19 @@ func Create(ctx context.Context, src Source, opts CreateOptions) (*Result, error
 			m.Warnings = append(m.Warnings, fmt.Sprintf("media file %s is damaged on disk: its content does not match its name; it was backed up as it is", md.SHA256))
 		}
 	}
+	// The certificates automatic TLS keeps: a restored server serves them
+	// at once instead of ordering new ones (CAs limit how many a domain
+	// gets a week), with the same ACME account.
+	for _, cf := range certFiles {
+		err := aw.addFile(certificatesPrefix+cf.rel, filepath.Join(src.DataDir, certificatesDir, filepath.FromSlash(cf.rel)), m)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed meanwhile (a replaced certificate)
+		}
+		if err != nil {
+			return nil, err
+		}
+		m.Format = formatCertificates
+	}
 	manifest, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err
@@ -274,6 +294,61 @@ func Create(ctx context.Context, src Source, opts CreateOptions) (*Result, error
 		res.Report = rep
 	}
 	return res, nil
+}
+
+type certFile struct {
+	rel  string // slash-separated, inside the certificates folder
+	size int64
+}
+
+// certificateFiles lists the files of the data directory's certificates
+// folder worth keeping: not certmagic's lock files, which only say that a
+// process is ordering right now, nor anything but plain files.
+func certificateFiles(dataDir string) ([]certFile, error) {
+	root := filepath.Join(dataDir, certificatesDir)
+	var out []certFile
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if path == root && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll
+			}
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel == "locks" {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !validCertificatePath(rel) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, certFile{rel: rel, size: info.Size()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the certificates folder: %w", err)
+	}
+	return out, nil
+}
+
+// validCertificatePath checks a certificates/ entry's path below the
+// prefix: relative, slash-separated, without "." or ".." parts, so that
+// unpacking it never writes outside the certificates folder.
+func validCertificatePath(rel string) bool {
+	if rel == "" || strings.ContainsAny(rel, "\\\x00") || !fs.ValidPath(rel) {
+		return false
+	}
+	return filepath.IsLocal(filepath.FromSlash(rel))
 }
 
 // removeStaleTemporaries removes what backups cut short by a crash left in

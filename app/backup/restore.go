@@ -16,7 +16,7 @@ import (
 )
 
 // Restoring replaces the parts of a data directory a backup holds (the
-// config, signing key, database and media) and nothing else: the lock
+// config, signing key, database, media and certificates) and nothing else: the lock
 // file, other folders (backups kept in the data directory, for one) stay.
 // It happens in three steps:
 //
@@ -139,6 +139,13 @@ func Restore(ctx context.Context, path, dataDir string, opts RestoreOptions) (*R
 		}
 	}
 	items := []string{config.FileName, identity.KeyFileName, "media"}
+	// Certificates are replaced only by a backup that has some: those of
+	// an older backup (or one made before the domain was set) are not tied
+	// to its database, and throwing the current ones away would only make
+	// the server order new ones, which CAs limit.
+	if exists(filepath.Join(staging, certificatesDir)) {
+		items = append(items, certificatesDir)
+	}
 	for _, db := range uniq(oldDB, newDB) {
 		// A database's journal files go with it: the backup's database
 		// beside the old one's WAL would be read as one, and corrupt.
@@ -155,7 +162,7 @@ func Restore(ctx context.Context, path, dataDir string, opts RestoreOptions) (*R
 			j.Moves = append(j.Moves, move{From: it, To: filepath.Join(prevRel, it)})
 		}
 	}
-	newItems := []string{config.FileName, newDB, "media"}
+	newItems := []string{config.FileName, newDB, "media", certificatesDir}
 	if _, ok := u.entries[entryKey]; ok {
 		newItems = append(newItems, identity.KeyFileName)
 	}

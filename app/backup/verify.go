@@ -107,7 +107,7 @@ var mediaEntryRE = regexp.MustCompile(`^media/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a
 const maxManifestBytes = 128 << 20
 
 // unpack reads the backup at path to its end, writing its database, config
-// and key (and media files when keepMedia) under dest, and checks every
+// and key (and media files and certificates when keepMedia) under dest, and checks every
 // entry against the manifest. Nothing outside dest is written.
 func unpack(ctx context.Context, path, passphrase, dest string, keepMedia bool, progress func(Progress)) (*unpacked, error) {
 	f, err := os.Open(path)
@@ -213,6 +213,13 @@ func unpack(ctx context.Context, path, passphrase, dest string, keepMedia bool, 
 			u.media[mm[3]] = true
 			if keepMedia {
 				p := mediaPath(dest, mm[3])
+				if err = os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
+					out, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				}
+			}
+		case strings.HasPrefix(name, certificatesPrefix) && validCertificatePath(strings.TrimPrefix(name, certificatesPrefix)):
+			if keepMedia {
+				p := filepath.Join(dest, certificatesDir, filepath.FromSlash(strings.TrimPrefix(name, certificatesPrefix)))
 				if err = os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
 					out, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 				}

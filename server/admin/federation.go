@@ -65,6 +65,30 @@ type federationJSON struct {
 	Total           int               `json:"total"`
 	// PortMapping is absent unless federation.port_mapping is on.
 	PortMapping *portMappingJSON `json:"port_mapping,omitempty"`
+	// HTTPSListeningOn is the client API's https listener, null when
+	// [https] is off.
+	HTTPSListeningOn *string `json:"https_listening_on"`
+	// Certificate is the certificate served, null when none is in use.
+	Certificate *certificateJSON `json:"certificate"`
+}
+
+// certificateJSON is federation.CertificateStatus; null fields are unknown
+// or do not apply (no certificate yet, certificate files).
+type certificateJSON struct {
+	// Automatic: from an ACME CA for federation.domain (false: files).
+	Automatic    bool    `json:"automatic"`
+	Domain       *string `json:"domain"`
+	CA           *string `json:"ca"`
+	Issuer       *string `json:"issuer"`
+	NotBeforeTS  *int64  `json:"not_before_ts"`
+	ExpiresTS    *int64  `json:"expires_ts"`
+	RenewalDueTS *int64  `json:"renewal_due_ts"`
+	ExpiringSoon bool    `json:"expiring_soon"`
+	// LastRenewedTS is when this run of the server last obtained or
+	// renewed the certificate.
+	LastRenewedTS *int64  `json:"last_renewed_ts"`
+	LastError     *string `json:"last_error"`
+	LastErrorTS   *int64  `json:"last_error_ts"`
 }
 
 type destinationJSON struct {
@@ -93,7 +117,15 @@ func (a *API) federationStatus(w http.ResponseWriter, r *http.Request, _ *accoun
 		Enabled: st.Enabled, ServerName: st.ServerName,
 		Listen: nullable(st.Listen), ListeningOn: nullable(st.Addr), WellKnownServer: nullable(st.WellKnownServer),
 		Destinations: make([]destinationJSON, len(st.Destinations)), Total: len(st.Destinations),
-		PortMapping: portMappingStatus(st.PortMapping),
+		PortMapping:      portMappingStatus(st.PortMapping),
+		HTTPSListeningOn: nullable(st.HTTPSAddr),
+	}
+	if c := st.Certificate; c != nil {
+		out.Certificate = &certificateJSON{
+			Automatic: c.Auto, Domain: nullable(c.Domain), CA: nullable(c.CA), Issuer: nullable(c.Issuer),
+			NotBeforeTS: millis(c.NotBefore), ExpiresTS: millis(c.NotAfter), RenewalDueTS: millis(c.RenewalDue), ExpiringSoon: c.ExpiringSoon,
+			LastRenewedTS: millis(c.LastObtained), LastError: nullable(c.LastError), LastErrorTS: millis(c.LastErrorAt),
+		}
 	}
 	for i, d := range st.Destinations {
 		out.Destinations[i] = destinationJSON{

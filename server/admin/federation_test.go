@@ -30,7 +30,21 @@ type federationStatus struct {
 		NextRetryTS   *int64  `json:"next_retry_ts"`
 		LastSuccessTS *int64  `json:"last_success_ts"`
 	} `json:"destinations"`
-	Total int `json:"total"`
+	Total            int     `json:"total"`
+	HTTPSListeningOn *string `json:"https_listening_on"`
+	Certificate      *struct {
+		Automatic     bool    `json:"automatic"`
+		Domain        *string `json:"domain"`
+		CA            *string `json:"ca"`
+		Issuer        *string `json:"issuer"`
+		NotBeforeTS   *int64  `json:"not_before_ts"`
+		ExpiresTS     *int64  `json:"expires_ts"`
+		RenewalDueTS  *int64  `json:"renewal_due_ts"`
+		ExpiringSoon  bool    `json:"expiring_soon"`
+		LastRenewedTS *int64  `json:"last_renewed_ts"`
+		LastError     *string `json:"last_error"`
+		LastErrorTS   *int64  `json:"last_error_ts"`
+	} `json:"certificate"`
 }
 
 // A server as installed has federation off: the status says so, with no
@@ -41,7 +55,8 @@ func TestFederationStatusOffByDefault(t *testing.T) {
 	var st federationStatus
 	ok(t, root, req{method: http.MethodGet, path: federationPath}, http.StatusOK, &st)
 	if st.Enabled || st.ServerName != "localhost" || st.Listen != nil || st.ListeningOn != nil ||
-		st.WellKnownServer != nil || st.Destinations == nil || len(st.Destinations) != 0 || st.Total != 0 {
+		st.WellKnownServer != nil || st.Destinations == nil || len(st.Destinations) != 0 || st.Total != 0 ||
+		st.Certificate != nil || st.HTTPSListeningOn != nil {
 		t.Fatalf("status of a server with federation off: %+v", st)
 	}
 	if ts.Outbound() != nil {
@@ -180,5 +195,21 @@ func TestFederationStatusOfAServerThatComesBack(t *testing.T) {
 	d = st.Destinations[ofB(st)]
 	if d.RetryCount != 0 || d.NextRetryTS != nil {
 		t.Fatalf("B after it came back: %+v", d)
+	}
+}
+
+// With certificate files the status shows the certificate: not
+// automatic, its issuer and expiry, nothing to renew; the test CA's
+// certificates live a day, so it is expiring soon.
+func TestFederationStatusShowsTheCertificate(t *testing.T) {
+	ts := testserver.New(t, testserver.Federated(testserver.NewCA(t)))
+	root := ts.RegisterAdmin("root")
+	var st federationStatus
+	ok(t, root, req{method: http.MethodGet, path: federationPath}, http.StatusOK, &st)
+	c := st.Certificate
+	if c == nil || c.Automatic || c.CA != nil || c.Issuer == nil || *c.Issuer != "Palpo test CA" || c.NotBeforeTS == nil || c.ExpiresTS == nil ||
+		*c.ExpiresTS <= time.Now().UnixMilli() || c.RenewalDueTS != nil || !c.ExpiringSoon || c.LastRenewedTS != nil || c.LastError != nil || c.LastErrorTS != nil ||
+		st.HTTPSListeningOn != nil {
+		t.Fatalf("certificate status %+v", c)
 	}
 }

@@ -123,6 +123,9 @@ func (a *API) requestBaseURL(r *http.Request) string {
 	if pub, err := url.Parse(base); err == nil && pub.Host == r.Host {
 		return base
 	}
+	if r.TLS != nil {
+		return "https://" + r.Host
+	}
 	return "http://" + r.Host
 }
 

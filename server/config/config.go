@@ -50,6 +50,7 @@ type Config struct {
 	ServerNotices ServerNotices `toml:"server_notices"`
 
 	Federation Federation `toml:"federation"`
+	HTTPS      HTTPS      `toml:"https"`
 }
 
 // RoomVersions are the room versions default_room_version may name: those
@@ -179,6 +180,7 @@ func Default() *Config {
 		ServerNotices: defaultServerNotices(),
 
 		Federation: defaultFederation(),
+		HTTPS:      defaultHTTPS(),
 	}
 }
 
@@ -322,6 +324,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Federation.validate(c.ServerName); err != nil {
+		return err
+	}
+	if err := c.HTTPS.validate(c); err != nil {
 		return err
 	}
 	return nil

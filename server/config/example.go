@@ -301,8 +301,8 @@ email = ""
 # How the CA checks that this server owns domain: "http-01" asks for a file
 # on port 80 (http_challenge_listen below; the CA always connects to port
 # 80), "tls-alpn-01" makes a TLS connection to port 443, which works only
-# when port 443 reaches the federation listener (listen = "0.0.0.0:443", or
-# forwarded by a router).
+# when port 443 reaches this server: the https listener ([https] below), or
+# the federation listener (listen = "0.0.0.0:443", or forwarded by a router).
 challenges = ["http-01", "tls-alpn-01"]
 
 # Where the http-01 challenge is answered. Every other request there is
@@ -323,4 +323,22 @@ enabled = false
 
 # Extra TCP ports to forward, such as 443 when it serves this server too.
 ports = []
+
+[https]
+# Serve the client API (what Element and phones use; the same as "listen"
+# above) over HTTPS too, with the federation certificate: the automatic one
+# for federation.domain, or federation.tls_cert_file and tls_key_file. Then
+# phones connect to https://example.org; set public_baseurl =
+# "https://example.org" at the top as well. /.well-known/matrix/client and
+# /.well-known/matrix/server are answered there too (the delegation target
+# set in well_known_server above). Only the client API is served here:
+# other servers still connect to the federation listener. Needs
+# federation.domain or the certificate files; federation itself may stay
+# off.
+enabled = false
+
+# Where it listens. Clients, and certificate authorities checking the
+# domain with tls-alpn-01, connect to port 443: forward it here from your
+# router. On Linux, ports below 1024 need root or CAP_NET_BIND_SERVICE.
+listen = "0.0.0.0:443"
 `

@@ -19,18 +19,36 @@ import (
 	"go.uber.org/zap"
 )
 
-// CertificateStatus is the federation listener's certificate as the admin
-// API and the app show it.
+// CertificateStatus is the certificate the federation listener (and the
+// client API's https listener) serves, as the admin API and the app show
+// it.
 type CertificateStatus struct {
 	// Auto is true when the certificate comes from an ACME CA
 	// (federation.domain), false for certificate files.
 	Auto bool
-	// Domain is the name the certificate is for (federation.domain), ""
-	// for certificate files.
+	// Domain is the name the certificate is for: federation.domain, or
+	// for certificate files the first name in the certificate.
 	Domain string
-	// NotAfter is when the certificate in use expires; zero when there is
-	// none yet (the first order has not succeeded).
-	NotAfter time.Time
+	// CA is the ACME directory URL certificates are ordered from, ""
+	// for certificate files.
+	CA string
+	// Issuer is the name of the certificate authority that signed the
+	// certificate in use (such as "R11" for Let's Encrypt), "" when there
+	// is none yet.
+	Issuer string
+	// NotBefore and NotAfter are the certificate in use's validity; zero
+	// when there is none yet (the first order has not succeeded).
+	NotBefore, NotAfter time.Time
+	// RenewalDue is about when the certificate is renewed: when a third
+	// of its lifetime is left, certmagic's default (the CA may suggest a
+	// time near it through ACME renewal information). Zero for
+	// certificate files, which Palpo does not renew, and before the first
+	// certificate.
+	RenewalDue time.Time
+	// ExpiringSoon is true when the certificate in use expires within
+	// ExpiringSoonWindow (14 days): renewal should have happened by then,
+	// so it is failing, or certificate files need replacing.
+	ExpiringSoon bool
 	// LastObtained is when a certificate was last issued or renewed by
 	// this process; zero when none was.
 	LastObtained time.Time
@@ -38,6 +56,24 @@ type CertificateStatus struct {
 	// one succeeded), and LastErrorAt when.
 	LastError   string
 	LastErrorAt time.Time
+}
+
+// ExpiringSoonWindow is how close to its expiry a certificate counts as
+// expiring soon: Let's Encrypt's 90-day certificates are renewed with 30
+// days left, so under 14 days means renewal has been failing for weeks.
+const ExpiringSoonWindow = 14 * 24 * time.Hour
+
+// fillFromLeaf sets what the certificate itself says.
+func (st *CertificateStatus) fillFromLeaf(leaf *x509.Certificate, now time.Time) {
+	st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
+	st.Issuer = leaf.Issuer.CommonName
+	if st.Issuer == "" {
+		st.Issuer = leaf.Issuer.String()
+	}
+	st.ExpiringSoon = leaf.NotAfter.Sub(now) < ExpiringSoonWindow
+	if st.Domain == "" && len(leaf.DNSNames) > 0 {
+		st.Domain = leaf.DNSNames[0]
+	}
 }
 
 // autoTLS is the certificate manager behind federation.domain: certmagic
@@ -58,18 +94,20 @@ type autoTLS struct {
 	status CertificateStatus
 }
 
-// newAutoTLS builds the manager; fedAddr is the federation listener's
-// bound address (TLS-ALPN-01 is answered there, by GetCertificate).
+// newAutoTLS builds the manager; alpnAddr is the bound address of the
+// listener the CA's TLS-ALPN-01 check connects to: the client API's https
+// listener when there is one (the CA always connects to port 443), else
+// the federation listener. Both answer it, by GetCertificate.
 // certmagic's solvers are pointed at our own listeners' ports: finding the
 // port in use, they leave answering to the handlers installed here instead
 // of binding a listener of their own.
-func (s *Service) newAutoTLS(fedAddr net.Addr) (*autoTLS, error) {
+func (s *Service) newAutoTLS(alpnAddr net.Addr) (*autoTLS, error) {
 	a := s.fed.ACME
 	if s.CertificatesDir == "" {
 		return nil, errors.New("federation automatic TLS: no certificates directory set")
 	}
 	m := &autoTLS{domain: s.fed.Domain, log: s.log.With("domain", s.fed.Domain)}
-	m.status = CertificateStatus{Auto: true, Domain: s.fed.Domain}
+	m.status = CertificateStatus{Auto: true, Domain: s.fed.Domain, CA: a.DirectoryURL()}
 	var roots *x509.CertPool
 	if a.CARootFile != "" {
 		pem, err := os.ReadFile(a.CARootFile)
@@ -83,15 +121,16 @@ func (s *Service) newAutoTLS(fedAddr net.Addr) (*autoTLS, error) {
 	}
 	nop := zap.NewNop()
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
-		Logger:           nop,
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
+		RenewCheckInterval: s.RenewCheckInterval,
+		Logger:             nop,
 	})
 	m.magic = certmagic.New(m.cache, certmagic.Config{
 		Storage: &certmagic.FileStorage{Path: s.CertificatesDir},
 		OnEvent: m.onEvent,
 		Logger:  nop,
 	})
-	fedHost, fedPort, _ := net.SplitHostPort(fedAddr.String())
+	fedHost, fedPort, _ := net.SplitHostPort(alpnAddr.String())
 	tmpl := certmagic.ACMEIssuer{
 		CA:                      a.DirectoryURL(),
 		Email:                   a.Email,
@@ -196,7 +235,13 @@ func (m *autoTLS) onEvent(_ context.Context, event string, data map[string]any) 
 		m.mu.Lock()
 		m.status.LastError, m.status.LastErrorAt = msg, time.Now()
 		m.mu.Unlock()
-		m.log.Error("federation certificate order failed; retrying in the background", "renewal", renewal, "error", msg)
+		if renewal {
+			// The certificate in use keeps being served until it expires.
+			m.log.Error("certificate renewal failed; the current certificate is served until it expires, and renewal is retried in the background",
+				"not_after", m.certificateStatus().NotAfter, "error", msg)
+		} else {
+			m.log.Error("federation certificate order failed; retrying in the background", "error", msg)
+		}
 	}
 	return nil
 }
@@ -205,10 +250,16 @@ func (m *autoTLS) certificateStatus() CertificateStatus {
 	m.mu.Lock()
 	st := m.status
 	m.mu.Unlock()
+	var leaf *x509.Certificate
 	for _, c := range m.cache.AllMatchingCertificates(m.domain) {
-		if c.Leaf != nil && c.Leaf.NotAfter.After(st.NotAfter) {
-			st.NotAfter = c.Leaf.NotAfter
+		if c.Leaf != nil && (leaf == nil || c.Leaf.NotAfter.After(leaf.NotAfter)) {
+			leaf = c.Leaf
 		}
+	}
+	if leaf != nil {
+		st.fillFromLeaf(leaf, time.Now())
+		lifetime := leaf.NotAfter.Sub(leaf.NotBefore)
+		st.RenewalDue = leaf.NotAfter.Add(-time.Duration(float64(lifetime) * certmagic.DefaultRenewalWindowRatio))
 	}
 	return st
 }

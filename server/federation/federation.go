@@ -36,6 +36,11 @@ type Service struct {
 	// its certificates and ACME account key: inside the data directory, so
 	// backups carry them. The server sets it.
 	CertificatesDir string
+	// RenewCheckInterval is how often automatic TLS checks whether the
+	// certificate is due for renewal; zero means certmagic's default (10
+	// minutes). Tests with short-lived certificates shorten it. Set it
+	// before Start.
+	RenewCheckInterval time.Duration
 
 	cfg    *config.Config
 	fed    config.Federation
@@ -44,8 +49,10 @@ type Service struct {
 	log    *slog.Logger
 	router *httpapi.Router
 	client *mfed.Client
-	keys   *KeyRing
-	acl    serverACL
+	// resolving is the client's server discovery, for SetResolver.
+	resolving *mfed.ServerResolvingTransport
+	keys      *KeyRing
+	acl       serverACL
 	// tlsErr is why the outbound trust could not be built (an unreadable
 	// trusted_ca_files entry); Start reports it.
 	tlsErr error
@@ -60,6 +67,9 @@ type Service struct {
 	// fileCert is the certificate from tls_cert_file, for
 	// CertificateStatus.
 	fileCert *x509.Certificate
+	// serverTLS is what the federation and https listeners serve: the
+	// certificate source's TLS config, nil until it is started.
+	serverTLS *tls.Config
 }
 
 // New builds the service and starts nothing (no listener, no outbound
@@ -112,16 +122,25 @@ func (s *Service) RecordSigningKey(ctx context.Context) error {
 }
 
 // Start binds the federation listener (TLS from the configured certificate
-// files) and serves Router() on it in the background. It does nothing when
-// federation is disabled.
-func (s *Service) Start() error {
-	if !s.fed.Enabled {
+// files or federation.domain's automatic certificate) and serves Router()
+// on it in the background. It does nothing when federation is disabled.
+func (s *Service) Start() error { return s.StartWith(nil) }
+
+// StartWith is Start for a server that also serves the client API over
+// https at httpsAddr (nil: it does not): the certificate is made ready
+// for that listener even with federation off (ClientTLSConfig), and the
+// CA's TLS-ALPN-01 check is pointed at it, since CAs connect to port 443.
+func (s *Service) StartWith(httpsAddr net.Addr) error {
+	if !s.fed.Enabled && httpsAddr == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.http != nil {
+	if s.http != nil || s.serverTLS != nil {
 		return errors.New("federation listener already started")
+	}
+	if !s.fed.Enabled {
+		return s.startCertificatesLocked(httpsAddr)
 	}
 	if s.tlsErr != nil {
 		return fmt.Errorf("%w; fix or remove the file in palpo.toml", s.tlsErr)
@@ -133,34 +152,17 @@ func (s *Service) Start() error {
 	if err != nil {
 		return fmt.Errorf("federation listen on %s: %w (is another program using that port? change federation.listen in palpo.toml)", s.fed.Listen, err)
 	}
-	var tlsCfg *tls.Config
-	if s.fed.AutoTLS() {
-		auto, err := s.newAutoTLS(ln.Addr())
-		if err == nil {
-			err = auto.start()
-			if err != nil {
-				auto.stop(context.Background())
-			}
-		}
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		s.auto = auto
-		tlsCfg = auto.tlsConfig()
-	} else {
-		cert, err := tls.LoadX509KeyPair(s.fed.TLSCertFile, s.fed.TLSKeyFile)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("federation TLS certificate (federation.tls_cert_file %s, tls_key_file %s): %w; check that both are PEM files and belong together",
-				s.fed.TLSCertFile, s.fed.TLSKeyFile, err)
-		}
-		s.fileCert = cert.Leaf
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	alpn := ln.Addr()
+	if httpsAddr != nil {
+		alpn = httpsAddr
+	}
+	if err := s.startCertificatesLocked(alpn); err != nil {
+		ln.Close()
+		return err
 	}
 	// The Matrix error rewriting wraps the TLS connection from outside, so
 	// it sees net/http's plain-text answers before they are encrypted.
-	s.listener = httpapi.Listener(tls.NewListener(ln, tlsCfg))
+	s.listener = httpapi.Listener(tls.NewListener(ln, s.serverTLS))
 	s.http = &http.Server{
 		Handler:           s.router,
 		ReadHeaderTimeout: time.Duration(s.cfg.HTTP.HeaderTimeoutSeconds) * time.Second,
@@ -178,6 +180,53 @@ func (s *Service) Start() error {
 	return nil
 }
 
+// startCertificatesLocked makes the certificate ready: automatic TLS for
+// federation.domain (answering TLS-ALPN-01 at alpnAddr), or the
+// certificate files, which win when set.
+func (s *Service) startCertificatesLocked(alpnAddr net.Addr) error {
+	if s.fed.AutoTLS() {
+		auto, err := s.newAutoTLS(alpnAddr)
+		if err == nil {
+			err = auto.start()
+			if err != nil {
+				auto.stop(context.Background())
+			}
+		}
+		if err != nil {
+			return err
+		}
+		s.auto = auto
+		s.serverTLS = auto.tlsConfig()
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.fed.TLSCertFile, s.fed.TLSKeyFile)
+	if err != nil {
+		return fmt.Errorf("federation TLS certificate (federation.tls_cert_file %s, tls_key_file %s): %w; check that both are PEM files and belong together",
+			s.fed.TLSCertFile, s.fed.TLSKeyFile, err)
+	}
+	s.fileCert = cert.Leaf
+	s.serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if left := time.Until(cert.Leaf.NotAfter); left < ExpiringSoonWindow {
+		// Palpo does not renew certificate files: say so while there is
+		// time to act.
+		s.log.Warn("the certificate in federation.tls_cert_file expires soon; renew it and restart Palpo, or set federation.domain for automatic certificates",
+			"file", s.fed.TLSCertFile, "not_after", cert.Leaf.NotAfter)
+	}
+	return nil
+}
+
+// ClientTLSConfig is the TLS config for the client API's https listener:
+// the same certificate as federation's. nil before StartWith was given an
+// https address (or federation started).
+func (s *Service) ClientTLSConfig() *tls.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.serverTLS == nil {
+		return nil
+	}
+	return s.serverTLS.Clone()
+}
+
 // CertificateStatus is the federation listener's certificate: automatic
 // (federation.domain) with its expiry and last order error, or from files.
 // The zero value when the listener is not running.
@@ -188,10 +237,11 @@ func (s *Service) CertificateStatus() CertificateStatus {
 	if auto != nil {
 		return auto.certificateStatus()
 	}
+	var st CertificateStatus
 	if file != nil {
-		return CertificateStatus{NotAfter: file.NotAfter}
+		st.fillFromLeaf(file, time.Now())
 	}
-	return CertificateStatus{}
+	return st
 }
 
 // Addr is the federation listener's bound address, or nil when it is not
@@ -212,7 +262,7 @@ func (s *Service) Stop(ctx context.Context) error {
 	srv := s.http
 	s.http, s.listener = nil, nil
 	auto := s.auto
-	s.auto = nil
+	s.auto, s.serverTLS, s.fileCert = nil, nil, nil
 	s.mu.Unlock()
 	if auto != nil {
 		auto.stop(ctx)

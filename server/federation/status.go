@@ -21,6 +21,14 @@ type Status struct {
 	// WellKnownServer is the delegation target served at
 	// /.well-known/matrix/server ("" when none).
 	WellKnownServer string
+	// Certificate is the certificate the federation (and https) listener
+	// serves: nil when none is in use (both off, or not started). With
+	// automatic TLS it is there before the first certificate, with a zero
+	// NotAfter and the order's error, if any.
+	Certificate *CertificateStatus
+	// HTTPSAddr is the client API's https listener's bound address, ""
+	// when [https] is off (the server fills it in).
+	HTTPSAddr string
 	// Destinations are the servers this one has sent to or owes
 	// something, by name (empty when federation is off).
 	Destinations []outbound.DestinationStatus
@@ -40,6 +48,13 @@ func (s *Service) Status(ctx context.Context, sender *outbound.Sender) (Status, 
 	}
 	if a := s.Addr(); a != nil {
 		st.Addr = a.String()
+	}
+	s.mu.Lock()
+	hasCert := s.auto != nil || s.fileCert != nil
+	s.mu.Unlock()
+	if hasCert {
+		c := s.CertificateStatus()
+		st.Certificate = &c
 	}
 	if sender == nil {
 		return st, nil

@@ -32,6 +32,18 @@ func (s *Service) SetTransport(choose func(destination string) http.RoundTripper
 	s.choose = choose
 }
 
+// SetResolver makes outbound federation look host names up (addresses,
+// SRV records, the hosts of .well-known lookups) with r instead of the
+// system's resolver: tests give it a resolver that answers 127.0.0.1 for
+// names such as "a.palpo.test". Call it before Start; nil restores the
+// system's resolver. It bypasses no check: the certificate must still be
+// valid for the name, and private addresses still need
+// allow_private_addresses.
+func (s *Service) SetResolver(r *net.Resolver) {
+	s.client.Dialer.Resolver = r
+	s.resolving.ResolveOpts.DNSClient = r
+}
+
 func (s *Service) chosenTransport(destination string) http.RoundTripper {
 	s.transportMu.RLock()
 	choose := s.choose
@@ -68,6 +80,7 @@ func (s *Service) newClient() *mfed.Client {
 	}
 	// .well-known lookups go through the same address filter and trust.
 	srt.ResolveOpts = &mfed.ResolveServerNameOpts{HTTPClient: c.ExtHTTP}
+	s.resolving = srt
 	c.HTTP.Transport = &chooserTransport{s: s, fallback: srt, tlsErr: tlsErr}
 	s.tlsErr = tlsErr
 	return c

@@ -41,6 +41,10 @@ const cannedHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection
 
 type matrixErrorConn struct{ net.Conn }
 
+// NetConn is the wrapped connection (as tls.Conn's), so that a server can
+// find the *tls.Conn inside.
+func (c *matrixErrorConn) NetConn() net.Conn { return c.Conn }
+
 func (c *matrixErrorConn) Write(p []byte) (int, error) {
 	if body, ok := rewriteCanned(p); ok {
 		if _, err := c.Conn.Write(body); err != nil {

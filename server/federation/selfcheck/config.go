@@ -16,12 +16,17 @@ import (
 )
 
 // FromConfig is the check of a server with this config and signing key:
-// its server_name, its delegation, and as trust the system's roots plus
+// its server_name, its delegation, federation.domain when Palpo obtains
+// its certificate for it (with certificate files the domain is not used),
+// and as trust the system's roots plus
 // federation.trusted_ca_files (so a private CA on a LAN is judged as the
 // other servers there judge it). Paths must already be absolute. The
 // public address is not looked up; set PublicAddress to do so.
 func FromConfig(cfg *config.Config, key *mfed.SigningKey) (Config, error) {
 	c := Config{ServerName: cfg.ServerName, WellKnownServer: cfg.Federation.WellKnownServer}
+	if cfg.Federation.AutoTLS() {
+		c.Domain = cfg.Federation.Domain
+	}
 	if key != nil {
 		c.KeyID, c.PublicKey = key.ID, key.Pub
 	}

@@ -88,3 +88,19 @@ func TestPalpoDelegationOver443(t *testing.T) {
 	expect(t, res, selfcheck.CheckCertificate, selfcheck.OK, "matrix."+domain)
 	expect(t, res, selfcheck.CheckKey, selfcheck.OK, string(palpo.SigningKey().ID))
 }
+
+// FromConfig checks federation.domain when Palpo obtains its certificate
+// for it; with certificate files the domain is not used, so not checked.
+func TestFromConfigDomain(t *testing.T) {
+	cfg := config.Default()
+	cfg.ServerName = "example.org"
+	cfg.Federation.Domain = "matrix.example.org"
+	c, err := selfcheck.FromConfig(cfg, nil)
+	if err != nil || c.Domain != "matrix.example.org" {
+		t.Fatalf("domain %q, %v", c.Domain, err)
+	}
+	cfg.Federation.TLSCertFile, cfg.Federation.TLSKeyFile = "/c.pem", "/k.pem"
+	if c, _ := selfcheck.FromConfig(cfg, nil); c.Domain != "" {
+		t.Fatalf("domain %q checked with certificate files", c.Domain)
+	}
+}

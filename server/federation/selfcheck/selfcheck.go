@@ -46,6 +46,7 @@ const (
 const (
 	CheckName        = "server_name"
 	CheckDNS         = "dns"
+	CheckDomain      = "domain"
 	CheckWellKnown   = "well_known"
 	CheckSRV         = "srv"
 	CheckRoute       = "route"
@@ -82,6 +83,10 @@ type Config struct {
 	// WellKnownServer is the delegation this server is configured to serve
 	// (federation.well_known_server), "" when none.
 	WellKnownServer string
+	// Domain is federation.domain when Palpo obtains its certificate for
+	// it, "" otherwise: the name certificate authorities must reach, and
+	// the one other servers' route must expect a certificate for.
+	Domain string
 	// KeyID and PublicKey are this server's signing key, which the route
 	// must answer with.
 	KeyID     id.KeyID
@@ -237,8 +242,10 @@ func (k *checker) run(ctx context.Context) {
 		k.add(CheckName, Warn, fmt.Sprintf("The server name %s is an IP address: other servers connect to it directly, and certificate authorities rarely issue certificates for IP addresses.", name),
 			"Use a domain name as server_name for federation on the internet.")
 	} else if ip := k.checkDNS(ctx, host); !ip {
+		k.checkDomainDNS(ctx, host)
 		return
 	}
+	k.checkDomainDNS(ctx, host)
 
 	// Delegation and SRV records are only consulted for a name without
 	// a port (spec: resolving server names, steps 3 to 6).
@@ -265,6 +272,7 @@ func (k *checker) run(ctx context.Context) {
 		via = "through the delegation to " + route.HostHeader
 	}
 	k.add(CheckRoute, OK, fmt.Sprintf("Other servers will connect to %s (%s) and expect a certificate for %s.", strings.Join(route.IPPort, " or "), via, tlsName), "")
+	k.checkDomainRoute(host, tlsName, !isIP && port == 0)
 
 	addr, ok := k.checkAddressAndConnect(ctx, route.IPPort)
 	if !ok {
@@ -284,6 +292,45 @@ func (k *checker) checkDNS(ctx context.Context, host string) bool {
 	}
 	k.add(CheckDNS, OK, fmt.Sprintf("%s resolves to %s.", host, joinIPs(ips)), "")
 	return true
+}
+
+// checkDomainDNS looks up federation.domain's A/AAAA records when it is
+// not the server name's host (whose lookup checkDNS reported).
+func (k *checker) checkDomainDNS(ctx context.Context, host string) {
+	d := k.c.Domain
+	if d == "" || strings.EqualFold(d, host) {
+		return
+	}
+	ips, err := k.lookup(ctx, d)
+	if err != nil || len(ips) == 0 {
+		k.add(CheckDomain, Fail, fmt.Sprintf("federation.domain %s has no A or AAAA record in DNS (%v): the certificate authority cannot check it, so Palpo gets no certificate, and other servers cannot reach it.", d, errText(err)),
+			fmt.Sprintf("At your DNS provider, add an A record (and AAAA for IPv6) for %s pointing at this network's public address.", d))
+		return
+	}
+	k.add(CheckDomain, OK, fmt.Sprintf("federation.domain %s resolves to %s.", d, joinIPs(ips)), "")
+}
+
+// checkDomainRoute tells whether other servers, connecting for the server
+// name (host), expect a certificate for federation.domain: the only
+// name Palpo has one for.
+// delegable is false for a server name other servers connect to directly
+// (an IP address or a name with a port), which no delegation changes.
+func (k *checker) checkDomainRoute(host, tlsName string, delegable bool) {
+	d := k.c.Domain
+	if d == "" {
+		return
+	}
+	if strings.EqualFold(d, tlsName) {
+		k.add(CheckDomain, OK, fmt.Sprintf("Other servers reach %s, federation.domain, which Palpo has its certificate for.", d), "")
+		return
+	}
+	msg := fmt.Sprintf("Other servers expect a certificate for %s, but Palpo obtains its certificate for federation.domain %s.", tlsName, d)
+	if !delegable {
+		k.add(CheckDomain, Fail, msg, fmt.Sprintf("Set federation.domain = %q: other servers connect to the server name %s directly, without delegation.", tlsName, k.c.ServerName))
+		return
+	}
+	k.add(CheckDomain, Fail, msg, fmt.Sprintf("Send other servers to %s: set federation.well_known_server = %q and make https://%s reach Palpo's client listener (or the [https] listener), or set federation.domain = %q.",
+		d, d+":8448", host, tlsName))
 }
 
 // checkWellKnown fetches https://host/.well-known/matrix/server and

@@ -430,3 +430,80 @@ func TestLocalhostCannotFederate(t *testing.T) {
 		t.Errorf("%d results", len(res))
 	}
 }
+
+// federation.domain is checked: that it resolves, and that the route
+// other servers take expects a certificate for it.
+func TestDomain(t *testing.T) {
+	// The server name itself: one check, through the route.
+	f := newFixture(t)
+	f.good()
+	f.cfg.Domain = domain
+	res := f.run()
+	if selfcheck.Failed(res) {
+		t.Fatal("failed")
+	}
+	expect(t, res, selfcheck.CheckDomain, selfcheck.OK, "Other servers reach "+domain+", federation.domain")
+
+	// Delegation to the domain.
+	g := newFixture(t)
+	g.zone.a[domain+"."] = []net.IP{net.ParseIP("198.51.100.7")}
+	g.zone.a["matrix."+domain+"."] = []net.IP{net.ParseIP(publicIP)}
+	g.tlsServer("198.51.100.7:443", wellKnown("matrix."+domain+":8448"), domain)
+	g.tlsServer(publicIP+":8448", federation(g.key, domain), "matrix."+domain)
+	g.cfg.Domain = "matrix." + domain
+	res = g.run()
+	if selfcheck.Failed(res) {
+		t.Fatal("failed")
+	}
+	var verdicts []string
+	for _, r := range res {
+		if r.Check == selfcheck.CheckDomain && r.Status == selfcheck.OK {
+			verdicts = append(verdicts, r.Message)
+		}
+	}
+	if len(verdicts) != 2 || !strings.Contains(verdicts[0], "federation.domain matrix."+domain+" resolves to "+publicIP) ||
+		!strings.Contains(verdicts[1], "Other servers reach matrix."+domain) {
+		t.Fatalf("domain verdicts %q", verdicts)
+	}
+	if r := res[len(res)-1]; r.Check != selfcheck.CheckKey || r.Status != selfcheck.OK {
+		t.Fatalf("last check %+v", r)
+	}
+
+	// The domain without the delegation: other servers expect the server
+	// name's certificate.
+	h := newFixture(t)
+	h.good()
+	h.zone.a["matrix."+domain+"."] = []net.IP{net.ParseIP(publicIP)}
+	h.cfg.Domain = "matrix." + domain
+	res = h.run()
+	var routeResult selfcheck.Result
+	for _, r := range res {
+		if r.Check == selfcheck.CheckDomain && r.Status == selfcheck.Fail {
+			routeResult = r
+		}
+	}
+	if !strings.Contains(routeResult.Message, "expect a certificate for "+domain+", but Palpo obtains its certificate for federation.domain matrix."+domain) ||
+		!strings.Contains(routeResult.Fix, `federation.well_known_server = "matrix.`+domain+`:8448"`) {
+		t.Fatalf("no route verdict for the domain: %+v", res)
+	}
+
+	// With a port in the server name there is no delegation to suggest.
+	h.cfg.ServerName = domain + ":8448"
+	res = h.run()
+	found := false
+	for _, r := range res {
+		if r.Check == selfcheck.CheckDomain && r.Status == selfcheck.Fail && strings.Contains(r.Fix, `federation.domain = "`+domain+`"`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no fix naming the server name's host: %+v", res)
+	}
+
+	// A domain with no DNS record.
+	n := newFixture(t)
+	n.good()
+	n.cfg.Domain = "nowhere." + domain
+	res = n.run()
+	expect(t, res, selfcheck.CheckDomain, selfcheck.Fail, "federation.domain nowhere."+domain+" has no A or AAAA record")
+}

@@ -2,15 +2,19 @@ package testserver
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/letsencrypt/pebble/v2/ca"
 	"github.com/letsencrypt/pebble/v2/db"
@@ -32,15 +36,33 @@ type Pebble struct {
 	RootFile     string
 	// HTTPPort and TLSPort are where validation connects on 127.0.0.1.
 	HTTPPort, TLSPort int
+	// IssuedRootFile is a PEM file of the root pebble's certificates
+	// chain to, for federation.trusted_ca_files.
+	IssuedRootFile string
 
-	ca  *ca.CAImpl
-	log *lockedBuffer
+	ca      *ca.CAImpl
+	log     *lockedBuffer
+	dnsAddr string
+	refuse  atomic.Bool
+}
+
+// PebbleOptions changes how the test CA issues.
+type PebbleOptions struct {
+	// Validity is how long certificates are valid; zero is pebble's
+	// default (90 days). Pebble issues to the second.
+	Validity time.Duration
 }
 
 // NewPebble starts pebble and its DNS server until the test ends.
 // Validation is real but does not sleep (PEBBLE_VA_NOSLEEP), so the test
 // must not run in parallel with others.
 func NewPebble(t *testing.T) *Pebble {
+	t.Helper()
+	return NewPebbleWith(t, PebbleOptions{})
+}
+
+// NewPebbleWith is NewPebble with options.
+func NewPebbleWith(t *testing.T, opts PebbleOptions) *Pebble {
 	t.Helper()
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2").Output()
@@ -64,10 +86,14 @@ func NewPebble(t *testing.T) *Pebble {
 		t.Cleanup(func() { dnsUDP.Shutdown() })
 	}
 
-	p := &Pebble{RootFile: filepath.Join(certs, "pebble.minica.pem"), HTTPPort: FreePort(t), TLSPort: FreePort(t), log: &lockedBuffer{}}
+	p := &Pebble{RootFile: filepath.Join(certs, "pebble.minica.pem"), HTTPPort: FreePort(t), TLSPort: FreePort(t), log: &lockedBuffer{}, dnsAddr: dnsAddr}
 	logger := log.New(p.log, "pebble ", log.LstdFlags)
 	store := db.NewMemoryStore()
-	p.ca = ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "test"}})
+	p.ca = ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "test", ValidityPeriod: uint64(opts.Validity / time.Second)}})
+	p.IssuedRootFile = filepath.Join(t.TempDir(), "pebble-issued-root.pem")
+	if err := os.WriteFile(p.IssuedRootFile, p.ca.GetRootCert(0).PEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	v := va.New(logger, p.HTTPPort, p.TLSPort, false, dnsAddr, store)
 	w := wfe.New(logger, store, v, p.ca, []string{"pebble.letsencrypt.org"}, false, false, 1, 1)
 
@@ -75,7 +101,14 @@ func NewPebble(t *testing.T) *Pebble {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: w.Handler(), ErrorLog: logger}
+	acme := w.Handler()
+	srv := &http.Server{ErrorLog: logger, Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if p.refuse.Load() {
+			http.Error(rw, "refusing (test)", http.StatusServiceUnavailable)
+			return
+		}
+		acme.ServeHTTP(rw, r)
+	})}
 	go srv.ServeTLS(ln, filepath.Join(certs, "localhost", "cert.pem"), filepath.Join(certs, "localhost", "key.pem"))
 	t.Cleanup(func() {
 		srv.Close()
@@ -98,6 +131,19 @@ func loopbackDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 	}
 	w.WriteMsg(m)
+}
+
+// Refuse makes the CA answer every request with 503 (on) or serve again
+// (off): a CA that is down.
+func (p *Pebble) Refuse(on bool) { p.refuse.Store(on) }
+
+// Resolver answers every host name with 127.0.0.1, through the test DNS
+// server (for federation.Service.SetResolver).
+func (p *Pebble) Resolver() *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, p.dnsAddr)
+	}}
 }
 
 // Roots trusts the roots pebble issues certificates under.
@@ -136,5 +182,14 @@ func AutoTLS(p *Pebble, domain string, challenges ...string) Option {
 		cfg.Federation.ACME.CARootFile = p.RootFile
 		cfg.Federation.ACME.Challenges = challenges
 		cfg.Federation.ACME.HTTPChallengeListen = "127.0.0.1:" + strconv.Itoa(p.HTTPPort)
+	}
+}
+
+// HTTPSOn serves the client API over https on 127.0.0.1:port, with the
+// federation certificate.
+func HTTPSOn(port int) Option {
+	return func(cfg *config.Config) {
+		cfg.HTTPS.Enabled = true
+		cfg.HTTPS.Listen = "127.0.0.1:" + strconv.Itoa(port)
 	}
 }

@@ -31,8 +31,9 @@ type Server struct {
 	// https://127.0.0.1:41235, when federation is enabled (see Federated).
 	FederationURL string
 
-	t    testing.TB
-	logs *lockedBuffer
+	t     testing.TB
+	logs  *lockedBuffer
+	setup func(*server.Server)
 }
 
 // Option adjusts the test server's config before it starts.
@@ -41,6 +42,14 @@ type Option func(*config.Config)
 // New starts a server and stops it when the test ends. Its log is printed
 // only if the test fails.
 func New(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	return NewWithSetup(t, nil, opts...)
+}
+
+// NewWithSetup is New with setup run on the built server before it starts,
+// at every start (Restart and Up too): for seams that must be set before
+// the server listens, such as the federation resolver.
+func NewWithSetup(t testing.TB, setup func(*server.Server), opts ...Option) *Server {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = []string{"127.0.0.1:0"}
@@ -51,7 +60,7 @@ func New(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(cfg)
 	}
-	s := &Server{DataDir: t.TempDir(), Config: cfg, t: t, logs: &lockedBuffer{}}
+	s := &Server{DataDir: t.TempDir(), Config: cfg, t: t, logs: &lockedBuffer{}, setup: setup}
 	s.start()
 	t.Cleanup(func() {
 		s.stop()
@@ -68,6 +77,9 @@ func (s *Server) start() {
 	srv, err := server.New(context.Background(), s.Config, s.DataDir, log)
 	if err != nil {
 		s.t.Fatalf("start test server: %v", err)
+	}
+	if s.setup != nil {
+		s.setup(srv)
 	}
 	if err := srv.Start(); err != nil {
 		s.t.Fatalf("start test server: %v", err)
