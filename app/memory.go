@@ -45,6 +45,15 @@ const (
 	releaseAboveBytes = 4 << 20
 )
 
+// ReleaseStartupMemory hands back what starting the server used and will
+// not use again: the garbage of migrations and initialisation, and the
+// code that ran only then (trimWorkingSet). Call it once the server
+// serves.
+func ReleaseStartupMemory() {
+	debug.FreeOSMemory()
+	trimWorkingSet()
+}
+
 // releaser decides when freed memory is handed back: after a burst, once
 // quiet. It is fed the runtime's allocation counter and freed-but-held
 // heap bytes at each check.
@@ -110,6 +119,7 @@ func ManageMemory(ctx context.Context) {
 			v := read()
 			if rel.shouldRelease(v[2], v[3]) {
 				debug.FreeOSMemory()
+				trimWorkingSet()
 				// The collection's own allocations do not count as work.
 				rel.lastAllocs = read()[2]
 			}

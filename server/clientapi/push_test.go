@@ -991,3 +991,33 @@ func TestPushers(t *testing.T) {
 	// The highest limits are allowed.
 	sessExpect(t, "limits", pushRaw(t, ts, bob, http.MethodPost, "/pushers/set", with("pushkey", strings.Repeat("k", 512))), 200, "")
 }
+
+// TestUnreadCountsDisplayNameFollowsState: the legacy display-name rule
+// reads the recipient's name in the room as of the message, so a name
+// changed a moment before is the one that highlights (push rules are
+// evaluated from the state the message was built on, not a stale read).
+func TestUnreadCountsDisplayNameFollowsState(t *testing.T) {
+	ctx := context.Background()
+	ts := testserver.New(t)
+	alice, bob, roomID := pushPair(t, ts)
+	carol := ts.RegisterUser("carol")
+	if _, err := carol.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.SetDisplayName(ctx, "Bartholomew"); err != nil {
+		t.Fatal(err)
+	}
+	pushSend(t, alice, roomID, pushText("ask Bartholomew"))
+	_, c := pushSync(t, bob, "", "", 0, roomID)
+	pushExpect(t, "body with bob's name", c, 1, 1)
+	if err := bob.SetDisplayName(ctx, "Barty"); err != nil {
+		t.Fatal(err)
+	}
+	// Bob's own event (the new name) marked the room read.
+	pushSend(t, alice, roomID, pushText("Bartholomew was his old name"))
+	_, c = pushSync(t, bob, "", "", 0, roomID)
+	pushExpect(t, "old name", c, 1, 0)
+	pushSend(t, alice, roomID, pushText("hi Barty"))
+	_, c = pushSync(t, bob, "", "", 0, roomID)
+	pushExpect(t, "new name", c, 2, 1)
+}

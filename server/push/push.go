@@ -17,6 +17,7 @@ import (
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/rooms"
@@ -189,12 +190,12 @@ func (s *Service) isLocal(user id.UserID) bool { return user.Homeserver() == s.s
 // to be stored; their notifications and read markers are stored with them,
 // in the same transaction (rooms.Preparer). A failure is logged: an event
 // is not refused for its notifications.
-func (s *Service) prepareEvents(ctx context.Context, evs []*rooms.Event, stored []*storage.NewEvent) {
+func (s *Service) prepareEvents(ctx context.Context, evs []*rooms.Event, stored []*storage.NewEvent, state rooms.StateMap) {
 	for i, ev := range evs {
 		if ev.Rejected {
 			continue
 		}
-		actions, sent, err := s.process(ctx, ev)
+		actions, sent, err := s.process(ctx, ev, state)
 		if err != nil {
 			s.log.Warn("push: evaluate rules", "room", ev.RoomID, "event", ev.ID, "error", err)
 			continue
@@ -218,7 +219,7 @@ func (s *Service) onEvents(evs []*rooms.Event) {
 // process returns the notifications ev makes and the read marker its
 // sender's own event sets. Their stream position is the event's, filled in
 // when it is stored.
-func (s *Service) process(ctx context.Context, ev *rooms.Event) (actions []storage.PushAction, sent []storage.PushSent, err error) {
+func (s *Service) process(ctx context.Context, ev *rooms.Event, state rooms.StateMap) (actions []storage.PushAction, sent []storage.PushSent, err error) {
 	sender := ev.PDU.Sender
 	thread, err := s.threadOf(ctx, ev)
 	if err != nil {
@@ -271,7 +272,7 @@ func (s *Service) process(ctx context.Context, ev *rooms.Event) (actions []stora
 	if err != nil {
 		return nil, nil, fmt.Errorf("event for push rules: %w", err)
 	}
-	rc := &eventRoom{s: s, ctx: ctx, ev: ev, members: len(members)}
+	rc := &eventRoom{s: s, ctx: ctx, ev: ev, members: len(members), state: state}
 	now := s.Now().UnixMilli()
 	for _, user := range recipients {
 		if ignoring[user] {
@@ -361,6 +362,9 @@ type eventRoom struct {
 	ctx     context.Context
 	ev      *rooms.Event
 	members int
+	// state is the room's state after the event when the builder gave
+	// it, else nil (the current state is read).
+	state rooms.StateMap
 
 	plLoaded bool
 	pl       *event.PowerLevelsEventContent
@@ -370,6 +374,20 @@ type eventRoom struct {
 
 func (r *eventRoom) MemberCount() int { return r.members }
 
+// stateEvent is the room's state event of a type and key after the event
+// (nil if none): from the state the builder gave, through the rooms
+// service's event cache, or else the current state.
+func (r *eventRoom) stateEvent(evType, stateKey string) (*rooms.Event, error) {
+	if r.state == nil {
+		return r.s.rooms.CurrentStateEvent(r.ctx, r.ev.RoomID, evType, stateKey)
+	}
+	evID, ok := r.state[pdu.StateKey{Type: evType, StateKey: stateKey}]
+	if !ok || evID == "" {
+		return nil, nil
+	}
+	return r.s.rooms.StateEvent(r.ctx, evID)
+}
+
 func (r *eventRoom) DisplayName(user string) string {
 	if name, ok := r.names[user]; ok {
 		return name
@@ -378,7 +396,7 @@ func (r *eventRoom) DisplayName(user string) string {
 		r.names = map[string]string{}
 	}
 	var name string
-	if m, err := r.s.rooms.CurrentStateEvent(r.ctx, r.ev.RoomID, event.StateMember.Type, user); err == nil && m != nil {
+	if m, err := r.stateEvent(event.StateMember.Type, user); err == nil && m != nil {
 		var c struct {
 			DisplayName string `json:"displayname"`
 		}
@@ -415,13 +433,12 @@ func (r *eventRoom) SenderMayNotify(key string) bool {
 // loadPowerLevels reads the room's power levels with the v12 creators'
 // infinite power, as the rooms service computes them for auth.
 func (r *eventRoom) loadPowerLevels() {
-	ctx, roomID := r.ctx, r.ev.RoomID
-	create, err := r.s.rooms.CurrentStateEvent(ctx, roomID, event.StateCreate.Type, "")
+	create, err := r.stateEvent(event.StateCreate.Type, "")
 	if err != nil || create == nil {
 		return
 	}
 	pl := &event.PowerLevelsEventContent{}
-	plEv, err := r.s.rooms.CurrentStateEvent(ctx, roomID, event.StatePowerLevels.Type, "")
+	plEv, err := r.stateEvent(event.StatePowerLevels.Type, "")
 	if err != nil {
 		return
 	}

@@ -375,7 +375,7 @@ func (s *Service) queueEvents(ctx context.Context, r *room, protos []*proto, h *
 	// What the events add to their transaction (push notifications) is
 	// worked out now, outside the database's writer.
 	for _, prepare := range s.prepare {
-		prepare(ctx, built, stored)
+		prepare(ctx, built, stored, bs.cur)
 	}
 	q := &queued{built: built}
 	for start := 0; start < len(stored); start += persistChunk {

@@ -50,8 +50,11 @@ type pendingBatch struct {
 
 // Preparer works out, before events are stored, what belongs in the same
 // transaction (the push service's notifications: it sets PushActions and
-// PushSent on the stored events). evs and stored are parallel.
-type Preparer func(ctx context.Context, evs []*Event, stored []*storage.NewEvent)
+// PushSent on the stored events). evs and stored are parallel. state is
+// the room's state after the events when the builder knows it (nil:
+// read the current state), so that evaluating them costs no database
+// reads; preparers must not change it.
+type Preparer func(ctx context.Context, evs []*Event, stored []*storage.NewEvent, state StateMap)
 
 // OnPrepare registers a preparer. Register before the server serves.
 func (s *Service) OnPrepare(p Preparer) { s.prepare = append(s.prepare, p) }

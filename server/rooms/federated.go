@@ -377,7 +377,7 @@ func (s *Service) commitRemote(r *room, stored []*storage.NewEvent, built []*Eve
 		// Notifications and unread counts for our users, in the events'
 		// transaction, as for local events.
 		for _, prepare := range s.prepare {
-			prepare(context.Background(), built, stored)
+			prepare(context.Background(), built, stored, nil)
 		}
 	}
 	// The caller settled the room: nothing of it is queued before these.

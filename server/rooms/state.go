@@ -111,6 +111,18 @@ func (s *Service) stateEvents(ctx context.Context, state StateMap, keys ...pdu.S
 	return out, nil
 }
 
+// StateEvent returns an event a Preparer's state names. It may be queued
+// but not yet committed (an event of the batch being prepared, or of one
+// queued before it), which only a preparer, running under the room's lock
+// while the batch is built, may see.
+func (s *Service) StateEvent(ctx context.Context, evID id.EventID) (*Event, error) {
+	evs, err := s.events(ctx, []id.EventID{evID}, true)
+	if err != nil {
+		return nil, err
+	}
+	return evs[evID], nil
+}
+
 // CurrentStateEvent returns one current state event of a room, or nil.
 func (s *Service) CurrentStateEvent(ctx context.Context, roomID id.RoomID, evType, stateKey string) (*Event, error) {
 	evID, err := s.db.CurrentStateEvent(ctx, roomID, evType, stateKey)
