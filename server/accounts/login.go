@@ -117,6 +117,9 @@ type SessionParams struct {
 	WantsRefresh bool
 	IP           string
 	UserAgent    string
+	// OAuth, for a sign-in through the OAuth 2.0 API, records its client
+	// beside the device (oauth.go).
+	OAuth *storage.OAuthSession
 }
 
 // newSession makes tokens for a login; the caller stores them.
@@ -130,6 +133,7 @@ func (s *Service) newSession(userID id.UserID, p SessionParams) (*storage.NewSes
 	ns := &storage.NewSession{
 		UserID: userID, DeviceID: deviceID, DisplayName: p.DisplayName,
 		AccessHash: hashToken(res.AccessToken), NowTS: now.UnixMilli(), IP: p.IP, UserAgent: p.UserAgent,
+		OAuth: p.OAuth,
 	}
 	if p.WantsRefresh {
 		res.RefreshToken = newToken(refreshTokenPrefix)

@@ -21,6 +21,9 @@ type NewSession struct {
 	NowTS       int64
 	IP          string
 	UserAgent   string
+	// OAuth, when not nil, records the device as signed in through the
+	// OAuth 2.0 API (oauth.go).
+	OAuth *OAuthSession
 }
 
 // createSession inserts the device if new and replaces its tokens: the spec
@@ -38,9 +41,15 @@ ON CONFLICT (user_id, device_id) DO UPDATE SET last_seen_ts = excluded.last_seen
 	for _, q := range []string{
 		`DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2`,
 		`DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = $2`,
+		deleteOAuthSession,
 	} {
 		if _, err := tx.ExecContext(ctx, q, s.UserID, s.DeviceID); err != nil {
 			return fmt.Errorf("replace tokens of %s: %w", s.DeviceID, err)
+		}
+	}
+	if s.OAuth != nil {
+		if _, err := tx.ExecContext(ctx, insertOAuthSession, s.UserID, s.DeviceID, s.OAuth.ClientID, s.OAuth.Scope, s.OAuth.GrantHash, s.NowTS); err != nil {
+			return fmt.Errorf("record oauth session of %s: %w", s.DeviceID, err)
 		}
 	}
 	return insertTokens(ctx, tx, s.UserID, s.DeviceID, s.AccessHash, s.RefreshHash, s.ExpiresTS, s.NowTS)

@@ -1,0 +1,92 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/server/config"
+	"github.com/palpo-im/palpo-desktop/server/storage"
+)
+
+// What the OAuth 2.0 authorization server (package oauth) needs from the
+// accounts rules: its sign-in and sign-up pages check passwords, names and
+// invite codes exactly as /login and /register do, and its sessions are
+// ordinary devices with ordinary tokens.
+
+// StartSession opens a session (a device with an access token and, when
+// p asks, a refresh token) for a user who proved who they are elsewhere.
+// A locked or deactivated account gets none.
+func (s *Service) StartSession(ctx context.Context, userID id.UserID, p SessionParams) (*LoginResult, error) {
+	return s.startSession(ctx, userID, p)
+}
+
+// CheckLogin checks a user name and password as a password login does,
+// under the same rate limits, without starting a session: the sign-in page
+// signs a browser in, not a device. A locked account is refused.
+func (s *Service) CheckLogin(ctx context.Context, user, password, ip string) (id.UserID, error) {
+	if ok, wait := s.limiters.loginAddr.take(ip, s.Now()); !ok {
+		return "", limitExceeded(wait)
+	}
+	userID, err := s.ResolveUser(user)
+	if err != nil {
+		_, _ = VerifyPassword(dummyHash(), password)
+		return "", ErrInvalidLogin
+	}
+	if err := s.checkPasswordLimited(ctx, userID, password, ip); err != nil {
+		return "", err
+	}
+	if err := s.checkNotLocked(ctx, userID); err != nil {
+		return "", err
+	}
+	return userID, nil
+}
+
+// RegistrationNeedsToken tells whether registering needs an invite code.
+func (s *Service) RegistrationNeedsToken() bool { return s.cfg.Mode == config.RegistrationToken }
+
+// ResolveRegistrationToken checks an invite code typed on the sign-up
+// page (loosely, as the UIA stage accepts it) and returns the token's own
+// text, which CreateAccount spends. Uses held by registrations in progress
+// count, as for the UIA stage.
+func (s *Service) ResolveRegistrationToken(ctx context.Context, token string) (string, error) {
+	if token == "" {
+		return "", MMissingParam.WithMessage("Missing invite code")
+	}
+	t, err := s.findRegistrationToken(ctx, token)
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", mautrix.MForbidden.WithMessage("Invalid registration token")
+	}
+	if err != nil {
+		return "", err
+	}
+	s.uia.mu.Lock()
+	defer s.uia.mu.Unlock()
+	if !tokenUsable(t, s.uia.pending[t.Token], s.nowMS()) {
+		return "", mautrix.MForbidden.WithMessage("Invalid registration token")
+	}
+	return t.Token, nil
+}
+
+// RevokeToken ends the session an access or refresh token belongs to (its
+// device and every token of it go), as OAuth token revocation asks. It
+// reports whether the token was known.
+func (s *Service) RevokeToken(ctx context.Context, token string) (bool, error) {
+	userID, deviceID, err := s.db.TokenDevice(ctx, hashToken(token))
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, s.DeleteDevices(ctx, userID, []id.DeviceID{deviceID})
+}
+
+// OAuthSessionByRefreshToken finds the OAuth session a refresh token acts
+// for; storage.ErrNotFound when the token is unknown or was not issued
+// through OAuth.
+func (s *Service) OAuthSessionByRefreshToken(ctx context.Context, refreshToken string) (*storage.OAuthSessionInfo, error) {
+	return s.db.OAuthSessionByRefreshToken(ctx, hashToken(refreshToken))
+}
