@@ -33,6 +33,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/keybackup"
 	"github.com/palpo-im/palpo-desktop/server/media"
 	"github.com/palpo-im/palpo-desktop/server/notices"
+	"github.com/palpo-im/palpo-desktop/server/oauth"
 	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/search"
@@ -58,6 +59,7 @@ type Server struct {
 	fed      *federation.Service
 	outbound *outbound.Sender
 	devices  *devicelists.Service
+	oauth    *oauth.Service
 	router   *httpapi.Router
 
 	mu        sync.Mutex
@@ -156,10 +158,15 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		Search:        search.New(db, s.rooms, s.sync, log),
 		Support:       cfg.Support,
 		Notices:       notes,
+		OAuth:         cfg.OAuth.Enabled,
 		RemoteProfile: func(ctx context.Context, user id.UserID) (map[string]json.RawMessage, error) {
 			return s.fed.QueryProfile(ctx, user)
 		},
 	})
+	if cfg.OAuth.Enabled {
+		s.oauth = oauth.New(db, s.accounts, log.With("component", "oauth"))
+		oauth.Register(s.router, s.oauth, cfg.PublicBaseURL, cfg.ServerName)
+	}
 	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms, Notices: notes,
 		Federation: s.FederationStatus, FederationCheck: s.FederationCheck})
 	// Federation is always built (it is cheap and starts nothing); it
@@ -260,6 +267,10 @@ func (s *Server) SigningKey() *mfed.SigningKey { return s.key }
 
 // Accounts is the accounts service (for the admin tools and tests).
 func (s *Server) Accounts() *accounts.Service { return s.accounts }
+
+// OAuth is the OAuth 2.0 authorization server, nil when [oauth] is off
+// (for tests).
+func (s *Server) OAuth() *oauth.Service { return s.oauth }
 
 // Rooms is the rooms service (for the admin tools and tests).
 func (s *Server) Rooms() *rooms.Service { return s.rooms }

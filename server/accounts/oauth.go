@@ -90,3 +90,7 @@ func (s *Service) RevokeToken(ctx context.Context, token string) (bool, error) {
 func (s *Service) OAuthSessionByRefreshToken(ctx context.Context, refreshToken string) (*storage.OAuthSessionInfo, error) {
 	return s.db.OAuthSessionByRefreshToken(ctx, hashToken(refreshToken))
 }
+
+// MinPasswordLength is the password policy's shortest password, for the
+// sign-up page to say.
+func (s *Service) MinPasswordLength() int { return s.cfg.MinPasswordLength }

@@ -61,6 +61,9 @@ type Deps struct {
 	// Notices owns the server notices rooms (nil: none), which their
 	// users may not reject.
 	Notices *notices.Service
+	// OAuth is whether the OAuth 2.0 server (package oauth) runs: /versions
+	// then advertises v1.15, and invite pages link to its sign-up page.
+	OAuth bool
 	// RemoteProfile asks another server for its user's profile (nil while
 	// federation is off).
 	RemoteProfile func(ctx context.Context, user id.UserID) (map[string]json.RawMessage, error)
