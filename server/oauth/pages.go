@@ -124,9 +124,20 @@ func (h *Handlers) user(r *http.Request) (id.UserID, error) {
 }
 
 // safeNext keeps a page's "next" to a path on this server, so the sign-in
-// page cannot be used to send people elsewhere.
+// page cannot be used to send people elsewhere. Browsers drop tabs and
+// newlines from URLs and read a backslash as a slash, so "/\t/evil" or
+// "/\\evil" would leave the site: no control character, space or backslash
+// passes.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") || len(next) > 8192 {
+	if len(next) > 8192 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		return ""
+	}
+	for _, c := range []byte(next) {
+		if c <= ' ' || c == 0x7f || c == '\\' {
+			return ""
+		}
+	}
+	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" {
 		return ""
 	}
 	return next
