@@ -94,3 +94,15 @@ func (s *Service) OAuthSessionByRefreshToken(ctx context.Context, refreshToken s
 // MinPasswordLength is the password policy's shortest password, for the
 // sign-up page to say.
 func (s *Service) MinPasswordLength() int { return s.cfg.MinPasswordLength }
+
+// CheckClientRegistrationRate spends one OAuth client registration of an
+// address: registering needs no account, so without a limit anyone could
+// fill the database with clients. It has its own bucket at the
+// register_per_address rate, so an app registering itself at the start of
+// each sign-in (as the spec asks) does not use up the sign-up attempts.
+func (s *Service) CheckClientRegistrationRate(ip string) error {
+	if ok, wait := s.limiters.registerAddr.take("oauth_client|"+ip, s.Now()); !ok {
+		return limitExceeded(wait)
+	}
+	return nil
+}

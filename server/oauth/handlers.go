@@ -111,6 +111,9 @@ func (h *Handlers) metadata(w http.ResponseWriter, r *http.Request) error {
 
 // registerClient serves dynamic client registration (RFC 7591 section 3).
 func (h *Handlers) registerClient(w http.ResponseWriter, r *http.Request) error {
+	if err := h.svc.accounts.CheckClientRegistrationRate(httpapi.ClientIP(r)); err != nil {
+		return err
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return err

@@ -148,6 +148,18 @@ func TestClientRegistration(t *testing.T) {
 	}
 }
 
+// TestClientRegistrationRateLimited: registering needs no account, so an
+// address may register only so many clients.
+func TestClientRegistrationRateLimited(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.RateLimits.RegisterPerAddress = config.RateLimit{PerSecond: 0.001, Burst: 2} })
+	e.register(t, webClient())
+	e.register(t, webClient())
+	status, body := e.postJSON(t, "/oauth2/register", webClient())
+	if status != http.StatusTooManyRequests {
+		t.Fatalf("third registration: %d %v", status, body)
+	}
+}
+
 // TestAuthorizeRefusals: an unknown client or redirect URI gets an error
 // page and no redirect; other faults go back to the client with error and
 // state.
