@@ -106,3 +106,26 @@ func (s *Service) CheckClientRegistrationRate(ip string) error {
 	}
 	return nil
 }
+
+// RecordSpentRefreshToken remembers an OAuth session's refresh token as
+// exchanged, so that a copy used after its successor can be recognised.
+func (s *Service) RecordSpentRefreshToken(ctx context.Context, refreshToken string, userID id.UserID, deviceID id.DeviceID) error {
+	return s.db.RecordSpentRefreshToken(ctx, hashToken(refreshToken), userID, deviceID, s.nowMS())
+}
+
+// RevokeReplayedRefreshToken ends the session whose already exchanged
+// refresh token this is, and reports whether there was one.
+func (s *Service) RevokeReplayedRefreshToken(ctx context.Context, refreshToken string) (bool, error) {
+	userID, deviceID, err := s.db.SpentRefreshTokenDevice(ctx, hashToken(refreshToken))
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := s.DeleteDevices(ctx, userID, []id.DeviceID{deviceID}); err != nil {
+		return false, err
+	}
+	s.log.Warn("a replaced refresh token was used again; its session is revoked", "user", userID, "device", deviceID)
+	return true, nil
+}

@@ -329,17 +329,22 @@ func TestRefreshAndRevoke(t *testing.T) {
 	if status != 200 || fresh["access_token"] == tok["access_token"] || fresh["refresh_token"] == tok["refresh_token"] || fresh["scope"] != tok["scope"] {
 		t.Fatalf("refresh: %d %v", status, fresh)
 	}
-	c, _ := mautrix.NewClient(e.URL, "", fresh["access_token"].(string))
-	if who, err := c.Whoami(ctx); err != nil || who.DeviceID != "DEVREFRESH" {
-		t.Fatalf("whoami after refresh: %+v %v", who, err)
-	}
+	c, _ := mautrix.NewClient(e.URL, "", "")
 	old, _ := mautrix.NewClient(e.URL, "", tok["access_token"].(string))
 	if _, err := old.Whoami(ctx); !errors.Is(err, mautrix.MUnknownToken) {
 		t.Errorf("old access token still works: %v", err)
 	}
-	// The new pair was used, so the old refresh token is gone.
-	status, body = refresh(clientID, tok["refresh_token"].(string))
-	expectOAuthError(t, "old refresh token", status, body, 400, "invalid_grant")
+	// A second refresh with the same token before the new pair is used is
+	// a retry (the client may have lost the answer): it works.
+	status, retry := refresh(clientID, tok["refresh_token"].(string))
+	if status != 200 {
+		t.Fatalf("retried refresh: %d %v", status, retry)
+	}
+	fresh = retry
+	c.AccessToken = fresh["access_token"].(string)
+	if who, err := c.Whoami(ctx); err != nil || who.DeviceID != "DEVREFRESH" {
+		t.Fatalf("whoami after refresh: %+v %v", who, err)
+	}
 
 	// Revoking the refresh token ends the session, access token too.
 	status, _ = e.postForm(t, "/oauth2/revoke", url.Values{"token": {fresh["refresh_token"].(string)}, "token_type_hint": {"refresh_token"}, "client_id": {clientID}})
@@ -353,6 +358,21 @@ func TestRefreshAndRevoke(t *testing.T) {
 	expectOAuthError(t, "revoked refresh token", status, body, 400, "invalid_grant")
 	if _, err := e.Accounts().Device(ctx, "@alice:localhost", "DEVREFRESH"); err == nil {
 		t.Error("device kept after revocation")
+	}
+
+	// A refresh token used again after its successor was used is a copy:
+	// the session ends.
+	code = e.signedInCode(t, b, clientID, "DEVREPLAY1", challenge)
+	_, tok = e.exchange(t, clientID, code, verifier)
+	_, next := refresh(clientID, tok["refresh_token"].(string))
+	c.AccessToken = next["access_token"].(string)
+	if _, err := c.Whoami(ctx); err != nil {
+		t.Fatal(err)
+	}
+	status, body = refresh(clientID, tok["refresh_token"].(string))
+	expectOAuthError(t, "replayed refresh token", status, body, 400, "invalid_grant")
+	if _, err := c.Whoami(ctx); !errors.Is(err, mautrix.MUnknownToken) {
+		t.Errorf("session of a replayed refresh token still works: %v", err)
 	}
 
 	// Unknown tokens are revoked without complaint; no token is a bad request.

@@ -165,6 +165,12 @@ func (s *Service) refresh(ctx context.Context, c *Client, form url.Values) (*Tok
 	}
 	sess, err := s.accounts.OAuthSessionByRefreshToken(ctx, token)
 	if errors.Is(err, storage.ErrNotFound) {
+		// A token already replaced and retired was copied: whoever holds
+		// the session now may not be its owner (spec: "Refresh token
+		// grant"), so it ends.
+		if _, err := s.accounts.RevokeReplayedRefreshToken(ctx, token); err != nil {
+			return nil, err
+		}
 		return nil, errBadRefresh
 	}
 	if err != nil {
@@ -172,6 +178,12 @@ func (s *Service) refresh(ctx context.Context, c *Client, form url.Values) (*Tok
 	}
 	if sess.ClientID != c.ClientID {
 		return nil, errBadRefresh
+	}
+	// Remembered before the exchange: the token stays valid until its
+	// successor is used (a client that lost the answer may retry), and
+	// only after that is a use of it a replay.
+	if err := s.accounts.RecordSpentRefreshToken(ctx, token, sess.UserID, sess.DeviceID); err != nil {
+		return nil, err
 	}
 	res, err := s.accounts.Refresh(ctx, token)
 	var re mautrix.RespError

@@ -366,3 +366,42 @@ func (db *DB) DeleteBrowserSessions(ctx context.Context, userID id.UserID) error
 	}
 	return nil
 }
+
+const (
+	// Spent refresh tokens are remembered for 30 days: a copy used later
+	// than that is only unknown.
+	spentRefreshKeepFor     = 30 * 24 * 60 * 60 * 1000
+	sweepSpentRefreshTokens = `DELETE FROM oauth_spent_refresh_tokens WHERE spent_ts < $1`
+	insertSpentRefreshToken = `INSERT INTO oauth_spent_refresh_tokens (token_hash, user_id, device_id, spent_ts) VALUES ($1, $2, $3, $4)
+ON CONFLICT (token_hash) DO NOTHING`
+	selectSpentRefreshToken = `SELECT user_id, device_id FROM oauth_spent_refresh_tokens WHERE token_hash = $1`
+)
+
+// RecordSpentRefreshToken remembers that an OAuth session's refresh token
+// was exchanged, and forgets those spent long ago.
+func (db *DB) RecordSpentRefreshToken(ctx context.Context, hash []byte, userID id.UserID, deviceID id.DeviceID, nowTS int64) error {
+	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, sweepSpentRefreshTokens, nowTS-spentRefreshKeepFor); err != nil {
+			return fmt.Errorf("sweep spent refresh tokens: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, insertSpentRefreshToken, hash, userID, deviceID, nowTS); err != nil {
+			return fmt.Errorf("record spent refresh token: %w", err)
+		}
+		return nil
+	})
+}
+
+// SpentRefreshTokenDevice finds the device whose exchanged refresh token
+// this is, or ErrNotFound.
+func (db *DB) SpentRefreshTokenDevice(ctx context.Context, hash []byte) (id.UserID, id.DeviceID, error) {
+	var userID id.UserID
+	var deviceID id.DeviceID
+	err := db.reader.QueryRowContext(ctx, selectSpentRefreshToken, hash).Scan(&userID, &deviceID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", ErrNotFound
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("spent refresh token: %w", err)
+	}
+	return userID, deviceID, nil
+}

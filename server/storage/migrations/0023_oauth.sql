@@ -66,3 +66,16 @@ CREATE TABLE oauth_browser_sessions (
 	expires_ts   INTEGER NOT NULL
 );
 CREATE INDEX oauth_browser_sessions_expiry ON oauth_browser_sessions (expires_ts);
+
+-- Refresh tokens of OAuth sessions that have been exchanged. Once one is
+-- gone from refresh_tokens (its successor was used), presenting it again
+-- means it was copied: the session is revoked (spec: "Refresh token
+-- grant"). Kept for a while, and with the device.
+CREATE TABLE oauth_spent_refresh_tokens (
+	token_hash BLOB PRIMARY KEY,
+	user_id    TEXT NOT NULL,
+	device_id  TEXT NOT NULL,
+	spent_ts   INTEGER NOT NULL,
+	FOREIGN KEY (user_id, device_id) REFERENCES devices (user_id, device_id) ON DELETE CASCADE
+);
+CREATE INDEX oauth_spent_refresh_tokens_ts ON oauth_spent_refresh_tokens (spent_ts);
