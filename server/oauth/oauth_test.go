@@ -558,6 +558,10 @@ func TestAccountPage(t *testing.T) {
 	if _, err := phone.Whoami(context.Background()); !errors.Is(err, mautrix.MUnknownToken) {
 		t.Errorf("phone still signed in: %v", err)
 	}
+	// A signed-in browser going to the sign-in page goes to its account.
+	if p := b.get("/account/login"); p.URL.Path != "/account" {
+		t.Errorf("sign-in page when signed in: %s", p.URL)
+	}
 	// Signing the browser out.
 	p = b.submit(p, "/account/logout", nil)
 	if p.URL.Path != "/account/login" {
@@ -570,6 +574,23 @@ func TestAccountPage(t *testing.T) {
 	p = b.signIn(b.get("/account/login"), "alice", "wrong password")
 	if p.Status != 400 || !strings.Contains(p.Body, "Wrong user name or password") {
 		t.Errorf("wrong password: %d", p.Status)
+	}
+}
+
+// TestPasswordChangeSignsBrowsersOut: a browser signed in with the old
+// password can no longer approve anything.
+func TestPasswordChangeSignsBrowsersOut(t *testing.T) {
+	e := newEnv(t)
+	e.RegisterUser("alice")
+	b := e.browser(t)
+	if p := b.signIn(b.get("/account"), "alice", testserver.DefaultPassword); p.URL.Path != "/account" {
+		t.Fatalf("sign-in: %s", p.URL)
+	}
+	if err := e.Accounts().ChangePassword(context.Background(), "@alice:localhost", "a new long password", false, ""); err != nil {
+		t.Fatal(err)
+	}
+	if p := b.get("/account"); p.URL.Path != "/account/login" {
+		t.Errorf("still signed in after a password change: %s", p.URL)
 	}
 }
 

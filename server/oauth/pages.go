@@ -243,7 +243,10 @@ func (h *Handlers) signInPage(w http.ResponseWriter, r *http.Request) error {
 	next := safeNext(r.URL.Query().Get("next"))
 	if userID, err := h.user(r); err != nil {
 		return err
-	} else if userID != "" && next != "" {
+	} else if userID != "" {
+		if next == "" {
+			next = PathAccount
+		}
 		return seeOther(w, r, next)
 	}
 	return h.render(w, r, http.StatusOK, "signin", h.signInData(next))
