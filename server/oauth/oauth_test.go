@@ -528,6 +528,46 @@ func TestPagesNeedCSRF(t *testing.T) {
 	}
 }
 
+// TestCookieFlags: the pages' cookies are HttpOnly and SameSite=Lax, and
+// Secure when the server is reached over https (public_baseurl).
+func TestCookieFlags(t *testing.T) {
+	for _, c := range []struct {
+		public string
+		secure bool
+	}{{"", false}, {"https://matrix.example.org", true}} {
+		e := newEnv(t, func(cfg *config.Config) { cfg.PublicBaseURL = c.public })
+		e.RegisterUser("alice")
+		b := e.browser(t)
+		p := b.get("/account/login")
+		form := url.Values{"username": {"alice"}, "password": {testserver.DefaultPassword}}
+		for _, h := range hiddenRE.FindAllStringSubmatch(p.Body, -1) {
+			form.Set(h[1], h[2])
+		}
+		req, _ := http.NewRequest(http.MethodPost, e.URL+"/account/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for _, ck := range b.http.Jar.Cookies(req.URL) {
+			req.AddCookie(ck)
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		var session *http.Cookie
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "palpo_session" {
+				session = ck
+			}
+		}
+		if resp.StatusCode != http.StatusSeeOther || session == nil {
+			t.Fatalf("sign-in with public_baseurl %q: %d %v", c.public, resp.StatusCode, resp.Header["Set-Cookie"])
+		}
+		if !session.HttpOnly || session.SameSite != http.SameSiteLaxMode || session.Secure != c.secure || session.Path != "/" {
+			t.Errorf("public_baseurl %q: session cookie %+v", c.public, session)
+		}
+	}
+}
+
 // TestAccountPage lists the sessions and signs one out.
 func TestAccountPage(t *testing.T) {
 	e := newEnv(t)
