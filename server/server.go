@@ -142,6 +142,13 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	toDevice := todevice.New(db, cfg.ServerName, s.sync.Notifier(), log)
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
 	s.router.SetBodyTimeout(time.Duration(cfg.HTTP.BodyTimeoutSeconds) * time.Second)
+	// The OAuth pages give the client API the URL where a person approves
+	// what an OAuth session asks (m.oauth).
+	var approvalURL func(r *http.Request, action string) string
+	if cfg.OAuth.Enabled {
+		s.oauth = oauth.New(db, s.accounts, log.With("component", "oauth"))
+		approvalURL = oauth.Register(s.router, s.oauth, cfg.PublicBaseURL, cfg.ServerName).AccountURL
+	}
 	clientapi.Register(s.router, clientapi.Deps{
 		ServerName:    cfg.ServerName,
 		BaseURL:       s.ClientURL,
@@ -159,14 +166,11 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		Support:       cfg.Support,
 		Notices:       notes,
 		OAuth:         cfg.OAuth.Enabled,
+		ApprovalURL:   approvalURL,
 		RemoteProfile: func(ctx context.Context, user id.UserID) (map[string]json.RawMessage, error) {
 			return s.fed.QueryProfile(ctx, user)
 		},
 	})
-	if cfg.OAuth.Enabled {
-		s.oauth = oauth.New(db, s.accounts, log.With("component", "oauth"))
-		oauth.Register(s.router, s.oauth, cfg.PublicBaseURL, cfg.ServerName)
-	}
 	admin.Register(s.router, admin.Deps{ServerName: cfg.ServerName, Accounts: s.accounts, Media: s.media, Rooms: s.rooms, Notices: notes,
 		Federation: s.FederationStatus, FederationCheck: s.FederationCheck})
 	// Federation is always built (it is cheap and starts nothing); it

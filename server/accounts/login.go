@@ -21,6 +21,9 @@ type Caller struct {
 	// (logout); Suspended ones may read but not write (moderation.go).
 	Locked    bool
 	Suspended bool
+	// OAuth is true when the device signed in through the OAuth 2.0 API,
+	// whose sessions confirm sensitive actions with the m.oauth stage.
+	OAuth bool
 
 	tokenHash []byte
 }
@@ -78,7 +81,7 @@ func (s *Service) authenticate(ctx context.Context, token, ip, userAgent string,
 	}
 	s.touchDevice(ctx, owner.UserID, owner.DeviceID, now, ip, userAgent)
 	return &Caller{UserID: owner.UserID, DeviceID: owner.DeviceID, IsAdmin: owner.IsAdmin,
-		Locked: owner.Locked, Suspended: owner.Suspended, tokenHash: hash}, nil
+		Locked: owner.Locked, Suspended: owner.Suspended, OAuth: owner.OAuth, tokenHash: hash}, nil
 }
 
 // touchDevice records last-seen information at most once a minute per

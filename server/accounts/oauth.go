@@ -3,6 +3,7 @@ package accounts
 import (
 	"context"
 	"errors"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -128,4 +129,26 @@ func (s *Service) RevokeReplayedRefreshToken(ctx context.Context, refreshToken s
 	}
 	s.log.Warn("a replaced refresh token was used again; its session is revoked", "user", userID, "device", deviceID)
 	return true, nil
+}
+
+// oauthApprovalLifetime is how long an approval given in the account pages
+// waits for the app to retry its request.
+const oauthApprovalLifetime = 10 * time.Minute
+
+// ApproveOAuthAction records that the person approved, in the account
+// pages, the sensitive action their OAuth session asked for (resetting
+// cross-signing): the app's next m.oauth retry within ten minutes passes.
+func (s *Service) ApproveOAuthAction(userID id.UserID) {
+	s.uia.mu.Lock()
+	defer s.uia.mu.Unlock()
+	s.uia.oauthApproved[userID] = s.Now().Add(oauthApprovalLifetime)
+}
+
+// takeOAuthApproval spends a user's approval, if one is still valid.
+func (s *Service) takeOAuthApproval(userID id.UserID, now time.Time) bool {
+	s.uia.mu.Lock()
+	defer s.uia.mu.Unlock()
+	until, ok := s.uia.oauthApproved[userID]
+	delete(s.uia.oauthApproved, userID)
+	return ok && now.Before(until)
 }

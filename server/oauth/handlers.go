@@ -25,6 +25,7 @@ const (
 	PathEndSession     = "/account/sessions/end"
 	PathLink           = "/link"
 	PathLinkDecide     = "/link/decide"
+	PathApprove        = "/account/approve"
 )
 
 // Handlers serves the OAuth endpoints and pages.
@@ -66,6 +67,18 @@ func (h *Handlers) base(r *http.Request) string {
 var accountActions = []string{
 	"org.matrix.devices_list", "org.matrix.device_view", "org.matrix.device_delete",
 	"org.matrix.sessions_list", "org.matrix.session_view", "org.matrix.session_end",
+	ActionCrossSigningReset,
+}
+
+// ActionCrossSigningReset is the account page action where the person
+// approves replacing their cross-signing keys (the m.oauth stage of
+// /keys/device_signing/upload).
+const ActionCrossSigningReset = "org.matrix.cross_signing_reset"
+
+// AccountURL is the account page for an action, at the address the
+// client that made r uses.
+func (h *Handlers) AccountURL(r *http.Request, action string) string {
+	return h.base(r) + PathAccount + "?action=" + action
 }
 
 type serverMetadata struct {

@@ -30,6 +30,7 @@ func (h *Handlers) registerPages(rt *httpapi.Router) {
 	rt.Handle(http.MethodPost, PathSignOut, h.signOut)
 	rt.Handle(http.MethodGet, PathAccount, h.accountPage)
 	rt.Handle(http.MethodPost, PathEndSession, h.endSession)
+	rt.Handle(http.MethodPost, PathApprove, h.approveAction)
 	rt.Handle(http.MethodGet, PathLink, h.linkPage)
 	rt.Handle(http.MethodPost, PathLink, h.linkEnter)
 	rt.Handle(http.MethodPost, PathLinkDecide, h.linkDecide)
@@ -337,6 +338,10 @@ func (h *Handlers) accountPage(w http.ResponseWriter, r *http.Request) error {
 	if userID == "" {
 		return seeOther(w, r, withNext(PathSignIn, r.URL.RequestURI()))
 	}
+	if r.URL.Query().Get("action") == ActionCrossSigningReset {
+		return h.render(w, r, http.StatusOK, "approve", pageData{Title: "Reset your encryption identity?", User: userID,
+			Action: PathApprove, Hidden: []hidden{{"action", ActionCrossSigningReset}}})
+	}
 	sessions, err := h.svc.Sessions(r.Context(), userID)
 	if err != nil {
 		return err
@@ -441,4 +446,26 @@ func (h *Handlers) linkDecide(w http.ResponseWriter, r *http.Request) error {
 	}
 	return h.render(w, r, http.StatusOK, "message", pageData{Title: "Sign-in refused",
 		Message: "The device was not signed in.", LinkURL: PathAccount, LinkText: "See your sessions"})
+}
+
+// approveAction is the answer of an action's approval page: the app's
+// retry of the request within ten minutes passes the m.oauth stage.
+func (h *Handlers) approveAction(w http.ResponseWriter, r *http.Request) error {
+	if !h.checkForm(r) {
+		return h.expired(w, r)
+	}
+	userID, err := h.user(r)
+	if err != nil {
+		return err
+	}
+	if userID == "" {
+		return seeOther(w, r, withNext(PathSignIn, PathAccount+"?action="+url.QueryEscape(r.PostForm.Get("action"))))
+	}
+	if r.PostForm.Get("action") != ActionCrossSigningReset {
+		return seeOther(w, r, PathAccount)
+	}
+	h.svc.accounts.ApproveOAuthAction(userID)
+	h.svc.log.Info("cross-signing reset approved in the account pages", "user", userID)
+	return h.render(w, r, http.StatusOK, "message", pageData{Title: "Reset allowed",
+		Message: "Go back to your app and continue: it may reset your encryption identity in the next ten minutes."})
 }

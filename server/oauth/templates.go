@@ -154,13 +154,27 @@ const accountPage = `{{define "content"}}
 </form>
 {{end}}`
 
+const approvePage = `{{define "content"}}
+<div class="card">
+<p>An app signed in as <strong>{{.User}}</strong> asks to replace your encryption identity (your cross-signing keys).
+Do this only if you chose to reset it in your app, for example because you lost your recovery key: your other
+sessions will need to be verified again, and messages you cannot decrypt now stay unreadable.</p>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+{{range .Hidden}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
+{{end}}<button type="submit">Allow the reset</button>
+</form>
+</div>
+<p class="alt"><a href="/account">Cancel</a></p>
+{{end}}`
+
 // pages are the parsed templates, each the layout with its content.
 var pages = func() map[string]*template.Template {
 	layout := template.Must(template.New("layout").Parse(pageLayout))
 	out := map[string]*template.Template{}
 	for name, content := range map[string]string{
 		"signin": signInPage, "signup": signUpPage, "consent": consentPage,
-		"link": linkPage, "message": messagePage, "account": accountPage,
+		"link": linkPage, "message": messagePage, "account": accountPage, "approve": approvePage,
 	} {
 		out[name] = template.Must(template.Must(layout.Clone()).Parse(content))
 	}

@@ -102,6 +102,8 @@ type TokenOwner struct {
 	// refresh token it replaced is dropped then.
 	FirstUse    bool
 	RefreshHash []byte
+	// OAuth is true for a device signed in through the OAuth 2.0 API.
+	OAuth bool
 }
 
 // LookupAccessToken finds the owner of an access token hash, or ErrNotFound.
@@ -109,9 +111,10 @@ func (db *DB) LookupAccessToken(ctx context.Context, hash []byte) (*TokenOwner, 
 	var o TokenOwner
 	var expires sql.NullInt64
 	var used bool
-	err := db.reader.QueryRowContext(ctx, `SELECT t.user_id, t.device_id, u.is_admin, u.deactivated, u.locked, u.suspended, t.expires_ts, t.used, t.refresh_hash
+	err := db.reader.QueryRowContext(ctx, `SELECT t.user_id, t.device_id, u.is_admin, u.deactivated, u.locked, u.suspended, t.expires_ts, t.used, t.refresh_hash,
+	EXISTS (SELECT 1 FROM oauth_sessions o WHERE o.user_id = t.user_id AND o.device_id = t.device_id)
 FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1`, hash).
-		Scan(&o.UserID, &o.DeviceID, &o.IsAdmin, &o.Deactivated, &o.Locked, &o.Suspended, &expires, &used, &o.RefreshHash)
+		Scan(&o.UserID, &o.DeviceID, &o.IsAdmin, &o.Deactivated, &o.Locked, &o.Suspended, &expires, &used, &o.RefreshHash, &o.OAuth)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
