@@ -208,8 +208,11 @@ func TestAuthorizeRefusals(t *testing.T) {
 	if u, _ := url.Parse(p.Location); u == nil || u.RawQuery != "" || !strings.Contains(u.Fragment, "error=unsupported_response_type") {
 		t.Errorf("fragment mode error: %q", p.Location)
 	}
-	// The consent page can be refused.
-	p = b.get(authorizeURL(clientID, webRedirect, "DEV1234567", challenge, nil))
+	// The consent page can be refused. (A login_hint fills the user name in.)
+	p = b.get(authorizeURL(clientID, webRedirect, "DEV1234567", challenge, url.Values{"login_hint": {"mxid:@alice:localhost"}}))
+	if !strings.Contains(p.Body, `name="username" value="alice"`) {
+		t.Errorf("login_hint did not fill the user name in:\n%s", p.Body)
+	}
 	p = b.signIn(p, "alice", testserver.DefaultPassword)
 	cb := callback(t, b.submit(p, "/oauth2/authorize", url.Values{"action": {"deny"}}))
 	if cb.Get("error") != "access_denied" || cb.Get("state") != "st4te" || cb.Get("code") != "" {

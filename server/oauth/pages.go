@@ -174,9 +174,28 @@ func (h *Handlers) authorizePage(w http.ResponseWriter, r *http.Request) error {
 		if a.WantsSignUp() {
 			return seeOther(w, r, withNext(PathSignUp, here))
 		}
-		return seeOther(w, r, withNext(PathSignIn, here))
+		to := withNext(PathSignIn, here)
+		if name := h.loginHint(r.URL.Query().Get("login_hint")); name != "" {
+			to += "&" + url.Values{"username": {name}}.Encode()
+		}
+		return seeOther(w, r, to)
 	}
 	return h.consent(w, r, a, userID, here)
+}
+
+// loginHint is the user name a client's login_hint names (MSC4198's
+// "mxid:@name:server", sent when the app already knows who signs in
+// again), for the sign-in page to fill in; "" for anything else.
+func (h *Handlers) loginHint(hint string) string {
+	mxid, ok := strings.CutPrefix(hint, "mxid:")
+	if !ok {
+		return ""
+	}
+	localpart, server, err := id.UserID(mxid).Parse()
+	if err != nil || server != h.serverName {
+		return ""
+	}
+	return localpart
 }
 
 func (h *Handlers) authorizeFailed(w http.ResponseWriter, r *http.Request, err error) error {
@@ -250,7 +269,9 @@ func (h *Handlers) signInPage(w http.ResponseWriter, r *http.Request) error {
 		}
 		return seeOther(w, r, next)
 	}
-	return h.render(w, r, http.StatusOK, "signin", h.signInData(next))
+	d := h.signInData(next)
+	d.Username = r.URL.Query().Get("username")
+	return h.render(w, r, http.StatusOK, "signin", d)
 }
 
 func (h *Handlers) signIn(w http.ResponseWriter, r *http.Request) error {
