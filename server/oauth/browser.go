@@ -201,7 +201,11 @@ func (s *Service) Sessions(ctx context.Context, userID id.UserID) ([]Session, er
 // EndSession signs one of the user's devices out.
 func (s *Service) EndSession(ctx context.Context, userID id.UserID, deviceID id.DeviceID) error {
 	if _, err := s.accounts.Device(ctx, userID, deviceID); err != nil {
-		return &FormError{Message: "That session no longer exists."}
+		var re mautrix.RespError
+		if errors.As(err, &re) {
+			return &FormError{Message: "That session no longer exists."}
+		}
+		return err
 	}
 	if err := s.accounts.DeleteDevices(ctx, userID, []id.DeviceID{deviceID}); err != nil {
 		return err
