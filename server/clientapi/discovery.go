@@ -10,6 +10,7 @@ import (
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
+	"github.com/palpo-im/palpo-desktop/server/oauth"
 )
 
 // SupportedVersions are the spec versions advertised at /versions. Clients
@@ -191,12 +192,14 @@ func (a *API) invitePage(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	w.WriteHeader(http.StatusOK)
 	signUp := ""
 	if a.deps.OAuth {
-		// The OAuth sign-up page, with the code filled in.
+		// The OAuth sign-up page, with the code filled in; the browser
+		// remembers the code for the sign-up page Element X opens later.
 		signUp = "/account/register?" + url.Values{"token": {code}}.Encode()
+		oauth.RememberInvite(w, r, code)
 	}
+	w.WriteHeader(http.StatusOK)
 	_ = inviteTemplate.Execute(w, struct{ ServerName, BaseURL, Code, SignUpURL string }{a.deps.ServerName, base, code, signUp})
 	return nil
 }

@@ -714,9 +714,14 @@ func TestSignUpWithInviteEndToEnd(t *testing.T) {
 	clientID := e.register(t, webClient())
 	verifier, challenge := pkce()
 	b := e.browser(t)
+	// The person first opened the invite link the owner sent, in the
+	// browser the app's sign-in tab shares.
+	if p := b.get("/invite/" + code); p.Status != http.StatusOK {
+		t.Fatalf("invite page: %d", p.Status)
+	}
 	p := b.get(authorizeURL(clientID, webRedirect, "ELEMENTX01", challenge, url.Values{"prompt": {"create"}, "response_mode": {"fragment"}}))
-	if p.URL.Path != "/account/register" || !strings.Contains(p.Body, `name="invite_code"`) {
-		t.Fatalf("prompt=create did not open the sign-up page: %s\n%s", p.URL, p.Body)
+	if p.URL.Path != "/account/register" || !strings.Contains(p.Body, `name="invite_code" value="`+code+`"`) {
+		t.Fatalf("prompt=create did not open the sign-up page with the invite code: %s\n%s", p.URL, p.Body)
 	}
 	p = b.submit(p, "/account/register", url.Values{"username": {"Dana"}, "password": {"a long passphrase"},
 		"confirm": {"a long passphrase"}, "invite_code": {strings.ToLower(code)}})

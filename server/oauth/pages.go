@@ -9,6 +9,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 )
 
@@ -310,11 +311,40 @@ func (h *Handlers) signUpData(next string) pageData {
 
 // signUpPage serves the sign-up form. ?token=CODE fills the invite code in,
 // so an invite link can open this page ready to use.
+//
+// The code is also remembered in the browser (RememberInvite), so that the
+// sign-up page an app opens later (Element X's "Create account") has it
+// filled in too: a phone's in-app browser tab shares the browser's cookies.
 func (h *Handlers) signUpPage(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	d := h.signUpData(safeNext(q.Get("next")))
-	d.InviteCode = q.Get("token")
+	if code := q.Get("token"); code != "" {
+		d.InviteCode = code
+		RememberInvite(w, r, code)
+	} else if c, err := r.Cookie(InviteCookie); err == nil && plausibleInvite(c.Value) {
+		d.InviteCode = c.Value
+	}
 	return h.render(w, r, http.StatusOK, "signup", d)
+}
+
+// InviteCookie remembers the invite code a browser was given, for a day.
+const InviteCookie = "palpo_invite"
+
+// RememberInvite keeps an invite code in the browser that opened an invite
+// link, for the sign-up page to fill in. It is no secret from the person
+// who was given it; it stays HttpOnly so no page script reads it.
+func RememberInvite(w http.ResponseWriter, r *http.Request, code string) {
+	if !plausibleInvite(code) {
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: InviteCookie, Value: code, Path: "/", MaxAge: 24 * 60 * 60,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+}
+
+// plausibleInvite accepts what a registration token may be: at most 64
+// of the spec's unreserved URI characters.
+func plausibleInvite(code string) bool {
+	return code != "" && len(code) <= accounts.MaxRegistrationTokenLength && strings.Trim(code, accounts.RegistrationTokenChars) == ""
 }
 
 func (h *Handlers) signUp(w http.ResponseWriter, r *http.Request) error {
@@ -334,6 +364,8 @@ func (h *Handlers) signUp(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// The invite is spent.
+	http.SetCookie(w, &http.Cookie{Name: InviteCookie, Path: "/", MaxAge: -1})
 	return h.signedIn(w, r, cookie, next)
 }
 
