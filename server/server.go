@@ -34,6 +34,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/keybackup"
 	"github.com/palpo-im/palpo-desktop/server/media"
 	"github.com/palpo-im/palpo-desktop/server/notices"
+	"github.com/palpo-im/palpo-desktop/server/oauth"
 	"github.com/palpo-im/palpo-desktop/server/portmap"
 	"github.com/palpo-im/palpo-desktop/server/push"
 	"github.com/palpo-im/palpo-desktop/server/rooms"
@@ -60,6 +61,7 @@ type Server struct {
 	fed      *federation.Service
 	outbound *outbound.Sender
 	devices  *devicelists.Service
+	oauth    *oauth.Service
 	router   *httpapi.Router
 	portmap  *portmap.Mapper
 
@@ -147,6 +149,13 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	toDevice := todevice.New(db, cfg.ServerName, s.sync.Notifier(), log)
 	s.router = httpapi.NewRouter(log, cfg.HTTP.MaxRequestBytes)
 	s.router.SetBodyTimeout(time.Duration(cfg.HTTP.BodyTimeoutSeconds) * time.Second)
+	// The OAuth pages give the client API the URL where a person approves
+	// what an OAuth session asks (m.oauth).
+	var approvalURL func(r *http.Request, action string) string
+	if cfg.OAuth.Enabled {
+		s.oauth = oauth.New(db, s.accounts, log.With("component", "oauth"))
+		approvalURL = oauth.Register(s.router, s.oauth, cfg.PublicBaseURL, cfg.ServerName).AccountURL
+	}
 	clientapi.Register(s.router, clientapi.Deps{
 		ServerName:    cfg.ServerName,
 		BaseURL:       s.ClientURL,
@@ -163,6 +172,8 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		Search:        search.New(db, s.rooms, s.sync, log),
 		Support:       cfg.Support,
 		Notices:       notes,
+		OAuth:         cfg.OAuth.Enabled,
+		ApprovalURL:   approvalURL,
 		RemoteProfile: func(ctx context.Context, user id.UserID) (map[string]json.RawMessage, error) {
 			return s.fed.QueryProfile(ctx, user)
 		},
@@ -270,6 +281,10 @@ func (s *Server) SigningKey() *mfed.SigningKey { return s.key }
 
 // Accounts is the accounts service (for the admin tools and tests).
 func (s *Server) Accounts() *accounts.Service { return s.accounts }
+
+// OAuth is the OAuth 2.0 authorization server, nil when [oauth] is off
+// (for tests).
+func (s *Server) OAuth() *oauth.Service { return s.oauth }
 
 // Rooms is the rooms service (for the admin tools and tests).
 func (s *Server) Rooms() *rooms.Service { return s.rooms }

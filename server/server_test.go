@@ -24,23 +24,30 @@ func TestVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []mautrix.SpecVersion{mautrix.SpecV11, mautrix.SpecV111, mautrix.SpecV112} {
+	for _, v := range []mautrix.SpecVersion{mautrix.SpecV11, mautrix.SpecV111, mautrix.SpecV112, mautrix.SpecV115} {
 		if !resp.ContainsGreaterOrEqual(v) {
 			t.Errorf("versions lack %s: %v", v, resp.Versions)
 		}
 	}
-	// Advertising v1.15+ obliges us to serve auth_metadata (OAuth), which
-	// we do not yet: make sure the two stay consistent.
-	if resp.ContainsGreaterOrEqual(mautrix.SpecV115) {
-		t.Error("v1.15+ advertised without /auth_metadata")
-	}
 	if resp.UnstableFeatures == nil {
 		t.Error("unstable_features missing")
 	}
+	// With OAuth on (the default), v1.15 comes with its auth_metadata.
+	r, err := http.Get(ts.URL + "/_matrix/client/v1/auth_metadata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		t.Fatalf("auth_metadata: %d", r.StatusCode)
+	}
 }
 
-func TestAuthMetadataAbsentIsUnrecognized(t *testing.T) {
-	ts := testserver.New(t)
+// TestOAuthOffKeepsLegacyAuth: with [oauth] enabled = false there is no
+// auth_metadata (404 M_UNRECOGNIZED, the spec's answer), and /versions
+// stops before v1.15, whose clients would expect it.
+func TestOAuthOffKeepsLegacyAuth(t *testing.T) {
+	ts := testserver.New(t, func(c *config.Config) { c.OAuth.Enabled = false })
 	resp, err := http.Get(ts.URL + "/_matrix/client/v1/auth_metadata")
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +57,13 @@ func TestAuthMetadataAbsentIsUnrecognized(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&body)
 	if resp.StatusCode != 404 || body.Errcode != "M_UNRECOGNIZED" {
 		t.Fatalf("got %d %s", resp.StatusCode, body.Errcode)
+	}
+	v, err := ts.Client().Versions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.ContainsGreaterOrEqual(mautrix.SpecV115) || !v.ContainsGreaterOrEqual(mautrix.SpecV112) {
+		t.Errorf("versions with OAuth off: %v", v.Versions)
 	}
 }
 

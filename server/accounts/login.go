@@ -21,6 +21,9 @@ type Caller struct {
 	// (logout); Suspended ones may read but not write (moderation.go).
 	Locked    bool
 	Suspended bool
+	// OAuth is true when the device signed in through the OAuth 2.0 API,
+	// whose sessions confirm sensitive actions with the m.oauth stage.
+	OAuth bool
 
 	tokenHash []byte
 }
@@ -78,7 +81,7 @@ func (s *Service) authenticate(ctx context.Context, token, ip, userAgent string,
 	}
 	s.touchDevice(ctx, owner.UserID, owner.DeviceID, now, ip, userAgent)
 	return &Caller{UserID: owner.UserID, DeviceID: owner.DeviceID, IsAdmin: owner.IsAdmin,
-		Locked: owner.Locked, Suspended: owner.Suspended, tokenHash: hash}, nil
+		Locked: owner.Locked, Suspended: owner.Suspended, OAuth: owner.OAuth, tokenHash: hash}, nil
 }
 
 // touchDevice records last-seen information at most once a minute per
@@ -117,6 +120,9 @@ type SessionParams struct {
 	WantsRefresh bool
 	IP           string
 	UserAgent    string
+	// OAuth, for a sign-in through the OAuth 2.0 API, records its client
+	// beside the device (oauth.go).
+	OAuth *storage.OAuthSession
 }
 
 // newSession makes tokens for a login; the caller stores them.
@@ -130,6 +136,7 @@ func (s *Service) newSession(userID id.UserID, p SessionParams) (*storage.NewSes
 	ns := &storage.NewSession{
 		UserID: userID, DeviceID: deviceID, DisplayName: p.DisplayName,
 		AccessHash: hashToken(res.AccessToken), NowTS: now.UnixMilli(), IP: p.IP, UserAgent: p.UserAgent,
+		OAuth: p.OAuth,
 	}
 	if p.WantsRefresh {
 		res.RefreshToken = newToken(refreshTokenPrefix)

@@ -22,6 +22,9 @@ const (
 	StageDummy             = "m.login.dummy"
 	StagePassword          = "m.login.password"
 	StageRegistrationToken = "m.login.registration_token"
+	// StageOAuth is approval in the account pages, for sessions signed in
+	// through the OAuth 2.0 API (spec: "OAuth authentication").
+	StageOAuth = "m.oauth"
 )
 
 // uiaSessionTTL bounds how long a user-interactive authentication may take.
@@ -75,10 +78,13 @@ type uiaStore struct {
 	// token stage but have not registered yet, so one use is not promised
 	// to two people.
 	pending map[string]int
+	// oauthApproved holds, per user, until when an m.oauth approval given
+	// in the account pages may be used (oauth.go).
+	oauthApproved map[id.UserID]time.Time
 }
 
 func newUIAStore() *uiaStore {
-	return &uiaStore{sessions: map[string]*UIASession{}, pending: map[string]int{}}
+	return &uiaStore{sessions: map[string]*UIASession{}, pending: map[string]int{}, oauthApproved: map[id.UserID]time.Time{}}
 }
 
 func (st *uiaStore) sweepLocked(now time.Time) {
@@ -118,6 +124,9 @@ type UIARequest struct {
 	UserID id.UserID
 	// IP is the client's address, for rate-limiting password guesses.
 	IP string
+	// OAuthURL, when set, is where the person approves the operation in
+	// the account pages: the m.oauth stage's params (oauth.go).
+	OAuthURL string
 }
 
 type authDict struct {
@@ -163,6 +172,15 @@ func (s *Service) CheckUIA(ctx context.Context, req UIARequest) (*UIASession, er
 	}
 	st.mu.Unlock()
 
+	// m.oauth is completed by an auth dict with only the session, once the
+	// person approved in the browser.
+	if auth.Type == "" && auth.Session != "" && req.OAuthURL != "" && flowsAllow(req.Flows, StageOAuth) && s.takeOAuthApproval(req.UserID, now) {
+		st.mu.Lock()
+		if !slices.Contains(sess.completed, StageOAuth) {
+			sess.completed = append(sess.completed, StageOAuth)
+		}
+		st.mu.Unlock()
+	}
 	var stageErr *mautrix.RespError
 	if auth.Type != "" {
 		if !flowsAllow(req.Flows, auth.Type) {
@@ -211,6 +229,9 @@ func (s *Service) uiaAnswer(req UIARequest, sess *UIASession, stageErr *mautrix.
 	}
 	if stageErr != nil {
 		ans.ErrCode, ans.Err = stageErr.ErrCode, stageErr.Err
+	}
+	if req.OAuthURL != "" && flowsAllow(req.Flows, StageOAuth) {
+		ans.Params[StageOAuth] = map[string]string{"url": req.OAuthURL}
 	}
 	return ans
 }

@@ -27,6 +27,12 @@ func (s *Service) ChangePassword(ctx context.Context, userID id.UserID, newPassw
 		}
 		return err
 	}
+	// Browsers signed in to the account pages (package oauth) with the old
+	// password are signed out whatever logoutDevices says: they can approve
+	// new sessions, which is what a changed password must stop.
+	if err := s.db.DeleteBrowserSessions(ctx, userID); err != nil {
+		return err
+	}
 	if logoutDevices {
 		if err := s.db.DeleteOtherDevices(ctx, userID, keep); err != nil {
 			return err

@@ -5,22 +5,29 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
+	"github.com/palpo-im/palpo-desktop/server/oauth"
 )
 
 // SupportedVersions are the spec versions advertised at /versions. Clients
 // refuse servers that lack the versions they need (Element wants v1.1 or
 // later); the endpoints behind them are listed, honestly counted, in
-// docs/spec-coverage.md. We stop at v1.12 because v1.15 and later make clients
-// expect /_matrix/client/v1/auth_metadata (OAuth 2.0), which Palpo does not
-// offer yet.
+// docs/spec-coverage.md. v1.15 and later make clients expect
+// /_matrix/client/v1/auth_metadata (OAuth 2.0), so oauthVersions are added
+// only while the OAuth server runs ([oauth] enabled).
 var SupportedVersions = []string{
 	"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
 	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12",
 }
+
+// oauthVersions are advertised with the OAuth 2.0 API on. v1.13 and v1.14
+// are left out: nobody has checked Palpo against their changes, and
+// clients compare with "at least", so v1.15 alone is what they look for.
+var oauthVersions = []string{"v1.15"}
 
 // unstableFeatures are the MSCs advertised at /versions: those whose
 // service this server runs (org.matrix.simplified_msc3575 is sliding sync,
@@ -46,8 +53,12 @@ type versionsResponse struct {
 }
 
 func (a *API) versions(w http.ResponseWriter, r *http.Request) error {
+	versions := SupportedVersions
+	if a.deps.OAuth {
+		versions = append(slices.Clone(versions), oauthVersions...)
+	}
 	return httpapi.WriteJSON(w, http.StatusOK, versionsResponse{
-		Versions:         SupportedVersions,
+		Versions:         versions,
 		UnstableFeatures: a.unstableFeatures(),
 	})
 }
@@ -162,8 +173,10 @@ h1 { color: #0d8a73; }
 (FluffyChat asks for it first) and enter <code>{{.BaseURL}}</code></li>
 <li>Pick a user name and a password. When asked for a registration token or invite code, enter <code>{{.Code}}</code></li>
 </ol>
-<p>Element X cannot create accounts on this server: make yours in Element or FluffyChat first, then sign in with Element X
-using the same address.</p>
+{{if .SignUpURL}}<p>Using Element X? Choose <strong>Create account</strong> and enter <code>{{.BaseURL}}</code>: this server's page
+opens, where you enter the code. Or <a href="{{.SignUpURL}}">create your account here now</a> and then sign in.</p>
+{{else}}<p>Element X cannot create accounts on this server: make yours in Element or FluffyChat first, then sign in with Element X
+using the same address.</p>{{end}}
 <p>Your user ID will look like <code>@name:{{.ServerName}}</code>.</p>
 </body>
 </html>
@@ -182,7 +195,14 @@ func (a *API) invitePage(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
+	signUp := ""
+	if a.deps.OAuth {
+		// The OAuth sign-up page, with the code filled in; the browser
+		// remembers the code for the sign-up page Element X opens later.
+		signUp = "/account/register?" + url.Values{"token": {code}}.Encode()
+		oauth.RememberInvite(w, r, code)
+	}
 	w.WriteHeader(http.StatusOK)
-	_ = inviteTemplate.Execute(w, struct{ ServerName, BaseURL, Code string }{a.deps.ServerName, base, code})
+	_ = inviteTemplate.Execute(w, struct{ ServerName, BaseURL, Code, SignUpURL string }{a.deps.ServerName, base, code, signUp})
 	return nil
 }

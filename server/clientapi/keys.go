@@ -109,6 +109,9 @@ func (a *API) uploadCrossSigningKeys(w http.ResponseWriter, r *http.Request, c *
 	if err := httpapi.ReadJSON(r, &req); err != nil {
 		return err
 	}
+	if c.OAuth && a.deps.ApprovalURL != nil {
+		req.OAuthApprovalURL = a.deps.ApprovalURL(r, "org.matrix.cross_signing_reset")
+	}
 	if err := a.deps.E2EE.UploadCrossSigningKeys(r.Context(), c, &req, httpapi.ClientIP(r)); err != nil {
 		return err
 	}

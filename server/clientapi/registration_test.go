@@ -670,7 +670,9 @@ func TestInvitePage(t *testing.T) {
 		t.Fatalf("invite page: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	page := string(body)
-	for _, want := range []string{"K7QM-3XPD-9HFT", "<code>" + ts.URL + "</code>", "Create account", "Edit"} {
+	// With OAuth on (the default) it also links to the sign-up page with
+	// the code filled in, which is how Element X users sign up.
+	for _, want := range []string{"K7QM-3XPD-9HFT", "<code>" + ts.URL + "</code>", "Create account", "Edit", `href="/account/register?token=K7QM-3XPD-9HFT"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("invite page lacks %q:\n%s", want, page)
 		}

@@ -37,6 +37,7 @@ type Config struct {
 
 	Registration Registration `toml:"registration"`
 	Auth         Auth         `toml:"auth"`
+	OAuth        OAuth        `toml:"oauth"`
 	RateLimits   RateLimits   `toml:"rate_limits"`
 	HTTP         HTTP         `toml:"http"`
 	Database     Database     `toml:"database"`
@@ -95,6 +96,15 @@ type Auth struct {
 	AccessTokenLifetimeSeconds int `toml:"access_token_lifetime_seconds"`
 	// LoginTokenLifetimeSeconds is how long an m.login.token stays valid.
 	LoginTokenLifetimeSeconds int `toml:"login_token_lifetime_seconds"`
+}
+
+// OAuth configures the built-in OAuth 2.0 authorization server (the
+// spec's "OAuth 2.0 API"), through which Element X signs in and signs up.
+type OAuth struct {
+	// Enabled serves /auth_metadata, the OAuth endpoints and the sign-in
+	// pages, and advertises spec v1.15 at /versions. Password login keeps
+	// working either way.
+	Enabled bool `toml:"enabled"`
 }
 
 // RateLimits bound how fast one address or account may try logins and
@@ -159,6 +169,7 @@ func Default() *Config {
 			AccessTokenLifetimeSeconds: 3600,
 			LoginTokenLifetimeSeconds:  120,
 		},
+		OAuth: OAuth{Enabled: true},
 		RateLimits: RateLimits{
 			LoginPerAddress:    RateLimit{PerSecond: 0.2, Burst: 10},
 			LoginPerAccount:    RateLimit{PerSecond: 0.05, Burst: 5},

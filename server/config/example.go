@@ -66,6 +66,12 @@ access_token_lifetime_seconds = 3600
 # from the desktop app) stays valid, in seconds.
 login_token_lifetime_seconds = 120
 
+# The built-in OAuth 2.0 sign-in (Matrix spec v1.15's "OAuth 2.0 API"):
+# Element X signs in and creates accounts (with an invite code) through web
+# pages Palpo serves. Password login keeps working for other clients.
+[oauth]
+enabled = true
+
 # Rate limits against password guessing: "burst" attempts at once, then
 # "per_second" more each second (0.2 = one every five seconds). Every
 # request of a registration counts (Element makes about three per account),

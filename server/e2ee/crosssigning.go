@@ -20,6 +20,10 @@ type CrossSigningUpload struct {
 	SelfSigningKey json.RawMessage `json:"self_signing_key"`
 	UserSigningKey json.RawMessage `json:"user_signing_key"`
 	Auth           json.RawMessage `json:"auth"`
+	// OAuthApprovalURL is, for a session signed in through the OAuth 2.0
+	// API, the account page where the person approves a reset: the m.oauth
+	// stage is offered beside the password (not part of the request body).
+	OAuthApprovalURL string `json:"-"`
 }
 
 // crossSigningFields are the CrossSigningKey properties the server checks.
@@ -161,12 +165,17 @@ func (s *Service) UploadCrossSigningKeys(ctx context.Context, c *accounts.Caller
 
 	var sess *accounts.UIASession
 	if _, hasMaster := stored[storage.KeyTypeMaster]; hasMaster {
+		flows := [][]string{{accounts.StagePassword}}
+		if c.OAuth && req.OAuthApprovalURL != "" {
+			flows = append(flows, []string{accounts.StageOAuth})
+		}
 		sess, err = s.accounts.CheckUIA(ctx, accounts.UIARequest{
 			Auth:      req.Auth,
-			Flows:     [][]string{{accounts.StagePassword}},
+			Flows:     flows,
 			Operation: "device_signing",
 			UserID:    c.UserID,
 			IP:        ip,
+			OAuthURL:  req.OAuthApprovalURL,
 		})
 		if err != nil {
 			return err

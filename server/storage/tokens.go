@@ -21,6 +21,9 @@ type NewSession struct {
 	NowTS       int64
 	IP          string
 	UserAgent   string
+	// OAuth, when not nil, records the device as signed in through the
+	// OAuth 2.0 API (oauth.go).
+	OAuth *OAuthSession
 }
 
 // createSession inserts the device if new and replaces its tokens: the spec
@@ -38,9 +41,15 @@ ON CONFLICT (user_id, device_id) DO UPDATE SET last_seen_ts = excluded.last_seen
 	for _, q := range []string{
 		`DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2`,
 		`DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = $2`,
+		deleteOAuthSession,
 	} {
 		if _, err := tx.ExecContext(ctx, q, s.UserID, s.DeviceID); err != nil {
 			return fmt.Errorf("replace tokens of %s: %w", s.DeviceID, err)
+		}
+	}
+	if s.OAuth != nil {
+		if _, err := tx.ExecContext(ctx, insertOAuthSession, s.UserID, s.DeviceID, s.OAuth.ClientID, s.OAuth.Scope, s.OAuth.GrantHash, s.NowTS); err != nil {
+			return fmt.Errorf("record oauth session of %s: %w", s.DeviceID, err)
 		}
 	}
 	return insertTokens(ctx, tx, s.UserID, s.DeviceID, s.AccessHash, s.RefreshHash, s.ExpiresTS, s.NowTS)
@@ -93,6 +102,8 @@ type TokenOwner struct {
 	// refresh token it replaced is dropped then.
 	FirstUse    bool
 	RefreshHash []byte
+	// OAuth is true for a device signed in through the OAuth 2.0 API.
+	OAuth bool
 }
 
 // LookupAccessToken finds the owner of an access token hash, or ErrNotFound.
@@ -104,9 +115,10 @@ func (db *DB) LookupAccessToken(ctx context.Context, hash []byte) (*TokenOwner, 
 	var o TokenOwner
 	var expires sql.NullInt64
 	var used bool
-	err := db.reader.QueryRowContext(ctx, `SELECT t.user_id, t.device_id, u.is_admin, u.deactivated, u.locked, u.suspended, t.expires_ts, t.used, t.refresh_hash
+	err := db.reader.QueryRowContext(ctx, `SELECT t.user_id, t.device_id, u.is_admin, u.deactivated, u.locked, u.suspended, t.expires_ts, t.used, t.refresh_hash,
+	EXISTS (SELECT 1 FROM oauth_sessions o WHERE o.user_id = t.user_id AND o.device_id = t.device_id)
 FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1`, hash).
-		Scan(&o.UserID, &o.DeviceID, &o.IsAdmin, &o.Deactivated, &o.Locked, &o.Suspended, &expires, &used, &o.RefreshHash)
+		Scan(&o.UserID, &o.DeviceID, &o.IsAdmin, &o.Deactivated, &o.Locked, &o.Suspended, &expires, &used, &o.RefreshHash, &o.OAuth)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
