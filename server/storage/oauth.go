@@ -35,7 +35,7 @@ const (
 
 // InsertOAuthClient stores a registered client's metadata (JSON).
 func (db *DB) InsertOAuthClient(ctx context.Context, clientID string, metadata []byte, nowTS int64) error {
-	if _, err := db.writer.ExecContext(ctx, insertOAuthClient, clientID, string(metadata), nowTS); err != nil {
+	if _, err := db.exec(ctx, insertOAuthClient, clientID, string(metadata), nowTS); err != nil {
 		return fmt.Errorf("insert oauth client: %w", err)
 	}
 	return nil
@@ -353,7 +353,7 @@ func (db *DB) BrowserSessionUser(ctx context.Context, hash []byte, nowTS int64) 
 
 // DeleteBrowserSession signs a browser out of the account pages.
 func (db *DB) DeleteBrowserSession(ctx context.Context, hash []byte) error {
-	if _, err := db.writer.ExecContext(ctx, deleteBrowserSession, hash); err != nil {
+	if _, err := db.exec(ctx, deleteBrowserSession, hash); err != nil {
 		return fmt.Errorf("delete browser session: %w", err)
 	}
 	return nil
@@ -361,7 +361,7 @@ func (db *DB) DeleteBrowserSession(ctx context.Context, hash []byte) error {
 
 // DeleteBrowserSessions signs every browser of a user out.
 func (db *DB) DeleteBrowserSessions(ctx context.Context, userID id.UserID) error {
-	if _, err := db.writer.ExecContext(ctx, deleteBrowserSessions, userID); err != nil {
+	if _, err := db.exec(ctx, deleteBrowserSessions, userID); err != nil {
 		return fmt.Errorf("delete browser sessions of %s: %w", userID, err)
 	}
 	return nil
