@@ -75,7 +75,8 @@ func (a *App) CertificateStatus() CertificateStatus {
 			fs := fed.CertificateStatus()
 			st.Running = true
 			st.Auto, st.Domain = fs.Auto, fs.Domain
-			st.NotAfter = fs.NotAfter
+			st.NotBefore, st.NotAfter = fs.NotBefore, fs.NotAfter
+			st.RenewAt = fs.RenewalDue
 			st.LastObtained = fs.LastObtained
 			st.LastError, st.LastErrorAt = fs.LastError, fs.LastErrorAt
 		}
@@ -106,7 +107,7 @@ func (a *App) CertificateStatus() CertificateStatus {
 			st.Domain = leafName(leaf)
 		}
 	}
-	if st.Auto && !st.NotAfter.IsZero() {
+	if st.Auto && !st.NotAfter.IsZero() && st.RenewAt.IsZero() {
 		st.RenewAt = renewalDue(st.NotBefore, st.NotAfter)
 	}
 	return st
