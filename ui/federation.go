@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/palpo-im/palpo-desktop/app"
+	"github.com/palpo-im/palpo-desktop/server/portmap"
 )
 
 // federationOffText is the Status tab's line while federation is off.
@@ -30,6 +31,9 @@ func federationText(st app.FederationStatus, running bool) string {
 		fmt.Fprintf(&b, "On: other servers connect to this one at %s", st.Addr)
 	} else {
 		b.WriteString("On, but not listening for other servers")
+	}
+	if st.PortMapping != nil {
+		b.WriteString("\n" + portMappingText(*st.PortMapping))
 	}
 	if len(st.Destinations) == 0 {
 		b.WriteString("\nNo other server contacted yet")
@@ -74,6 +78,37 @@ func federationText(st app.FederationStatus, running bool) string {
 		b.WriteString("\n• " + destinationText(d))
 	}
 	return b.String()
+}
+
+// portMappingText is what the home router was asked to forward, in one
+// line: the ports forwarded (and the router's internet address), or why
+// not.
+func portMappingText(pm portmap.Status) string {
+	var done, failed []string
+	for _, m := range pm.Mappings {
+		if m.Mapped() {
+			if m.ExternalPort != m.InternalPort {
+				done = append(done, fmt.Sprintf("%d (as %d)", m.InternalPort, m.ExternalPort))
+			} else {
+				done = append(done, fmt.Sprint(m.InternalPort))
+			}
+		} else {
+			failed = append(failed, fmt.Sprint(m.InternalPort))
+		}
+	}
+	switch {
+	case len(done) > 0 && len(failed) == 0:
+		s := "Router forwards port " + strings.Join(done, ", ")
+		if pm.ExternalIP != "" {
+			s += " from " + pm.ExternalIP
+		}
+		return s
+	case len(done) > 0:
+		return "Router forwards port " + strings.Join(done, ", ") + " but not " + strings.Join(failed, ", ") + ": " + pm.LastError
+	case pm.LastError != "":
+		return "Router did not forward the ports: " + pm.LastError + " (forward them in the router's settings)"
+	}
+	return "Asking the router to forward the ports…"
 }
 
 // destinationText is one server: how much it is owed, and its trouble.

@@ -23,6 +23,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/app"
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/federation/selfcheck"
+	"github.com/palpo-im/palpo-desktop/server/portmap"
 )
 
 // The words for each state of federation, without a server.
@@ -207,5 +208,31 @@ func TestFederationCheckText(t *testing.T) {
 	ok := federationCheckText([]selfcheck.Result{{Check: "key", Status: selfcheck.OK, Message: "Key served."}, {Check: "certificate", Status: selfcheck.Warn, Message: "Expires soon.", Fix: "Renew it."}})
 	if ok != "Other servers can reach this one.\n• Key served.\n• Note: Expires soon. Renew it." {
 		t.Fatalf("%q", ok)
+	}
+}
+
+func TestFederationTextShowsPortMapping(t *testing.T) {
+	base := app.FederationStatus{Enabled: true, Addr: "0.0.0.0:8448"}
+	cases := []struct {
+		pm   portmap.Status
+		want string
+	}{
+		{portmap.Status{Enabled: true}, "Asking the router to forward the ports"},
+		{portmap.Status{Enabled: true, Method: portmap.MethodNATPMP, ExternalIP: "203.0.113.7", Mappings: []portmap.Mapping{
+			{Name: "federation", Protocol: "tcp", InternalPort: 8448, ExternalPort: 8448, Expires: time.Now().Add(time.Hour)},
+			{Name: "http-challenge", Protocol: "tcp", InternalPort: 80, ExternalPort: 8080, Expires: time.Now().Add(time.Hour)},
+		}}, "Router forwards port 8448, 80 (as 8080) from 203.0.113.7"},
+		{portmap.Status{Enabled: true, LastError: "no router answered"}, "Router did not forward the ports: no router answered"},
+	}
+	for _, c := range cases {
+		st := base
+		pm := c.pm
+		st.PortMapping = &pm
+		if got := federationText(st, true); !strings.Contains(got, c.want) {
+			t.Errorf("federationText with %+v:\n%s\nwant it to contain %q", c.pm, got, c.want)
+		}
+	}
+	if got := federationText(base, true); strings.Contains(got, "Router") {
+		t.Errorf("without port mapping the text mentions the router:\n%s", got)
 	}
 }
