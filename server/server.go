@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	mfed "maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/palpo-im/palpo-desktop/p2p"
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/admin"
 	"github.com/palpo-im/palpo-desktop/server/clientapi"
@@ -58,6 +61,7 @@ type Server struct {
 	fed      *federation.Service
 	outbound *outbound.Sender
 	devices  *devicelists.Service
+	p2p      *p2p.Node
 	router   *httpapi.Router
 
 	mu        sync.Mutex
@@ -101,6 +105,11 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	}
 	key, err := identity.LoadOrCreate(dataDir)
 	if err != nil {
+		return nil, err
+	}
+	// Checked before the database records the name: a wrong name must
+	// not become permanent.
+	if err := checkP2PName(cfg, key, dataDir); err != nil {
 		return nil, err
 	}
 	dbPath := cfg.Database.Path
@@ -194,7 +203,40 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		db.Close()
 		return nil, err
 	}
+	if cfg.P2P.Enabled {
+		node, err := p2p.New(cfg.P2P, key.Priv, log)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("invalid config: %w", err)
+		}
+		node.HeaderTimeout = time.Duration(cfg.HTTP.HeaderTimeoutSeconds) * time.Second
+		node.IdleTimeout = time.Duration(cfg.HTTP.IdleTimeoutSeconds) * time.Second
+		s.p2p = node
+		// P2P names go over libp2p; DNS names over TCP+TLS (when
+		// federation.enabled) as before.
+		s.fed.SetTransport(node.Transport)
+	}
 	return s, nil
+}
+
+// checkP2PName applies the peer-to-peer naming rule: a P2P server name is
+// made from the signing key, so it must be this server's key's, and a
+// server with p2p on runs under that name, unless it has a domain with
+// federation on as well (then it reaches P2P servers as a gateway, under
+// its domain).
+func checkP2PName(cfg *config.Config, key *mfed.SigningKey, dataDir string) error {
+	own := servername.FromKey(key.Priv.Public().(ed25519.PublicKey))
+	keyFile := filepath.Join(dataDir, identity.KeyFileName)
+	if servername.IsP2P(cfg.ServerName) && cfg.ServerName != own {
+		return fmt.Errorf("server_name %q is the peer-to-peer name of another signing key; this server's key (%s) has the name %q. "+
+			"Set server_name = %q in palpo.toml, or put back the signing key that name was made from",
+			cfg.ServerName, keyFile, own, own)
+	}
+	if cfg.P2P.Enabled && !servername.IsP2P(cfg.ServerName) && !cfg.Federation.Enabled {
+		return fmt.Errorf("p2p.enabled: a peer-to-peer server is named after its signing key; set server_name = %q in palpo.toml "+
+			"(before any account exists: a server name never changes), or turn federation.enabled on too for a server with a domain that also reaches peer-to-peer servers", own)
+	}
+	return nil
 }
 
 // CertificatesDirName is the folder in the data directory where automatic
@@ -285,8 +327,17 @@ func (s *Server) Outbound() *outbound.Sender { return s.outbound }
 // destination's queue and last error: what the admin API and the desktop
 // app's Status tab show.
 func (s *Server) FederationStatus(ctx context.Context) (federation.Status, error) {
-	return s.fed.Status(ctx, s.outbound)
+	st, err := s.fed.Status(ctx, s.outbound)
+	if s.p2p != nil {
+		p := s.p2p.Status()
+		st.P2P = &p
+	}
+	return st, err
 }
+
+// P2P is the peer-to-peer node, nil when p2p is off (for tests and the
+// desktop app).
+func (s *Server) P2P() *p2p.Node { return s.p2p }
 
 // FederationCheck runs the federation self-check for this server's name,
 // delegation and signing key: what other servers find when they look this
@@ -335,6 +386,16 @@ func (s *Server) Start() error {
 		}
 		s.push.Stop()
 		return err
+	}
+	if s.p2p != nil {
+		if err := s.p2p.Start(s.fed.Router()); err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			s.fed.Stop(context.Background())
+			s.push.Stop()
+			return err
+		}
 	}
 	s.listeners = lns
 	// No ReadTimeout or WriteTimeout: they would cut off long-polls (/sync)
@@ -444,6 +505,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err := srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			srv.Close()
+		}
+	}
+	if s.p2p != nil {
+		if err := s.p2p.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("p2p shutdown: %w", err))
 		}
 	}
 	if err := s.fed.Stop(ctx); err != nil {

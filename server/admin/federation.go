@@ -63,6 +63,24 @@ type federationJSON struct {
 	WellKnownServer *string           `json:"well_known_server"`
 	Destinations    []destinationJSON `json:"destinations"`
 	Total           int               `json:"total"`
+	// P2P is peer-to-peer federation, absent when p2p is off.
+	P2P *p2pJSON `json:"p2p,omitempty"`
+}
+
+// p2pJSON is the libp2p node: identity, reachability ("direct", "relay",
+// "unreachable" or "unknown"), peers and addresses.
+type p2pJSON struct {
+	Running        bool     `json:"running"`
+	PeerID         string   `json:"peer_id"`
+	ServerName     string   `json:"server_name"`
+	Reachability   string   `json:"reachability"`
+	Peers          int      `json:"peers"`
+	DHTPeers       int      `json:"dht_peers"`
+	ListenAddrs    []string `json:"listen_addrs"`
+	Addrs          []string `json:"addrs"`
+	ReachableAddrs []string `json:"reachable_addrs"`
+	MDNS           bool     `json:"mdns"`
+	DHT            bool     `json:"dht"`
 }
 
 type destinationJSON struct {
@@ -96,6 +114,13 @@ func (a *API) federationStatus(w http.ResponseWriter, r *http.Request, _ *accoun
 		out.Destinations[i] = destinationJSON{
 			Destination: d.Name, Queued: d.Queued, RetryCount: d.RetryCount, LastError: nullable(d.LastError),
 			NextRetryTS: millis(d.NextRetry), LastSuccessTS: millis(d.LastSuccess),
+		}
+	}
+	if p := st.P2P; p != nil {
+		out.P2P = &p2pJSON{
+			Running: p.Running, PeerID: p.PeerID, ServerName: p.ServerName, Reachability: string(p.Reachability),
+			Peers: p.Peers, DHTPeers: p.DHTPeers, ListenAddrs: p.ListenAddrs, Addrs: p.Addrs, ReachableAddrs: p.ReachableAddrs,
+			MDNS: p.MDNS, DHT: p.DHT,
 		}
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, out)

@@ -50,6 +50,7 @@ type Config struct {
 	ServerNotices ServerNotices `toml:"server_notices"`
 
 	Federation Federation `toml:"federation"`
+	P2P        P2P        `toml:"p2p"`
 }
 
 // RoomVersions are the room versions default_room_version may name: those
@@ -179,6 +180,7 @@ func Default() *Config {
 		ServerNotices: defaultServerNotices(),
 
 		Federation: defaultFederation(),
+		P2P:        defaultP2P(),
 	}
 }
 
@@ -322,6 +324,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Federation.validate(c.ServerName); err != nil {
+		return err
+	}
+	if err := c.P2P.validate(c.ServerName); err != nil {
 		return err
 	}
 	return nil

@@ -21,6 +21,7 @@ import (
 	"maunium.net/go/mautrix"
 	mfed "maunium.net/go/mautrix/federation"
 
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/storage"
@@ -82,8 +83,17 @@ func New(cfg *config.Config, db *storage.DB, key *mfed.SigningKey, log *slog.Log
 	return s
 }
 
-// Enabled reports whether federation is turned on in the config.
-func (s *Service) Enabled() bool { return s.fed.Enabled }
+// Enabled reports whether this server talks to other servers at all:
+// federation.enabled (TCP+TLS with DNS-named servers) or p2p.enabled
+// (libp2p with peer-to-peer names).
+func (s *Service) Enabled() bool { return s.fed.Enabled || s.cfg.P2P.Enabled }
+
+// tlsListener reports whether the TCP+TLS federation listener runs: with
+// federation on and a DNS server name (nobody can look a P2P name up to
+// reach a listener).
+func (s *Service) tlsListener() bool {
+	return s.fed.Enabled && !servername.IsP2P(s.cfg.ServerName)
+}
 
 // ServerName is this server's name.
 func (s *Service) ServerName() string { return s.cfg.ServerName }
@@ -113,9 +123,13 @@ func (s *Service) RecordSigningKey(ctx context.Context) error {
 
 // Start binds the federation listener (TLS from the configured certificate
 // files) and serves Router() on it in the background. It does nothing when
-// federation is disabled.
+// federation is disabled or the server has a P2P name (the p2p package
+// serves Router() over libp2p).
 func (s *Service) Start() error {
-	if !s.fed.Enabled {
+	if !s.tlsListener() {
+		if s.Enabled() {
+			return s.keys.recordOwnKey(context.Background())
+		}
 		return nil
 	}
 	s.mu.Lock()

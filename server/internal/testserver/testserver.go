@@ -42,16 +42,25 @@ type Option func(*config.Config)
 // only if the test fails.
 func New(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	return newIn(t, t.TempDir(), defaultConfig(), opts)
+}
+
+func defaultConfig() *config.Config {
 	cfg := config.Default()
 	cfg.Listen = []string{"127.0.0.1:0"}
 	// Generous rate limits, so tests that log in often are not slowed down;
 	// tests of the limits themselves set their own.
 	generous := config.RateLimit{PerSecond: 1000, Burst: 1000}
 	cfg.RateLimits = config.RateLimits{LoginPerAddress: generous, LoginPerAccount: generous, RegisterPerAddress: generous}
+	return cfg
+}
+
+func newIn(t testing.TB, dataDir string, cfg *config.Config, opts []Option) *Server {
+	t.Helper()
 	for _, o := range opts {
 		o(cfg)
 	}
-	s := &Server{DataDir: t.TempDir(), Config: cfg, t: t, logs: &lockedBuffer{}}
+	s := &Server{DataDir: dataDir, Config: cfg, t: t, logs: &lockedBuffer{}}
 	s.start()
 	t.Cleanup(func() {
 		s.stop()
