@@ -176,3 +176,52 @@ func TestP2PNameRules(t *testing.T) {
 		t.Fatal("a domain server with p2p on has no P2P node or no TLS listener")
 	}
 }
+
+// TestP2PMixedRoom: a room of D, a server with a domain (here an IP
+// literal) and both transports, shared with P, a P2P server that also
+// sends to DNS-named servers, and E, a DNS-only server. P reaches D and E
+// over TCP+TLS; D reaches P over libp2p; E cannot reach P at all (its
+// name is not in DNS), so P gets E's messages only through D: the next
+// event of D's refers to E's, and P fetches what it missed from D.
+func TestP2PMixedRoom(t *testing.T) {
+	ca := testserver.NewCA(t)
+	d := testserver.New(t, testserver.Federated(ca), testserver.LoopbackP2P)
+	p := testserver.NewP2P(t, testserver.Peers(d), testserver.OutboundFederation(ca))
+	e := testserver.New(t, testserver.Federated(ca))
+	if p.Federation().Addr() != nil {
+		t.Fatal("a P2P-named server started a TLS listener")
+	}
+	ctx := context.Background()
+	dan, pat, eve := d.RegisterUser("dan"), p.RegisterUser("pat"), e.RegisterUser("eve")
+	room, err := dan.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []*mautrix.Client{pat, eve} {
+		if _, err := u.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{d.ServerName()}}); err != nil {
+			t.Fatalf("%s joins through %s: %v", u.UserID, d.ServerName(), err)
+		}
+	}
+	waitMembership(t, e, room.RoomID, pat.UserID, event.MembershipJoin)
+	// E sent eve's join to P in vain; P learns of it from dan's next
+	// message, which refers to it.
+	if _, err := dan.SendText(ctx, room.RoomID, "from the gateway"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, pat, room.RoomID, "from the gateway")
+	waitMembership(t, p, room.RoomID, eve.UserID, event.MembershipJoin)
+	// P reaches both others itself.
+	if _, err := pat.SendText(ctx, room.RoomID, "from the P2P server"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, dan, room.RoomID, "from the P2P server")
+	waitForMessage(t, eve, room.RoomID, "from the P2P server")
+	if _, err := eve.SendText(ctx, room.RoomID, "from the DNS-only server"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, dan, room.RoomID, "from the DNS-only server")
+	if _, err := dan.SendText(ctx, room.RoomID, "after eve"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, pat, room.RoomID, "from the DNS-only server")
+}

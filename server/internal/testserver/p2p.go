@@ -46,3 +46,14 @@ func Peers(servers ...*Server) Option {
 		}
 	}
 }
+
+// OutboundFederation turns federation over TCP+TLS on for a server with a
+// P2P name: it starts no listener (nobody can look its name up) but
+// reaches DNS-named servers, trusting ca, private addresses allowed.
+func OutboundFederation(ca *CA) Option {
+	return func(cfg *config.Config) {
+		cfg.Federation.Enabled = true
+		cfg.Federation.TrustedCAFiles = []string{ca.CertFile}
+		cfg.Federation.AllowPrivateAddresses = true
+	}
+}
