@@ -1,10 +1,12 @@
 package p2p
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -63,7 +65,6 @@ type Node struct {
 	host    host.Host // basic, or basic routed through the DHT
 	dht     *dht.IpfsDHT
 	mdns    mdns.Service
-	client  *libp2phttp.Host
 	http    *http.Server
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -227,7 +228,6 @@ func (n *Node) Start(handler http.Handler) error {
 			n.log.Error("federation over libp2p stopped", "error", err)
 		}
 	})
-	n.client = &libp2phttp.Host{StreamHost: n.host}
 	if n.cfg.MDNS {
 		n.mdns = mdns.NewMdnsService(h, MDNSService, &mdnsNotifee{n: n, ctx: ctx})
 		if err := n.mdns.Start(); err != nil {
@@ -372,7 +372,7 @@ func (n *Node) closeLocked() {
 	if n.basic != nil {
 		n.basic.Close()
 	}
-	n.http, n.mdns, n.dht, n.basic, n.host, n.client, n.cancel = nil, nil, nil, nil, nil, nil, nil
+	n.http, n.mdns, n.dht, n.basic, n.host, n.cancel = nil, nil, nil, nil, nil, nil
 	n.started = false
 }
 
@@ -387,8 +387,15 @@ func (n *Node) Transport(destination string) http.RoundTripper {
 }
 
 // streamTransport carries one federation request over a new libp2p
-// stream to the peer the destination's name stands for.
+// stream to the peer the destination's name stands for, as go-libp2p's
+// p2p/http does (HTTP/1.1, one request per stream), but also over a
+// relayed connection: a server behind a NAT that hole punching cannot
+// pass is reached through its relay, within the relay's limits.
 type streamTransport struct{ n *Node }
+
+// dialTimeout bounds finding and connecting to a peer (a DHT lookup, a
+// relay) and opening the stream.
+const dialTimeout = 30 * time.Second
 
 func (t streamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	dest := r.URL.Host
@@ -396,22 +403,51 @@ func (t streamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.n.mu.Lock()
-	client := t.n.client
-	t.n.mu.Unlock()
-	if client == nil {
+	h := t.n.hostOrNil()
+	if h == nil {
 		return nil, fmt.Errorf("%s: peer-to-peer federation is not running", dest)
 	}
-	rt, err := client.NewConstrainedRoundTripper(peer.AddrInfo{ID: pid})
+	ctx := network.WithAllowLimitedConn(r.Context(), "palpo federation")
+	dialCtx, cancel := context.WithTimeout(ctx, dialTimeout)
+	s, err := h.NewStream(dialCtx, pid, HTTPProtocol)
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("reach %s over libp2p: %w", dest, err)
 	}
-	// libp2p's transport adds a header to the request; ours is the
-	// caller's and must stay as it was.
-	r = r.Clone(r.Context())
-	resp, err := rt.RoundTrip(r)
+	if d, ok := r.Context().Deadline(); ok {
+		s.SetDeadline(d)
+	}
+	stop := context.AfterFunc(r.Context(), func() { s.Reset() })
+	// One request per stream: the caller's request is not changed.
+	req := r.Clone(r.Context())
+	req.Close = true
+	go func() {
+		if err := req.Write(s); err != nil {
+			s.Reset()
+			return
+		}
+		s.CloseWrite()
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(s), r)
 	if err != nil {
+		stop()
+		s.Reset()
 		return nil, fmt.Errorf("reach %s over libp2p: %w", dest, err)
 	}
+	resp.Body = &streamBody{ReadCloser: resp.Body, s: s, stop: stop}
 	return resp, nil
+}
+
+// streamBody closes the stream with the response body.
+type streamBody struct {
+	io.ReadCloser
+	s    network.Stream
+	stop func() bool
+}
+
+func (b *streamBody) Close() error {
+	b.stop()
+	err := b.ReadCloser.Close()
+	b.s.Close()
+	return err
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -224,4 +225,33 @@ func TestP2PMixedRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForMessage(t, pat, room.RoomID, "from the DNS-only server")
+}
+
+// TestP2PFederationByMDNS: two P2P servers that were told nothing of each
+// other find each other by mDNS and share a room. Skipped where no
+// interface carries multicast.
+func TestP2PFederationByMDNS(t *testing.T) {
+	mdns := func(cfg *config.Config) { cfg.P2P.MDNS = true }
+	a := testserver.NewP2P(t, mdns)
+	b := testserver.NewP2P(t, mdns)
+	deadline := time.Now().Add(10 * time.Second)
+	for a.P2P().Status().Peers == 0 || b.P2P().Status().Peers == 0 {
+		if time.Now().After(deadline) {
+			t.Skip("mDNS found no peer within 10 s: no multicast-capable interface here")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx := context.Background()
+	alice, bob := a.RegisterUser("alice"), b.RegisterUser("bob")
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoom(ctx, room.RoomID.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.SendText(ctx, room.RoomID, "found you on the home network"); err != nil {
+		t.Fatal(err)
+	}
+	waitForMessage(t, alice, room.RoomID, "found you on the home network")
 }
