@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"crypto/ed25519"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 )
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -137,5 +140,11 @@ func TestThroughRelay(t *testing.T) {
 		return err == nil
 	}) || body != "home" {
 		t.Fatalf("request through the relay: %q, %v", body, err)
+	}
+	if c := v.Connection(home.ServerName()); c != ConnectionRelay && c != ConnectionDirect {
+		t.Fatalf("visitor's connection to home: %q", c)
+	}
+	if c := v.Connection(servername.FromKey(newKey(t).Public().(ed25519.PublicKey))); c != ConnectionNone {
+		t.Fatalf("connection to a stranger: %q", c)
 	}
 }

@@ -239,9 +239,13 @@ func (n *Node) Start(handler http.Handler) error {
 		h.ConnManager().Protect(pi.ID, "palpo-static")
 		n.wg.Go(func() { n.keepConnected(ctx, pi) })
 	}
+	// Relays are dialled at start too: AutoNAT needs a peer to ask before
+	// it can find this node unreachable, which is when auto-relay
+	// reserves a slot.
 	for _, pi := range relays {
 		h.Peerstore().AddAddrs(pi.ID, pi.Addrs, peerstore.PermanentAddrTTL)
 		h.ConnManager().Protect(pi.ID, "palpo-relay")
+		n.wg.Go(func() { n.keepConnected(ctx, pi) })
 	}
 	n.started = true
 	n.log.Info("peer-to-peer federation listening", "peer_id", n.id.String(), "addrs", fmt.Sprint(h.Network().ListenAddresses()))

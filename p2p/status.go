@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -45,6 +46,11 @@ type Status struct {
 	Addrs       []string
 	// ReachableAddrs are the public addresses AutoNAT v2 confirmed.
 	ReachableAddrs []string
+	// HolePunching is whether hole punching (DCUtR) is ready: the node
+	// knows a public address of its own (seen by a peer through the NAT)
+	// to punch with. A relayed connection that arrives before that stays
+	// relayed.
+	HolePunching bool
 	// MDNS and DHT say which discovery runs.
 	MDNS bool
 	DHT  bool
@@ -68,6 +74,7 @@ func (n *Node) Status() Status {
 		return st
 	}
 	st.Running, st.MDNS, st.DHT = true, md != nil, d != nil
+	st.HolePunching = slices.Contains(h.Mux().Protocols(), holepunch.Protocol)
 	st.Peers = len(h.Network().Peers())
 	if d != nil {
 		st.DHTPeers = d.RoutingTable().Size()
@@ -109,4 +116,30 @@ func strs(addrs []ma.Multiaddr) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Connection kinds, as Connection reports them.
+const (
+	ConnectionNone   = ""
+	ConnectionDirect = "direct"
+	ConnectionRelay  = "relay"
+)
+
+// Connection says how this node is connected to the P2P server
+// serverName now: directly (including after hole punching), only
+// through a relay, or not at all.
+func (n *Node) Connection(serverName string) string {
+	h := n.hostOrNil()
+	pid, err := PeerIDOf(serverName)
+	if h == nil || err != nil {
+		return ConnectionNone
+	}
+	kind := ConnectionNone
+	for _, c := range h.Network().ConnsToPeer(pid) {
+		if !c.Stat().Limited {
+			return ConnectionDirect
+		}
+		kind = ConnectionRelay
+	}
+	return kind
 }

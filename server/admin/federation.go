@@ -79,6 +79,7 @@ type p2pJSON struct {
 	ListenAddrs    []string `json:"listen_addrs"`
 	Addrs          []string `json:"addrs"`
 	ReachableAddrs []string `json:"reachable_addrs"`
+	HolePunching   bool     `json:"hole_punching"`
 	MDNS           bool     `json:"mdns"`
 	DHT            bool     `json:"dht"`
 }
@@ -120,7 +121,7 @@ func (a *API) federationStatus(w http.ResponseWriter, r *http.Request, _ *accoun
 		out.P2P = &p2pJSON{
 			Running: p.Running, PeerID: p.PeerID, ServerName: p.ServerName, Reachability: string(p.Reachability),
 			Peers: p.Peers, DHTPeers: p.DHTPeers, ListenAddrs: p.ListenAddrs, Addrs: p.Addrs, ReachableAddrs: p.ReachableAddrs,
-			MDNS: p.MDNS, DHT: p.DHT,
+			HolePunching: p.HolePunching, MDNS: p.MDNS, DHT: p.DHT,
 		}
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, out)
