@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -34,6 +36,10 @@ const (
 	natRoleEnv = "PALPO_NAT_ROLE" // "relay", "a" or "b" in a helper
 	natDirEnv  = "PALPO_NAT_DIR"  // where the helpers leave what the others need
 	natModeEnv = "PALPO_NAT_MODE" // "relay" (hole punching off) or "punch"
+	// natIdleEnv, a duration, makes the test keep the homes idle that long
+	// after the messages and report home a's upkeep: bytes on its LAN link
+	// (relay reservation, DHT, identify, AutoNAT, keep-alives), CPU and RSS.
+	natIdleEnv = "PALPO_NAT_IDLE"
 )
 
 // natNet is the test's network: an "internet" namespace with the relay,
@@ -185,6 +191,15 @@ func natRun(t *testing.T, mode string) {
 	start("inet", "relay")
 	a := start("la", "a")
 	b := start("lb", "b")
+	if idle := os.Getenv(natIdleEnv); idle != "" {
+		d, err := time.ParseDuration(idle)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", natIdleEnv, idle, err)
+		}
+		waitFile(t, filepath.Join(dir, "a.result"), &natResult{}, 3*time.Minute)
+		natMeasureIdle(t, n, a.Process.Pid, d)
+		writeJSON(t, filepath.Join(dir, "stop"), true)
+	}
 	for _, c := range []*exec.Cmd{a, b} {
 		if err := c.Wait(); err != nil {
 			t.Fatalf("home helper: %v", err)
@@ -204,6 +219,56 @@ func natRun(t *testing.T, mode string) {
 		"itself %s over %s; direct connection %s after it; later messages %s each over %s (median of %d)",
 		mode, ms(readyA.ReadyAfter), ms(readyB.ReadyAfter), ms(res.FirstMessage), ms(res.FirstLatency), res.FirstKind,
 		ms(res.DirectAfter), ms(res.Latency), res.Kind, natRounds)
+}
+
+// natMeasureIdle samples home a's link counters and process for d.
+func natMeasureIdle(t *testing.T, n *natNet, pid int, d time.Duration) {
+	t.Helper()
+	bytes := func() (rx, tx int64) {
+		for i, f := range []string{"rx_bytes", "tx_bytes"} {
+			out, err := exec.Command("ip", "netns", "exec", n.ns("la"), "cat", "/sys/class/net/eth0/statistics/"+f).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, _ := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+			if i == 0 {
+				rx = v
+			} else {
+				tx = v
+			}
+		}
+		return rx, tx
+	}
+	cpu := func() time.Duration {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	}
+	rss := func() string {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") {
+				return strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:"))
+			}
+		}
+		return "?"
+	}
+	rx0, tx0 := bytes()
+	cpu0 := cpu()
+	time.Sleep(d) // the measurement itself: the homes do nothing meanwhile
+	rx1, tx1 := bytes()
+	cpu1 := cpu()
+	perMin := func(b int64) int64 { return b * int64(time.Minute) / int64(d) }
+	t.Logf("idle home a over %v: %d bytes/min in, %d bytes/min out; CPU %.2f%% of one core; RSS %s (the test binary, race detector included if on)",
+		d, perMin(rx1-rx0), perMin(tx1-tx0), 100*float64(cpu1-cpu0)/float64(d), rss())
 }
 
 func readJSON(t *testing.T, path string, v any) {
@@ -270,6 +335,12 @@ func natRelay(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	defer h.Close()
+	// It is the homes' DHT bootstrap node as well.
+	d, err := dht.New(h, dht.Mode(dht.ModeServer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
 	var addrs []string
 	for _, a := range h.Addrs() {
 		addrs = append(addrs, a.String()+"/p2p/"+h.ID().String())
@@ -294,8 +365,8 @@ func natHome(t *testing.T, dir, me string) {
 	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.P2P.Enabled = true
 	cfg.P2P.Listen = []string{"/ip4/0.0.0.0/tcp/8449", "/ip4/0.0.0.0/udp/8449/quic-v1"}
-	cfg.P2P.MDNS, cfg.P2P.DHT, cfg.P2P.PortMapping = false, false, false
-	cfg.P2P.Relays = relays
+	cfg.P2P.MDNS, cfg.P2P.PortMapping = false, false
+	cfg.P2P.Relays, cfg.P2P.BootstrapPeers = relays, relays
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv, err := server.New(context.Background(), cfg, data, log)
 	if err != nil {
@@ -434,6 +505,10 @@ func natHome(t *testing.T, dir, me string) {
 	res.Latency, res.Kind = lat[len(lat)/2], node.Connection(peer.Name)
 	receive("done")
 	writeJSON(t, filepath.Join(dir, "a.result"), res)
+	if os.Getenv(natIdleEnv) != "" {
+		// Idle, for the parent to measure upkeep.
+		waitFile(t, filepath.Join(dir, "stop"), new(bool), time.Hour)
+	}
 }
 
 func pollUntil(timeout time.Duration, cond func() bool) bool {
