@@ -177,6 +177,8 @@ func (n *Node) Start(handler http.Handler) error {
 		libp2p.Identity(n.key),
 		libp2p.ListenAddrStrings(n.cfg.Listen...),
 		libp2p.UserAgent("palpo"),
+		// Nothing reads libp2p's Prometheus metrics in Palpo.
+		libp2p.DisableMetrics(),
 		libp2p.EnableHolePunching(),
 		libp2p.EnableAutoNATv2(),
 	}
