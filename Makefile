@@ -16,7 +16,7 @@ PKGS := ./app/... ./assets/... ./cmd/... ./p2p/... ./server/... ./ui/...
 GUI_DEBS := gcc libc6-dev pkg-config libgl1-mesa-dev libx11-dev libxcursor-dev \
 	libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
 # The race detector needs a C compiler.
-TEST_DEBS := gcc libc6-dev
+TEST_DEBS := gcc libc6-dev strace
 
 # Build tags of the desktop app. no_emoji leaves out Fyne's 4 MB colour
 # emoji font, which Fyne parses once per text style it draws (about 14 MB of
@@ -44,7 +44,7 @@ define apt_install
 endef
 
 .PHONY: all run test lint build build-headless deps test-deps e2e-deps check-go spec-coverage bench bench-startup clean \
-	package-linux package-windows package-test icons dendrite-tool test-interop
+	package-linux package-windows package-test icons dendrite-tool test-interop test-nat
 
 all: build
 
@@ -124,6 +124,14 @@ dendrite-tool: check-go
 test-interop: check-go test-deps dendrite-tool
 	@echo "Running interop tests against bin/dendrite-test (race detector on)"
 	PALPO_DENDRITE="$(CURDIR)/bin/dendrite-test" CGO_ENABLED=1 $(GO) test -tags goolm -race -count=1 -timeout 15m -run Interop ./server/...
+
+## test-nat: the NAT test (PALPO_NAT): two homes behind NATs in network
+## namespaces reach each other through a relay, then directly after hole
+## punching; needs root (it creates namespaces, veth pairs and iptables rules)
+test-nat: check-go test-deps
+	$(call apt_install,iproute2 iptables)
+	@echo "Running the NAT test (network namespaces; race detector on)"
+	PALPO_NAT=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -v -run 'TestNATRelayThenHolePunch' ./server/
 
 ## spec-coverage: regenerate docs/spec-coverage.md (client-server and server-server) from the spec's OpenAPI files
 spec-coverage: check-go

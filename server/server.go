@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,8 @@ import (
 	mfed "maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/palpo-im/palpo-desktop/p2p"
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/admin"
 	"github.com/palpo-im/palpo-desktop/server/clientapi"
@@ -62,6 +65,7 @@ type Server struct {
 	outbound *outbound.Sender
 	devices  *devicelists.Service
 	oauth    *oauth.Service
+	p2p      *p2p.Node
 	router   *httpapi.Router
 	portmap  *portmap.Mapper
 
@@ -110,6 +114,11 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	}
 	key, err := identity.LoadOrCreate(dataDir)
 	if err != nil {
+		return nil, err
+	}
+	// Checked before the database records the name: a wrong name must
+	// not become permanent.
+	if err := checkP2PName(cfg, key, dataDir); err != nil {
 		return nil, err
 	}
 	dbPath := cfg.Database.Path
@@ -215,7 +224,40 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		db.Close()
 		return nil, err
 	}
+	if cfg.P2P.Enabled {
+		node, err := p2p.New(cfg.P2P, key.Priv, log)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("invalid config: %w", err)
+		}
+		node.HeaderTimeout = time.Duration(cfg.HTTP.HeaderTimeoutSeconds) * time.Second
+		node.IdleTimeout = time.Duration(cfg.HTTP.IdleTimeoutSeconds) * time.Second
+		s.p2p = node
+		// P2P names go over libp2p; DNS names over TCP+TLS (when
+		// federation.enabled) as before.
+		s.fed.SetTransport(node.Transport)
+	}
 	return s, nil
+}
+
+// checkP2PName applies the peer-to-peer naming rule: a P2P server name is
+// made from the signing key, so it must be this server's key's, and a
+// server with p2p on runs under that name, unless it has a domain with
+// federation on as well (then it reaches P2P servers as a gateway, under
+// its domain).
+func checkP2PName(cfg *config.Config, key *mfed.SigningKey, dataDir string) error {
+	own := servername.FromKey(key.Priv.Public().(ed25519.PublicKey))
+	keyFile := filepath.Join(dataDir, identity.KeyFileName)
+	if servername.IsP2P(cfg.ServerName) && cfg.ServerName != own {
+		return fmt.Errorf("server_name %q is the peer-to-peer name of another signing key; this server's key (%s) has the name %q. "+
+			"Set server_name = %q in palpo.toml, or put back the signing key that name was made from",
+			cfg.ServerName, keyFile, own, own)
+	}
+	if cfg.P2P.Enabled && !servername.IsP2P(cfg.ServerName) && !cfg.Federation.Enabled {
+		return fmt.Errorf("p2p.enabled: a peer-to-peer server is named after its signing key; set server_name = %q in palpo.toml "+
+			"(before any account exists: a server name never changes), or turn federation.enabled on too for a server with a domain that also reaches peer-to-peer servers", own)
+	}
+	return nil
 }
 
 // CertificatesDirName is the folder in the data directory where automatic
@@ -318,8 +360,16 @@ func (s *Server) FederationStatus(ctx context.Context) (federation.Status, error
 	if a := s.HTTPSAddr(); a != nil {
 		st.HTTPSAddr = a.String()
 	}
+	if s.p2p != nil {
+		p := s.p2p.Status()
+		st.P2P = &p
+	}
 	return st, err
 }
+
+// P2P is the peer-to-peer node, nil when p2p is off (for tests and the
+// desktop app).
+func (s *Server) P2P() *p2p.Node { return s.p2p }
 
 // FederationCheck runs the federation self-check for this server's name,
 // delegation and signing key: what other servers find when they look this
@@ -387,6 +437,19 @@ func (s *Server) Start() error {
 		}
 		s.push.Stop()
 		return err
+	}
+	if s.p2p != nil {
+		if err := s.p2p.Start(s.fed.Router()); err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			if httpsLn != nil {
+				httpsLn.Close()
+			}
+			s.fed.Stop(context.Background())
+			s.push.Stop()
+			return err
+		}
 	}
 	// Port mapping runs in the background: a router that does not answer
 	// must not delay the start.
@@ -577,6 +640,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err := httpsSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("https shutdown: %w", err))
 			httpsSrv.Close()
+		}
+	}
+	if s.p2p != nil {
+		if err := s.p2p.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("p2p shutdown: %w", err))
 		}
 	}
 	if err := s.fed.Stop(ctx); err != nil {

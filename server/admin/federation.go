@@ -70,6 +70,8 @@ type federationJSON struct {
 	HTTPSListeningOn *string `json:"https_listening_on"`
 	// Certificate is the certificate served, null when none is in use.
 	Certificate *certificateJSON `json:"certificate"`
+	// P2P is peer-to-peer federation, absent when p2p is off.
+	P2P *p2pJSON `json:"p2p,omitempty"`
 }
 
 // certificateJSON is federation.CertificateStatus; null fields are unknown
@@ -89,6 +91,23 @@ type certificateJSON struct {
 	LastRenewedTS *int64  `json:"last_renewed_ts"`
 	LastError     *string `json:"last_error"`
 	LastErrorTS   *int64  `json:"last_error_ts"`
+}
+
+// p2pJSON is the libp2p node: identity, reachability ("direct", "relay",
+// "unreachable" or "unknown"), peers and addresses.
+type p2pJSON struct {
+	Running        bool     `json:"running"`
+	PeerID         string   `json:"peer_id"`
+	ServerName     string   `json:"server_name"`
+	Reachability   string   `json:"reachability"`
+	Peers          int      `json:"peers"`
+	DHTPeers       int      `json:"dht_peers"`
+	ListenAddrs    []string `json:"listen_addrs"`
+	Addrs          []string `json:"addrs"`
+	ReachableAddrs []string `json:"reachable_addrs"`
+	HolePunching   bool     `json:"hole_punching"`
+	MDNS           bool     `json:"mdns"`
+	DHT            bool     `json:"dht"`
 }
 
 type destinationJSON struct {
@@ -131,6 +150,13 @@ func (a *API) federationStatus(w http.ResponseWriter, r *http.Request, _ *accoun
 		out.Destinations[i] = destinationJSON{
 			Destination: d.Name, Queued: d.Queued, RetryCount: d.RetryCount, LastError: nullable(d.LastError),
 			NextRetryTS: millis(d.NextRetry), LastSuccessTS: millis(d.LastSuccess),
+		}
+	}
+	if p := st.P2P; p != nil {
+		out.P2P = &p2pJSON{
+			Running: p.Running, PeerID: p.PeerID, ServerName: p.ServerName, Reachability: string(p.Reachability),
+			Peers: p.Peers, DHTPeers: p.DHTPeers, ListenAddrs: p.ListenAddrs, Addrs: p.Addrs, ReachableAddrs: p.ReachableAddrs,
+			HolePunching: p.HolePunching, MDNS: p.MDNS, DHT: p.DHT,
 		}
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, out)

@@ -52,6 +52,7 @@ type Config struct {
 
 	Federation Federation `toml:"federation"`
 	HTTPS      HTTPS      `toml:"https"`
+	P2P        P2P        `toml:"p2p"`
 }
 
 // RoomVersions are the room versions default_room_version may name: those
@@ -192,6 +193,7 @@ func Default() *Config {
 
 		Federation: defaultFederation(),
 		HTTPS:      defaultHTTPS(),
+		P2P:        defaultP2P(),
 	}
 }
 
@@ -338,6 +340,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.HTTPS.validate(c); err != nil {
+		return err
+	}
+	if err := c.P2P.validate(c.ServerName); err != nil {
 		return err
 	}
 	return nil

@@ -347,4 +347,48 @@ enabled = false
 # domain with tls-alpn-01, connect to port 443: forward it here from your
 # router. On Linux, ports below 1024 need root or CAP_NET_BIND_SERVICE.
 listen = "0.0.0.0:443"
+
+[p2p]
+# Peer-to-peer federation over libp2p: share rooms with other Palpos without
+# a domain name or an open port, through home routers (NATs). Off by
+# default: with it off, nothing here opens a socket or contacts anyone.
+#
+# A peer-to-peer server's name is made from its signing key, such as
+# "duafvfkasysx6g3mesqxlgct7bhkun6bhff5bjyjebmlut7uhcva.p2p.alt", so
+# server_name above must be that name (a server asked to start with
+# enabled = true and another name says which one; it is fixed at the first
+# start like any server name). A server with a domain (and federation
+# enabled) may turn this on too: it then also reaches peer-to-peer servers.
+enabled = false
+
+# libp2p addresses to listen on (TCP and QUIC, IPv4 and IPv6). A fixed port
+# keeps the addresses given to friends valid across restarts.
+listen = ["/ip4/0.0.0.0/tcp/8449", "/ip4/0.0.0.0/udp/8449/quic-v1", "/ip6/::/tcp/8449", "/ip6/::/udp/8449/quic-v1"]
+
+# Find other Palpos on the home network by multicast DNS.
+mdns = true
+
+# Find peers anywhere through the Kademlia DHT, joined through
+# bootstrap_peers below. With no bootstrap peers no DHT node is contacted.
+dht = true
+
+# DHT nodes to join through, as multiaddrs with /p2p/<peer ID>, such as
+# "/ip4/203.0.113.7/udp/4001/quic-v1/p2p/12D3KooW...". Empty by default.
+bootstrap_peers = []
+
+# Circuit relays (v2) that keep this server reachable behind a NAT that
+# hole punching cannot pass, as multiaddrs with /p2p/<peer ID>. Relayed
+# traffic is end-to-end encrypted between the two servers; the relay sees
+# only who talks to whom and how much.
+relays = []
+
+# Other servers to connect to at start, as multiaddrs with /p2p/<peer ID>.
+static_peers = []
+
+# Relay for other servers (circuit relay v2, with libp2p's limits): for a
+# server with a public address that helps its friends behind NATs.
+relay_service = false
+
+# Ask the home router (UPnP or NAT-PMP) to forward the listen ports.
+port_mapping = true
 `

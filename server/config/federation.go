@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 )
 
 // Federation configures the server-server API: talking to other Matrix
@@ -68,7 +70,10 @@ func defaultFederation() Federation {
 }
 
 func (f Federation) validate(serverName string) error {
-	if f.Enabled {
+	// A peer-to-peer server name cannot be looked up in DNS, so nobody
+	// could reach a TLS listener by it: with federation on, such a server
+	// only sends to DNS-named servers and needs no listener or certificate.
+	if f.Enabled && !servername.IsP2P(serverName) {
 		host, port, err := net.SplitHostPort(f.Listen)
 		if err != nil {
 			return fmt.Errorf("federation.listen %q: %v; use host:port such as \"0.0.0.0:8448\"", f.Listen, err)

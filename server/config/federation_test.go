@@ -121,3 +121,39 @@ func TestPortMapping(t *testing.T) {
 		}
 	}
 }
+
+func TestP2PDefaultsOff(t *testing.T) {
+	p := Default().P2P
+	if p.Enabled || !p.MDNS || len(p.BootstrapPeers) != 0 || len(p.Relays) != 0 || len(p.StaticPeers) != 0 || p.RelayService || len(p.Listen) == 0 {
+		t.Fatalf("unexpected p2p defaults %+v", p)
+	}
+}
+
+func TestInvalidP2PConfigSaysHowToFix(t *testing.T) {
+	const name = "duafvfkasysx6g3mesqxlgct7bhkun6bhff5bjyjebmlut7uhcva.p2p.alt"
+	if _, err := Parse("server_name = \"" + name + "\"\n[p2p]\nenabled = true\nstatic_peers = [\"/ip4/127.0.0.1/tcp/1/p2p/12D3KooWabc\"]\n"); err != nil {
+		t.Fatalf("valid P2P config refused: %v", err)
+	}
+	// A P2P-named server with federation on needs no certificate: nobody
+	// can reach a TLS listener by that name.
+	if _, err := Parse("server_name = \"" + name + "\"\n[federation]\nenabled = true\n[p2p]\nenabled = true\n"); err != nil {
+		t.Fatalf("P2P name with federation refused: %v", err)
+	}
+	cases := map[string]string{
+		"server_name = \"" + name[:51] + "b.p2p.alt\"\n":                 "canonical",
+		"server_name = \"" + strings.ToUpper(name[:52]) + ".p2p.alt\"\n": "lower case",
+		"server_name = \"abc.p2p.alt\"\n":                                "52 base32",
+		"[p2p]\nenabled = true\nlisten = []\n":                           "p2p.listen",
+		"[p2p]\nlisten = [\"0.0.0.0:8449\"]\n":                           "p2p.listen",
+		"[p2p]\nbootstrap_peers = [\"/ip4/1.2.3.4/tcp/1\"]\n":            "p2p.bootstrap_peers",
+		"[p2p]\nrelays = [\"relay.example\"]\n":                          "p2p.relays",
+		"[p2p]\nstatic_peers = [\"\"]\n":                                 "p2p.static_peers",
+		"[p2p]\nenable = true\n":                                         "unknown key",
+	}
+	for text, want := range cases {
+		_, err := Parse(text)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want one mentioning %q", text, err, want)
+		}
+	}
+}

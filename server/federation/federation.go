@@ -21,6 +21,7 @@ import (
 	"maunium.net/go/mautrix"
 	mfed "maunium.net/go/mautrix/federation"
 
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/storage"
@@ -92,8 +93,17 @@ func New(cfg *config.Config, db *storage.DB, key *mfed.SigningKey, log *slog.Log
 	return s
 }
 
-// Enabled reports whether federation is turned on in the config.
-func (s *Service) Enabled() bool { return s.fed.Enabled }
+// Enabled reports whether this server talks to other servers at all:
+// federation.enabled (TCP+TLS with DNS-named servers) or p2p.enabled
+// (libp2p with peer-to-peer names).
+func (s *Service) Enabled() bool { return s.fed.Enabled || s.cfg.P2P.Enabled }
+
+// tlsListener reports whether the TCP+TLS federation listener runs: with
+// federation on and a DNS server name (nobody can look a P2P name up to
+// reach a listener).
+func (s *Service) tlsListener() bool {
+	return s.fed.Enabled && !servername.IsP2P(s.cfg.ServerName)
+}
 
 // ServerName is this server's name.
 func (s *Service) ServerName() string { return s.cfg.ServerName }
@@ -123,23 +133,32 @@ func (s *Service) RecordSigningKey(ctx context.Context) error {
 
 // Start binds the federation listener (TLS from the configured certificate
 // files or federation.domain's automatic certificate) and serves Router()
-// on it in the background. It does nothing when federation is disabled.
+// on it in the background. It does nothing when federation is disabled or
+// the server has a P2P name (the p2p package serves Router() over libp2p).
 func (s *Service) Start() error { return s.StartWith(nil) }
 
 // StartWith is Start for a server that also serves the client API over
 // https at httpsAddr (nil: it does not): the certificate is made ready
-// for that listener even with federation off (ClientTLSConfig), and the
-// CA's TLS-ALPN-01 check is pointed at it, since CAs connect to port 443.
+// for that listener even without a federation listener (ClientTLSConfig),
+// and the CA's TLS-ALPN-01 check is pointed at it, since CAs connect to
+// port 443.
 func (s *Service) StartWith(httpsAddr net.Addr) error {
-	if !s.fed.Enabled && httpsAddr == nil {
-		return nil
+	if !s.tlsListener() {
+		if s.Enabled() {
+			if err := s.keys.recordOwnKey(context.Background()); err != nil {
+				return err
+			}
+		}
+		if httpsAddr == nil {
+			return nil
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.http != nil || s.serverTLS != nil {
 		return errors.New("federation listener already started")
 	}
-	if !s.fed.Enabled {
+	if !s.tlsListener() {
 		return s.startCertificatesLocked(httpsAddr)
 	}
 	if s.tlsErr != nil {

@@ -3,6 +3,7 @@ package federation_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -22,7 +23,9 @@ import (
 	"maunium.net/go/mautrix"
 	mfed "maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/federation/signutil"
+	"maunium.net/go/mautrix/id"
 
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 	"github.com/palpo-im/palpo-desktop/server"
 	"github.com/palpo-im/palpo-desktop/server/config"
 	"github.com/palpo-im/palpo-desktop/server/federation"
@@ -551,6 +554,46 @@ func TestForgedKeyResponsesRejected(t *testing.T) {
 		}
 		if _, err := a.DB().ServerKey(ctx(t), name, string(real.ID)); err == nil {
 			t.Errorf("%s: forged key cached", name)
+		}
+	}
+}
+
+func TestP2PNameKeyNeedsNoFetch(t *testing.T) {
+	s := testserver.New(t)
+	key := mfed.GenerateSigningKey()
+	name := servername.FromKey(key.Priv.Public().(ed25519.PublicKey))
+	// Derived from the name alone: no request is made (federation is off
+	// here, so any fetch would fail with ErrDisabled), for any key
+	// version of the ed25519 algorithm.
+	for _, keyID := range []id.KeyID{"ed25519:a_abcd", key.ID} {
+		pub, until, err := s.Federation().Keys().VerifyKey(ctx(t), name, keyID, time.Now())
+		if err != nil || pub != key.Pub || until.Before(time.Now().Add(time.Hour)) {
+			t.Fatalf("%s: key %s until %v, %v; want %s", keyID, pub, until, err, key.Pub)
+		}
+	}
+	// A signature by that key verifies with it; one by another key not.
+	msg := map[string]any{"hello": "world"}
+	sig, err := key.SignJSON(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(map[string]any{"hello": "world", "signatures": map[string]any{name: map[string]string{string(key.ID): sig}}})
+	pub, _, _ := s.Federation().Keys().VerifyKey(ctx(t), name, key.ID, time.Now())
+	if err := signutil.VerifyJSON(name, key.ID, pub, json.RawMessage(raw)); err != nil {
+		t.Fatalf("signature by the name's key: %v", err)
+	}
+	other := mfed.GenerateSigningKey()
+	otherName := servername.FromKey(other.Priv.Public().(ed25519.PublicKey))
+	pub, _, _ = s.Federation().Keys().VerifyKey(ctx(t), otherName, key.ID, time.Now())
+	if err := signutil.VerifyJSON(name, key.ID, pub, json.RawMessage(raw)); err == nil {
+		t.Fatal("a signature verified with another name's key")
+	}
+	for _, bad := range []struct {
+		name  string
+		keyID id.KeyID
+	}{{name, "curve25519:x"}, {"abc" + servername.Suffix, "ed25519:x"}, {strings.ToUpper(name[:52]) + servername.Suffix, "ed25519:x"}} {
+		if _, _, err := s.Federation().Keys().VerifyKey(ctx(t), bad.name, bad.keyID, time.Now()); !errors.Is(err, federation.ErrKeyNotFound) {
+			t.Errorf("%s %s: %v, want ErrKeyNotFound", bad.name, bad.keyID, err)
 		}
 	}
 }

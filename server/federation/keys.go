@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/federation/signutil"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
@@ -111,6 +113,9 @@ func (k *KeyRing) verifyKey(ctx context.Context, serverName string, keyID id.Key
 	if serverName == k.s.cfg.ServerName {
 		return k.ownKey(ctx, keyID, at)
 	}
+	if servername.IsP2P(serverName) {
+		return p2pKey(serverName, keyID, at)
+	}
 	cached, err := k.s.db.ServerKey(ctx, serverName, string(keyID))
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return "", time.Time{}, err
@@ -162,6 +167,26 @@ func (k *KeyRing) ownKey(ctx context.Context, keyID id.KeyID, at time.Time) (id.
 	return "", time.Time{}, fmt.Errorf("%w: we have no key %s", ErrKeyNotFound, keyID)
 }
 
+// p2pKey is the key a peer-to-peer server name stands for: its name is
+// its ed25519 public key, so nothing is fetched or cached, and signatures
+// are still checked with it. Such a server cannot rotate its key (the name
+// would change), so the key is good for any key ID of the ed25519
+// algorithm and at any time.
+func p2pKey(serverName string, keyID id.KeyID, at time.Time) (id.SigningKey, time.Time, error) {
+	pub, err := servername.Parse(serverName)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("%w: %w", ErrKeyNotFound, err)
+	}
+	if alg, _ := keyID.Parse(); alg != id.KeyAlgorithmEd25519 {
+		return "", time.Time{}, fmt.Errorf("%w: %s has only an ed25519 key, not %s", ErrKeyNotFound, serverName, keyID)
+	}
+	until := time.Now()
+	if at.After(until) {
+		until = at
+	}
+	return id.SigningKey(base64.RawStdEncoding.EncodeToString(pub)), until.Add(maxRemoteValidity), nil
+}
+
 func (k *KeyRing) lock(serverName string) *sync.Mutex {
 	m, _ := k.fetchLocks.LoadOrStore(serverName, &sync.Mutex{})
 	return m.(*sync.Mutex)
@@ -179,7 +204,7 @@ func backoff(failures int) time.Duration {
 // configured) unless another caller just did, a recent response already
 // answered, or the server is in backoff after failures.
 func (k *KeyRing) fetch(ctx context.Context, serverName string, keyID id.KeyID, at time.Time, notaries bool) error {
-	if !k.s.fed.Enabled {
+	if !k.s.Enabled() {
 		return ErrDisabled
 	}
 	mu := k.lock(serverName)

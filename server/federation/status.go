@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 
+	"github.com/palpo-im/palpo-desktop/p2p"
 	"github.com/palpo-im/palpo-desktop/server/federation/outbound"
 	"github.com/palpo-im/palpo-desktop/server/portmap"
 )
@@ -36,6 +37,9 @@ type Status struct {
 	// federation.port_mapping is on (filled in by the server, which owns
 	// the mapper).
 	PortMapping *portmap.Status
+	// P2P is peer-to-peer federation's state, nil when p2p is off (the
+	// server fills it in).
+	P2P *p2p.Status
 }
 
 // Status reports the listener and, through sender (nil when federation is
@@ -43,7 +47,7 @@ type Status struct {
 func (s *Service) Status(ctx context.Context, sender *outbound.Sender) (Status, error) {
 	st := Status{Enabled: s.fed.Enabled, ServerName: s.cfg.ServerName, WellKnownServer: s.fed.WellKnownServer,
 		Destinations: []outbound.DestinationStatus{}}
-	if s.fed.Enabled {
+	if s.tlsListener() {
 		st.Listen = s.fed.Listen
 	}
 	if a := s.Addr(); a != nil {

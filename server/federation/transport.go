@@ -12,11 +12,22 @@ import (
 
 	"go.mau.fi/util/exhttp"
 	mfed "maunium.net/go/mautrix/federation"
+
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 )
 
 // ErrDisabled is what every outbound request answers while federation is
 // off: no connection is made.
 var ErrDisabled = errors.New("federation is disabled (federation.enabled = false)")
+
+// ErrNoP2P is what a request to a peer-to-peer server name answers when
+// no libp2p transport carries it (p2p.enabled = false): such a name is
+// never looked up in DNS.
+var ErrNoP2P = errors.New("peer-to-peer federation is off (p2p.enabled = false), so peer-to-peer server names cannot be reached")
+
+// ErrDNSDisabled is what a request to a DNS-named server answers on a
+// server with only peer-to-peer federation on.
+var ErrDNSDisabled = errors.New("federation over the internet is off (federation.enabled = false); only peer-to-peer servers are reached")
 
 // SetTransport replaces the transport for some destinations: choose is
 // asked for each outbound request's destination server name and returns
@@ -73,7 +84,7 @@ func (s *Service) newClient() *mfed.Client {
 	// Checked before a request is even built: denied servers are never
 	// contacted. With federation off every request stops in the transport
 	// below with ErrDisabled, which says why.
-	c.AllowServer = func(name string) bool { return !s.fed.Enabled || s.AllowedServer(name) }
+	c.AllowServer = func(name string) bool { return !s.Enabled() || s.AllowedServer(name) }
 	srt, ok := c.HTTP.Transport.(*mfed.ServerResolvingTransport)
 	if !ok {
 		panic("federation: mautrix client without a server-resolving transport")
@@ -125,7 +136,7 @@ type chooserTransport struct {
 }
 
 func (t *chooserTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if !t.s.fed.Enabled {
+	if !t.s.Enabled() {
 		return nil, ErrDisabled
 	}
 	if r.Body != nil && r.Body != http.NoBody && r.Header.Get("Content-Type") == "" {
@@ -136,6 +147,12 @@ func (t *chooserTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	if rt := t.s.chosenTransport(r.URL.Host); rt != nil {
 		return rt.RoundTrip(r)
+	}
+	if servername.IsP2P(r.URL.Host) {
+		return nil, fmt.Errorf("%s: %w", r.URL.Host, ErrNoP2P)
+	}
+	if !t.s.fed.Enabled {
+		return nil, fmt.Errorf("%s: %w", r.URL.Host, ErrDNSDisabled)
 	}
 	if t.tlsErr != nil {
 		return nil, t.tlsErr

@@ -29,6 +29,8 @@ import (
 
 	mfed "maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 )
 
 // Status is a check's verdict.
@@ -226,6 +228,18 @@ func (k *checker) dial(ctx context.Context, network, address string) (net.Conn, 
 
 func (k *checker) run(ctx context.Context) {
 	name := k.c.ServerName
+	if servername.IsP2P(name) {
+		// Nothing here applies, and looking the name up would only ask
+		// the DNS resolver about a name that is not in DNS.
+		if _, err := servername.Parse(name); err != nil {
+			k.add(CheckName, Fail, fmt.Sprintf("The server name %q ends like a peer-to-peer name but is not one: %v.", name, err),
+				"Set server_name to the peer-to-peer name Palpo gives at start-up, exactly.")
+			return
+		}
+		k.add(CheckName, OK, "This is a peer-to-peer server name: other servers reach it over libp2p, not through DNS, "+
+			"so the DNS, port and certificate checks do not apply. Its reachability is in the status (p2p).", "")
+		return
+	}
 	host, port, ok := mfed.ParseServerName(name)
 	if !ok {
 		k.add(CheckName, Fail, fmt.Sprintf("The server name %q is not a valid Matrix server name.", name),

@@ -507,3 +507,19 @@ func TestDomain(t *testing.T) {
 	res = n.run()
 	expect(t, res, selfcheck.CheckDomain, selfcheck.Fail, "federation.domain nowhere."+domain+" has no A or AAAA record")
 }
+
+// TestP2PName: a peer-to-peer server name is not looked up at all; one
+// that only looks like it fails.
+func TestP2PName(t *testing.T) {
+	f := newFixture(t)
+	f.good()
+	f.cfg.ServerName = "duafvfkasysx6g3mesqxlgct7bhkun6bhff5bjyjebmlut7uhcva.p2p.alt"
+	f.cfg.Resolver = nil // the system's: it must not be asked
+	res := f.run()
+	if len(res) != 1 {
+		t.Fatalf("%d results, want only the name's", len(res))
+	}
+	expect(t, res, selfcheck.CheckName, selfcheck.OK, "peer-to-peer")
+	f.cfg.ServerName = "abc.p2p.alt"
+	expect(t, f.run(), selfcheck.CheckName, selfcheck.Fail, "not one")
+}

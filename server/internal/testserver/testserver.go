@@ -51,16 +51,25 @@ func New(t testing.TB, opts ...Option) *Server {
 // the server listens, such as the federation resolver.
 func NewWithSetup(t testing.TB, setup func(*server.Server), opts ...Option) *Server {
 	t.Helper()
+	return newIn(t, t.TempDir(), defaultConfig(), opts, setup)
+}
+
+func defaultConfig() *config.Config {
 	cfg := config.Default()
 	cfg.Listen = []string{"127.0.0.1:0"}
 	// Generous rate limits, so tests that log in often are not slowed down;
 	// tests of the limits themselves set their own.
 	generous := config.RateLimit{PerSecond: 1000, Burst: 1000}
 	cfg.RateLimits = config.RateLimits{LoginPerAddress: generous, LoginPerAccount: generous, RegisterPerAddress: generous}
+	return cfg
+}
+
+func newIn(t testing.TB, dataDir string, cfg *config.Config, opts []Option, setup func(*server.Server)) *Server {
+	t.Helper()
 	for _, o := range opts {
 		o(cfg)
 	}
-	s := &Server{DataDir: t.TempDir(), Config: cfg, t: t, logs: &lockedBuffer{}, setup: setup}
+	s := &Server{DataDir: dataDir, Config: cfg, t: t, logs: &lockedBuffer{}, setup: setup}
 	s.start()
 	t.Cleanup(func() {
 		s.stop()
