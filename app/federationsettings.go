@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 	"github.com/palpo-im/palpo-desktop/server/config"
 )
 
@@ -32,14 +33,12 @@ const (
 )
 
 // PeerToPeerAvailable turns on the "Peer to peer" choice in the wizard and
-// in Settings. Peer-to-peer federation is being built in its own issue;
-// until then the choice is shown as coming, and this is the one switch
-// (with the config keys written in SaveFederationSettings) to change when
-// it lands.
-const PeerToPeerAvailable = false
+// in Settings (p2p.go has the rest).
+const PeerToPeerAvailable = true
 
-// ErrPeerToPeerNotYet is SaveFederationSettings' answer to the peer-to-peer
-// mode while PeerToPeerAvailable is false.
+// ErrPeerToPeerNotYet was SaveFederationSettings' answer to the
+// peer-to-peer mode before it existed; kept for a build that turns
+// PeerToPeerAvailable off again.
 var ErrPeerToPeerNotYet = errors.New("peer-to-peer connections to other servers come in a later version of Palpo")
 
 // FederationSettings is the choice as the app shows it.
@@ -55,6 +54,10 @@ type FederationSettings struct {
 	CertFiles bool
 	// ServerName is server_name, which other servers find this one by.
 	ServerName string
+	// Gateway is set for the peer-to-peer mode of a server with a domain:
+	// it keeps its name and reaches other servers both over the internet
+	// and peer to peer (federation.enabled and p2p.enabled).
+	Gateway bool
 }
 
 // FederationSettings reads the choice from the loaded config.
@@ -63,7 +66,11 @@ func (a *App) FederationSettings() FederationSettings {
 	f := cfg.Federation
 	s := FederationSettings{Mode: FederationOff, Domain: f.Domain, Email: f.ACME.Email, ServerName: cfg.ServerName,
 		CertFiles: strings.TrimSpace(f.TLSCertFile) != ""}
-	if f.Enabled {
+	switch {
+	case cfg.P2P.Enabled:
+		s.Mode = FederationPeerToPeer
+		s.Gateway = f.Enabled && !servername.IsP2P(cfg.ServerName)
+	case f.Enabled:
 		s.Mode = FederationInternet
 	}
 	return s
@@ -116,6 +123,8 @@ func FederationNameProblem(serverName string) string {
 	}
 	host = strings.ToLower(strings.Trim(host, "[]"))
 	switch {
+	case servername.IsP2P(host):
+		return "This server has a peer-to-peer name, which no certificate can be issued for: other servers reach it peer to peer."
 	case host == "localhost" || strings.HasSuffix(host, ".localhost"):
 		return "This server is named " + serverName + ", a name only this computer knows, so other servers can never reach it."
 	case strings.HasSuffix(host, ".local"):
@@ -152,37 +161,37 @@ func (a *App) SaveFederationSettings(s FederationSettings) (note string, err err
 		if cfg.Federation.Enabled {
 			edits = append(edits, tomlEdit{"federation.enabled", "false", func(c *config.Config) bool { return !c.Federation.Enabled }})
 		}
+		if cfg.P2P.Enabled {
+			edits = append(edits, p2pOff)
+		}
 	case FederationInternet:
-		if p := FederationNameProblem(cfg.ServerName); p != "" {
-			return "", errors.New(p)
+		var err error
+		if edits, note, err = internetEdits(cfg, s); err != nil {
+			return "", err
 		}
-		domain := strings.ToLower(strings.TrimSpace(s.Domain))
-		email := strings.TrimSpace(s.Email)
-		if err := CheckFederationDomain(domain); err != nil {
-			return "", fmt.Errorf("the domain %q: %w", domain, err)
-		}
-		if err := CheckACMEEmail(email); err != nil {
-			return "", fmt.Errorf("the email %q: %w", email, err)
-		}
-		if !cfg.Federation.Enabled {
-			edits = append(edits, tomlEdit{"federation.enabled", "true", func(c *config.Config) bool { return c.Federation.Enabled }})
-		}
-		if domain != cfg.Federation.Domain {
-			edits = append(edits, tomlEdit{"federation.domain", tomlString(domain), func(c *config.Config) bool { return c.Federation.Domain == domain }})
-		}
-		if email != cfg.Federation.ACME.Email {
-			edits = append(edits, tomlEdit{"federation.acme.email", tomlString(email), func(c *config.Config) bool { return c.Federation.ACME.Email == email }})
-		}
-		if strings.TrimSpace(cfg.Federation.TLSCertFile) == "" { // an automatic certificate
-			if only, why := challengesFor(cfg.Federation.ACME); only != nil {
-				edits = append(edits, tomlEdit{"federation.acme.challenges", tomlStrings(only), func(c *config.Config) bool { return slices.Equal(c.Federation.ACME.Challenges, only) }})
-				note = why
-			}
+		if cfg.P2P.Enabled {
+			edits = append(edits, p2pOff)
 		}
 	case FederationPeerToPeer:
-		// Peer-to-peer federation lands in its own issue: its config
-		// keys are written here then, and PeerToPeerAvailable set.
-		return "", ErrPeerToPeerNotYet
+		if !PeerToPeerAvailable {
+			return "", ErrPeerToPeerNotYet
+		}
+		own, err := a.PeerToPeerName()
+		if err != nil {
+			return "", err
+		}
+		if p := PeerToPeerProblem(cfg.ServerName, own); p != "" {
+			return "", errors.New(p)
+		}
+		if !servername.IsP2P(cfg.ServerName) {
+			// A server with a domain: a gateway, over the internet too.
+			if edits, note, err = internetEdits(cfg, s); err != nil {
+				return "", err
+			}
+		}
+		if !cfg.P2P.Enabled {
+			edits = append(edits, p2pOn)
+		}
 	default:
 		return "", fmt.Errorf("unknown way of connecting to other servers %q", s.Mode)
 	}
@@ -193,6 +202,38 @@ func (a *App) SaveFederationSettings(s FederationSettings) (note string, err err
 		a.log.Info("federation settings changed", "mode", string(s.Mode), "domain", a.Config().Federation.Domain)
 	}
 	return note, nil
+}
+
+// internetEdits are the edits that turn federation over the internet on
+// with s's domain and email, and the note about how, if any.
+func internetEdits(cfg *config.Config, s FederationSettings) (edits []tomlEdit, note string, err error) {
+	if p := FederationNameProblem(cfg.ServerName); p != "" {
+		return nil, "", errors.New(p)
+	}
+	domain := strings.ToLower(strings.TrimSpace(s.Domain))
+	email := strings.TrimSpace(s.Email)
+	if err := CheckFederationDomain(domain); err != nil {
+		return nil, "", fmt.Errorf("the domain %q: %w", domain, err)
+	}
+	if err := CheckACMEEmail(email); err != nil {
+		return nil, "", fmt.Errorf("the email %q: %w", email, err)
+	}
+	if !cfg.Federation.Enabled {
+		edits = append(edits, tomlEdit{"federation.enabled", "true", func(c *config.Config) bool { return c.Federation.Enabled }})
+	}
+	if domain != cfg.Federation.Domain {
+		edits = append(edits, tomlEdit{"federation.domain", tomlString(domain), func(c *config.Config) bool { return c.Federation.Domain == domain }})
+	}
+	if email != cfg.Federation.ACME.Email {
+		edits = append(edits, tomlEdit{"federation.acme.email", tomlString(email), func(c *config.Config) bool { return c.Federation.ACME.Email == email }})
+	}
+	if strings.TrimSpace(cfg.Federation.TLSCertFile) == "" { // an automatic certificate
+		if only, why := challengesFor(cfg.Federation.ACME); only != nil {
+			edits = append(edits, tomlEdit{"federation.acme.challenges", tomlStrings(only), func(c *config.Config) bool { return slices.Equal(c.Federation.ACME.Challenges, only) }})
+			note = why
+		}
+	}
+	return edits, note, nil
 }
 
 // challengesFor looks at whether this computer lets Palpo answer the

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -20,7 +19,7 @@ import (
 
 // The choice is read from [federation] and written back as three keys,
 // the file's comments kept; bad domains and emails are refused in plain
-// words, and peer to peer is not offered yet.
+// words.
 func TestSaveFederationSettings(t *testing.T) {
 	a := openTestApp(t, `# my server
 server_name = "palpo.example.org"
@@ -54,8 +53,10 @@ challenges = ["tls-alpn-01"] # no port 80 here
 	if err := CheckACMEEmail("not an address"); err == nil || !strings.Contains(err.Error(), "not an email address") {
 		t.Errorf("bad email: %v", err)
 	}
-	if _, err := a.SaveFederationSettings(FederationSettings{Mode: FederationPeerToPeer}); !errors.Is(err, ErrPeerToPeerNotYet) {
-		t.Errorf("peer to peer: %v", err)
+	// Peer to peer on a server with a domain is a gateway: it needs the
+	// domain too.
+	if _, err := a.SaveFederationSettings(FederationSettings{Mode: FederationPeerToPeer}); err == nil || !strings.Contains(err.Error(), "type the domain") {
+		t.Errorf("peer to peer without a domain: %v", err)
 	}
 
 	note, err := a.SaveFederationSettings(FederationSettings{Mode: FederationInternet, Domain: "Palpo.Example.org ", Email: "me@example.org"})

@@ -99,6 +99,10 @@ type SetupRequest struct {
 	// LANAddress, when not empty, is added to the listen addresses so
 	// other devices on the home network can connect.
 	LANAddress string
+	// PeerToPeer names the server after its signing key (PeerToPeerName,
+	// in place of ServerName) and turns peer to peer on, before the first
+	// start stamps the name into the database.
+	PeerToPeer bool
 }
 
 // CheckServerName checks a server name the wizard offers.
@@ -124,6 +128,13 @@ func (a *App) CheckOwner(serverName, name, password string) (id.UserID, error) {
 func (a *App) ApplySetup(ctx context.Context, req SetupRequest, progress func(step string)) (id.UserID, error) {
 	if progress == nil {
 		progress = func(string) {}
+	}
+	if req.PeerToPeer {
+		name, err := a.PeerToPeerName()
+		if err != nil {
+			return "", err
+		}
+		req.ServerName = name
 	}
 	if err := CheckServerName(req.ServerName); err != nil {
 		return "", err
@@ -154,6 +165,9 @@ func (a *App) ApplySetup(ctx context.Context, req SetupRequest, progress func(st
 		}
 		listen := listenFor(cur.Port, req.LANAddress)
 		edits = append(edits, tomlEdit{"listen", tomlStrings(listen), func(c *config.Config) bool { return slices.Equal(c.Listen, listen) }})
+	}
+	if req.PeerToPeer && !a.Config().P2P.Enabled {
+		edits = append(edits, p2pOn)
 	}
 	if len(edits) > 0 && a.Server() != nil {
 		// The listen addresses only take effect at start.
