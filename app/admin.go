@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/palpo-im/palpo-desktop/p2p"
 	"github.com/palpo-im/palpo-desktop/server"
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/federation"
@@ -289,6 +290,10 @@ func (a *App) FederationStatus(ctx context.Context) (FederationStatus, error) {
 	st := FederationStatus{Enabled: cfg.Federation.Enabled, ServerName: cfg.ServerName, WellKnownServer: cfg.Federation.WellKnownServer}
 	if st.Enabled {
 		st.Listen = cfg.Federation.Listen
+	}
+	if cfg.P2P.Enabled {
+		// Not running yet: only that it is on.
+		st.P2P = &p2p.Status{Reachability: p2p.ReachabilityUnknown}
 	}
 	return st, nil
 }
