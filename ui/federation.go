@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/palpo-im/palpo-desktop/app"
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 	"github.com/palpo-im/palpo-desktop/server/portmap"
 )
 
@@ -20,20 +21,37 @@ const maxDestinationLines = 5
 // know the word: whether other Matrix servers can reach this one, how many
 // it talks to, and which are not answering and why.
 func federationText(st app.FederationStatus, running bool) string {
-	if !st.Enabled {
+	if !st.Enabled && st.P2P == nil {
 		return federationOffText
 	}
+	// A peer-to-peer name has no listener over the internet: nobody could
+	// look it up.
+	internet := st.Enabled && !servername.IsP2P(st.ServerName)
 	if !running {
-		return "On: other servers can connect on port " + portText(st.Listen) + " once the server runs"
+		switch {
+		case internet && st.P2P != nil:
+			return "On: other servers can connect on port " + portText(st.Listen) + " once the server runs\n" + p2pText(st.P2P, false)
+		case internet:
+			return "On: other servers can connect on port " + portText(st.Listen) + " once the server runs"
+		}
+		return p2pText(st.P2P, false)
 	}
 	var b strings.Builder
-	if st.Addr != "" {
-		fmt.Fprintf(&b, "On: other servers connect to this one at %s", st.Addr)
-	} else {
-		b.WriteString("On, but not listening for other servers")
+	if internet {
+		if st.Addr != "" {
+			fmt.Fprintf(&b, "On: other servers connect to this one at %s", st.Addr)
+		} else {
+			b.WriteString("On, but not listening for other servers")
+		}
+		if st.PortMapping != nil {
+			b.WriteString("\n" + portMappingText(*st.PortMapping))
+		}
+		if st.P2P != nil {
+			b.WriteString("\n")
+		}
 	}
-	if st.PortMapping != nil {
-		b.WriteString("\n" + portMappingText(*st.PortMapping))
+	if st.P2P != nil {
+		b.WriteString(p2pText(st.P2P, true))
 	}
 	if len(st.Destinations) == 0 {
 		b.WriteString("\nNo other server contacted yet")

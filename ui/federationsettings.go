@@ -13,11 +13,13 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/palpo-im/palpo-desktop/app"
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 	"github.com/palpo-im/palpo-desktop/server/federation/selfcheck"
 )
 
 // "Connect to other Matrix servers", in the wizard and in Settings: off,
-// over the internet with my domain, or peer to peer (coming). Choosing
+// over the internet with my domain, or peer to peer (named after the
+// server's key, or as a gateway for a server with a domain). Choosing
 // "over the internet" asks for the domain and an optional email, and
 // saving it turns federation on with an automatic certificate, restarts
 // the server, waits for the certificate and runs the self-check, each
@@ -52,6 +54,11 @@ type federationChoice struct {
 
 	serverName  string
 	nameProblem string
+	// newServer is set in the wizard while the name is not fixed yet:
+	// "Peer to peer" then names the server after its key.
+	newServer bool
+	// p2pName is this data directory's P2P name ("" until needed).
+	p2pName string
 	// problemHint says what to do about a name that cannot federate,
 	// which differs in the wizard (go back) and in Settings.
 	problemHint string
@@ -155,9 +162,61 @@ func (c *federationChoice) update() {
 			c.internet.Show()
 		}
 	case fedChoiceP2P:
-		c.help.SetText("Other servers are reached directly, without a domain of your own.")
+		c.updateP2P()
 	default:
 		c.help.SetText("Only people with an account on this server can talk to each other. Nothing leaves this computer.")
+	}
+}
+
+// ownP2PName is this data directory's P2P name (the signing key is made
+// if there is none yet: it is a local file, and the first start would
+// make it anyway). "" and the reason when it cannot be read.
+func (c *federationChoice) ownP2PName() (string, error) {
+	if c.p2pName != "" {
+		return c.p2pName, nil
+	}
+	name, err := c.d.app.PeerToPeerName()
+	if err != nil {
+		return "", err
+	}
+	c.p2pName = name
+	return name, nil
+}
+
+// p2pGateway tells whether peer to peer keeps this server's domain (and
+// so needs federation over the internet too).
+func (c *federationChoice) p2pGateway() bool {
+	return !c.newServer && !servername.IsP2P(c.serverName) && c.nameProblem == ""
+}
+
+// updateP2P explains "Peer to peer" for this server: named after its key
+// (a new server, or one already named so), a gateway for a server with a
+// domain, or why this server cannot.
+func (c *federationChoice) updateP2P() {
+	const how = "Palpos on your home network find each other by themselves; with others you exchange addresses " +
+		"(Settings, \"Share my address\"), and Palpo gets through home routers without a domain or open ports. " +
+		"Nothing leaves this computer until it is on."
+	own, err := c.ownP2PName()
+	switch {
+	case err != nil:
+		c.help.SetText("Other Palpos are reached directly, without a domain of your own.")
+		c.problem.SetText("This server's signing key could not be read: " + plainError(err))
+		c.problem.Show()
+	case c.newServer:
+		c.help.SetText("Your server is named after its own key, so user IDs end in :" + own + ". " + how)
+	case c.p2pGateway():
+		c.help.SetText("This server keeps its name, " + c.serverName + ", and connects both over the internet with its domain " +
+			"and peer to peer with Palpos that have no domain, as a bridge between them. " +
+			"Give the domain for the internet side:")
+		c.internet.Show()
+	default:
+		if p := app.PeerToPeerProblem(c.serverName, own); p != "" {
+			c.help.SetText("Other Palpos are reached directly, without a domain of your own.")
+			c.problem.SetText(p)
+			c.problem.Show()
+			return
+		}
+		c.help.SetText("Other Palpos are reached directly, without a domain: this server is named after its key. " + how)
 	}
 }
 
@@ -170,6 +229,10 @@ func (c *federationChoice) settings() app.FederationSettings {
 		s.Mode = app.FederationInternet
 	case fedChoiceP2P:
 		s.Mode = app.FederationPeerToPeer
+		if c.newServer {
+			s.ServerName = c.p2pName
+		}
+		s.Gateway = c.p2pGateway()
 	}
 	return s
 }
@@ -195,6 +258,24 @@ func (c *federationChoice) check() error {
 		if !app.PeerToPeerAvailable {
 			return app.ErrPeerToPeerNotYet
 		}
+		own, err := c.ownP2PName()
+		if err != nil {
+			return err
+		}
+		switch {
+		case c.newServer:
+		case s.Gateway:
+			if err := app.CheckFederationDomain(s.Domain); err != nil {
+				return errors.New("the domain: " + err.Error())
+			}
+			if err := app.CheckACMEEmail(s.Email); err != nil {
+				return errors.New("the email: " + err.Error())
+			}
+		default:
+			if p := app.PeerToPeerProblem(c.serverName, own); p != "" {
+				return errors.New(p)
+			}
+		}
 	}
 	return nil
 }
@@ -205,7 +286,14 @@ func (c *federationChoice) changed() bool {
 	if s.Mode != cur.Mode {
 		return true
 	}
-	return s.Mode == app.FederationInternet && (s.Domain != cur.Domain || s.Email != cur.Email)
+	return needsDomain(s) && (s.Domain != cur.Domain || s.Email != cur.Email)
+}
+
+// needsDomain tells whether a choice connects over the internet with a
+// domain (and so gets a certificate and the self-check): over the
+// internet, or peer to peer as a gateway.
+func needsDomain(s app.FederationSettings) bool {
+	return s.Mode == app.FederationInternet || s.Mode == app.FederationPeerToPeer && s.Gateway
 }
 
 // Steps of the live flow.
@@ -336,7 +424,7 @@ func (l *federationLive) run(s app.FederationSettings, done func()) {
 	l.outcome.Hide()
 	l.results.Hide()
 	l.cert.Hide()
-	internet := s.Mode == app.FederationInternet
+	internet := needsDomain(s)
 	names := []string{"Save the choice in palpo.toml", "Restart the server to use it"}
 	if internet {
 		cert := "Get a certificate for " + s.Domain
@@ -358,7 +446,7 @@ func (l *federationLive) run(s app.FederationSettings, done func()) {
 		l.steps.set(0, stepDone)
 		l.steps.set(1, stepDone)
 		if !internet {
-			l.say("Connections to other servers are off: nothing leaves this computer.", widget.MediumImportance)
+			l.sayDone(s)
 			finish()
 			return
 		}
@@ -405,7 +493,7 @@ func (l *federationLive) run(s app.FederationSettings, done func()) {
 			}
 			l.steps.set(1, stepDone)
 			if !internet {
-				l.say("Connections to other servers are off: nothing leaves this computer.", widget.MediumImportance)
+				l.sayDone(s)
 				l.d.status.loadStats()
 				finish()
 				return
@@ -415,12 +503,21 @@ func (l *federationLive) run(s app.FederationSettings, done func()) {
 	})
 }
 
+// sayDone says what a choice without a domain does once in use.
+func (l *federationLive) sayDone(s app.FederationSettings) {
+	if s.Mode == app.FederationPeerToPeer {
+		l.say("Peer to peer is on. Share your address with the owners of other Palpos, and add theirs, below.", widget.SuccessImportance)
+		return
+	}
+	l.say("Connections to other servers are off: nothing leaves this computer.", widget.MediumImportance)
+}
+
 // sameFederation tells whether saving b would change nothing in a.
 func sameFederation(a, b app.FederationSettings) bool {
 	if a.Mode != b.Mode {
 		return false
 	}
-	return a.Mode != app.FederationInternet || a.Domain == b.Domain && a.Email == b.Email
+	return !needsDomain(a) || a.Domain == b.Domain && a.Email == b.Email
 }
 
 // revert puts the previous choice back after the server failed to start

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,8 +103,8 @@ func TestWizardConnectsToOtherServers(t *testing.T) {
 	if c.mode.Selected != fedChoiceOff || !hasLabel(content, "Nothing leaves this computer") || c.internet.Visible() {
 		t.Fatalf("off by default: %q", labels(content))
 	}
-	if !c.p2p.Visible() || !c.p2p.Disabled() || !hasLabel(content, "coming in a later version of Palpo") {
-		t.Fatal("peer to peer is not shown as coming")
+	if c.p2p.Visible() || !slices.Contains(c.mode.Options, fedChoiceP2P) {
+		t.Fatal("peer to peer is not one of the choices")
 	}
 	c.mode.SetSelected(fedChoiceInternet)
 	if !c.internet.Visible() || c.domain.Text != "palpo.example.org" {
@@ -211,7 +212,7 @@ func TestSettingsConnectToOtherServers(t *testing.T) {
 	d.Wait()
 	s := d.settings
 	c := s.fedChoice
-	if c.mode.Selected != fedChoiceOff || !c.p2p.Disabled() || d.status.cert.Visible() {
+	if c.mode.Selected != fedChoiceOff || d.status.cert.Visible() {
 		t.Fatalf("off at first: %q", c.mode.Selected)
 	}
 	tap(t, s.fedSave)

@@ -41,6 +41,9 @@ type settingsTab struct {
 	fedSave   *widget.Button
 	fedErr    *widget.Label
 	fedLive   *federationLive
+	// peers shares this server's P2P address and adds others' (shown
+	// while peer to peer is the saved choice).
+	peers *peerPanel
 	// fedSection is the whole section (screenshots scroll to it).
 	fedSection *fyne.Container
 
@@ -107,11 +110,13 @@ func newSettingsTab(d *Desktop) *settingsTab {
 	s.fedErr.Hide()
 	s.fedLive = newFederationLive(d)
 	s.fedSave = widget.NewButtonWithIcon("Save and check", theme.DocumentSaveIcon(), s.applyFederation)
+	s.peers = newPeerPanel(d)
+	s.peers.content.Hide()
 	s.fedSection = container.NewVBox(heading("Connect to other Matrix servers"),
 		s.fedChoice.content,
 		container.NewHBox(s.fedSave), s.fedErr,
 		wrapped("Saving restarts a running server to use the choice, then checks what other servers see."),
-		s.fedLive.content)
+		s.fedLive.content, s.peers.content)
 	startup := container.NewVBox(heading("Starting"), s.autostart)
 	older := container.NewVBox(heading("Older Matrix apps"), s.olderApps,
 		wrapped("Apps made before 2024, such as Nheko on Debian 12, fetch pictures without signing in and do not understand "+
@@ -241,8 +246,14 @@ func (s *settingsTab) loadFederation() {
 	if s.fedLive.running {
 		return // the flow shows its own progress; it reloads at the end
 	}
-	s.fedChoice.set(s.d.app.FederationSettings())
+	fs := s.d.app.FederationSettings()
+	s.fedChoice.set(fs)
 	s.fedLive.showCertificate()
+	if fs.Mode == app.FederationPeerToPeer {
+		s.peers.content.Show()
+	} else {
+		s.peers.content.Hide()
+	}
 }
 
 // applyFederation saves the choice and, with the server running, restarts
@@ -264,6 +275,9 @@ func (s *settingsTab) applyFederation() {
 		s.fedSave.Enable()
 		s.loadFederation()
 	})
+	if s.fedChoice.settings().Mode != app.FederationPeerToPeer {
+		s.peers.content.Hide()
+	}
 }
 
 func (s *settingsTab) showResult(text string) {

@@ -79,6 +79,7 @@ type wizard struct {
 	fedChoice *federationChoice
 	fedLive   *federationLive
 	fedBox    *fyne.Container
+	peers     *peerPanel // peer to peer: share my address, add another
 
 	// lanName is this computer's name.local when it resolves (checked in
 	// the background when the wizard opens), else "".
@@ -258,7 +259,8 @@ func (w *wizard) nameChosen(choice string) {
 		w.nameEntry.SetText("localhost")
 		w.nameEntry.Disable()
 		w.nameHelp.SetText("The simplest choice: user IDs end in :localhost. It works for everyone on this computer " +
-			"and your home network, but this server can never talk to other Matrix servers.")
+			"and your home network, but this server can never talk to other Matrix servers " +
+			"(unless you choose \"Peer to peer\" in step 4, which names it after its key instead).")
 	case nameLAN:
 		w.nameEntry.Enable()
 		w.nameEntry.SetPlaceHolder("mycomputer.local")
@@ -402,6 +404,7 @@ func (w *wizard) federationPage() fyne.CanvasObject {
 		hint = "A server's name cannot change once it has been started, so this needs a new server named after your domain."
 	}
 	w.fedChoice = newFederationChoice(w.d, hint)
+	w.fedChoice.newServer = !w.st.ServerNameFixed
 	return container.NewVBox(
 		heading("Connect to other Matrix servers"),
 		wrapped("Matrix servers can talk to each other, so people here can chat with people on other servers. "+
@@ -437,6 +440,10 @@ func (w *wizard) apply() {
 	}
 	if w.lan.Checked {
 		req.LANAddress = w.lanAddr
+	}
+	if w.fedChoice.newServer && w.fedChoice.settings().Mode == app.FederationPeerToPeer {
+		// Named after its key, with p2p on, before the first start.
+		req.PeerToPeer = true
 	}
 	var userID id.UserID
 	w.d.async(func() error {
@@ -491,7 +498,9 @@ func (w *wizard) donePage() fyne.CanvasObject {
 			"You can change this later on the Backups tab."),
 	)
 	w.fedLive = newFederationLive(w.d)
-	w.fedBox = container.NewVBox(widget.NewSeparator(), heading("Other Matrix servers"), w.fedLive.content)
+	w.peers = newPeerPanel(w.d)
+	w.peers.content.Hide()
+	w.fedBox = container.NewVBox(widget.NewSeparator(), heading("Other Matrix servers"), w.fedLive.content, w.peers.content)
 	w.fedBox.Hide()
 	return container.NewVBox(w.done, w.fedBox, backups, container.NewHBox(layout.NewSpacer(), w.finish))
 }
@@ -502,11 +511,21 @@ func (w *wizard) donePage() fyne.CanvasObject {
 // what palpo.toml already says.
 func (w *wizard) connectOtherServers() {
 	s := w.fedChoice.settings()
-	if sameFederation(w.d.app.FederationSettings(), s) && s.Mode != app.FederationInternet {
+	p2pOn := func() {
+		if w.d.app.FederationSettings().Mode == app.FederationPeerToPeer {
+			w.fedBox.Show()
+			w.peers.content.Show()
+		}
+	}
+	if sameFederation(w.d.app.FederationSettings(), s) && !needsDomain(s) {
+		if s.Mode == app.FederationPeerToPeer {
+			w.fedLive.sayDone(s)
+		}
+		p2pOn()
 		return
 	}
 	w.fedBox.Show()
-	w.fedLive.run(s, nil)
+	w.fedLive.run(s, p2pOn)
 }
 
 // setBackupDir shows the folder automatic backups go to.
