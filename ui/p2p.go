@@ -2,7 +2,6 @@ package ui
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"image/color"
 	"strings"
@@ -77,7 +76,7 @@ func (p *peerPanel) say(text string, imp widget.Importance) {
 func (p *peerPanel) addPeer(text string) {
 	peer, err := app.ParsePeerAddress(text)
 	if err != nil {
-		p.say(capitalize(plainError(err))+".", widget.DangerImportance)
+		p.say(sentence(err.Error()), widget.DangerImportance)
 		return
 	}
 	p.add.Disable()
@@ -147,7 +146,7 @@ func (p *peerPanel) readImage(path string) {
 		return err
 	}, func(err error) {
 		if err != nil {
-			p.say(capitalize(plainError(err))+".", widget.DangerImportance)
+			p.say(sentence(err.Error()), widget.DangerImportance)
 			return
 		}
 		p.entry.SetText(text)
@@ -160,7 +159,7 @@ func (p *peerPanel) showShare() {
 	body := container.NewVBox()
 	share, err := p.d.app.PeerToPeerShare()
 	if err != nil {
-		l := wrapped(capitalize(plainError(err)) + ".")
+		l := wrapped(sentence(err.Error()))
 		l.Importance = widget.WarningImportance
 		body.Add(l)
 	} else {
@@ -186,14 +185,6 @@ func (p *peerPanel) showShare() {
 	scroll.SetMinSize(fyne.NewSize(600, 480))
 	p.shareDlg = dialog.NewCustom("Share my address", "Close", scroll, p.d.win)
 	p.shareDlg.Show()
-}
-
-// capitalize starts a sentence with a capital letter.
-func capitalize(s string) string {
-	if s == "" {
-		return s
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // p2pText is peer to peer's state in words for the Status tab: whether
@@ -233,7 +224,3 @@ func connectedText(n int) string {
 	}
 	return fmt.Sprintf("Connected to %d peers", n)
 }
-
-// errNoP2PName is the wizard's answer when the signing key cannot be
-// made or read.
-var errNoP2PName = errors.New("this server's peer-to-peer name could not be made")

@@ -261,7 +261,8 @@ func (s *settingsTab) loadFederation() {
 func (s *settingsTab) applyFederation() {
 	s.fedErr.Hide()
 	if err := s.fedChoice.check(); err != nil {
-		s.fedErr.SetText(plainError(err))
+		// check's errors are sentences written for people already.
+		s.fedErr.SetText(sentence(err.Error()))
 		s.fedErr.Show()
 		return
 	}

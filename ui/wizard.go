@@ -204,7 +204,8 @@ func (w *wizard) goNext() {
 		w.ownerErr.Hide()
 	case pageFederation:
 		if err := w.fedChoice.check(); err != nil {
-			w.fedChoice.problem.SetText(plainError(err))
+			// check's errors are sentences written for people already.
+			w.fedChoice.problem.SetText(sentence(err.Error()))
 			w.fedChoice.problem.Show()
 			return
 		}
