@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/palpo-im/palpo-desktop/p2p/servername"
 	"github.com/palpo-im/palpo-desktop/server"
 	"github.com/palpo-im/palpo-desktop/server/federation/selfcheck"
 )
@@ -66,11 +67,15 @@ func (c CertificateStatus) Expired(now time.Time) bool {
 // running server when it runs (what it serves, even when palpo.toml has
 // changed since it started), else from the data directory.
 func (a *App) CertificateStatus() CertificateStatus {
-	f := a.Config().Federation
-	st := CertificateStatus{Enabled: f.Enabled, Auto: f.AutoTLS(), Domain: f.Domain}
+	cfg := a.Config()
+	f := cfg.Federation
+	// Only a TLS listener has a certificate: federation over the
+	// internet under a DNS name (peer to peer needs none).
+	tls := f.Enabled && !servername.IsP2P(cfg.ServerName)
+	st := CertificateStatus{Enabled: tls, Auto: f.AutoTLS(), Domain: f.Domain}
 	if srv := a.Server(); srv != nil && srv.Federation() != nil {
 		fed := srv.Federation()
-		st = CertificateStatus{Enabled: fed.Enabled()}
+		st = CertificateStatus{Enabled: fed.Addr() != nil || fed.Enabled() && tls}
 		if fed.Addr() != nil {
 			fs := fed.CertificateStatus()
 			st.Running = true

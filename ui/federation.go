@@ -54,6 +54,11 @@ func federationText(st app.FederationStatus, running bool) string {
 		b.WriteString(p2pText(st.P2P, true))
 	}
 	if len(st.Destinations) == 0 {
+		if st.P2P != nil {
+			// Connected peers are not yet servers sent to.
+			b.WriteString("\nNothing sent to other servers yet")
+			return b.String()
+		}
 		b.WriteString("\nNo other server contacted yet")
 		return b.String()
 	}

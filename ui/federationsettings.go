@@ -193,9 +193,8 @@ func (c *federationChoice) p2pGateway() bool {
 // (a new server, or one already named so), a gateway for a server with a
 // domain, or why this server cannot.
 func (c *federationChoice) updateP2P() {
-	const how = "Palpos on your home network find each other by themselves; with others you exchange addresses " +
-		"(Settings, \"Share my address\"), and Palpo gets through home routers without a domain or open ports. " +
-		"Nothing leaves this computer until it is on."
+	const how = "Palpos on your home network find each other by themselves; with others you exchange addresses, " +
+		"and Palpo gets through home routers without a domain or open ports."
 	own, err := c.ownP2PName()
 	switch {
 	case err != nil:
@@ -203,7 +202,8 @@ func (c *federationChoice) updateP2P() {
 		c.problem.SetText("This server's signing key could not be read: " + plainError(err))
 		c.problem.Show()
 	case c.newServer:
-		c.help.SetText("Your server is named after its own key, so user IDs end in :" + own + ". " + how)
+		c.help.SetText("Your server is named after its own key, so user IDs end in :" + own + ". " + how +
+			" Nothing leaves this computer until setup finishes; then share your address on the last page.")
 	case c.p2pGateway():
 		c.help.SetText("This server keeps its name, " + c.serverName + ", and connects both over the internet with its domain " +
 			"and peer to peer with Palpos that have no domain, as a bridge between them. " +
@@ -216,7 +216,8 @@ func (c *federationChoice) updateP2P() {
 			c.problem.Show()
 			return
 		}
-		c.help.SetText("Other Palpos are reached directly, without a domain: this server is named after its key. " + how)
+		c.help.SetText("Other Palpos are reached directly, without a domain: this server is named after its key. " + how +
+			" Nothing leaves this computer until it is saved.")
 	}
 }
 
@@ -506,7 +507,7 @@ func (l *federationLive) run(s app.FederationSettings, done func()) {
 // sayDone says what a choice without a domain does once in use.
 func (l *federationLive) sayDone(s app.FederationSettings) {
 	if s.Mode == app.FederationPeerToPeer {
-		l.say("Peer to peer is on. Share your address with the owners of other Palpos, and add theirs, below.", widget.SuccessImportance)
+		l.say("Peer to peer is on. Share your address with the owners of other Palpos, and add theirs, below.", widget.MediumImportance)
 		return
 	}
 	l.say("Connections to other servers are off: nothing leaves this computer.", widget.MediumImportance)

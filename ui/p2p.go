@@ -53,8 +53,7 @@ func newPeerPanel(d *Desktop) *peerPanel {
 	p.result.Hide()
 	p.content = container.NewVBox(
 		widget.NewLabelWithStyle("Peer to peer", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
-		wrapped("Palpos on your home network find each other by themselves. To reach one elsewhere, "+
-			"you and its owner each share your address and add the other's."),
+		wrapped("To reach a Palpo outside your home network, you and its owner each share your address and add the other's."),
 		container.NewHBox(p.share),
 		widget.NewLabel("Add another server: paste the address its owner shared with you"),
 		p.entry,
@@ -98,7 +97,7 @@ func (p *peerPanel) addPeer(text string) {
 				". Palpo tries again at every start; check that the other server runs, or ask for a fresh address.", widget.WarningImportance)
 		default:
 			p.say("Connected to "+peer.ServerName+". It is kept in palpo.toml, so Palpo connects again after a restart. "+
-				"You can now invite people there (@name:"+peer.ServerName+") to rooms.", widget.SuccessImportance)
+				"You can now invite people there (@name:"+peer.ServerName+") to rooms.", widget.MediumImportance)
 			p.entry.SetText("")
 			p.result.Show() // SetText hid it
 			p.d.status.loadStats()
@@ -172,7 +171,7 @@ func (p *peerPanel) showShare() {
 		body.Add(name)
 		body.Add(widget.NewLabel("Address"))
 		body.Add(p.d.valueRow(share.Link, "Copy"))
-		if qr := qrImage(share.Link, 260); qr != nil {
+		if qr := qrImage(share.Link, 220); qr != nil {
 			body.Add(container.NewHBox(layout.NewSpacer(), qr, layout.NewSpacer()))
 		}
 		note := wrapped("The address changes when this computer moves to another network; share it again then.")
@@ -182,7 +181,7 @@ func (p *peerPanel) showShare() {
 	width := canvas.NewRectangle(color.Transparent)
 	width.SetMinSize(fyne.NewSize(600, 0))
 	scroll := container.NewVScroll(container.NewStack(width, body))
-	scroll.SetMinSize(fyne.NewSize(600, 480))
+	scroll.SetMinSize(fyne.NewSize(600, 580))
 	p.shareDlg = dialog.NewCustom("Share my address", "Close", scroll, p.d.win)
 	p.shareDlg.Show()
 }
@@ -208,9 +207,9 @@ func p2pText(st *p2p.Status, running bool) string {
 	}
 	s := "Peer to peer: " + reach + "\n" + connectedText(st.Peers)
 	if st.HolePunching {
-		s += "; direct connections through home routers (hole punching) are ready"
+		s += "\nDirect connections through home routers: ready"
 	} else {
-		s += "; direct connections through home routers (hole punching) wait until a peer tells this one its internet address"
+		s += "\nDirect connections through home routers: not ready yet"
 	}
 	return s
 }

@@ -244,9 +244,9 @@ func TestP2PText(t *testing.T) {
 	}{
 		{p2p.Status{}, false, []string{"on, once the server runs"}},
 		{p2p.Status{Running: true, Reachability: p2p.ReachabilityDirect, Peers: 3, HolePunching: true}, true,
-			[]string{"reach this one directly", "Connected to 3 peers", "(hole punching) are ready"}},
+			[]string{"reach this one directly", "Connected to 3 peers", "home routers: ready"}},
 		{p2p.Status{Running: true, Reachability: p2p.ReachabilityRelay, Peers: 1}, true,
-			[]string{"through a relay", "Connected to 1 peer", "wait until a peer tells"}},
+			[]string{"through a relay", "Connected to 1 peer", "home routers: not ready yet"}},
 		{p2p.Status{Running: true, Reachability: p2p.ReachabilityUnreachable}, true, []string{"only Palpos on your home network", "No peer connected yet"}},
 		{p2p.Status{Running: true, Reachability: p2p.ReachabilityUnknown}, true, []string{"finding out"}},
 	} {

@@ -24,8 +24,10 @@ import (
 //	PALPO_SCREENSHOT_DIR=/tmp/shots go test -tags goolm ./ui/ -run TestScreenshots
 //
 // writes wizard-federation.png, wizard-done-federation.png,
-// settings-federation.png, status-certificate.png and
-// status-certificate-warning.png there.
+// settings-federation.png, status-certificate.png,
+// status-certificate-warning.png, and for peer to peer wizard-p2p.png,
+// wizard-done-p2p.png, p2p-share.png, p2p-add-peer.png and
+// status-p2p.png there.
 // Skipped when the variable is unset.
 
 // lightTheme is Fyne's default theme in its light variant (the test
@@ -189,5 +191,56 @@ func TestScreenshots(t *testing.T) {
 		d.status.loadStats()
 		d.Wait()
 		shoot(d, "status-certificate-warning.png", fyne.NewSize(820, 780))
+	})
+
+	t.Run("p2p", func(t *testing.T) {
+		// The wizard's step 4 with peer to peer chosen, then its last page.
+		a := newP2PTestApp(t)
+		d := newDesktop(a)
+		d.Begin()
+		d.Wait()
+		w := d.wizard
+		w.goNext()
+		w.ownName.SetText("Alice Smith")
+		w.password.SetText("long enough")
+		w.password2.SetText("long enough")
+		w.goNext()
+		w.goNext()
+		w.fedChoice.mode.SetSelected(fedChoiceP2P)
+		shoot(d, "wizard-p2p.png", fyne.NewSize(820, 680))
+		w.goNext()
+		d.Wait()
+		shoot(d, "wizard-done-p2p.png", fyne.NewSize(820, 900))
+
+		// Share my address, with its QR code.
+		w.peers.showShare()
+		shoot(d, "p2p-share.png", fyne.NewSize(820, 820))
+		w.peers.shareDlg.Hide()
+		w.finishSetup()
+
+		// Another server added in Settings, then the Status tab.
+		other := newP2PTestApp(t)
+		if _, err := other.ApplySetup(context.Background(), app.SetupRequest{ServerName: "localhost", Owner: "bob", Password: ownerPassword, PeerToPeer: true}, nil); err != nil {
+			t.Fatal(err)
+		}
+		share, err := other.PeerToPeerShare()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := d.settings
+		d.tabs.Select(d.tabs.Items[3])
+		s.peers.addPeer(share.Link)
+		d.Wait()
+		size := fyne.NewSize(820, 900)
+		d.win.Resize(size)
+		scroll := s.content.(*container.Scroll)
+		scroll.Offset.Y = s.fedSection.Position().Y
+		scroll.Refresh()
+		shoot(d, "p2p-add-peer.png", size)
+
+		d.tabs.Select(d.tabs.Items[0])
+		d.status.loadStats()
+		d.Wait()
+		shoot(d, "status-p2p.png", fyne.NewSize(820, 780))
 	})
 }

@@ -70,6 +70,9 @@ func newStatusTab(d *Desktop) *statusTab {
 		return l
 	}
 	t.serverName = value()
+	// A peer-to-peer name is 60 characters, twice over with the example
+	// user ID: wrapped, or it widens the whole tab.
+	t.serverName.Wrapping = fyne.TextWrapBreak
 	t.localURL = value()
 	t.localURL.TextStyle = fyne.TextStyle{Monospace: true}
 	t.lanURL = value()

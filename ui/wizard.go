@@ -522,6 +522,8 @@ func (w *wizard) connectOtherServers() {
 		if s.Mode == app.FederationPeerToPeer {
 			w.fedLive.sayDone(s)
 		}
+		// Saved with the setup: Settings shows it from now on.
+		w.d.settings.loadFederation()
 		p2pOn()
 		return
 	}
