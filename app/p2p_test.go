@@ -107,6 +107,9 @@ func TestPeerToPeerSetupShareAndAdd(t *testing.T) {
 		return a
 	}
 	a, b := setup(), setup()
+	if c := a.CertificateStatus(); c.Enabled {
+		t.Errorf("a peer-to-peer server has no certificate to show: %+v", c)
+	}
 	share, err := a.PeerToPeerShare()
 	if err != nil || share.ServerName != a.Config().ServerName || !strings.HasPrefix(share.Link, "palpo-p2p:"+share.ServerName+"?addr=/ip4/127.0.0.1/tcp/") {
 		t.Fatalf("share %+v: %v", share, err)
