@@ -26,8 +26,8 @@ import (
 // writes wizard-federation.png, wizard-done-federation.png,
 // settings-federation.png, status-certificate.png,
 // status-certificate-warning.png, and for peer to peer wizard-p2p.png,
-// wizard-done-p2p.png, p2p-share.png, p2p-add-peer.png and
-// status-p2p.png there.
+// wizard-done-p2p.png, p2p-share.png, p2p-add-peer.png, status-p2p.png
+// and settings-p2p-localhost.png there.
 // Skipped when the variable is unset.
 
 // lightTheme is Fyne's default theme in its light variant (the test
@@ -242,5 +242,26 @@ func TestScreenshots(t *testing.T) {
 		d.status.loadStats()
 		d.Wait()
 		shoot(d, "status-p2p.png", fyne.NewSize(820, 780))
+	})
+
+	t.Run("p2p-localhost", func(t *testing.T) {
+		// A server named localhost at its first start cannot switch:
+		// Settings says why, in a sentence.
+		a := newTestApp(t)
+		if _, err := a.ApplySetup(context.Background(), app.SetupRequest{ServerName: "localhost", Owner: "owner", Password: ownerPassword}, nil); err != nil {
+			t.Fatal(err)
+		}
+		d := newDesktop(a)
+		d.Begin()
+		d.Wait()
+		s := d.settings
+		d.tabs.Select(d.tabs.Items[3])
+		s.fedChoice.mode.SetSelected(fedChoiceP2P)
+		size := fyne.NewSize(820, 700)
+		d.win.Resize(size)
+		scroll := s.content.(*container.Scroll)
+		scroll.Offset.Y = s.fedSection.Position().Y
+		scroll.Refresh()
+		shoot(d, "settings-p2p-localhost.png", size)
 	})
 }
