@@ -407,16 +407,28 @@ func (h *Handlers) accountPage(w http.ResponseWriter, r *http.Request) error {
 	return h.render(w, r, http.StatusOK, "account", d)
 }
 
-func (h *Handlers) endSession(w http.ResponseWriter, r *http.Request) error {
+// formUser starts a form post of a signed-in page: it checks the form's
+// CSRF token and finds the browser's user. done is true when the answer
+// is already decided (err, or nil with a response written): an expired
+// form, or nobody signed in (sent to sign in, then on to next).
+func (h *Handlers) formUser(w http.ResponseWriter, r *http.Request, next string) (userID id.UserID, done bool, err error) {
 	if !h.checkForm(r) {
-		return h.expired(w, r)
+		return "", true, h.expired(w, r)
 	}
-	userID, err := h.user(r)
+	userID, err = h.user(r)
 	if err != nil {
-		return err
+		return "", true, err
 	}
 	if userID == "" {
-		return seeOther(w, r, withNext(PathSignIn, PathAccount))
+		return "", true, seeOther(w, r, withNext(PathSignIn, next))
+	}
+	return userID, false, nil
+}
+
+func (h *Handlers) endSession(w http.ResponseWriter, r *http.Request) error {
+	userID, done, err := h.formUser(w, r, PathAccount)
+	if done {
+		return err
 	}
 	err = h.svc.EndSession(r.Context(), userID, id.DeviceID(r.PostForm.Get("device_id")))
 	var fe *FormError
@@ -444,15 +456,9 @@ func (h *Handlers) linkPage(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handlers) linkEnter(w http.ResponseWriter, r *http.Request) error {
-	if !h.checkForm(r) {
-		return h.expired(w, r)
-	}
-	userID, err := h.user(r)
-	if err != nil {
+	userID, done, err := h.formUser(w, r, PathLink)
+	if done {
 		return err
-	}
-	if userID == "" {
-		return seeOther(w, r, withNext(PathSignIn, PathLink))
 	}
 	return h.showDeviceGrant(w, r, userID, r.PostForm.Get("user_code"))
 }
@@ -474,15 +480,9 @@ func (h *Handlers) showDeviceGrant(w http.ResponseWriter, r *http.Request, userI
 }
 
 func (h *Handlers) linkDecide(w http.ResponseWriter, r *http.Request) error {
-	if !h.checkForm(r) {
-		return h.expired(w, r)
-	}
-	userID, err := h.user(r)
-	if err != nil {
+	userID, done, err := h.formUser(w, r, PathLink)
+	if done {
 		return err
-	}
-	if userID == "" {
-		return seeOther(w, r, withNext(PathSignIn, PathLink))
 	}
 	approve := r.PostForm.Get("action") == "allow"
 	err = h.svc.DecideDeviceGrant(r.Context(), r.PostForm.Get("user_code"), userID, approve)
@@ -504,15 +504,10 @@ func (h *Handlers) linkDecide(w http.ResponseWriter, r *http.Request) error {
 // approveAction is the answer of an action's approval page: the app's
 // retry of the request within ten minutes passes the m.oauth stage.
 func (h *Handlers) approveAction(w http.ResponseWriter, r *http.Request) error {
-	if !h.checkForm(r) {
-		return h.expired(w, r)
-	}
-	userID, err := h.user(r)
-	if err != nil {
+	_ = r.ParseForm() // the action names where to come back after signing in
+	userID, done, err := h.formUser(w, r, PathAccount+"?action="+url.QueryEscape(r.PostForm.Get("action")))
+	if done {
 		return err
-	}
-	if userID == "" {
-		return seeOther(w, r, withNext(PathSignIn, PathAccount+"?action="+url.QueryEscape(r.PostForm.Get("action"))))
 	}
 	if r.PostForm.Get("action") != ActionCrossSigningReset {
 		return seeOther(w, r, PathAccount)
