@@ -375,8 +375,9 @@ func TestBackoffJitterAndCap(t *testing.T) {
 }
 
 // Events committed while the sender was stopped are queued when it
-// starts, and sent by its background workers; an invite reaches the
-// invited user's server, which has no member in the room.
+// starts, and sent by its background workers; a ban reaches the banned
+// user's server, which has no member in the room, and an invite does not
+// (it travels by /invite: a server not in the room cannot place it).
 func TestStartQueuesWhatWasMissed(t *testing.T) {
 	srv := testserver.New(t)
 	alice, roomID := roomWithRemote(t, srv)
@@ -385,7 +386,11 @@ func TestStartQueuesWhatWasMissed(t *testing.T) {
 	s.Start()
 	send(t, alice, roomID, "while running") // no listener registered: found at the next start
 	s.Stop()
-	if _, err := alice.InviteUser(context.Background(), roomID, &mautrix.ReqInviteUser{UserID: "@carol:third.test"}); err != nil {
+	ctx := context.Background()
+	if _, err := alice.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: "@carol:third.test"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.BanUser(ctx, roomID, &mautrix.ReqBanUser{UserID: "@dave:fourth.test", Reason: "spam"}); err != nil {
 		t.Fatal(err)
 	}
 	send(t, alice, roomID, "while stopped")
@@ -393,24 +398,28 @@ func TestStartQueuesWhatWasMissed(t *testing.T) {
 	s2.Start()
 	defer s2.Stop()
 	waitFor(t, func() bool {
-		return len(allBodies(t, f.delivered(remote))) == 2 && len(f.delivered("third.test")) == 1
+		return len(allBodies(t, f.delivered(remote))) == 2 && len(f.delivered("fourth.test")) == 1
 	})
 	if b := allBodies(t, f.delivered(remote)); !slices.Equal(b, []string{"while running", "while stopped"}) {
 		t.Errorf("remote got %v", b)
 	}
-	// third.test gets the invite only: carol is not joined, so the message
+	// fourth.test gets the ban only: dave is not joined, so the message
 	// after it is none of its business.
-	inv := f.delivered("third.test")[0]
-	if len(inv.PDUs) != 1 || len(bodies(t, inv)) != 0 {
-		t.Errorf("third.test got %d PDUs", len(inv.PDUs))
+	ban := f.delivered("fourth.test")[0]
+	if len(ban.PDUs) != 1 || len(bodies(t, ban)) != 0 {
+		t.Errorf("fourth.test got %d PDUs", len(ban.PDUs))
 	}
 	var p struct {
 		Type     string `json:"type"`
 		StateKey string `json:"state_key"`
 	}
-	_ = json.Unmarshal(inv.PDUs[0], &p)
-	if p.Type != event.StateMember.Type || p.StateKey != "@carol:third.test" {
-		t.Errorf("third.test got %s %s", p.Type, p.StateKey)
+	_ = json.Unmarshal(ban.PDUs[0], &p)
+	if p.Type != event.StateMember.Type || p.StateKey != "@dave:fourth.test" {
+		t.Errorf("fourth.test got %s %s", p.Type, p.StateKey)
+	}
+	// Everything queued before the message has been delivered by now.
+	if got := f.delivered("third.test"); len(got) != 0 {
+		t.Errorf("the invite went to third.test in %d transactions too", len(got))
 	}
 }
 

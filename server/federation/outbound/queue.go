@@ -113,15 +113,19 @@ func (s *Sender) catchUp(ctx context.Context) error {
 }
 
 // eventDestinations are the servers an event of ours goes to: those with a
-// member joined to the room when it was sent, and for a membership event
-// the target's server (an invite, kick or ban must reach the user it is
-// about, joined or not); never this server.
+// member joined to the room when it was sent, and for a kick or ban the
+// target's server (it must reach the user it is about, joined or not);
+// never this server. An invite is not among them: it reaches the
+// invitee's server through /invite, and the same event pushed in a
+// transaction to a server not in the room only confuses it (it cannot
+// fetch what came before, and a server may then reject the invitee's own
+// join).
 func (s *Sender) eventDestinations(ctx context.Context, ev storage.OwnEvent) ([]string, error) {
 	members, err := s.db.JoinedMembersAt(ctx, ev.RoomID, ev.StreamPos)
 	if err != nil {
 		return nil, fmt.Errorf("destinations of %s: %w", ev.EventID, err)
 	}
-	if ev.Type == "m.room.member" && ev.StateKey != nil {
+	if ev.Type == "m.room.member" && ev.StateKey != nil && ev.Membership != "invite" {
 		members = append(members, id.UserID(*ev.StateKey))
 	}
 	out := s.serversOf(members)
