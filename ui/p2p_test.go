@@ -167,7 +167,7 @@ func TestAddPeer(t *testing.T) {
 	}
 
 	// The same server from a picture of its QR code.
-	png, err := qrcode.Encode(share.Link, qrcode.Medium, 256)
+	png, err := qrcode.Encode(share.Link, qrcode.Medium, -qrPixelsPerModule) // as the app draws it
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,16 @@ import (
 // qrResourceName names every QR code's image (tests look for it).
 const qrResourceName = "address-qr.png"
 
+// qrPixelsPerModule is the drawn size of one module of a QR code.
+const qrPixelsPerModule = 6
+
 // qrImage is a QR code of text for a phone's camera, or nil if text cannot
 // be encoded (it always can for an address).
 func qrImage(text string, size float32) *canvas.Image {
-	png, err := qrcode.Encode(text, qrcode.Medium, 256)
+	// Whole pixels per module (a negative size to the encoder): at a fixed
+	// 256 pixels a long code (a peer-to-peer link with several addresses)
+	// gets modules of uneven width, which readers then miss.
+	png, err := qrcode.Encode(text, qrcode.Medium, -qrPixelsPerModule)
 	if err != nil {
 		return nil
 	}
