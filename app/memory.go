@@ -38,10 +38,7 @@ const (
 	// quiet after a burst.
 	quietCheckEvery = time.Second
 	// quietAllocBytes is the most a quiet server allocates between two
-	// checks: an idle server answering long-polls allocates a few KiB, a
-	// family chatting a few hundred KiB, a busy burst tens of MiB. Not
-	// higher: dropping code that then runs again costs the next request a
-	// few hundred page faults.
+	// checks (an idle server answering long-polls allocates a few KiB).
 	quietAllocBytes = 1 << 20
 	// releaseAboveBytes is how much freed heap memory must be held before
 	// it is worth a collection to hand it back.
@@ -57,38 +54,22 @@ func ReleaseStartupMemory() {
 	trimWorkingSet()
 }
 
-// releaser decides when memory is handed back: once the server has gone
-// quiet after a burst (the code a burst ran is dropped from the resident
-// set then too), or whenever it is quiet while holding much freed heap. It
-// is fed the runtime's allocation counter and freed-but-held heap bytes at
-// each check.
+// releaser decides when freed memory is handed back: after a burst, once
+// quiet. It is fed the runtime's allocation counter and freed-but-held
+// heap bytes at each check.
 type releaser struct {
 	lastAllocs uint64
 	started    bool
-	// busy is set by a check that saw a burst, until the next release.
-	busy bool
 }
 
 // shouldRelease reports whether to hand memory back now: the server
-// allocated less than quietAllocBytes since the last check, and either
-// was busy since the last release or holds more than releaseAboveBytes of
-// freed heap.
+// allocated less than quietAllocBytes since the last check and holds more
+// than releaseAboveBytes of freed heap.
 func (r *releaser) shouldRelease(allocs, heldFree uint64) bool {
 	since := allocs - r.lastAllocs
 	first := !r.started
 	r.lastAllocs, r.started = allocs, true
-	if first {
-		return false
-	}
-	if since >= quietAllocBytes {
-		r.busy = true
-		return false
-	}
-	if r.busy || heldFree > releaseAboveBytes {
-		r.busy = false
-		return true
-	}
-	return false
+	return !first && since < quietAllocBytes && heldFree > releaseAboveBytes
 }
 
 // memoryLimit is the soft limit for a live heap and stacks of the given

@@ -34,12 +34,10 @@ func TestReleaserHandsBackOnlyWhenQuiet(t *testing.T) {
 	}{
 		{100 * mib, 50 * mib, false, "first check: nothing to compare with"},
 		{180 * mib, 50 * mib, false, "busy: 80 MiB allocated in a second"},
-		{180*mib + 10<<10, 1 * mib, true, "quiet after a burst: hand back (and drop the burst's code)"},
-		{180*mib + 20<<10, 2 * mib, false, "quiet, not busy since, little held"},
-		{180*mib + 30<<10, 30 * mib, true, "quiet with 30 MiB held"},
-		{182*mib + 30<<10, 30 * mib, false, "2 MiB in a second is work"},
-		{182*mib + 500<<10, 30 * mib, true, "half a MiB in a second: a family chatting, quiet enough"},
-		{182*mib + 510<<10, 1 * mib, false, "released already"},
+		{180*mib + 10<<10, 50 * mib, true, "quiet with 50 MiB held: hand it back"},
+		{180*mib + 20<<10, 2 * mib, false, "quiet, little held"},
+		{181*mib + 20<<10, 30 * mib, false, "1 MiB in a second is work"},
+		{181*mib + 30<<10, 30 * mib, true, "quiet again"},
 	}
 	for _, s := range steps {
 		if got := r.shouldRelease(s.allocs, s.free); got != s.want {
