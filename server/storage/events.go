@@ -145,24 +145,9 @@ func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS i
 	// Events change no session or account, so cached token lookups stand.
 	err := db.writeTx(ctx, func(sqlTx *sql.Tx) error {
 		tx := cachedTx{sqlTx, &db.writeStmts}
-		if len(batches) == 1 {
-			// One batch (a lone sender): it is the whole transaction, so
-			// its failure is the transaction's and needs no savepoint.
-			b := batches[0]
-			b.Err = nil
-			if b.Skip != nil {
-				if b.Err = b.Skip(); b.Err != nil {
-					return nil
-				}
-			}
-			for _, ev := range b.Events {
-				if err := persistEvent(ctx, tx, ev, nowTS); err != nil {
-					b.Err = fmt.Errorf("persist event %s: %w", ev.EventID, err)
-					return errBatchFailed
-				}
-			}
-			return nil
-		}
+		// A lone batch (one sender) is the whole transaction: its failure
+		// rolls the transaction back, and it needs no savepoint.
+		savepoints := len(batches) > 1
 		for _, b := range batches {
 			b.Err = nil
 			if b.Skip != nil {
@@ -170,14 +155,22 @@ func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS i
 					continue
 				}
 			}
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT batch`); err != nil {
-				return fmt.Errorf("savepoint: %w", err)
+			if savepoints {
+				if _, err := tx.ExecContext(ctx, `SAVEPOINT batch`); err != nil {
+					return fmt.Errorf("savepoint: %w", err)
+				}
 			}
 			for _, ev := range b.Events {
 				if err := persistEvent(ctx, tx, ev, nowTS); err != nil {
 					b.Err = fmt.Errorf("persist event %s: %w", ev.EventID, err)
 					break
 				}
+			}
+			if !savepoints {
+				if b.Err != nil {
+					return errBatchFailed
+				}
+				continue
 			}
 			if b.Err != nil {
 				if _, err := tx.ExecContext(ctx, `ROLLBACK TO batch`); err != nil {

@@ -68,8 +68,7 @@ func TestLeanEventWritesMigration(t *testing.T) {
 // batch among several does.
 func TestPersistOneBatchFailure(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openBefore(t, "no such migration: the latest schema")
-	defer db.Close()
+	db, _ := openTemp(t)
 	n := 0
 	first := searchTestEvent(t, db, &n, "m.room.create", new(string), `{}`)
 	fresh := &NewEvent{Event: Event{EventID: "$fresh", RoomID: "!room:x", Type: "m.room.message", Sender: "@alice:x", Depth: 5, PDU: []byte(`{}`)}}
@@ -119,8 +118,7 @@ func TestWritesInvalidateTokenCache(t *testing.T) {
 // is not dropped by storing events.
 func TestTokenCacheFollowsWrites(t *testing.T) {
 	ctx := context.Background()
-	db, _ := openBefore(t, "no such migration: the latest schema")
-	defer db.Close()
+	db, _ := openTemp(t)
 	if err := db.CreateUser(ctx, &User{UserID: "@alice:x", CreatedTS: 1}); err != nil {
 		t.Fatal(err)
 	}
