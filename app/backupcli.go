@@ -48,18 +48,9 @@ takes --data-dir DIR.
 
 // backupCommand runs `palpo backup …`.
 func backupCommand(dataDirFlag string, args []string, env Env) int {
-	dataDir, args, err := leadingDataDir(dataDirFlag, args)
-	if err == nil && len(args) == 0 {
-		err = usageError{"missing command"}
-	}
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "palpo backup: %v\n\n%s", err, backupUsage)
-		return 2
-	}
-	sub := args[0]
-	if sub == "help" || sub == "-h" || sub == "--help" {
-		fmt.Fprint(env.Stdout, backupUsage)
-		return 0
+	dataDir, sub, args, code, done := subcommand("backup", backupUsage, dataDirFlag, args, env)
+	if done {
+		return code
 	}
 	name := "palpo backup " + sub
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)

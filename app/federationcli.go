@@ -40,18 +40,9 @@ the federation listener must be for the connection checks to pass.
 
 // federationCommand runs `palpo federation …`.
 func federationCommand(dataDirFlag string, args []string, env Env) int {
-	dataDir, args, err := leadingDataDir(dataDirFlag, args)
-	if err == nil && len(args) == 0 {
-		err = usageError{"missing command"}
-	}
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "palpo federation: %v\n\n%s", err, federationUsage)
-		return 2
-	}
-	sub := args[0]
-	if sub == "help" || sub == "-h" || sub == "--help" {
-		fmt.Fprint(env.Stdout, federationUsage)
-		return 0
+	dataDir, sub, args, code, done := subcommand("federation", federationUsage, dataDirFlag, args, env)
+	if done {
+		return code
 	}
 	if sub != "check" {
 		fmt.Fprintf(env.Stderr, "palpo federation: unknown command %q\n\n%s", sub, federationUsage)

@@ -86,22 +86,33 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-// runAdminCommand runs one `palpo user|token SUB` command and maps its
-// outcome to an exit code: 0 done, 1 failed, 2 not understood.
-func runAdminCommand(group, usage, dataDirFlag string, args []string, env Env,
-	commands map[string]func(fs *flag.FlagSet) func(ctx context.Context, t *adminTool, args []string) error) int {
+// subcommand reads `palpo GROUP [--data-dir DIR] SUB ARGS…`: the data
+// directory, the sub-command and the arguments after it. done is true when
+// the answer is already given: the usage (code 0, asked for) or what was
+// not understood (code 2).
+func subcommand(group, usage, dataDirFlag string, args []string, env Env) (dataDir, sub string, rest []string, code int, done bool) {
 	dataDir, args, err := leadingDataDir(dataDirFlag, args)
 	if err == nil && len(args) == 0 {
 		err = usageError{"missing command"}
 	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "palpo %s: %v\n\n%s", group, err, usage)
-		return 2
+		return "", "", nil, 2, true
 	}
-	sub := args[0]
-	if sub == "help" || sub == "-h" || sub == "--help" {
+	if sub = args[0]; sub == "help" || sub == "-h" || sub == "--help" {
 		fmt.Fprint(env.Stdout, usage)
-		return 0
+		return "", "", nil, 0, true
+	}
+	return dataDir, sub, args, 0, false
+}
+
+// runAdminCommand runs one `palpo user|token SUB` command and maps its
+// outcome to an exit code: 0 done, 1 failed, 2 not understood.
+func runAdminCommand(group, usage, dataDirFlag string, args []string, env Env,
+	commands map[string]func(fs *flag.FlagSet) func(ctx context.Context, t *adminTool, args []string) error) int {
+	dataDir, sub, args, code, done := subcommand(group, usage, dataDirFlag, args, env)
+	if done {
+		return code
 	}
 	build, ok := commands[sub]
 	if !ok {
