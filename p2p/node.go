@@ -69,6 +69,9 @@ type Node struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	started bool
+
+	// The configured peers, parsed once by New.
+	relays, bootstrap, static []peer.AddrInfo
 }
 
 // New builds the node for the server whose signing key is priv; it starts
@@ -88,12 +91,7 @@ func New(cfg config.P2P, priv ed25519.PrivateKey, log *slog.Logger) (*Node, erro
 			return nil, fmt.Errorf("p2p.listen %q: %w", a, err)
 		}
 	}
-	for key, list := range map[string][]string{"bootstrap_peers": cfg.BootstrapPeers, "relays": cfg.Relays, "static_peers": cfg.StaticPeers} {
-		if _, err := addrInfos(list); err != nil {
-			return nil, fmt.Errorf("p2p.%s: %w", key, err)
-		}
-	}
-	return &Node{
+	n := &Node{
 		HeaderTimeout: 30 * time.Second,
 		IdleTimeout:   2 * time.Minute,
 		cfg:           cfg,
@@ -101,7 +99,17 @@ func New(cfg config.P2P, priv ed25519.PrivateKey, log *slog.Logger) (*Node, erro
 		id:            pid,
 		name:          servername.FromKey(priv.Public().(ed25519.PublicKey)),
 		log:           log.With("component", "p2p"),
-	}, nil
+	}
+	for _, l := range []struct {
+		key  string
+		list []string
+		into *[]peer.AddrInfo
+	}{{"bootstrap_peers", cfg.BootstrapPeers, &n.bootstrap}, {"relays", cfg.Relays, &n.relays}, {"static_peers", cfg.StaticPeers, &n.static}} {
+		if *l.into, err = addrInfos(l.list); err != nil {
+			return nil, fmt.Errorf("p2p.%s: %w", l.key, err)
+		}
+	}
+	return n, nil
 }
 
 // addrInfos parses multiaddrs with /p2p/<peer ID>, merging addresses of
@@ -170,9 +178,7 @@ func (n *Node) Start(handler http.Handler) error {
 	if n.started {
 		return errors.New("p2p node already started")
 	}
-	relays, _ := addrInfos(n.cfg.Relays)
-	bootstrap, _ := addrInfos(n.cfg.BootstrapPeers)
-	static, _ := addrInfos(n.cfg.StaticPeers)
+	relays, bootstrap := n.relays, n.bootstrap
 	opts := []libp2p.Option{
 		libp2p.Identity(n.key),
 		libp2p.ListenAddrStrings(n.cfg.Listen...),
@@ -236,19 +242,23 @@ func (n *Node) Start(handler http.Handler) error {
 			return fail(fmt.Errorf("start mDNS discovery: %w (set p2p.mdns = false to go without)", err))
 		}
 	}
-	for _, pi := range static {
-		h.Peerstore().AddAddrs(pi.ID, pi.Addrs, peerstore.PermanentAddrTTL)
-		h.ConnManager().Protect(pi.ID, "palpo-static")
-		n.wg.Go(func() { n.keepConnected(ctx, pi) })
+	// Static peers are kept connected; relays are dialled at start too:
+	// AutoNAT needs a peer to ask before it can find this node
+	// unreachable, which is when auto-relay reserves a slot. A peer listed
+	// as both is kept once.
+	kept := map[peer.ID]bool{}
+	keep := func(pis []peer.AddrInfo, tag string) {
+		for _, pi := range pis {
+			h.Peerstore().AddAddrs(pi.ID, pi.Addrs, peerstore.PermanentAddrTTL)
+			h.ConnManager().Protect(pi.ID, tag)
+			if !kept[pi.ID] {
+				kept[pi.ID] = true
+				n.wg.Go(func() { n.keepConnected(ctx, pi) })
+			}
+		}
 	}
-	// Relays are dialled at start too: AutoNAT needs a peer to ask before
-	// it can find this node unreachable, which is when auto-relay
-	// reserves a slot.
-	for _, pi := range relays {
-		h.Peerstore().AddAddrs(pi.ID, pi.Addrs, peerstore.PermanentAddrTTL)
-		h.ConnManager().Protect(pi.ID, "palpo-relay")
-		n.wg.Go(func() { n.keepConnected(ctx, pi) })
-	}
+	keep(n.static, "palpo-static")
+	keep(relays, "palpo-relay")
 	n.started = true
 	n.log.Info("peer-to-peer federation listening", "peer_id", n.id.String(), "addrs", fmt.Sprint(h.Network().ListenAddresses()))
 	return nil

@@ -400,57 +400,53 @@ func (s *Server) Start() error {
 	if err := s.push.Start(); err != nil {
 		return fmt.Errorf("start push delivery: %w", err)
 	}
+	// What a failed start has opened so far is closed again.
 	var lns []net.Listener
-	for _, addr := range s.cfg.Listen {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			for _, l := range lns {
-				l.Close()
-			}
-			s.push.Stop()
-			return fmt.Errorf("listen on %s: %w (is another Palpo or program using that port? change listen in palpo.toml)", addr, err)
-		}
-		lns = append(lns, httpapi.Listener(ln))
-	}
-	// The https listener is bound before federation starts: the CA's
-	// TLS-ALPN-01 check is answered on it (CAs connect to port 443).
 	var httpsLn net.Listener
-	var httpsAddr net.Addr
-	if s.cfg.HTTPS.Enabled {
-		ln, err := net.Listen("tcp", s.cfg.HTTPS.Listen)
-		if err != nil {
-			for _, l := range lns {
-				l.Close()
-			}
-			s.push.Stop()
-			return fmt.Errorf("https listen on %s: %w (port 443 needs root or CAP_NET_BIND_SERVICE on Linux, and no other web server on it; change https.listen in palpo.toml)",
-				s.cfg.HTTPS.Listen, err)
+	fedStarted, started := false, false
+	defer func() {
+		if started {
+			return
 		}
-		httpsLn, httpsAddr = ln, ln.Addr()
-	}
-	if err := s.fed.StartWith(httpsAddr); err != nil {
 		for _, l := range lns {
 			l.Close()
 		}
 		if httpsLn != nil {
 			httpsLn.Close()
 		}
+		if fedStarted {
+			s.fed.Stop(context.Background())
+		}
 		s.push.Stop()
+	}()
+	for _, addr := range s.cfg.Listen {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w (is another Palpo or program using that port? change listen in palpo.toml)", addr, err)
+		}
+		lns = append(lns, httpapi.Listener(ln))
+	}
+	// The https listener is bound before federation starts: the CA's
+	// TLS-ALPN-01 check is answered on it (CAs connect to port 443).
+	var httpsAddr net.Addr
+	if s.cfg.HTTPS.Enabled {
+		ln, err := net.Listen("tcp", s.cfg.HTTPS.Listen)
+		if err != nil {
+			return fmt.Errorf("https listen on %s: %w (port 443 needs root or CAP_NET_BIND_SERVICE on Linux, and no other web server on it; change https.listen in palpo.toml)",
+				s.cfg.HTTPS.Listen, err)
+		}
+		httpsLn, httpsAddr = ln, ln.Addr()
+	}
+	if err := s.fed.StartWith(httpsAddr); err != nil {
 		return err
 	}
+	fedStarted = true
 	if s.p2p != nil {
 		if err := s.p2p.Start(s.fed.Router()); err != nil {
-			for _, l := range lns {
-				l.Close()
-			}
-			if httpsLn != nil {
-				httpsLn.Close()
-			}
-			s.fed.Stop(context.Background())
-			s.push.Stop()
 			return err
 		}
 	}
+	started = true
 	// Port mapping runs in the background: a router that does not answer
 	// must not delay the start.
 	s.portmap.Start(s.portMappingPorts())
