@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -187,7 +188,7 @@ func (s *Service) cachedKeys(ctx context.Context, query map[id.UserID][]id.Devic
 		return err
 	}
 	for _, d := range devices {
-		if want := query[d.UserID]; len(want) > 0 && !containsDevice(want, d.DeviceID) {
+		if want := query[d.UserID]; len(want) > 0 && !slices.Contains(want, d.DeviceID) {
 			continue
 		}
 		unsigned := map[string]any{}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -288,7 +289,7 @@ func (s *Service) QueryKeysTimeout(ctx context.Context, viewer id.UserID, query 
 		return nil, err
 	}
 	for _, d := range devices {
-		if want := query[d.UserID]; len(want) > 0 && !containsDevice(want, d.DeviceID) {
+		if want := query[d.UserID]; len(want) > 0 && !slices.Contains(want, d.DeviceID) {
 			continue
 		}
 		unsigned := map[string]any{}
@@ -325,15 +326,6 @@ func (s *Service) QueryKeysTimeout(ctx context.Context, viewer id.UserID, query 
 		dst[k.UserID] = out
 	}
 	return resp, nil
-}
-
-func containsDevice(list []id.DeviceID, d id.DeviceID) bool {
-	for _, x := range list {
-		if x == d {
-			return true
-		}
-	}
-	return false
 }
 
 // ClaimResponse is the answer of POST /keys/claim.

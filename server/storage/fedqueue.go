@@ -188,27 +188,33 @@ const (
 )
 
 // QueueFederationEDUs stores EDUs owed to destinations, in one transaction.
+// (Typing and receipts queue often; they change nothing a token lookup
+// reads, so the token cache stands.)
 func (db *DB) QueueFederationEDUs(ctx context.Context, edus []QueuedEDU) error {
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
-		seen := map[string]bool{}
-		for _, e := range edus {
-			if !seen[e.Destination] {
-				seen[e.Destination] = true
-				if _, err := tx.ExecContext(ctx, insertFedDestination, e.Destination); err != nil {
-					return fmt.Errorf("queue edus: destination %s: %w", e.Destination, err)
-				}
+	return db.writeTx(ctx, func(tx *sql.Tx) error { return queueFedEDUsTx(ctx, tx, edus) })
+}
+
+// queueFedEDUsTx queues EDUs in tx; one with a coalesce key replaces the
+// queued one of its key and destination.
+func queueFedEDUsTx(ctx context.Context, tx *sql.Tx, edus []QueuedEDU) error {
+	seen := map[string]bool{}
+	for _, e := range edus {
+		if !seen[e.Destination] {
+			seen[e.Destination] = true
+			if _, err := tx.ExecContext(ctx, insertFedDestination, e.Destination); err != nil {
+				return fmt.Errorf("queue edus: destination %s: %w", e.Destination, err)
 			}
-			if e.CoalesceKey != "" {
-				if _, err := tx.ExecContext(ctx, deleteFedEDUByKey, e.Destination, e.CoalesceKey); err != nil {
-					return fmt.Errorf("queue %s for %s: %w", e.Type, e.Destination, err)
-				}
-			}
-			if _, err := tx.ExecContext(ctx, insertFedEDU, e.Destination, e.Type, string(e.Content), e.CoalesceKey); err != nil {
+		}
+		if e.CoalesceKey != "" {
+			if _, err := tx.ExecContext(ctx, deleteFedEDUByKey, e.Destination, e.CoalesceKey); err != nil {
 				return fmt.Errorf("queue %s for %s: %w", e.Type, e.Destination, err)
 			}
 		}
-		return nil
-	})
+		if _, err := tx.ExecContext(ctx, insertFedEDU, e.Destination, e.Type, string(e.Content), e.CoalesceKey); err != nil {
+			return fmt.Errorf("queue %s for %s: %w", e.Type, e.Destination, err)
+		}
+	}
+	return nil
 }
 
 // FederationDestination is a destination's row: its backoff and last

@@ -162,24 +162,6 @@ func (db *DB) ReceiveRemoteToDevice(ctx context.Context, r *RemoteToDevice) (rec
 	return recipients, duplicate, nil
 }
 
-// queueFedEDUsTx queues EDUs for federation inside tx, in order (they
-// have no coalesce key: each is delivered).
-func queueFedEDUsTx(ctx context.Context, tx *sql.Tx, edus []QueuedEDU) error {
-	seen := map[string]bool{}
-	for _, e := range edus {
-		if !seen[e.Destination] {
-			seen[e.Destination] = true
-			if _, err := tx.ExecContext(ctx, insertFedDestination, e.Destination); err != nil {
-				return fmt.Errorf("queue edus: destination %s: %w", e.Destination, err)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, insertFedEDU, e.Destination, e.Type, string(e.Content), ""); err != nil {
-			return fmt.Errorf("queue %s for %s: %w", e.Type, e.Destination, err)
-		}
-	}
-	return nil
-}
-
 // MaxToDeviceStream is the newest to-device position ever handed out.
 func (db *DB) MaxToDeviceStream(ctx context.Context) (int64, error) {
 	var pos int64

@@ -15,7 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -90,15 +90,7 @@ func New(db *storage.DB, serverName string, keys *e2ee.Service, client Client, s
 // Wait waits for background resyncs to end (server shutdown, tests).
 func (s *Service) Wait() { s.wg.Wait() }
 
-func serverOf(user id.UserID) string {
-	_, server, ok := strings.Cut(string(user), ":")
-	if !ok || !strings.HasPrefix(string(user), "@") {
-		return ""
-	}
-	return server
-}
-
-func (s *Service) isLocal(user id.UserID) bool { return serverOf(user) == s.serverName }
+func (s *Service) isLocal(user id.UserID) bool { return user.Homeserver() == s.serverName }
 
 // destinations are the other servers sharing a room with a user.
 func (s *Service) destinations(ctx context.Context, user id.UserID) ([]string, error) {
@@ -109,7 +101,7 @@ func (s *Service) destinations(ctx context.Context, user id.UserID) ([]string, e
 	set := map[string]bool{}
 	var out []string
 	for _, u := range users {
-		if srv := serverOf(u); srv != "" && srv != s.serverName && !set[srv] {
+		if srv := u.Homeserver(); srv != "" && srv != s.serverName && !set[srv] {
 			set[srv] = true
 			out = append(out, srv)
 		}
@@ -252,7 +244,7 @@ type deviceListUpdate struct {
 // checkSender refuses an EDU about a user of another server than origin,
 // or about a user no local user shares a room with.
 func (s *Service) checkSender(ctx context.Context, eduType, origin string, user id.UserID) error {
-	if serverOf(user) != origin || origin == s.serverName {
+	if user.Homeserver() != origin || origin == s.serverName {
 		return fmt.Errorf("%s from %s for %s: %w", eduType, origin, user, ErrNotAllowed)
 	}
 	shares, err := s.sharesRoomWithLocal(ctx, user)
@@ -396,7 +388,7 @@ type userDevice struct {
 // resync fetches a remote user's whole device list from their server
 // into the cache.
 func (s *Service) resync(ctx context.Context, user id.UserID) error {
-	server := serverOf(user)
+	server := user.Homeserver()
 	if !s.allowed(server) {
 		return fmt.Errorf("%s is not allowed by this server's allow_servers/deny_servers", server)
 	}
@@ -462,7 +454,7 @@ func (s *Service) FetchKeys(ctx context.Context, query map[id.UserID][]id.Device
 	failures := map[string]any{}
 	byServer := map[string][]id.UserID{}
 	for u := range query {
-		byServer[serverOf(u)] = append(byServer[serverOf(u)], u)
+		byServer[u.Homeserver()] = append(byServer[u.Homeserver()], u)
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -540,7 +532,7 @@ func (s *Service) fetchServer(ctx context.Context, server string, users []id.Use
 				s.log.Warn("keys query: bad device keys left out", "user", u, "device", d, "error", err)
 				continue
 			}
-			if want := ask[u]; len(want) > 0 && !containsDevice(want, d) {
+			if want := ask[u]; len(want) > 0 && !slices.Contains(want, d) {
 				continue
 			}
 			kept[d] = raw
@@ -566,22 +558,13 @@ func (s *Service) fetchServer(ctx context.Context, server string, users []id.Use
 	return out, nil
 }
 
-func containsDevice(list []id.DeviceID, d id.DeviceID) bool {
-	for _, x := range list {
-		if x == d {
-			return true
-		}
-	}
-	return false
-}
-
 // ClaimKeys implements e2ee.Federation.
 func (s *Service) ClaimKeys(ctx context.Context, query map[id.UserID]map[id.DeviceID]string) (map[id.UserID]map[id.DeviceID]map[string]json.RawMessage, map[string]any) {
 	out := map[id.UserID]map[id.DeviceID]map[string]json.RawMessage{}
 	failures := map[string]any{}
 	byServer := map[string]map[id.UserID]map[id.DeviceID]string{}
 	for u, devices := range query {
-		srv := serverOf(u)
+		srv := u.Homeserver()
 		if byServer[srv] == nil {
 			byServer[srv] = map[id.UserID]map[id.DeviceID]string{}
 		}

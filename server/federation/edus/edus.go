@@ -107,19 +107,11 @@ func (a *Applier) ApplyEDU(ctx context.Context, origin string, raw json.RawMessa
 	return nil
 }
 
-func serverOf(user id.UserID) string {
-	_, server, ok := strings.Cut(string(user), ":")
-	if !ok || !strings.HasPrefix(string(user), "@") {
-		return ""
-	}
-	return server
-}
-
 // joined tells whether a user is joined to a room here, and their server
 // not denied by the room's server ACL (which covers EDUs as well as PDUs).
 func (a *Applier) joined(ctx context.Context, roomID id.RoomID, user id.UserID) (bool, error) {
 	if a.ServerAllowed != nil {
-		if ok, err := a.ServerAllowed(ctx, roomID, serverOf(user)); err != nil || !ok {
+		if ok, err := a.ServerAllowed(ctx, roomID, user.Homeserver()); err != nil || !ok {
 			return false, err
 		}
 	}
@@ -141,7 +133,7 @@ func (a *Applier) applyTyping(ctx context.Context, origin string, raw json.RawMe
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return fmt.Errorf("m.typing from %s: %w", origin, err)
 	}
-	if serverOf(c.UserID) != origin {
+	if c.UserID.Homeserver() != origin {
 		return fmt.Errorf("m.typing from %s for %s: %w", origin, c.UserID, ErrNotAllowed)
 	}
 	ok, err := a.joined(ctx, c.RoomID, c.UserID)
@@ -200,7 +192,7 @@ func (a *Applier) applyReceipts(ctx context.Context, origin string, raw json.Raw
 }
 
 func (a *Applier) applyReceipt(ctx context.Context, origin string, roomID id.RoomID, user id.UserID, r userReceipt) (bool, error) {
-	if serverOf(user) != origin {
+	if user.Homeserver() != origin {
 		return false, fmt.Errorf("m.receipt from %s for %s: %w", origin, user, ErrNotAllowed)
 	}
 	if len(r.EventIDs) == 0 || !strings.HasPrefix(string(r.EventIDs[0]), "$") {
@@ -257,7 +249,7 @@ func (a *Applier) wakeRoom(ctx context.Context, roomID id.RoomID) {
 func (a *Applier) local(users []id.UserID) []id.UserID {
 	out := users[:0:0]
 	for _, u := range users {
-		if serverOf(u) == a.serverName {
+		if u.Homeserver() == a.serverName {
 			out = append(out, u)
 		}
 	}
@@ -291,7 +283,7 @@ func (a *Applier) applyPresence(ctx context.Context, origin string, raw json.Raw
 }
 
 func (a *Applier) applyOnePresence(ctx context.Context, origin string, u presenceUpdate) error {
-	if serverOf(u.UserID) != origin {
+	if u.UserID.Homeserver() != origin {
 		return fmt.Errorf("m.presence from %s for %s: %w", origin, u.UserID, ErrNotAllowed)
 	}
 	switch u.Presence {

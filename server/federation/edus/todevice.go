@@ -51,7 +51,7 @@ func (a *Applier) applyDirectToDevice(ctx context.Context, origin string, raw js
 	}
 	// A server speaks only for its own users: anything else would let it
 	// forge key shares or verification messages from anyone.
-	if serverOf(c.Sender) != origin {
+	if c.Sender.Homeserver() != origin {
 		return fmt.Errorf("m.direct_to_device from %s with sender %q: %w", origin, c.Sender, ErrNotAllowed)
 	}
 	if c.Type == "" || c.MessageID == "" || len(c.MessageID) > maxMessageIDBytes {
@@ -60,7 +60,7 @@ func (a *Applier) applyDirectToDevice(ctx context.Context, origin string, raw js
 	var msgs []storage.ToDeviceMessage
 	var errs []error
 	for _, user := range slices.Sorted(maps.Keys(c.Messages)) {
-		if serverOf(user) != a.serverName {
+		if user.Homeserver() != a.serverName {
 			errs = append(errs, fmt.Errorf("m.direct_to_device from %s for %s: not a user of this server: %w", origin, user, ErrNotAllowed))
 			continue
 		}

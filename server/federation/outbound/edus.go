@@ -72,7 +72,7 @@ type typingEDU struct {
 // any restart takes, so resending it after a crash would show a typing
 // user who is not. The newest per room and user replaces older ones.
 func (s *Sender) TypingChanged(roomID id.RoomID, user id.UserID, typing bool) {
-	if serverOf(user) != s.serverName {
+	if user.Homeserver() != s.serverName {
 		return // a remote user's typing, applied here: not ours to pass on
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), observerTimeout)
@@ -148,7 +148,7 @@ func (s *Sender) takeTyping(name string, taken []typingEDU) {
 // room, type and thread) replaces one not yet sent. Private receipts never
 // leave this server.
 func (s *Sender) ReceiptSent(r storage.Receipt) {
-	if serverOf(r.UserID) != s.serverName || r.Type != "m.read" {
+	if r.UserID.Homeserver() != s.serverName || r.Type != "m.read" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), observerTimeout)
@@ -175,7 +175,7 @@ func (s *Sender) ReceiptSent(r storage.Receipt) {
 // it for the servers sharing a room with them; a newer presence replaces
 // one not yet sent, so a server away for a day gets the latest only.
 func (s *Sender) PresenceChanged(p storage.Presence) {
-	if serverOf(p.UserID) != s.serverName {
+	if p.UserID.Homeserver() != s.serverName {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), observerTimeout)
@@ -235,7 +235,7 @@ func (s *Sender) PingPresence(ctx context.Context) {
 		return
 	}
 	for _, p := range active {
-		if serverOf(p.UserID) == s.serverName {
+		if p.UserID.Homeserver() == s.serverName {
 			s.PresenceChanged(p)
 		}
 	}

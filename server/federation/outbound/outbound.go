@@ -16,12 +16,10 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	mfed "maunium.net/go/mautrix/federation"
-	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/rooms"
 	"github.com/palpo-im/palpo-desktop/server/storage"
@@ -164,7 +162,7 @@ func (s *Sender) Stop() {
 // start.
 func (s *Sender) RoomEvents(evs []*rooms.Event) {
 	for _, ev := range evs {
-		if serverOf(ev.PDU.Sender) == s.serverName && !ev.Rejected {
+		if ev.PDU.Sender.Homeserver() == s.serverName && !ev.Rejected {
 			s.nudgeQueuer()
 			return
 		}
@@ -315,13 +313,4 @@ func (s *Sender) nudgeQueuer() {
 	case s.nudge <- struct{}{}:
 	default:
 	}
-}
-
-// serverOf is the server name of a user ID ("" when it has none).
-func serverOf(user id.UserID) string {
-	_, server, ok := strings.Cut(string(user), ":")
-	if !ok {
-		return ""
-	}
-	return server
 }

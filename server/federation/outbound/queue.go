@@ -129,7 +129,7 @@ func (s *Sender) eventDestinations(ctx context.Context, ev storage.OwnEvent) ([]
 		members = append(members, id.UserID(*ev.StateKey))
 	}
 	out := s.serversOf(members)
-	if origin := serverOf(ev.Sender); origin != s.serverName {
+	if origin := ev.Sender.Homeserver(); origin != s.serverName {
 		// An event accepted for another server goes to everyone but it.
 		out = slices.DeleteFunc(out, func(srv string) bool { return srv == origin })
 	}
@@ -151,7 +151,7 @@ func (s *Sender) roomServers(ctx context.Context, roomID id.RoomID) ([]string, e
 func (s *Sender) serversOf(users []id.UserID) []string {
 	set := map[string]bool{}
 	for _, u := range users {
-		if srv := serverOf(u); srv != "" && srv != s.serverName {
+		if srv := u.Homeserver(); srv != "" && srv != s.serverName {
 			set[srv] = true
 		}
 	}
