@@ -48,8 +48,13 @@ import (
 // damaged.
 const FormatVersion = 2
 
-// formatCertificates is the first format with certificates/ entries.
-const formatCertificates = 2
+// Backup formats: formatPlain holds the database, media, signing key and
+// config; formatCertificates adds certificates/ entries (older Palpos
+// refuse it rather than restore half of it).
+const (
+	formatPlain        = 1
+	formatCertificates = 2
+)
 
 // Names inside the archive.
 const (

@@ -127,7 +127,7 @@ func Create(ctx context.Context, src Source, opts CreateOptions) (*Result, error
 			info.ServerName, src.Config.ServerName)
 	}
 	m := &Manifest{
-		Format: 1, PalpoVersion: src.Version, ServerName: src.Config.ServerName, Created: created,
+		Format: formatPlain, PalpoVersion: src.Version, ServerName: src.Config.ServerName, Created: created,
 		SchemaVersion: info.SchemaVersion, StreamPosition: info.StreamPosition,
 		Users: info.Users, Rooms: info.Rooms, Events: info.Events, Sealed: true,
 	}

@@ -73,17 +73,20 @@ func (p P2P) validate(serverName string) error {
 			return errors.New("p2p.listen: must name at least one multiaddr, such as [\"/ip4/0.0.0.0/tcp/8449\", \"/ip4/0.0.0.0/udp/8449/quic-v1\"]")
 		}
 	}
-	for key, list := range map[string][]string{"listen": p.Listen} {
-		for _, a := range list {
-			if !strings.HasPrefix(a, "/") {
-				return fmt.Errorf("p2p.%s %q: not a multiaddr; write it as \"/ip4/0.0.0.0/tcp/8449\"", key, a)
-			}
+	for _, a := range p.Listen {
+		if !strings.HasPrefix(a, "/") {
+			return fmt.Errorf("p2p.listen %q: not a multiaddr; write it as \"/ip4/0.0.0.0/tcp/8449\"", a)
 		}
 	}
-	for key, list := range map[string][]string{"bootstrap_peers": p.BootstrapPeers, "relays": p.Relays, "static_peers": p.StaticPeers} {
-		for _, a := range list {
+	// In the order of the example config, so the first bad value is the
+	// one reported, every time.
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"bootstrap_peers", p.BootstrapPeers}, {"relays", p.Relays}, {"static_peers", p.StaticPeers}} {
+		for _, a := range l.list {
 			if !strings.HasPrefix(a, "/") || !strings.Contains(a, "/p2p/") {
-				return fmt.Errorf("p2p.%s %q: not a multiaddr with a peer ID; write it as \"/ip4/203.0.113.7/tcp/8449/p2p/12D3KooW...\"", key, a)
+				return fmt.Errorf("p2p.%s %q: not a multiaddr with a peer ID; write it as \"/ip4/203.0.113.7/tcp/8449/p2p/12D3KooW...\"", l.key, a)
 			}
 		}
 	}

@@ -17,6 +17,9 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
 	"go.uber.org/zap"
+
+	"github.com/palpo-im/palpo-desktop/server/config"
+	"github.com/palpo-im/palpo-desktop/server/federation/selfcheck"
 )
 
 // CertificateStatus is the certificate the federation listener (and the
@@ -61,7 +64,8 @@ type CertificateStatus struct {
 // ExpiringSoonWindow is how close to its expiry a certificate counts as
 // expiring soon: Let's Encrypt's 90-day certificates are renewed with 30
 // days left, so under 14 days means renewal has been failing for weeks.
-const ExpiringSoonWindow = 14 * 24 * time.Hour
+// It is the self-check's threshold, so the two never disagree.
+const ExpiringSoonWindow = selfcheck.DefaultExpiryWarning
 
 // fillFromLeaf sets what the certificate itself says.
 func (st *CertificateStatus) fillFromLeaf(leaf *x509.Certificate, now time.Time) {
@@ -135,14 +139,14 @@ func (s *Service) newAutoTLS(alpnAddr net.Addr) (*autoTLS, error) {
 		CA:                      a.DirectoryURL(),
 		Email:                   a.Email,
 		Agreed:                  true,
-		DisableHTTPChallenge:    !a.HasChallenge("http-01"),
-		DisableTLSALPNChallenge: !a.HasChallenge("tls-alpn-01"),
+		DisableHTTPChallenge:    !a.HasChallenge(config.ChallengeHTTP01),
+		DisableTLSALPNChallenge: !a.HasChallenge(config.ChallengeTLSALPN01),
 		ListenHost:              fedHost,
 		TrustedRoots:            roots,
 		Logger:                  nop,
 	}
 	tmpl.AltTLSALPNPort, _ = strconv.Atoi(fedPort)
-	if a.HasChallenge("http-01") {
+	if a.HasChallenge(config.ChallengeHTTP01) {
 		ln, err := net.Listen("tcp", a.HTTPChallengeListen)
 		if err != nil {
 			return nil, fmt.Errorf("federation.acme.http_challenge_listen on %s: %w (port 80 needs root or CAP_NET_BIND_SERVICE on Linux; "+
@@ -151,7 +155,7 @@ func (s *Service) newAutoTLS(alpnAddr net.Addr) (*autoTLS, error) {
 		m.httpListener = ln
 		host, port, _ := net.SplitHostPort(ln.Addr().String())
 		tmpl.AltHTTPPort, _ = strconv.Atoi(port)
-		if !a.HasChallenge("tls-alpn-01") {
+		if !a.HasChallenge(config.ChallengeTLSALPN01) {
 			tmpl.ListenHost = host
 		}
 	}
