@@ -387,9 +387,10 @@ func newFederationLive(d *Desktop) *federationLive {
 	return l
 }
 
-// showCertificate shows the certificate line (hidden when there is none).
-func (l *federationLive) showCertificate() {
-	text, imp := certificateText(l.d.certificateStatus(), time.Now())
+// showCertificate shows the certificate line for st (hidden when there is
+// none).
+func (l *federationLive) showCertificate(st app.CertificateStatus) {
+	text, imp := certificateText(st, time.Now())
 	l.cert.SetText(text)
 	l.cert.Importance = imp
 	l.cert.Refresh()
@@ -565,7 +566,7 @@ func (l *federationLive) certificateAndCheck(finish func()) {
 		default:
 			l.steps.set(2, stepFailed)
 		}
-		l.showCertificate()
+		l.showCertificate(st)
 		l.steps.set(3, stepRunning)
 		var res []selfcheck.Result
 		l.d.async(func() error {
@@ -587,7 +588,7 @@ func (l *federationLive) certificateAndCheck(finish func()) {
 				l.results.SetText(federationCheckText(res))
 			}
 			l.results.Show()
-			l.showCertificate()
+			l.showCertificate(l.d.certificateStatus())
 			l.d.status.loadStats()
 			finish()
 		})
