@@ -42,8 +42,6 @@ type federationChoice struct {
 	d *Desktop
 
 	mode     *widget.RadioGroup
-	p2p      *widget.RadioGroup // shown disabled until peer to peer lands
-	p2pNote  *widget.Label
 	help     *widget.Label
 	problem  *widget.Label // the server name cannot federate
 	domain   *widget.Entry
@@ -67,20 +65,9 @@ type federationChoice struct {
 
 func newFederationChoice(d *Desktop, problemHint string) *federationChoice {
 	c := &federationChoice{d: d, problemHint: problemHint}
-	options := []string{fedChoiceOff, fedChoiceInternet}
-	if app.PeerToPeerAvailable {
-		options = append(options, fedChoiceP2P)
-	}
+	options := []string{fedChoiceOff, fedChoiceInternet, fedChoiceP2P}
 	c.mode = widget.NewRadioGroup(options, func(string) { c.update() })
 	c.mode.Required = true
-	c.p2p = widget.NewRadioGroup([]string{fedChoiceP2P}, nil)
-	c.p2p.Disable()
-	c.p2pNote = wrapped("(no domain needed): coming in a later version of Palpo.")
-	c.p2pNote.TextStyle = fyne.TextStyle{Italic: true}
-	if app.PeerToPeerAvailable {
-		c.p2p.Hide()
-		c.p2pNote.Hide()
-	}
 	c.help = wrapped("")
 	c.problem = wrapped("")
 	c.problem.Importance = widget.WarningImportance
@@ -103,7 +90,6 @@ func newFederationChoice(d *Desktop, problemHint string) *federationChoice {
 		emailNote, c.files)
 	c.content = container.NewVBox(
 		c.mode,
-		container.NewBorder(nil, nil, c.p2p, nil, c.p2pNote),
 		c.help, c.problem, c.internet)
 	c.mode.SetSelected(fedChoiceOff)
 	return c
@@ -256,9 +242,6 @@ func (c *federationChoice) check() error {
 			return errors.New("the email: " + err.Error())
 		}
 	case app.FederationPeerToPeer:
-		if !app.PeerToPeerAvailable {
-			return app.ErrPeerToPeerNotYet
-		}
 		own, err := c.ownP2PName()
 		if err != nil {
 			return err
