@@ -264,15 +264,6 @@ func (c *federationChoice) check() error {
 	return nil
 }
 
-// changed tells whether the choice differs from what palpo.toml says.
-func (c *federationChoice) changed() bool {
-	cur, s := c.d.app.FederationSettings(), c.settings()
-	if s.Mode != cur.Mode {
-		return true
-	}
-	return needsDomain(s) && (s.Domain != cur.Domain || s.Email != cur.Email)
-}
-
 // needsDomain tells whether a choice connects over the internet with a
 // domain (and so gets a certificate and the self-check): over the
 // internet, or peer to peer as a gateway.
