@@ -469,3 +469,16 @@ func wrapped(text string) *widget.Label {
 	l.Wrapping = fyne.TextWrapWord
 	return l
 }
+
+// showText puts text on l with the given importance, and shows l, or
+// hides it when text is "".
+func showText(l *widget.Label, text string, imp widget.Importance) {
+	l.SetText(text)
+	l.Importance = imp
+	l.Refresh()
+	if text == "" {
+		l.Hide()
+	} else {
+		l.Show()
+	}
+}

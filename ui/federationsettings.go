@@ -365,21 +365,11 @@ func newFederationLive(d *Desktop) *federationLive {
 // none).
 func (l *federationLive) showCertificate(st app.CertificateStatus) {
 	text, imp := certificateText(st, time.Now())
-	l.cert.SetText(text)
-	l.cert.Importance = imp
-	l.cert.Refresh()
-	if text == "" {
-		l.cert.Hide()
-	} else {
-		l.cert.Show()
-	}
+	showText(l.cert, text, imp)
 }
 
 func (l *federationLive) say(text string, imp widget.Importance) {
-	l.outcome.SetText(text)
-	l.outcome.Importance = imp
-	l.outcome.Refresh()
-	l.outcome.Show()
+	showText(l.outcome, text, imp)
 }
 
 // run saves s and, with the server running, restarts it and checks. done

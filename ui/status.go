@@ -258,16 +258,12 @@ func (t *statusTab) loadStats() {
 // renewal, or its trouble; hidden while federation is off.
 func (t *statusTab) showCertificate(cert app.CertificateStatus) {
 	text, imp := certificateText(cert, time.Now())
+	showText(t.cert, text, imp)
 	if text == "" {
 		t.certLabel.Hide()
-		t.cert.Hide()
-		return
+	} else {
+		t.certLabel.Show()
 	}
-	t.cert.SetText(text)
-	t.cert.Importance = imp
-	t.cert.Refresh()
-	t.certLabel.Show()
-	t.cert.Show()
 }
 
 func setEnabled(b *widget.Button, on bool) {
