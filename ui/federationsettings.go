@@ -521,7 +521,7 @@ func (l *federationLive) certificateAndCheck(finish func()) {
 	}
 	var st app.CertificateStatus
 	l.d.async(func() error {
-		st = waitForCertificate(l.d.certificateStatus, wait, l.d.stopCh)
+		st = waitForCertificate(l.d.certStatus, wait, l.d.stopCh)
 		return nil
 	}, func(error) {
 		switch {
@@ -537,7 +537,7 @@ func (l *federationLive) certificateAndCheck(finish func()) {
 			ctx, cancel := context.WithTimeout(context.Background(), federationCheckTimeout)
 			defer cancel()
 			var err error
-			res, err = l.d.runFederationCheck(ctx)
+			res, err = l.d.checkFederation(ctx)
 			return err
 		}, func(err error) {
 			if err != nil {
@@ -552,7 +552,7 @@ func (l *federationLive) certificateAndCheck(finish func()) {
 				l.results.SetText(federationCheckText(res))
 			}
 			l.results.Show()
-			l.showCertificate(l.d.certificateStatus())
+			l.showCertificate(l.d.certStatus())
 			l.d.status.loadStats()
 			finish()
 		})

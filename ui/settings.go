@@ -248,7 +248,7 @@ func (s *settingsTab) loadFederation() {
 	}
 	fs := s.d.app.FederationSettings()
 	s.fedChoice.set(fs)
-	s.fedLive.showCertificate(s.d.certificateStatus())
+	s.fedLive.showCertificate(s.d.certStatus())
 	if fs.Mode == app.FederationPeerToPeer {
 		s.peers.content.Show()
 	} else {

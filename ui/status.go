@@ -229,7 +229,7 @@ func (t *statusTab) loadStats() {
 	t.d.async(func() error {
 		stats, statsErr = t.d.app.Stats(context.Background())
 		fed, fedErr = t.d.app.FederationStatus(context.Background())
-		cert = t.d.certificateStatus()
+		cert = t.d.certStatus()
 		last, _ = t.d.app.LastBackup()
 		return nil
 	}, func(error) {
