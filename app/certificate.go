@@ -89,27 +89,31 @@ func (a *App) CertificateStatus() CertificateStatus {
 	if !st.Enabled {
 		return CertificateStatus{}
 	}
-	if !st.Auto {
-		st.Domain = ""
-		if f.TLSCertFile != "" {
-			st.File = f.TLSCertFile
-			if !filepath.IsAbs(st.File) {
-				st.File = filepath.Join(a.dataDir, st.File)
-			}
+	if !st.Auto && f.TLSCertFile != "" {
+		st.File = f.TLSCertFile
+		if !filepath.IsAbs(st.File) {
+			st.File = filepath.Join(a.dataDir, st.File)
 		}
 	}
-	// The leaf gives what the server does not say (its start, for the
-	// renewal date), and everything when the server is stopped.
-	var leaf *x509.Certificate
-	if st.Auto {
-		leaf = storedCertificate(filepath.Join(a.dataDir, server.CertificatesDirName), st.Domain)
-	} else if st.File != "" {
-		leaf = firstCertificate(st.File)
-	}
-	if leaf != nil && (st.NotAfter.IsZero() || leaf.NotAfter.Equal(st.NotAfter)) {
-		st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
-		if st.Domain == "" {
-			st.Domain = leafName(leaf)
+	// The leaf on disk gives everything when the server is stopped (or
+	// has no certificate yet). A running server's validity is what it
+	// serves, so the disk is not read then: the desktop asks every few
+	// seconds.
+	if !st.Running || st.NotAfter.IsZero() {
+		if !st.Auto {
+			st.Domain = ""
+		}
+		var leaf *x509.Certificate
+		if st.Auto {
+			leaf = storedCertificate(filepath.Join(a.dataDir, server.CertificatesDirName), st.Domain)
+		} else if st.File != "" {
+			leaf = firstCertificate(st.File)
+		}
+		if leaf != nil {
+			st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
+			if st.Domain == "" {
+				st.Domain = leafName(leaf)
+			}
 		}
 	}
 	if st.Auto && !st.NotAfter.IsZero() && st.RenewAt.IsZero() {

@@ -195,7 +195,7 @@ func serve(dataDirFlag string, env Env) int {
 		a.Logger().Error("Palpo could not start", "error", err)
 		return 1
 	}
-	ReleaseStartupMemory()
+	ReleaseMemory()
 	if env.Ready != nil {
 		env.Ready(a)
 	}

@@ -32,15 +32,6 @@ const (
 	FederationPeerToPeer FederationMode = "p2p"
 )
 
-// PeerToPeerAvailable turns on the "Peer to peer" choice in the wizard and
-// in Settings (p2p.go has the rest).
-const PeerToPeerAvailable = true
-
-// ErrPeerToPeerNotYet was SaveFederationSettings' answer to the
-// peer-to-peer mode before it existed; kept for a build that turns
-// PeerToPeerAvailable off again.
-var ErrPeerToPeerNotYet = errors.New("peer-to-peer connections to other servers come in a later version of Palpo")
-
 // FederationSettings is the choice as the app shows it.
 type FederationSettings struct {
 	Mode FederationMode
@@ -173,9 +164,6 @@ func (a *App) SaveFederationSettings(s FederationSettings) (note string, err err
 			edits = append(edits, p2pOff)
 		}
 	case FederationPeerToPeer:
-		if !PeerToPeerAvailable {
-			return "", ErrPeerToPeerNotYet
-		}
 		own, err := a.PeerToPeerName()
 		if err != nil {
 			return "", err

@@ -45,11 +45,12 @@ const (
 	releaseAboveBytes = 4 << 20
 )
 
-// ReleaseStartupMemory hands back what starting the server used and will
-// not use again: the garbage of migrations and initialisation, and the
-// code that ran only then (trimWorkingSet). Call it once the server
-// serves.
-func ReleaseStartupMemory() {
+// ReleaseMemory hands freed memory back to the system at once: the heap
+// the collector freed (after starting: the garbage of migrations and
+// initialisation; after a burst: its garbage) and code pages no longer
+// running (trimWorkingSet). The server calls it once it serves and
+// whenever it goes quiet after a burst.
+func ReleaseMemory() {
 	debug.FreeOSMemory()
 	trimWorkingSet()
 }
@@ -118,8 +119,7 @@ func ManageMemory(ctx context.Context) {
 		case <-quiet.C:
 			v := read()
 			if rel.shouldRelease(v[2], v[3]) {
-				debug.FreeOSMemory()
-				trimWorkingSet()
+				ReleaseMemory()
 				// The collection's own allocations do not count as work.
 				rel.lastAllocs = read()[2]
 			}

@@ -62,5 +62,5 @@ func TestTrimWorkingSetKeepsProgramWorking(t *testing.T) {
 	if got := len(strings.Split(sb.String(), ",")); got != 1001 {
 		t.Fatalf("after trimming, formatting gave %d fields", got)
 	}
-	ReleaseStartupMemory()
+	ReleaseMemory()
 }

@@ -159,7 +159,7 @@ func certificateAlert(st app.CertificateStatus, now time.Time) (key, title, text
 // with a notification and a line in the log.
 func (d *Desktop) watchCertificate() {
 	now := time.Now()
-	key, title, text := certificateAlert(d.certificateStatus(), now)
+	key, title, text := certificateAlert(d.certStatus(), now)
 	d.tray.setCertificate(strings.TrimPrefix(title, "Palpo: "))
 	if key == "" || key == d.certAlert {
 		d.certAlert = key

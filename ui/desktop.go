@@ -323,15 +323,6 @@ func (d *Desktop) Refresh() {
 	d.tray.refresh(st)
 }
 
-// runFederationCheck runs the federation self-check (the Check button and
-// the live check after saving "Connect to other Matrix servers").
-func (d *Desktop) runFederationCheck(ctx context.Context) ([]selfcheck.Result, error) {
-	return d.checkFederation(ctx)
-}
-
-// certificateStatus is the federation certificate's state.
-func (d *Desktop) certificateStatus() app.CertificateStatus { return d.certStatus() }
-
 // refreshSelected reloads the data of the tab on screen (users, stats…).
 func (d *Desktop) refreshSelected() {
 	if d.wizard != nil {
@@ -468,4 +459,17 @@ func wrapped(text string) *widget.Label {
 	l := widget.NewLabel(text)
 	l.Wrapping = fyne.TextWrapWord
 	return l
+}
+
+// showText puts text on l with the given importance, and shows l, or
+// hides it when text is "".
+func showText(l *widget.Label, text string, imp widget.Importance) {
+	l.SetText(text)
+	l.Importance = imp
+	l.Refresh()
+	if text == "" {
+		l.Hide()
+	} else {
+		l.Show()
+	}
 }

@@ -48,7 +48,7 @@ func (c *federationCheck) run() {
 		ctx, cancel := context.WithTimeout(context.Background(), federationCheckTimeout)
 		defer cancel()
 		var err error
-		res, err = c.d.runFederationCheck(ctx)
+		res, err = c.d.checkFederation(ctx)
 		return err
 	}, func(err error) {
 		c.button.Enable()

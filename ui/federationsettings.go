@@ -42,8 +42,6 @@ type federationChoice struct {
 	d *Desktop
 
 	mode     *widget.RadioGroup
-	p2p      *widget.RadioGroup // shown disabled until peer to peer lands
-	p2pNote  *widget.Label
 	help     *widget.Label
 	problem  *widget.Label // the server name cannot federate
 	domain   *widget.Entry
@@ -67,20 +65,9 @@ type federationChoice struct {
 
 func newFederationChoice(d *Desktop, problemHint string) *federationChoice {
 	c := &federationChoice{d: d, problemHint: problemHint}
-	options := []string{fedChoiceOff, fedChoiceInternet}
-	if app.PeerToPeerAvailable {
-		options = append(options, fedChoiceP2P)
-	}
+	options := []string{fedChoiceOff, fedChoiceInternet, fedChoiceP2P}
 	c.mode = widget.NewRadioGroup(options, func(string) { c.update() })
 	c.mode.Required = true
-	c.p2p = widget.NewRadioGroup([]string{fedChoiceP2P}, nil)
-	c.p2p.Disable()
-	c.p2pNote = wrapped("(no domain needed): coming in a later version of Palpo.")
-	c.p2pNote.TextStyle = fyne.TextStyle{Italic: true}
-	if app.PeerToPeerAvailable {
-		c.p2p.Hide()
-		c.p2pNote.Hide()
-	}
 	c.help = wrapped("")
 	c.problem = wrapped("")
 	c.problem.Importance = widget.WarningImportance
@@ -103,7 +90,6 @@ func newFederationChoice(d *Desktop, problemHint string) *federationChoice {
 		emailNote, c.files)
 	c.content = container.NewVBox(
 		c.mode,
-		container.NewBorder(nil, nil, c.p2p, nil, c.p2pNote),
 		c.help, c.problem, c.internet)
 	c.mode.SetSelected(fedChoiceOff)
 	return c
@@ -256,9 +242,6 @@ func (c *federationChoice) check() error {
 			return errors.New("the email: " + err.Error())
 		}
 	case app.FederationPeerToPeer:
-		if !app.PeerToPeerAvailable {
-			return app.ErrPeerToPeerNotYet
-		}
 		own, err := c.ownP2PName()
 		if err != nil {
 			return err
@@ -279,15 +262,6 @@ func (c *federationChoice) check() error {
 		}
 	}
 	return nil
-}
-
-// changed tells whether the choice differs from what palpo.toml says.
-func (c *federationChoice) changed() bool {
-	cur, s := c.d.app.FederationSettings(), c.settings()
-	if s.Mode != cur.Mode {
-		return true
-	}
-	return needsDomain(s) && (s.Domain != cur.Domain || s.Email != cur.Email)
 }
 
 // needsDomain tells whether a choice connects over the internet with a
@@ -387,24 +361,15 @@ func newFederationLive(d *Desktop) *federationLive {
 	return l
 }
 
-// showCertificate shows the certificate line (hidden when there is none).
-func (l *federationLive) showCertificate() {
-	text, imp := certificateText(l.d.certificateStatus(), time.Now())
-	l.cert.SetText(text)
-	l.cert.Importance = imp
-	l.cert.Refresh()
-	if text == "" {
-		l.cert.Hide()
-	} else {
-		l.cert.Show()
-	}
+// showCertificate shows the certificate line for st (hidden when there is
+// none).
+func (l *federationLive) showCertificate(st app.CertificateStatus) {
+	text, imp := certificateText(st, time.Now())
+	showText(l.cert, text, imp)
 }
 
 func (l *federationLive) say(text string, imp widget.Importance) {
-	l.outcome.SetText(text)
-	l.outcome.Importance = imp
-	l.outcome.Refresh()
-	l.outcome.Show()
+	showText(l.outcome, text, imp)
 }
 
 // run saves s and, with the server running, restarts it and checks. done
@@ -556,7 +521,7 @@ func (l *federationLive) certificateAndCheck(finish func()) {
 	}
 	var st app.CertificateStatus
 	l.d.async(func() error {
-		st = waitForCertificate(l.d.certificateStatus, wait, l.d.stopCh)
+		st = waitForCertificate(l.d.certStatus, wait, l.d.stopCh)
 		return nil
 	}, func(error) {
 		switch {
@@ -565,14 +530,14 @@ func (l *federationLive) certificateAndCheck(finish func()) {
 		default:
 			l.steps.set(2, stepFailed)
 		}
-		l.showCertificate()
+		l.showCertificate(st)
 		l.steps.set(3, stepRunning)
 		var res []selfcheck.Result
 		l.d.async(func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), federationCheckTimeout)
 			defer cancel()
 			var err error
-			res, err = l.d.runFederationCheck(ctx)
+			res, err = l.d.checkFederation(ctx)
 			return err
 		}, func(err error) {
 			if err != nil {
@@ -587,7 +552,7 @@ func (l *federationLive) certificateAndCheck(finish func()) {
 				l.results.SetText(federationCheckText(res))
 			}
 			l.results.Show()
-			l.showCertificate()
+			l.showCertificate(l.d.certStatus())
 			l.d.status.loadStats()
 			finish()
 		})

@@ -65,10 +65,7 @@ func newPeerPanel(d *Desktop) *peerPanel {
 
 // say shows how adding went.
 func (p *peerPanel) say(text string, imp widget.Importance) {
-	p.result.SetText(text)
-	p.result.Importance = imp
-	p.result.Refresh()
-	p.result.Show()
+	showText(p.result, text, imp)
 }
 
 // addPeer checks the address, saves it and connects, off the event loop.

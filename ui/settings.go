@@ -248,7 +248,7 @@ func (s *settingsTab) loadFederation() {
 	}
 	fs := s.d.app.FederationSettings()
 	s.fedChoice.set(fs)
-	s.fedLive.showCertificate()
+	s.fedLive.showCertificate(s.d.certStatus())
 	if fs.Mode == app.FederationPeerToPeer {
 		s.peers.content.Show()
 	} else {
@@ -266,17 +266,18 @@ func (s *settingsTab) applyFederation() {
 		s.fedErr.Show()
 		return
 	}
-	if !s.fedChoice.changed() && s.fedChoice.settings().Mode == app.FederationOff {
+	choice := s.fedChoice.settings()
+	if choice.Mode == app.FederationOff && sameFederation(s.d.app.FederationSettings(), choice) {
 		s.fedErr.SetText("Nothing to save: connections to other servers are already off.")
 		s.fedErr.Show()
 		return
 	}
 	s.fedSave.Disable()
-	s.fedLive.run(s.fedChoice.settings(), func() {
+	s.fedLive.run(choice, func() {
 		s.fedSave.Enable()
 		s.loadFederation()
 	})
-	if s.fedChoice.settings().Mode != app.FederationPeerToPeer {
+	if choice.Mode != app.FederationPeerToPeer {
 		s.peers.content.Hide()
 	}
 }

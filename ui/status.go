@@ -229,7 +229,7 @@ func (t *statusTab) loadStats() {
 	t.d.async(func() error {
 		stats, statsErr = t.d.app.Stats(context.Background())
 		fed, fedErr = t.d.app.FederationStatus(context.Background())
-		cert = t.d.certificateStatus()
+		cert = t.d.certStatus()
 		last, _ = t.d.app.LastBackup()
 		return nil
 	}, func(error) {
@@ -258,16 +258,12 @@ func (t *statusTab) loadStats() {
 // renewal, or its trouble; hidden while federation is off.
 func (t *statusTab) showCertificate(cert app.CertificateStatus) {
 	text, imp := certificateText(cert, time.Now())
+	showText(t.cert, text, imp)
 	if text == "" {
 		t.certLabel.Hide()
-		t.cert.Hide()
-		return
+	} else {
+		t.certLabel.Show()
 	}
-	t.cert.SetText(text)
-	t.cert.Importance = imp
-	t.cert.Refresh()
-	t.certLabel.Show()
-	t.cert.Show()
 }
 
 func setEnabled(b *widget.Button, on bool) {
