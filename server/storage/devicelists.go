@@ -28,8 +28,12 @@ type DeviceAnnouncement struct {
 // digest of what an update would carry) with the ones last announced, and
 // returns one announcement per difference, each with the next stream ID of
 // the user's sequence; the comparison and the allocation are one
-// transaction, so concurrent calls never announce a change twice.
-func (db *DB) AnnounceDevices(ctx context.Context, userID id.UserID, current map[id.DeviceID]string) ([]DeviceAnnouncement, error) {
+// transaction, so concurrent calls never announce a change twice. The
+// EDUs that edus makes of the announcements are queued in the same
+// transaction, so a crash cannot record an announcement that is never
+// sent (other servers would see only a gap at the next change).
+func (db *DB) AnnounceDevices(ctx context.Context, userID id.UserID, current map[id.DeviceID]string,
+	edus func([]DeviceAnnouncement) ([]QueuedEDU, error)) ([]DeviceAnnouncement, error) {
 	var out []DeviceAnnouncement
 	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
@@ -89,7 +93,11 @@ ON CONFLICT (user_id, device_id) DO UPDATE SET digest = excluded.digest`, userID
 ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id`, userID, stream); err != nil {
 			return fmt.Errorf("device list stream of %s: %w", userID, err)
 		}
-		return nil
+		queued, err := edus(out)
+		if err != nil {
+			return err
+		}
+		return queueFedEDUsTx(ctx, tx, queued)
 	})
 	return out, err
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"maunium.net/go/mautrix/id"
 )
 
 // TestLeanEventWritesMigration: a database written before the migration
@@ -156,5 +158,30 @@ func TestTokenCacheFollowsWrites(t *testing.T) {
 	}
 	if !lookup().Locked {
 		t.Fatal("a lookup after locking the account still says unlocked")
+	}
+}
+
+// TestAnnounceDevicesQueuesInItsTransaction: the EDUs made of device
+// announcements are queued with them, and a failure to make them records
+// nothing (the change is announced at the next try).
+func TestAnnounceDevicesQueuesInItsTransaction(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTemp(t)
+	fail := errors.New("no destinations")
+	_, err := db.AnnounceDevices(ctx, "@alice:x", map[id.DeviceID]string{"PHONE": "d1"}, func([]DeviceAnnouncement) ([]QueuedEDU, error) {
+		return nil, fail
+	})
+	if !errors.Is(err, fail) {
+		t.Fatalf("error %v, want the EDU builder's", err)
+	}
+	got, err := db.AnnounceDevices(ctx, "@alice:x", map[id.DeviceID]string{"PHONE": "d1"}, func(a []DeviceAnnouncement) ([]QueuedEDU, error) {
+		return []QueuedEDU{{Destination: "other.test", Type: "m.device_list_update", Content: []byte(`{}`)}}, nil
+	})
+	if err != nil || len(got) != 1 || got[0].DeviceID != "PHONE" || got[0].StreamID != 1 {
+		t.Fatalf("announcements %+v, %v: the failed attempt must have recorded nothing", got, err)
+	}
+	work, err := db.FederationDestinationsWithWork(ctx)
+	if err != nil || len(work) != 1 || work[0] != "other.test" {
+		t.Fatalf("destinations with work %v, %v; want the EDU queued", work, err)
 	}
 }

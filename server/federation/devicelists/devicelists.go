@@ -55,6 +55,9 @@ type Client interface {
 // Queuer queues EDUs for other servers, persisted (the outbound sender).
 type Queuer interface {
 	QueueEDU(ctx context.Context, destinations []string, eduType string, content any) error
+	// Queued sends what was queued for destinations in another
+	// transaction that has committed.
+	Queued(destinations ...string)
 }
 
 // Service is the device-list side of federation.
@@ -170,31 +173,43 @@ func (s *Service) announceDevices(ctx context.Context, user id.UserID) error {
 		sum := sha256.Sum256(append(append([]byte(name), 0), keys...))
 		current[d] = hex.EncodeToString(sum[:])
 	}
-	announced, err := s.db.AnnounceDevices(ctx, user, current)
+	// The EDUs are queued in the transaction that records the
+	// announcements, so none is recorded and then lost. (The servers are
+	// looked up only when something changed, the rare case.)
+	var dests []string
+	announced, err := s.db.AnnounceDevices(ctx, user, current, func(announced []storage.DeviceAnnouncement) ([]storage.QueuedEDU, error) {
+		var err error
+		if dests, err = s.destinations(ctx, user); err != nil {
+			return nil, err
+		}
+		var rows []storage.QueuedEDU
+		for _, a := range announced {
+			content := map[string]any{"user_id": user, "device_id": a.DeviceID, "stream_id": a.StreamID, "deleted": a.Deleted}
+			if a.PrevID > 0 {
+				content["prev_id"] = []int64{a.PrevID}
+			} else {
+				content["prev_id"] = []int64{}
+			}
+			if d, ok := devices[a.DeviceID]; ok && !a.Deleted {
+				content["keys"] = d.keys
+				if d.name != "" {
+					content["device_display_name"] = d.name
+				}
+			}
+			raw, err := json.Marshal(content)
+			if err != nil {
+				return nil, fmt.Errorf("encode %s: %w", EDUDeviceListUpdate, err)
+			}
+			for _, dest := range dests {
+				rows = append(rows, storage.QueuedEDU{Destination: dest, Type: EDUDeviceListUpdate, Content: raw})
+			}
+		}
+		return rows, nil
+	})
 	if err != nil || len(announced) == 0 {
 		return err
 	}
-	dests, err := s.destinations(ctx, user)
-	if err != nil || len(dests) == 0 {
-		return err
-	}
-	for _, a := range announced {
-		content := map[string]any{"user_id": user, "device_id": a.DeviceID, "stream_id": a.StreamID, "deleted": a.Deleted}
-		if a.PrevID > 0 {
-			content["prev_id"] = []int64{a.PrevID}
-		} else {
-			content["prev_id"] = []int64{}
-		}
-		if d, ok := devices[a.DeviceID]; ok && !a.Deleted {
-			content["keys"] = d.keys
-			if d.name != "" {
-				content["device_display_name"] = d.name
-			}
-		}
-		if err := s.sender.QueueEDU(ctx, dests, EDUDeviceListUpdate, content); err != nil {
-			return err
-		}
-	}
+	s.sender.Queued(dests...)
 	return nil
 }
 
