@@ -194,6 +194,10 @@ type deviceAuthorizationResponse struct {
 
 // deviceAuthorization serves the device authorization endpoint.
 func (h *Handlers) deviceAuthorization(w http.ResponseWriter, r *http.Request) error {
+	// Each call stores a grant, and needs no account.
+	if err := h.svc.accounts.CheckDeviceAuthorizationRate(httpapi.ClientIP(r)); err != nil {
+		return err
+	}
 	if err := readForm(r); err != nil {
 		return err
 	}

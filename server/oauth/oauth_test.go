@@ -160,6 +160,23 @@ func TestClientRegistrationRateLimited(t *testing.T) {
 	}
 }
 
+// TestDeviceAuthorizationRateLimited: each device authorization stores a
+// grant and needs no account, so an address may start only so many.
+func TestDeviceAuthorizationRateLimited(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.RateLimits.RegisterPerAddress = config.RateLimit{PerSecond: 0.001, Burst: 2} })
+	clientID := e.register(t, webClient())
+	form := url.Values{"client_id": {clientID}, "scope": {"urn:matrix:client:api:* urn:matrix:client:device:TVDEVICE01"}}
+	for i := range 2 {
+		if status, body := e.postForm(t, "/oauth2/device", form); status != http.StatusOK {
+			t.Fatalf("device authorization %d: %d %v", i+1, status, body)
+		}
+	}
+	status, body := e.postForm(t, "/oauth2/device", form)
+	if status != http.StatusTooManyRequests {
+		t.Fatalf("third device authorization: %d %v", status, body)
+	}
+}
+
 // TestAuthorizeRefusals: an unknown client or redirect URI gets an error
 // page and no redirect; other faults go back to the client with error and
 // state.
