@@ -430,9 +430,7 @@ func (h *Handlers) endSession(w http.ResponseWriter, r *http.Request) error {
 	if done {
 		return err
 	}
-	err = h.svc.EndSession(r.Context(), userID, id.DeviceID(r.PostForm.Get("device_id")))
-	var fe *FormError
-	if err != nil && !errors.As(err, &fe) {
+	if err := h.svc.EndSession(r.Context(), userID, id.DeviceID(r.PostForm.Get("device_id"))); err != nil {
 		return err
 	}
 	return seeOther(w, r, PathAccount+"?ended=1")
