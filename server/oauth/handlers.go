@@ -51,9 +51,12 @@ func Register(rt *httpapi.Router, svc *Service, publicBaseURL, serverName string
 }
 
 // base is the issuer and the endpoints' base URL for a request.
-func (h *Handlers) base(r *http.Request) string {
-	if h.publicBase != "" {
-		return h.publicBase
+func (h *Handlers) base(r *http.Request) string { return baseURL(h.publicBase, r) }
+
+// baseURL is publicBase when set, else the URL r came to.
+func baseURL(publicBase string, r *http.Request) string {
+	if publicBase != "" {
+		return publicBase
 	}
 	scheme := "http"
 	if r.TLS != nil {

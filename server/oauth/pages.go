@@ -83,7 +83,13 @@ func (h *Handlers) render(w http.ResponseWriter, r *http.Request, status int, na
 	return nil
 }
 
-func (h *Handlers) secure(r *http.Request) bool { return strings.HasPrefix(h.base(r), "https://") }
+func (h *Handlers) secure(r *http.Request) bool { return secureCookies(h.publicBase, r) }
+
+// secureCookies is whether cookies set in answer to r are Secure: when the
+// pages' base URL is https (a TLS proxy in front, or TLS here).
+func secureCookies(publicBase string, r *http.Request) bool {
+	return strings.HasPrefix(baseURL(publicBase, r), "https://")
+}
 
 func (h *Handlers) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge,
@@ -320,7 +326,7 @@ func (h *Handlers) signUpPage(w http.ResponseWriter, r *http.Request) error {
 	d := h.signUpData(safeNext(q.Get("next")))
 	if code := q.Get("token"); code != "" {
 		d.InviteCode = code
-		RememberInvite(w, r, code)
+		RememberInvite(w, r, h.publicBase, code)
 	} else if c, err := r.Cookie(InviteCookie); err == nil && plausibleInvite(c.Value) {
 		d.InviteCode = c.Value
 	}
@@ -333,12 +339,14 @@ const InviteCookie = "palpo_invite"
 // RememberInvite keeps an invite code in the browser that opened an invite
 // link, for the sign-up page to fill in. It is no secret from the person
 // who was given it; it stays HttpOnly so no page script reads it.
-func RememberInvite(w http.ResponseWriter, r *http.Request, code string) {
+// publicBase is public_baseurl ("" when not set): it is Secure by the
+// same rule as the pages' own cookies.
+func RememberInvite(w http.ResponseWriter, r *http.Request, publicBase, code string) {
 	if !plausibleInvite(code) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: InviteCookie, Value: code, Path: "/", MaxAge: 24 * 60 * 60,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secureCookies(publicBase, r)})
 }
 
 // plausibleInvite accepts what a registration token may be: at most 64
