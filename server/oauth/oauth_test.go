@@ -146,6 +146,15 @@ func TestClientRegistration(t *testing.T) {
 		status, body := e.postJSON(t, "/oauth2/register", c.meta)
 		expectOAuthError(t, c.name, status, body, http.StatusBadRequest, c.want)
 	}
+	// Bodies that are not JSON at all.
+	for name, raw := range map[string]string{"empty body": "", "bad UTF-8": "{\"client_name\":\"\xff\"}", "not JSON": "{"} {
+		resp, err := http.Post(e.URL+"/oauth2/register", "application/json", strings.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, body := decode(t, resp)
+		expectOAuthError(t, name, status, body, http.StatusBadRequest, "invalid_client_metadata")
+	}
 }
 
 // TestClientRegistrationRateLimited: registering needs no account, so an

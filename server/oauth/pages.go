@@ -219,8 +219,9 @@ func (h *Handlers) authorizeFailed(w http.ResponseWriter, r *http.Request, err e
 
 func (h *Handlers) consent(w http.ResponseWriter, r *http.Request, a *Authorization, userID id.UserID, here string) error {
 	var fields []hidden
+	values := a.Request.Values()
 	for _, name := range authParams {
-		if v := a.Request.Values().Get(name); v != "" {
+		if v := values.Get(name); v != "" {
 			fields = append(fields, hidden{name, v})
 		}
 	}
