@@ -181,7 +181,6 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		Search:        search.New(db, s.rooms, s.sync, log),
 		Support:       cfg.Support,
 		Notices:       notes,
-		OAuth:         cfg.OAuth.Enabled,
 		ApprovalURL:   approvalURL,
 		RemoteProfile: func(ctx context.Context, user id.UserID) (map[string]json.RawMessage, error) {
 			return s.fed.QueryProfile(ctx, user)

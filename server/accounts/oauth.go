@@ -108,6 +108,17 @@ func (s *Service) CheckClientRegistrationRate(ip string) error {
 	return nil
 }
 
+// CheckDeviceAuthorizationRate spends one OAuth device authorization of
+// an address: starting one needs no account and stores a grant, so it is
+// limited like client registration, in a bucket of its own so a TV asking
+// for a code does not use up the address's registrations.
+func (s *Service) CheckDeviceAuthorizationRate(ip string) error {
+	if ok, wait := s.limiters.registerAddr.take("oauth_device|"+ip, s.Now()); !ok {
+		return limitExceeded(wait)
+	}
+	return nil
+}
+
 // RecordSpentRefreshToken remembers an OAuth session's refresh token as
 // exchanged, so that a copy used after its successor can be recognised.
 func (s *Service) RecordSpentRefreshToken(ctx context.Context, refreshToken string, userID id.UserID, deviceID id.DeviceID) error {

@@ -61,12 +61,11 @@ type Deps struct {
 	// Notices owns the server notices rooms (nil: none), which their
 	// users may not reject.
 	Notices *notices.Service
-	// OAuth is whether the OAuth 2.0 server (package oauth) runs: /versions
-	// then advertises v1.15, and invite pages link to its sign-up page.
-	OAuth bool
 	// ApprovalURL is the OAuth account page URL for an account management
 	// action, as the client that made r should open it (nil with OAuth
 	// off): where an OAuth session's person approves a cross-signing reset.
+	// Set exactly when the OAuth 2.0 server (package oauth) runs: /versions
+	// then advertises v1.15, and invite pages link to its sign-up page.
 	ApprovalURL func(r *http.Request, action string) string
 	// RemoteProfile asks another server for its user's profile (nil while
 	// federation is off).

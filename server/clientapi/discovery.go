@@ -54,7 +54,7 @@ type versionsResponse struct {
 
 func (a *API) versions(w http.ResponseWriter, r *http.Request) error {
 	versions := SupportedVersions
-	if a.deps.OAuth {
+	if a.deps.ApprovalURL != nil { // the OAuth server runs
 		versions = append(slices.Clone(versions), oauthVersions...)
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, versionsResponse{
@@ -196,11 +196,11 @@ func (a *API) invitePage(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	signUp := ""
-	if a.deps.OAuth {
+	if a.deps.ApprovalURL != nil { // the OAuth server runs
 		// The OAuth sign-up page, with the code filled in; the browser
 		// remembers the code for the sign-up page Element X opens later.
-		signUp = "/account/register?" + url.Values{"token": {code}}.Encode()
-		oauth.RememberInvite(w, r, code)
+		signUp = oauth.PathSignUp + "?" + url.Values{"token": {code}}.Encode()
+		oauth.RememberInvite(w, r, a.deps.PublicBaseURL, code)
 	}
 	w.WriteHeader(http.StatusOK)
 	_ = inviteTemplate.Execute(w, struct{ ServerName, BaseURL, Code, SignUpURL string }{a.deps.ServerName, base, code, signUp})

@@ -10,6 +10,7 @@ import (
 	"github.com/palpo-im/palpo-desktop/server/accounts"
 	"github.com/palpo-im/palpo-desktop/server/e2ee"
 	"github.com/palpo-im/palpo-desktop/server/httpapi"
+	"github.com/palpo-im/palpo-desktop/server/oauth"
 	"github.com/palpo-im/palpo-desktop/server/syncer"
 )
 
@@ -110,7 +111,7 @@ func (a *API) uploadCrossSigningKeys(w http.ResponseWriter, r *http.Request, c *
 		return err
 	}
 	if c.OAuth && a.deps.ApprovalURL != nil {
-		req.OAuthApprovalURL = a.deps.ApprovalURL(r, "org.matrix.cross_signing_reset")
+		req.OAuthApprovalURL = a.deps.ApprovalURL(r, oauth.ActionCrossSigningReset)
 	}
 	if err := a.deps.E2EE.UploadCrossSigningKeys(r.Context(), c, &req, httpapi.ClientIP(r)); err != nil {
 		return err

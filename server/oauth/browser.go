@@ -198,15 +198,9 @@ func (s *Service) Sessions(ctx context.Context, userID id.UserID) ([]Session, er
 	return out, nil
 }
 
-// EndSession signs one of the user's devices out.
+// EndSession signs one of the user's devices out; one already gone is
+// no error (the page shows the list as it now is).
 func (s *Service) EndSession(ctx context.Context, userID id.UserID, deviceID id.DeviceID) error {
-	if _, err := s.accounts.Device(ctx, userID, deviceID); err != nil {
-		var re mautrix.RespError
-		if errors.As(err, &re) {
-			return &FormError{Message: "That session no longer exists."}
-		}
-		return err
-	}
 	if err := s.accounts.DeleteDevices(ctx, userID, []id.DeviceID{deviceID}); err != nil {
 		return err
 	}

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"maunium.net/go/mautrix"
+
+	"github.com/palpo-im/palpo-desktop/server/httpapi"
 	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
@@ -64,8 +67,15 @@ const (
 // invalid_redirect_uri or invalid_client_metadata.
 func (s *Service) RegisterClient(ctx context.Context, body []byte) (*Client, error) {
 	var c Client
-	if err := json.Unmarshal(body, &c); err != nil {
-		return nil, oauthError(errInvalidClientMetadata, "The body must be a JSON object of client metadata: "+jsonProblem(err))
+	if err := httpapi.DecodeJSON(body, &c); err != nil {
+		// DecodeJSON answers in Matrix's terms (M_NOT_JSON, M_BAD_JSON
+		// naming the field); RFC 7591 section 3.2.2 has one error for all.
+		msg := "not valid JSON"
+		var re mautrix.RespError
+		if errors.As(err, &re) {
+			msg = re.Err
+		}
+		return nil, oauthError(errInvalidClientMetadata, "The body must be a JSON object of client metadata: "+msg)
 	}
 	if err := checkClient(&c); err != nil {
 		return nil, err
@@ -81,14 +91,6 @@ func (s *Service) RegisterClient(ctx context.Context, body []byte) (*Client, err
 	}
 	s.log.Info("oauth client registered", "client", c.ClientID, "client_uri", c.ClientURI)
 	return &c, nil
-}
-
-func jsonProblem(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		return te.Field + " has the wrong type"
-	}
-	return "not valid JSON"
 }
 
 // Client returns a registered client, or nil when there is none by that ID.

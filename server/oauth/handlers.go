@@ -51,9 +51,12 @@ func Register(rt *httpapi.Router, svc *Service, publicBaseURL, serverName string
 }
 
 // base is the issuer and the endpoints' base URL for a request.
-func (h *Handlers) base(r *http.Request) string {
-	if h.publicBase != "" {
-		return h.publicBase
+func (h *Handlers) base(r *http.Request) string { return baseURL(h.publicBase, r) }
+
+// baseURL is publicBase when set, else the URL r came to.
+func baseURL(publicBase string, r *http.Request) string {
+	if publicBase != "" {
+		return publicBase
 	}
 	scheme := "http"
 	if r.TLS != nil {
@@ -194,6 +197,10 @@ type deviceAuthorizationResponse struct {
 
 // deviceAuthorization serves the device authorization endpoint.
 func (h *Handlers) deviceAuthorization(w http.ResponseWriter, r *http.Request) error {
+	// Each call stores a grant, and needs no account.
+	if err := h.svc.accounts.CheckDeviceAuthorizationRate(httpapi.ClientIP(r)); err != nil {
+		return err
+	}
 	if err := readForm(r); err != nil {
 		return err
 	}

@@ -146,6 +146,15 @@ func TestClientRegistration(t *testing.T) {
 		status, body := e.postJSON(t, "/oauth2/register", c.meta)
 		expectOAuthError(t, c.name, status, body, http.StatusBadRequest, c.want)
 	}
+	// Bodies that are not JSON at all.
+	for name, raw := range map[string]string{"empty body": "", "bad UTF-8": "{\"client_name\":\"\xff\"}", "not JSON": "{"} {
+		resp, err := http.Post(e.URL+"/oauth2/register", "application/json", strings.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, body := decode(t, resp)
+		expectOAuthError(t, name, status, body, http.StatusBadRequest, "invalid_client_metadata")
+	}
 }
 
 // TestClientRegistrationRateLimited: registering needs no account, so an
@@ -157,6 +166,23 @@ func TestClientRegistrationRateLimited(t *testing.T) {
 	status, body := e.postJSON(t, "/oauth2/register", webClient())
 	if status != http.StatusTooManyRequests {
 		t.Fatalf("third registration: %d %v", status, body)
+	}
+}
+
+// TestDeviceAuthorizationRateLimited: each device authorization stores a
+// grant and needs no account, so an address may start only so many.
+func TestDeviceAuthorizationRateLimited(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.RateLimits.RegisterPerAddress = config.RateLimit{PerSecond: 0.001, Burst: 2} })
+	clientID := e.register(t, webClient())
+	form := url.Values{"client_id": {clientID}, "scope": {"urn:matrix:client:api:* urn:matrix:client:device:TVDEVICE01"}}
+	for i := range 2 {
+		if status, body := e.postForm(t, "/oauth2/device", form); status != http.StatusOK {
+			t.Fatalf("device authorization %d: %d %v", i+1, status, body)
+		}
+	}
+	status, body := e.postForm(t, "/oauth2/device", form)
+	if status != http.StatusTooManyRequests {
+		t.Fatalf("third device authorization: %d %v", status, body)
 	}
 }
 

@@ -83,7 +83,13 @@ func (h *Handlers) render(w http.ResponseWriter, r *http.Request, status int, na
 	return nil
 }
 
-func (h *Handlers) secure(r *http.Request) bool { return strings.HasPrefix(h.base(r), "https://") }
+func (h *Handlers) secure(r *http.Request) bool { return secureCookies(h.publicBase, r) }
+
+// secureCookies is whether cookies set in answer to r are Secure: when the
+// pages' base URL is https (a TLS proxy in front, or TLS here).
+func secureCookies(publicBase string, r *http.Request) bool {
+	return strings.HasPrefix(baseURL(publicBase, r), "https://")
+}
 
 func (h *Handlers) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge,
@@ -213,8 +219,9 @@ func (h *Handlers) authorizeFailed(w http.ResponseWriter, r *http.Request, err e
 
 func (h *Handlers) consent(w http.ResponseWriter, r *http.Request, a *Authorization, userID id.UserID, here string) error {
 	var fields []hidden
+	values := a.Request.Values()
 	for _, name := range authParams {
-		if v := a.Request.Values().Get(name); v != "" {
+		if v := values.Get(name); v != "" {
 			fields = append(fields, hidden{name, v})
 		}
 	}
@@ -320,7 +327,7 @@ func (h *Handlers) signUpPage(w http.ResponseWriter, r *http.Request) error {
 	d := h.signUpData(safeNext(q.Get("next")))
 	if code := q.Get("token"); code != "" {
 		d.InviteCode = code
-		RememberInvite(w, r, code)
+		RememberInvite(w, r, h.publicBase, code)
 	} else if c, err := r.Cookie(InviteCookie); err == nil && plausibleInvite(c.Value) {
 		d.InviteCode = c.Value
 	}
@@ -333,12 +340,14 @@ const InviteCookie = "palpo_invite"
 // RememberInvite keeps an invite code in the browser that opened an invite
 // link, for the sign-up page to fill in. It is no secret from the person
 // who was given it; it stays HttpOnly so no page script reads it.
-func RememberInvite(w http.ResponseWriter, r *http.Request, code string) {
+// publicBase is public_baseurl ("" when not set): it is Secure by the
+// same rule as the pages' own cookies.
+func RememberInvite(w http.ResponseWriter, r *http.Request, publicBase, code string) {
 	if !plausibleInvite(code) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: InviteCookie, Value: code, Path: "/", MaxAge: 24 * 60 * 60,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secureCookies(publicBase, r)})
 }
 
 // plausibleInvite accepts what a registration token may be: at most 64
@@ -430,9 +439,7 @@ func (h *Handlers) endSession(w http.ResponseWriter, r *http.Request) error {
 	if done {
 		return err
 	}
-	err = h.svc.EndSession(r.Context(), userID, id.DeviceID(r.PostForm.Get("device_id")))
-	var fe *FormError
-	if err != nil && !errors.As(err, &fe) {
+	if err := h.svc.EndSession(r.Context(), userID, id.DeviceID(r.PostForm.Get("device_id"))); err != nil {
 		return err
 	}
 	return seeOther(w, r, PathAccount+"?ended=1")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -92,11 +93,20 @@ func TestPersistOneBatchFailure(t *testing.T) {
 // may write through db.writer directly, outside the few places that say
 // why they need not (or run before anything is cached).
 func TestWritesInvalidateTokenCache(t *testing.T) {
+	// Every mention of db.writer counts (a method call, or the connection
+	// handed to a helper such as updateOne), so a write cannot slip past by
+	// passing the writer along.
 	allowed := map[string]int{
-		"storage.go": 7, // open, WriteTx's begin, writes(), Ping, Close
-		"migrate.go": 1, // before the server serves
+		// Close (nil check, checkpoint, close), writeTx's begin, the three
+		// methods of writes(), Ping, and the comment on writes().
+		"storage.go": 9,
+		// SchemaVersion and the version bump: migrations, run before the
+		// server serves.
+		"migrate.go": 2,
 		"devices.go": 1, // TouchDevice: a last-seen time, read by no lookup
+		// oauth.go's non-invalidating writes use writeTx, not db.writer.
 	}
+	writer := regexp.MustCompile(`db\.writer\b`)
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +119,7 @@ func TestWritesInvalidateTokenCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := strings.Count(string(src), "db.writer."); n > allowed[f] {
+		if n := len(writer.FindAllIndex(src, -1)); n > allowed[f] {
 			t.Errorf("%s uses db.writer directly %d times (allowed %d): write through WriteTx, exec or writes() so the token cache is invalidated", f, n, allowed[f])
 		}
 	}

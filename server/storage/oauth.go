@@ -13,6 +13,14 @@ import (
 // clients, authorization codes, device grants, which client each OAuth
 // device signed in through, and the sign-in pages' browser sessions. The
 // sessions themselves are devices and tokens (tokens.go).
+//
+// A token lookup (LookupAccessToken) reads access_tokens, users and
+// whether oauth_sessions has a row for the device; nothing else here. So
+// the writes in this file to clients, codes, device grants, browser
+// sessions and spent refresh tokens go through writeTx and leave the token
+// cache (tokencache.go) alone: every sign-in would otherwise drop every
+// cached lookup. Writes that add or remove oauth_sessions rows, tokens or
+// devices (tokens.go, devices.go) keep invalidating.
 
 // OAuthSession is what an OAuth sign-in records beside its device.
 type OAuthSession struct {
@@ -35,10 +43,12 @@ const (
 
 // InsertOAuthClient stores a registered client's metadata (JSON).
 func (db *DB) InsertOAuthClient(ctx context.Context, clientID string, metadata []byte, nowTS int64) error {
-	if _, err := db.exec(ctx, insertOAuthClient, clientID, string(metadata), nowTS); err != nil {
-		return fmt.Errorf("insert oauth client: %w", err)
-	}
-	return nil
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, insertOAuthClient, clientID, string(metadata), nowTS); err != nil {
+			return fmt.Errorf("insert oauth client: %w", err)
+		}
+		return nil
+	})
 }
 
 // OAuthClient returns a registered client's metadata, or ErrNotFound.
@@ -81,7 +91,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 
 // InsertOAuthCode stores a new authorization code, and sweeps old ones.
 func (db *DB) InsertOAuthCode(ctx context.Context, c *OAuthCode) error {
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, sweepOAuthCodes, c.CreatedTS-oauthCodeKeepFor); err != nil {
 			return fmt.Errorf("sweep oauth codes: %w", err)
 		}
@@ -97,7 +107,7 @@ func (db *DB) InsertOAuthCode(ctx context.Context, c *OAuthCode) error {
 // that as a replay. ErrNotFound for unknown codes.
 func (db *DB) ConsumeOAuthCode(ctx context.Context, hash []byte, nowTS int64) (*OAuthCode, error) {
 	c := &OAuthCode{Hash: hash}
-	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, selectOAuthCode, hash).Scan(&c.ClientID, &c.UserID, &c.DeviceID, &c.RedirectURI, &c.Scope, &c.CodeChallenge, &c.CreatedTS, &c.ExpiresTS, &c.Used)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
@@ -248,7 +258,7 @@ func scanOAuthDeviceGrant(s scanner) (*OAuthDeviceGrant, error) {
 // InsertOAuthDeviceGrant stores a new device grant, and sweeps those
 // expired a day ago. A user code already in use is ErrTokenExists.
 func (db *DB) InsertOAuthDeviceGrant(ctx context.Context, g *OAuthDeviceGrant) error {
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, sweepOAuthDeviceGrants, g.CreatedTS-oauthCodeKeepFor); err != nil {
 			return fmt.Errorf("sweep device grants: %w", err)
 		}
@@ -283,7 +293,10 @@ func (db *DB) DecideOAuthDeviceGrant(ctx context.Context, userCode string, userI
 	if approve {
 		state = OAuthDeviceApproved
 	}
-	return updateOne(ctx, db.writer, "decide device grant", decideOAuthDeviceGrant, userCode, state, userID, nowTS)
+	// A grant's state is read by no token lookup: no invalidation.
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		return updateOne(ctx, tx, "decide device grant", decideOAuthDeviceGrant, userCode, state, userID, nowTS)
+	})
 }
 
 // PollOAuthDeviceGrant records a poll of a device grant and returns the
@@ -291,7 +304,7 @@ func (db *DB) DecideOAuthDeviceGrant(ctx context.Context, userCode string, userI
 // poll that sees it (its state becomes done), so tokens are issued once.
 func (db *DB) PollOAuthDeviceGrant(ctx context.Context, deviceCodeHash []byte, nowTS int64) (*OAuthDeviceGrant, error) {
 	var g *OAuthDeviceGrant
-	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		g, err = scanOAuthDeviceGrant(tx.QueryRowContext(ctx, selectOAuthDeviceByCode, deviceCodeHash))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -326,7 +339,7 @@ const (
 // InsertBrowserSession records a browser signed in to the account pages,
 // and sweeps expired ones.
 func (db *DB) InsertBrowserSession(ctx context.Context, hash []byte, userID id.UserID, nowTS, expiresTS int64) error {
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, sweepBrowserSessions, nowTS); err != nil {
 			return fmt.Errorf("sweep browser sessions: %w", err)
 		}
@@ -353,18 +366,22 @@ func (db *DB) BrowserSessionUser(ctx context.Context, hash []byte, nowTS int64) 
 
 // DeleteBrowserSession signs a browser out of the account pages.
 func (db *DB) DeleteBrowserSession(ctx context.Context, hash []byte) error {
-	if _, err := db.exec(ctx, deleteBrowserSession, hash); err != nil {
-		return fmt.Errorf("delete browser session: %w", err)
-	}
-	return nil
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, deleteBrowserSession, hash); err != nil {
+			return fmt.Errorf("delete browser session: %w", err)
+		}
+		return nil
+	})
 }
 
 // DeleteBrowserSessions signs every browser of a user out.
 func (db *DB) DeleteBrowserSessions(ctx context.Context, userID id.UserID) error {
-	if _, err := db.exec(ctx, deleteBrowserSessions, userID); err != nil {
-		return fmt.Errorf("delete browser sessions of %s: %w", userID, err)
-	}
-	return nil
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, deleteBrowserSessions, userID); err != nil {
+			return fmt.Errorf("delete browser sessions of %s: %w", userID, err)
+		}
+		return nil
+	})
 }
 
 const (
@@ -380,7 +397,7 @@ ON CONFLICT (token_hash) DO NOTHING`
 // RecordSpentRefreshToken remembers that an OAuth session's refresh token
 // was exchanged, and forgets those spent long ago.
 func (db *DB) RecordSpentRefreshToken(ctx context.Context, hash []byte, userID id.UserID, deviceID id.DeviceID, nowTS int64) error {
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, sweepSpentRefreshTokens, nowTS-spentRefreshKeepFor); err != nil {
 			return fmt.Errorf("sweep spent refresh tokens: %w", err)
 		}

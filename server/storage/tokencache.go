@@ -11,8 +11,10 @@ import (
 // lookup's answer (logout, a deleted device, a locked, suspended or
 // deactivated account, a refreshed token's first use, an admin flag)
 // invalidates the whole cache before it returns. Writes go through
-// WriteTx or exec, which do; only event persistence and a device's
-// last-seen time skip it, as they change nothing a lookup reads.
+// WriteTx or exec, which do; only event persistence, a device's
+// last-seen time and the OAuth server's own rows (clients, codes, device
+// grants, browser sessions; oauth.go) skip it, as they change nothing a
+// lookup reads.
 //
 // A lookup made while an invalidating write was in flight carries the
 // generation it started in, which the write has since moved past, so it is
