@@ -609,6 +609,15 @@ func TestUnreadCounts(t *testing.T) {
 	pushSend(t, bob, roomID, pushText("reply"))
 	since, c = pushSync(t, bob, since, "", 0, roomID)
 	pushExpect(t, "after bob replies", c, 0, 0)
+	// His next reply needs no new read marker and the counts stay at zero;
+	// a message after it counts again, and his next reply clears it.
+	pushSend(t, bob, roomID, pushText("reply 2"))
+	pushSend(t, alice, roomID, pushText("three"))
+	since, c = pushSync(t, bob, since, "", 0, roomID)
+	pushExpect(t, "after three", c, 1, 0)
+	pushSend(t, bob, roomID, pushText("reply 3"))
+	since, c = pushSync(t, bob, since, "", 0, roomID)
+	pushExpect(t, "after reply 3", c, 0, 0)
 
 	// Counts survive a restart.
 	pushSend(t, alice, roomID, pushText("still there?"))
@@ -616,6 +625,11 @@ func TestUnreadCounts(t *testing.T) {
 	bob.HomeserverURL = mustParse(t, ts.URL)
 	_, c = pushSync(t, bob, "", "", 0, roomID)
 	pushExpect(t, "after restart", c, 1, 0)
+	// What the server remembered of read markers is gone with the restart;
+	// a reply still clears the count.
+	pushSend(t, bob, roomID, pushText("yes"))
+	_, c = pushSync(t, bob, "", "", 0, roomID)
+	pushExpect(t, "reply after restart", c, 0, 0)
 	_ = since
 }
 
@@ -679,6 +693,14 @@ func TestUnreadCountsFollowRules(t *testing.T) {
 	}
 	pushSend(t, alice, roomID, pushText("you can't hear me"))
 	count("ignored", 6, 3)
+	pushSend(t, alice, roomID, pushText("still nothing"))
+	count("still ignored", 6, 3)
+	// And notifies him again once he stops ignoring her.
+	if err := bob.SetAccountData(ctx, "m.ignored_user_list", map[string]any{"ignored_users": map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	pushSend(t, alice, roomID, pushText("hi"))
+	count("no longer ignored (one-to-one messages highlight, above)", 7, 4)
 }
 
 func TestUnreadCountsRoomMentionNeedsPower(t *testing.T) {

@@ -57,6 +57,9 @@ type Service struct {
 
 	// delivery sends notifications to push gateways (delivery.go).
 	delivery *delivery
+	// marks spares the read marker of a user's event when nothing they
+	// have not read came before it (readmarks.go).
+	marks readMarks
 }
 
 // New builds the push service and subscribes it to new room events. Build
@@ -69,6 +72,7 @@ func New(db *storage.DB, roomsSvc *rooms.Service, serverName string, log *slog.L
 	s.delivery = newDelivery(s)
 	roomsSvc.OnPrepare(s.prepareEvents)
 	roomsSvc.OnEvent(s.onEvents)
+	roomsSvc.OnDiscard(s.marks.discarded)
 	return s
 }
 
@@ -225,16 +229,10 @@ func (s *Service) process(ctx context.Context, ev *rooms.Event, state rooms.Stat
 	if err != nil {
 		return nil, nil, err
 	}
-	if s.isLocal(sender) {
-		// Sending an event marks what came before it read; record that only
-		// when it changes something, to spare a write per message.
-		unread, err := s.db.HasUnreadPushActions(ctx, ev.RoomID, sender, thread)
-		if err != nil {
-			return nil, nil, err
-		}
-		if unread {
-			sent = append(sent, storage.PushSent{UserID: sender, RoomID: ev.RoomID, ThreadID: thread})
-		}
+	if s.isLocal(sender) && s.marks.sent(readMarkKey{sender, ev.RoomID, thread}) {
+		// Sending an event marks what came before it read; recorded only
+		// when something may be unread, to spare a write per message.
+		sent = append(sent, storage.PushSent{UserID: sender, RoomID: ev.RoomID, ThreadID: thread})
 	}
 	members, err := s.rooms.JoinedUsers(ctx, ev.RoomID)
 	if err != nil {
@@ -290,6 +288,7 @@ func (s *Service) process(ctx context.Context, ev *rooms.Event, state rooms.Stat
 		if err != nil {
 			return nil, nil, err
 		}
+		s.marks.notified(readMarkKey{user, ev.RoomID, thread})
 		actions = append(actions, storage.PushAction{
 			UserID: user, RoomID: ev.RoomID, EventID: ev.ID, ThreadID: thread,
 			Notify: out.Notify, Highlight: out.Highlight, Actions: actJSON, TS: now,

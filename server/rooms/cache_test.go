@@ -32,3 +32,32 @@ func TestBatchSurvivesFullCache(t *testing.T) {
 		t.Fatalf("%d events still pinned after their batches", n)
 	}
 }
+
+// TestEventCacheKeepsHotEvents checks the event cache's bound and that an
+// event in use (an auth event every send reads) survives while many
+// others pass through, instead of going with a wholesale clear.
+func TestEventCacheKeepsHotEvents(t *testing.T) {
+	c := newCache()
+	c.maxEvents = 10
+	hot := &Event{ID: "$hot"}
+	c.putEvent(hot)
+	for i := range 100 {
+		c.putEvent(&Event{ID: id.EventID(fmt.Sprintf("$ev%d", i))})
+		if c.event(hot.ID, false) != hot {
+			t.Fatalf("the hot event was dropped after %d others", i+1)
+		}
+		if n := len(c.events) + len(c.old); n > c.maxEvents {
+			t.Fatalf("%d events cached, bound %d", n, c.maxEvents)
+		}
+	}
+	if c.event("$ev0", false) != nil {
+		t.Fatal("an event not used since was still cached after 100 others")
+	}
+	if c.event("$ev99", false) == nil {
+		t.Fatal("the newest event was not cached")
+	}
+	c.dropEvent("$ev99")
+	if c.event("$ev99", false) != nil {
+		t.Fatal("a dropped event was still cached")
+	}
+}

@@ -214,6 +214,9 @@ func (c *committer) finish(b *pendingBatch, err error) {
 		}
 	} else {
 		s.log.Warn("events not stored", "room", b.room, "error", err)
+		for _, l := range s.discard {
+			l(b.built)
+		}
 	}
 	s.cache.unpin(b.built, err == nil)
 	for _, ne := range b.events {

@@ -63,6 +63,8 @@ type Service struct {
 	locks  roomLocks
 	cache  *cache
 	listen []Listener
+	// discard hears of prepared events that were not stored.
+	discard []Listener
 
 	// Group commit (commit.go).
 	committer   *committer
@@ -90,6 +92,11 @@ func New(db *storage.DB, serverName string, key *federation.SigningKey, log *slo
 // OnEvent registers a listener for new events. Register listeners before
 // the server starts serving.
 func (s *Service) OnEvent(l Listener) { s.listen = append(s.listen, l) }
+
+// OnDiscard registers a listener for events that were prepared (see
+// OnPrepare) but could not be stored; it runs on the committer, so it must
+// be quick. Register before the server serves.
+func (s *Service) OnDiscard(l Listener) { s.discard = append(s.discard, l) }
 
 // roomLocks serialises event creation per room: an event's prev_events and
 // state must be computed and persisted without another event of the same

@@ -26,6 +26,11 @@ const (
 	maxCachedParams = 16
 )
 
+// preparedAlways are statements with more parameters than maxCachedParams
+// that are still always the same text (multi-row inserts of a few fixed
+// sizes), so they are worth caching.
+var preparedAlways = map[string]bool{}
+
 func newReadPool(db *sql.DB) *readPool {
 	return &readPool{DB: db, stmts: map[string]*sql.Stmt{}}
 }
@@ -99,7 +104,7 @@ func (w *writeStmts) stmt(query string) *sql.Stmt {
 	if st, ok := w.stmts[query]; ok {
 		return st
 	}
-	if len(w.stmts)+len(w.want) < maxCachedStmts && strings.Count(query, "$") <= maxCachedParams {
+	if len(w.stmts)+len(w.want) < maxCachedStmts && (strings.Count(query, "$") <= maxCachedParams || preparedAlways[query]) {
 		if w.want == nil {
 			w.want = map[string]bool{}
 		}

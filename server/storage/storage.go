@@ -26,6 +26,9 @@ type DB struct {
 	// tokens caches access-token lookups (tokencache.go); every write
 	// except event persistence invalidates it.
 	tokens tokenCache
+	// ignoreLists caches users' m.ignored_user_list, under the token
+	// cache's generation.
+	ignoreLists ignoreListCache
 }
 
 // Open opens (creating if needed) the SQLite database at path and applies
