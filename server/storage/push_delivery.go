@@ -104,42 +104,33 @@ func (db *DB) PushBadge(ctx context.Context, userID id.UserID) (int, error) {
 WHERE type = 'm.room.member' AND state_key = $1 AND membership = 'invite'`, userID).Scan(&badge); err != nil {
 		return 0, fmt.Errorf("badge of %s: %w", userID, err)
 	}
-	// The newest notification per joined room and thread; a room counts
-	// when any of its threads has one after the user's read position there.
-	rows, err := db.reader.QueryContext(ctx, `SELECT p.room_id, p.thread_id, MAX(p.stream_pos) FROM push_actions p
-JOIN current_state c ON c.room_id = p.room_id AND c.type = 'm.room.member' AND c.state_key = p.user_id AND c.membership = 'join'
-WHERE p.user_id = $1 AND p.notify = 1 GROUP BY p.room_id, p.thread_id`, userID)
+	// A joined room counts when it has a notification after the user's read
+	// position in any of its threads.
+	rows, err := db.reader.QueryContext(ctx, `SELECT room_id FROM current_state
+WHERE type = 'm.room.member' AND state_key = $1 AND membership = 'join'`, userID)
 	if err != nil {
 		return 0, fmt.Errorf("badge of %s: %w", userID, err)
 	}
-	newest := map[id.RoomID]map[string]int64{}
+	var joined []id.RoomID
 	for rows.Next() {
 		var room id.RoomID
-		var thread string
-		var pos int64
-		if err := rows.Scan(&room, &thread, &pos); err != nil {
+		if err := rows.Scan(&room); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("badge of %s: %w", userID, err)
 		}
-		if newest[room] == nil {
-			newest[room] = map[string]int64{}
-		}
-		newest[room][thread] = pos
+		joined = append(joined, room)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("badge of %s: %w", userID, err)
 	}
-	for room, threads := range newest {
-		rp, err := db.UserReadPositions(ctx, room, userID)
+	for _, room := range joined {
+		unread, err := db.hasUnreadNotification(ctx, room, userID)
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("badge of %s: %w", userID, err)
 		}
-		for thread, pos := range threads {
-			if pos > rp.Of(thread) {
-				badge++
-				break
-			}
+		if unread {
+			badge++
 		}
 	}
 	return badge, nil
@@ -159,4 +150,28 @@ AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = pushers.user_id AND d.
 		return 0, fmt.Errorf("delete pushers of removed devices of %s: %w", userID, err)
 	}
 	return n, nil
+}
+
+// hasUnreadNotification tells whether a user has a notification that
+// notifies in a room after their read position there, in any thread.
+func (db *DB) hasUnreadNotification(ctx context.Context, roomID id.RoomID, userID id.UserID) (bool, error) {
+	threads, err := db.notifiedThreads(ctx, roomID)
+	if err != nil {
+		return false, err
+	}
+	rp, err := db.UserReadPositions(ctx, roomID, userID)
+	if err != nil {
+		return false, err
+	}
+	for _, thread := range append([]string{""}, threads...) {
+		var unread bool
+		if err := db.reader.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM push_actions INDEXED BY push_actions_room
+WHERE room_id = $2 AND thread_id = $3 AND stream_pos > $4 AND user_id = $1 AND notify = 1)`, userID, roomID, thread, rp.Of(thread)).Scan(&unread); err != nil {
+			return false, err
+		}
+		if unread {
+			return true, nil
+		}
+	}
+	return false, nil
 }
