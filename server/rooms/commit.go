@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -75,10 +76,42 @@ type committer struct {
 	// testCommitted, when set, runs after a group's commit, before its
 	// requests learn of it.
 	testCommitted func(group []*pendingBatch)
+	// idleWork is writer work that can wait for a pause (WhenIdle), and
+	// sinceIdle the events stored since it last ran.
+	idleWork  []func(context.Context)
+	sinceIdle int
+	// idleEvery is idleWorkEvery (tests lower it).
+	idleEvery int
+}
+
+const (
+	// idleAfter is how long the committer must have nothing to store
+	// before it runs the idle work.
+	idleAfter = 250 * time.Millisecond
+	// idleWorkEvery is how many events may be stored without a pause
+	// before the idle work runs anyway, so it never falls far behind.
+	idleWorkEvery = 2000
+)
+
+// WhenIdle registers writer work that is better done for many events at
+// once than in each event's transaction (the search index): the committer
+// runs it once it has had nothing to store for idleAfter after storing
+// events, or after idleWorkEvery events without such a pause. Register
+// before the server serves.
+func (s *Service) WhenIdle(work func(context.Context)) {
+	s.committer.idleWork = append(s.committer.idleWork, work)
+}
+
+// runIdleWork runs the idle work now.
+func (c *committer) runIdleWork() {
+	c.sinceIdle = 0
+	for _, work := range c.idleWork {
+		work(context.Background())
+	}
 }
 
 func newCommitter(s *Service) *committer {
-	c := &committer{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	c := &committer{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}), idleEvery: idleWorkEvery}
 	go c.run()
 	return c
 }
@@ -95,10 +128,16 @@ func (c *committer) enqueue(b *pendingBatch) {
 
 func (c *committer) run() {
 	defer close(c.stopped)
+	idle := time.NewTimer(idleAfter)
+	idle.Stop()
 	for {
 		select {
 		case <-c.wake:
+		case <-idle.C:
+			c.runIdleWork()
+			continue
 		case <-c.stop:
+			idle.Stop()
 			// Whatever is still queued fails rather than waits forever.
 			c.mu.Lock()
 			left := c.queue
@@ -115,6 +154,16 @@ func (c *committer) run() {
 				break
 			}
 			c.commit(group)
+			for _, b := range group {
+				c.sinceIdle += len(b.events)
+			}
+		}
+		if len(c.idleWork) > 0 && c.sinceIdle > 0 {
+			if c.sinceIdle >= c.idleEvery {
+				c.runIdleWork()
+			} else {
+				idle.Reset(idleAfter)
+			}
 		}
 	}
 }

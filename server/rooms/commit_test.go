@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,5 +308,46 @@ func TestCommitGroupsShareTheWriter(t *testing.T) {
 	}
 	if g := c.take(); len(g) != 0 {
 		t.Fatalf("queue not empty: %d batches", len(g))
+	}
+}
+
+// TestIdleWork: work registered with WhenIdle runs once the committer has
+// stored events and then had nothing to store for a while, and during a
+// long run of events without a pause every idleEvery events.
+func TestIdleWork(t *testing.T) {
+	s := newTestService(t)
+	ctx := context.Background()
+	var runs atomic.Int64
+	s.WhenIdle(func(context.Context) { runs.Add(1) })
+	alice := id.UserID("@alice:localhost")
+	roomID, err := s.CreateRoom(ctx, alice, &CreateRoomRequest{Preset: PresetPrivateChat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runs.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("idle work did not run after the room was created and nothing followed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(2 * idleAfter)
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("idle work ran %d times for one pause", n)
+	}
+
+	// Without a pause: events sent back to back, the work runs every
+	// idleEvery events (here 10) before the pause at the end.
+	s.committer.mu.Lock()
+	s.committer.idleEvery = 10
+	s.committer.mu.Unlock()
+	before := runs.Load()
+	for i := range 40 {
+		if _, err := s.SendMessages(ctx, alice, roomID, "m.room.message", [][]byte{message(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := runs.Load() - before; n < 3 {
+		t.Fatalf("idle work ran %d times during 40 events without a pause; want at least 3", n)
 	}
 }

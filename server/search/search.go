@@ -1,6 +1,6 @@
 // Package search is server-side search (spec: "Server Side Search"): a
 // full-text index of message bodies, room names and topics (SQLite FTS5,
-// kept by triggers in server/storage), searched over the rooms a user is
+// kept a little behind the events by server/storage), searched over the rooms a user is
 // or was in, with the results filtered by history visibility and the
 // user's ignore list.
 package search
@@ -33,7 +33,17 @@ type Service struct {
 
 // New builds the search service.
 func New(db *storage.DB, roomsSvc *rooms.Service, syncSvc *syncer.Service, log *slog.Logger) *Service {
-	return &Service{db: db, rooms: roomsSvc, sync: syncSvc, log: log}
+	s := &Service{db: db, rooms: roomsSvc, sync: syncSvc, log: log}
+	roomsSvc.WhenIdle(s.indexPending)
+	return s
+}
+
+// indexPending brings the full-text index up to the stored events; the
+// rooms service runs it when its committer goes quiet.
+func (s *Service) indexPending(ctx context.Context) {
+	if _, err := s.db.IndexPendingSearch(ctx); err != nil {
+		s.log.Warn("search: index new events", "error", err)
+	}
 }
 
 // Criteria is search_categories.room_events of a /search request.
@@ -164,6 +174,12 @@ func (s *Service) Search(ctx context.Context, user id.UserID, c *Criteria, nextB
 		return out, nil
 	}
 	if q.ignored, err = s.sync.IgnoredUsers(ctx, user); err != nil {
+		return nil, err
+	}
+	// The index follows the events a little behind (the rooms service
+	// indexes when the committer goes quiet): what was stored since is
+	// indexed first, so a message sent just before is found.
+	if _, err := s.db.IndexPendingSearch(ctx); err != nil {
 		return nil, err
 	}
 	sq := &storage.SearchQuery{Match: q.match.match, Rooms: q.rooms, Types: q.types, ByRank: q.byRank}

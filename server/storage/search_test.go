@@ -73,6 +73,11 @@ VALUES ($1, '!room:x', $2, $3, '@alice:x', $4, $4, $5)`, evID, evType, stateKey,
 
 func searchIDs(t *testing.T, db *DB, match string) []id.EventID {
 	t.Helper()
+	// As the search service does: what was stored since the index last
+	// caught up is indexed first.
+	if _, err := db.IndexPendingSearch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	hits, err := db.SearchEvents(context.Background(), &SearchQuery{
 		Match: match, Rooms: []SearchRoom{{RoomID: "!room:x", MaxPos: 1 << 62}}, Limit: 100,
 	})
@@ -87,7 +92,7 @@ func searchIDs(t *testing.T, db *DB, match string) []id.EventID {
 	return out
 }
 
-// TestSearchIndexTriggers checks what the triggers index, that no content,
+// TestSearchIndexTriggers checks what the index takes, that no content,
 // however malformed, can make an event fail to persist, and that a
 // redaction takes an event out of the index.
 func TestSearchIndexTriggers(t *testing.T) {
@@ -131,6 +136,15 @@ func TestSearchIndexTriggers(t *testing.T) {
 	if got := searchIDs(t, db, `"sighting"`); len(got) != 0 {
 		t.Fatalf("redacted event still matches: %v", got)
 	}
+	// So does one redacted before the index caught up with it.
+	late := searchTestEvent(t, db, &n, "m.room.message", nil, `{"msgtype":"m.text","body":"narwhal"}`)
+	red2 := &NewEvent{Event: Event{EventID: "$red2", RoomID: "!room:x", Type: "m.room.redaction", Sender: "@alice:x", Depth: 100, PDU: []byte(`{}`)}, Redacts: late}
+	if _, err := db.PersistEvents(context.Background(), []*NewEvent{red2}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := searchIDs(t, db, `"narwhal"`); len(got) != 0 {
+		t.Fatalf("event redacted before indexing matches: %v", got)
+	}
 
 	// A query FTS5 refuses is ErrBadSearchQuery, not a database failure.
 	_, err := db.SearchEvents(context.Background(), &SearchQuery{Match: `"unclosed`, Rooms: []SearchRoom{{RoomID: "!room:x", MaxPos: 1}}, Limit: 1})
@@ -155,5 +169,50 @@ func TestSearchIndexBackfill(t *testing.T) {
 	defer db.Close()
 	if got := searchIDs(t, db, `"existed"`); !slices.Equal(got, []id.EventID{old}) {
 		t.Fatalf("backfill: %v", got)
+	}
+}
+
+// TestSearchIndexFollowsEvents: new events are not indexed in their own
+// transaction; IndexPendingSearch indexes them, in chunks, and a restart
+// resumes where it stopped.
+func TestSearchIndexFollowsEvents(t *testing.T) {
+	ctx := context.Background()
+	db, path := openTemp(t)
+	n := 0
+	empty := ""
+	searchTestEvent(t, db, &n, "m.room.create", &empty, `{}`)
+	for i := range searchIndexChunk + 10 {
+		searchTestEvent(t, db, &n, "m.room.message", nil, fmt.Sprintf(`{"msgtype":"m.text","body":"beluga number%d"}`, i))
+	}
+	hits, err := db.SearchEvents(ctx, &SearchQuery{Match: `"beluga"`, Rooms: []SearchRoom{{RoomID: "!room:x", MaxPos: 1 << 62}}, Limit: 5})
+	if err != nil || len(hits) != 0 {
+		t.Fatalf("indexed in the events' own transactions: %v, %v", hits, err)
+	}
+	got, err := db.IndexPendingSearch(ctx)
+	if err != nil || got != searchIndexChunk+11 {
+		t.Fatalf("indexed %d events, %v; want %d", got, err, searchIndexChunk+11)
+	}
+	if got := searchIDs(t, db, `"number1009"`); len(got) != 1 {
+		t.Fatalf("last event of the second chunk: %v", got)
+	}
+	// Caught up: nothing more to do, before or after a restart.
+	if got, err := db.IndexPendingSearch(ctx); err != nil || got != 0 {
+		t.Fatalf("indexed %d more, %v", got, err)
+	}
+	more := searchTestEvent(t, db, &n, "m.room.message", nil, `{"msgtype":"m.text","body":"orca"}`)
+	db.Close()
+	db, err = Open(ctx, path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got, err := db.IndexPendingSearch(ctx); err != nil || got != 1 {
+		t.Fatalf("after a restart indexed %d, %v; want the 1 left", got, err)
+	}
+	if got := searchIDs(t, db, `"orca"`); !slices.Equal(got, []id.EventID{more}) {
+		t.Fatalf("orca: %v", got)
+	}
+	if got := searchIDs(t, db, `"beluga"`); len(got) != 100 {
+		t.Fatalf("beluga (limit 100): %d matches", len(got))
 	}
 }
