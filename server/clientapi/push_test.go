@@ -609,8 +609,9 @@ func TestUnreadCounts(t *testing.T) {
 	pushSend(t, bob, roomID, pushText("reply"))
 	since, c = pushSync(t, bob, since, "", 0, roomID)
 	pushExpect(t, "after bob replies", c, 0, 0)
-	// His next reply needs no new read marker and the counts stay at zero;
-	// a message after it counts again, and his next reply clears it.
+	// After his next reply (which needs no new read marker) the counts stay
+	// at zero; a message after it counts again, and his next reply clears
+	// it (the server must know a marker is needed again).
 	pushSend(t, bob, roomID, pushText("reply 2"))
 	pushSend(t, alice, roomID, pushText("three"))
 	since, c = pushSync(t, bob, since, "", 0, roomID)

@@ -229,10 +229,20 @@ func (s *Service) process(ctx context.Context, ev *rooms.Event, state rooms.Stat
 	if err != nil {
 		return nil, nil, err
 	}
-	if s.isLocal(sender) && s.marks.sent(readMarkKey{sender, ev.RoomID, thread}) {
+	if s.isLocal(sender) {
 		// Sending an event marks what came before it read; recorded only
-		// when something may be unread, to spare a write per message.
-		sent = append(sent, storage.PushSent{UserID: sender, RoomID: ev.RoomID, ThreadID: thread})
+		// when something may be unread, to spare a write per message. The
+		// mark is remembered only if the event's notifications are worked
+		// out too: otherwise its marker is never stored.
+		k := readMarkKey{sender, ev.RoomID, thread}
+		if s.marks.sent(k) {
+			sent = append(sent, storage.PushSent{UserID: sender, RoomID: ev.RoomID, ThreadID: thread})
+			defer func() {
+				if err != nil {
+					s.marks.forget(k)
+				}
+			}()
+		}
 	}
 	members, err := s.rooms.JoinedUsers(ctx, ev.RoomID)
 	if err != nil {

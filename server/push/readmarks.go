@@ -55,16 +55,29 @@ func (m *readMarks) notified(k readMarkKey) {
 	m.mu.Unlock()
 }
 
+// forget forgets a mark whose marker will not be stored.
+func (m *readMarks) forget(k readMarkKey) {
+	m.mu.Lock()
+	delete(m.read, k)
+	m.mu.Unlock()
+}
+
 // discarded forgets the marks of events that were not stored: their
 // markers were never written.
 func (m *readMarks) discarded(evs []*rooms.Event) {
+	type senderRoom struct {
+		user id.UserID
+		room id.RoomID
+	}
+	gone := map[senderRoom]bool{}
+	for _, ev := range evs {
+		gone[senderRoom{ev.PDU.Sender, ev.RoomID}] = true
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, ev := range evs {
-		for k := range m.read {
-			if k.user == ev.PDU.Sender && k.room == ev.RoomID {
-				delete(m.read, k)
-			}
+	for k := range m.read {
+		if gone[senderRoom{k.user, k.room}] {
+			delete(m.read, k)
 		}
 	}
 }

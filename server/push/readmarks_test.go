@@ -26,6 +26,13 @@ func TestReadMarks(t *testing.T) {
 	if !m.sent(k) {
 		t.Fatal("an event after a notification needs a marker")
 	}
+	// An event whose notifications could not be worked out stores no
+	// marker either.
+	m.sent(k)
+	m.forget(k)
+	if !m.sent(k) {
+		t.Fatal("a forgotten mark was kept")
+	}
 	// The event that set the mark was not stored: its marker never was.
 	m.discarded([]*rooms.Event{{PDU: &pdu.PDU{Sender: k.user, Content: json.RawMessage(`{}`)}, RoomID: k.room}})
 	if !m.sent(k) {

@@ -99,14 +99,27 @@ const (
 // events, or after idleWorkEvery events without such a pause. Register
 // before the server serves.
 func (s *Service) WhenIdle(work func(context.Context)) {
-	s.committer.idleWork = append(s.committer.idleWork, work)
+	c := s.committer
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idleWork = append(c.idleWork, work)
+}
+
+// hasIdleWork tells whether any idle work is registered.
+func (c *committer) hasIdleWork() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.idleWork) > 0
 }
 
 // runIdleWork runs the idle work now.
 func (c *committer) runIdleWork() {
 	c.sinceIdle = 0
-	for _, work := range c.idleWork {
-		work(context.Background())
+	c.mu.Lock()
+	work := c.idleWork
+	c.mu.Unlock()
+	for _, w := range work {
+		w(context.Background())
 	}
 }
 
@@ -158,8 +171,9 @@ func (c *committer) run() {
 				c.sinceIdle += len(b.events)
 			}
 		}
-		if len(c.idleWork) > 0 && c.sinceIdle > 0 {
+		if c.sinceIdle > 0 && c.hasIdleWork() {
 			if c.sinceIdle >= c.idleEvery {
+				idle.Stop()
 				c.runIdleWork()
 			} else {
 				idle.Reset(idleAfter)

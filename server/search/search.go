@@ -180,7 +180,8 @@ func (s *Service) Search(ctx context.Context, user id.UserID, c *Criteria, nextB
 	// indexes when the committer goes quiet): what was stored since is
 	// indexed first, so a message sent just before is found.
 	if _, err := s.db.IndexPendingSearch(ctx); err != nil {
-		return nil, err
+		// The index as it is still answers, a little behind.
+		s.log.Warn("search: index new events", "error", err)
 	}
 	sq := &storage.SearchQuery{Match: q.match.match, Rooms: q.rooms, Types: q.types, ByRank: q.byRank}
 	if q.filter != nil {

@@ -347,9 +347,10 @@ type NotificationCounts struct {
 
 // UnreadPushActions counts a user's notifications in a room after their
 // read positions: for the main timeline, and per thread (root event ID)
-// for threads with any. It reads the room's notifications after the read
-// position, everyone's (push_actions is kept by event, for cheap writes):
-// the unread messages times the room's members.
+// for threads with any. The main timeline's are read from the room's
+// notifications after the read position, everyone's (push_actions is kept
+// by event, for cheap writes): the unread messages times the room's
+// members. Threads have their own index by user.
 func (db *DB) UnreadPushActions(ctx context.Context, roomID id.RoomID, userID id.UserID, rp ReadPositions) (NotificationCounts, map[string]NotificationCounts, error) {
 	var main NotificationCounts
 	err := db.reader.QueryRowContext(ctx, `SELECT COALESCE(SUM(notify), 0), COALESCE(SUM(highlight), 0) FROM push_actions INDEXED BY push_actions_room
@@ -357,50 +358,38 @@ WHERE room_id = $2 AND thread_id = '' AND stream_pos > $3 AND user_id = $1`, use
 	if err != nil {
 		return main, nil, fmt.Errorf("unread counts of %s in %s: %w", userID, roomID, err)
 	}
-	threads, err := db.notifiedThreads(ctx, roomID)
+	// Threads are the few: read their rows after the unthreaded receipt
+	// and apply each thread's own position here.
+	rows, err := db.reader.QueryContext(ctx, `SELECT thread_id, stream_pos, notify, highlight FROM push_actions INDEXED BY push_actions_user_thread
+WHERE user_id = $1 AND room_id = $2 AND thread_id > '' AND stream_pos > $3`, userID, roomID, rp.Unthreaded)
 	if err != nil {
 		return main, nil, fmt.Errorf("unread thread counts of %s in %s: %w", userID, roomID, err)
 	}
-	var byThread map[string]NotificationCounts
-	for _, thread := range threads {
-		var c NotificationCounts
-		if err := db.reader.QueryRowContext(ctx, `SELECT COALESCE(SUM(notify), 0), COALESCE(SUM(highlight), 0) FROM push_actions INDEXED BY push_actions_room
-WHERE room_id = $2 AND thread_id = $3 AND stream_pos > $4 AND user_id = $1`, userID, roomID, thread, rp.Of(thread)).Scan(&c.Notify, &c.Highlight); err != nil {
-			return main, nil, fmt.Errorf("unread thread counts of %s in %s: %w", userID, roomID, err)
-		}
-		if c.Notify == 0 && c.Highlight == 0 {
-			continue
-		}
-		if byThread == nil {
-			byThread = map[string]NotificationCounts{}
-		}
-		byThread[thread] = c
-	}
-	return main, byThread, nil
-}
-
-// notifiedThreads lists the threads of a room that have notifications,
-// seeking from one to the next in the index instead of reading their rows.
-func (db *DB) notifiedThreads(ctx context.Context, roomID id.RoomID) ([]string, error) {
-	rows, err := db.reader.QueryContext(ctx, `WITH RECURSIVE t(thread_id) AS (
-	SELECT MIN(thread_id) FROM push_actions INDEXED BY push_actions_room WHERE room_id = $1 AND thread_id > ''
-	UNION ALL
-	SELECT (SELECT MIN(thread_id) FROM push_actions INDEXED BY push_actions_room WHERE room_id = $1 AND thread_id > t.thread_id)
-	FROM t WHERE t.thread_id IS NOT NULL
-) SELECT thread_id FROM t WHERE thread_id IS NOT NULL`, roomID)
-	if err != nil {
-		return nil, err
-	}
 	defer rows.Close()
-	var out []string
+	var threads map[string]NotificationCounts
 	for rows.Next() {
 		var thread string
-		if err := rows.Scan(&thread); err != nil {
-			return nil, err
+		var pos int64
+		var notify, highlight bool
+		if err := rows.Scan(&thread, &pos, &notify, &highlight); err != nil {
+			return main, nil, fmt.Errorf("unread thread counts of %s in %s: %w", userID, roomID, err)
 		}
-		out = append(out, thread)
+		if pos <= rp.Of(thread) {
+			continue
+		}
+		if threads == nil {
+			threads = map[string]NotificationCounts{}
+		}
+		c := threads[thread]
+		if notify {
+			c.Notify++
+		}
+		if highlight {
+			c.Highlight++
+		}
+		threads[thread] = c
 	}
-	return out, rows.Err()
+	return main, threads, rows.Err()
 }
 
 // Notifications lists a user's notifications, newest first, with stream

@@ -104,36 +104,76 @@ func (db *DB) PushBadge(ctx context.Context, userID id.UserID) (int, error) {
 WHERE type = 'm.room.member' AND state_key = $1 AND membership = 'invite'`, userID).Scan(&badge); err != nil {
 		return 0, fmt.Errorf("badge of %s: %w", userID, err)
 	}
-	// A joined room counts when it has a notification after the user's read
-	// position in any of its threads.
-	rows, err := db.reader.QueryContext(ctx, `SELECT room_id FROM current_state
-WHERE type = 'm.room.member' AND state_key = $1 AND membership = 'join'`, userID)
+	// Joined rooms with a notification in the main timeline after the
+	// user's read position there (the furthest of their unthreaded and
+	// main-timeline receipts and their own last event), found in one
+	// statement: per room, the index by room from that position on.
+	rows, err := db.reader.QueryContext(ctx, `SELECT c.room_id FROM current_state c
+WHERE c.type = 'm.room.member' AND c.state_key = $1 AND c.membership = 'join'
+AND EXISTS (SELECT 1 FROM push_actions p INDEXED BY push_actions_room
+	WHERE p.room_id = c.room_id AND p.thread_id = '' AND p.user_id = $1 AND p.notify = 1
+	AND p.stream_pos > MAX(
+		COALESCE((SELECT MAX(e.stream_pos) FROM receipts r JOIN events e ON e.event_id = r.event_id
+			WHERE r.room_id = c.room_id AND r.user_id = $1 AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main')), 0),
+		COALESCE((SELECT s.stream_pos FROM push_sent s WHERE s.user_id = $1 AND s.room_id = c.room_id AND s.thread_id = ''), 0)))`, userID)
 	if err != nil {
 		return 0, fmt.Errorf("badge of %s: %w", userID, err)
 	}
-	var joined []id.RoomID
+	unread := map[id.RoomID]bool{}
 	for rows.Next() {
 		var room id.RoomID
 		if err := rows.Scan(&room); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("badge of %s: %w", userID, err)
 		}
-		joined = append(joined, room)
+		unread[room] = true
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("badge of %s: %w", userID, err)
 	}
-	for _, room := range joined {
-		unread, err := db.hasUnreadNotification(ctx, room, userID)
-		if err != nil {
+	// Threads, by their own index: the newest notification per joined room
+	// and thread, against the read position there.
+	rows, err = db.reader.QueryContext(ctx, `SELECT p.room_id, p.thread_id, MAX(p.stream_pos) FROM push_actions p INDEXED BY push_actions_user_thread
+JOIN current_state c ON c.room_id = p.room_id AND c.type = 'm.room.member' AND c.state_key = p.user_id AND c.membership = 'join'
+WHERE p.user_id = $1 AND p.thread_id > '' AND p.notify = 1 GROUP BY p.room_id, p.thread_id`, userID)
+	if err != nil {
+		return 0, fmt.Errorf("badge of %s: %w", userID, err)
+	}
+	newest := map[id.RoomID]map[string]int64{}
+	for rows.Next() {
+		var room id.RoomID
+		var thread string
+		var pos int64
+		if err := rows.Scan(&room, &thread, &pos); err != nil {
+			rows.Close()
 			return 0, fmt.Errorf("badge of %s: %w", userID, err)
 		}
-		if unread {
-			badge++
+		if newest[room] == nil {
+			newest[room] = map[string]int64{}
+		}
+		newest[room][thread] = pos
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("badge of %s: %w", userID, err)
+	}
+	for room, threads := range newest {
+		if unread[room] {
+			continue
+		}
+		rp, err := db.UserReadPositions(ctx, room, userID)
+		if err != nil {
+			return 0, err
+		}
+		for thread, pos := range threads {
+			if pos > rp.Of(thread) {
+				unread[room] = true
+				break
+			}
 		}
 	}
-	return badge, nil
+	return badge + len(unread), nil
 }
 
 // DeletePushersOfRemovedDevices removes a user's pushers whose device no
@@ -150,28 +190,4 @@ AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = pushers.user_id AND d.
 		return 0, fmt.Errorf("delete pushers of removed devices of %s: %w", userID, err)
 	}
 	return n, nil
-}
-
-// hasUnreadNotification tells whether a user has a notification that
-// notifies in a room after their read position there, in any thread.
-func (db *DB) hasUnreadNotification(ctx context.Context, roomID id.RoomID, userID id.UserID) (bool, error) {
-	threads, err := db.notifiedThreads(ctx, roomID)
-	if err != nil {
-		return false, err
-	}
-	rp, err := db.UserReadPositions(ctx, roomID, userID)
-	if err != nil {
-		return false, err
-	}
-	for _, thread := range append([]string{""}, threads...) {
-		var unread bool
-		if err := db.reader.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM push_actions INDEXED BY push_actions_room
-WHERE room_id = $2 AND thread_id = $3 AND stream_pos > $4 AND user_id = $1 AND notify = 1)`, userID, roomID, thread, rp.Of(thread)).Scan(&unread); err != nil {
-			return false, err
-		}
-		if unread {
-			return true, nil
-		}
-	}
-	return false, nil
 }

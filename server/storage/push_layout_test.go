@@ -79,12 +79,20 @@ func TestPushActionsByEvent(t *testing.T) {
 	if badge, err := db.PushBadge(ctx, "@bob:x"); err != nil || badge != 2 {
 		t.Fatalf("bob's badge %d, %v; want 2", badge, err)
 	}
-	// Bob sends in the thread and in the main timeline: read there.
-	for _, sent := range []PushSent{{UserID: "@bob:x", RoomID: "!room:x", ThreadID: "$ev2", StreamPos: 3}, {UserID: "@bob:x", RoomID: "!room:x", StreamPos: 4}} {
-		if err := db.WriteTx(ctx, func(tx *sql.Tx) error { return insertPushActions(ctx, tx, nil, []PushSent{sent}) }); err != nil {
+	// Bob sends in the main timeline: read there, but the thread is not.
+	sent := func(thread string, pos int64) {
+		t.Helper()
+		if err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+			return insertPushActions(ctx, tx, nil, []PushSent{{UserID: "@bob:x", RoomID: "!room:x", ThreadID: thread, StreamPos: pos}})
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	sent("", 4)
+	if badge, err := db.PushBadge(ctx, "@bob:x"); err != nil || badge != 2 {
+		t.Fatalf("bob's badge with the thread unread %d, %v; want 2", badge, err)
+	}
+	sent("$ev2", 3)
 	if badge, err := db.PushBadge(ctx, "@bob:x"); err != nil || badge != 1 {
 		t.Fatalf("bob's badge after reading %d, %v; want 1 (the invite)", badge, err)
 	}

@@ -11,8 +11,9 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// The full-text index (event_search, migration 0011_search) is kept by triggers
-// on events; this file only reads it.
+// The full-text index (event_search, migration 0011_search) follows the
+// events a little behind (search_index.go, migration 0026_deferred_search);
+// this file only reads it.
 
 // SearchRoom is a room a search may look in, and the last stream position
 // it may return there (a user who left sees nothing after leaving;

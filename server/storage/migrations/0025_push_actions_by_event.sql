@@ -6,10 +6,11 @@
 -- Keyed by the event's stream position, a message's rows are appended
 -- together: one page of the table and one of the index by room.
 --
--- Unread counts read the index by room and thread from the read position
--- on, skipping other members' rows (a room's unread messages times its
--- members); a user's notification list and pushers read the table newest
--- or oldest first, skipping other users' rows.
+-- Unread counts of the main timeline read the index by room from the read
+-- position on, skipping other members' rows (a room's unread messages
+-- times its members); those of threads, which are the few, keep an index
+-- by user. A user's notification list and pushers read the table newest or
+-- oldest first, skipping other users' rows.
 CREATE TABLE push_actions_by_event (
 	stream_pos INTEGER NOT NULL,   -- the event's stream_pos in events
 	user_id    TEXT NOT NULL,
@@ -27,3 +28,4 @@ SELECT stream_pos, user_id, room_id, event_id, thread_id, notify, highlight, act
 DROP TABLE push_actions;
 ALTER TABLE push_actions_by_event RENAME TO push_actions;
 CREATE INDEX push_actions_room ON push_actions (room_id, thread_id, stream_pos, user_id, notify, highlight);
+CREATE INDEX push_actions_user_thread ON push_actions (user_id, room_id, thread_id, stream_pos) WHERE thread_id > '';
