@@ -71,21 +71,3 @@ WHERE user_id = $1 AND stream_id > $2 AND stream_id <= $3 ORDER BY stream_id`, u
 	}
 	return out, rows.Err()
 }
-
-// MaxAccountDataStream is the newest account data stream position.
-func (db *DB) MaxAccountDataStream(ctx context.Context) (int64, error) {
-	var n sql.NullInt64
-	if err := db.reader.QueryRowContext(ctx, `SELECT MAX(stream_id) FROM account_data`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("account data position: %w", err)
-	}
-	return n.Int64, nil
-}
-
-// MaxReceiptStream is the newest receipt stream position.
-func (db *DB) MaxReceiptStream(ctx context.Context) (int64, error) {
-	var n sql.NullInt64
-	if err := db.reader.QueryRowContext(ctx, `SELECT MAX(stream_id) FROM receipts`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("receipt position: %w", err)
-	}
-	return n.Int64, nil
-}

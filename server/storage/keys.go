@@ -489,15 +489,6 @@ WHERE target_user_id IN (`+in+`) AND (signer_user_id = target_user_id OR signer_
 	return out, nil
 }
 
-// MaxDeviceListStream is the newest position of the device-list stream.
-func (db *DB) MaxDeviceListStream(ctx context.Context) (int64, error) {
-	var pos int64
-	if err := db.reader.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_id), 0) FROM device_list_changes`).Scan(&pos); err != nil {
-		return 0, fmt.Errorf("device list position: %w", err)
-	}
-	return pos, nil
-}
-
 // sharesRoomWith is an SQL condition: the user in column col is joined or
 // invited to a room that the user in parameter $1 is joined to.
 func sharesRoomWith(col string) string {

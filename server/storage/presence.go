@@ -82,15 +82,6 @@ ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, status_msg = exclude
 	})
 }
 
-// MaxPresenceStream is the newest presence stream position.
-func (db *DB) MaxPresenceStream(ctx context.Context) (int64, error) {
-	var n sql.NullInt64
-	if err := db.reader.QueryRowContext(ctx, `SELECT MAX(stream_id) FROM presence`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("presence position: %w", err)
-	}
-	return n.Int64, nil
-}
-
 // sharedRoomUsers is the set of users who share a joined room with $1.
 const sharedRoomUsers = `SELECT DISTINCT b.state_key FROM current_state a
 JOIN current_state b ON b.room_id = a.room_id AND b.type = 'm.room.member' AND b.membership = 'join'

@@ -162,15 +162,6 @@ func (db *DB) ReceiveRemoteToDevice(ctx context.Context, r *RemoteToDevice) (rec
 	return recipients, duplicate, nil
 }
 
-// MaxToDeviceStream is the newest to-device position ever handed out.
-func (db *DB) MaxToDeviceStream(ctx context.Context) (int64, error) {
-	var pos int64
-	if err := db.reader.QueryRowContext(ctx, selectToDeviceStream).Scan(&pos); err != nil {
-		return 0, fmt.Errorf("to-device position: %w", err)
-	}
-	return pos, nil
-}
-
 // AckToDevice deletes a device's messages at or before position upTo: the
 // device has synced with a token that far, so it has them. The check on a
 // reader first keeps the common case (nothing to delete) off the single

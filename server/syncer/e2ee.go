@@ -14,10 +14,6 @@ import (
 // and unused fallback key types. The keys themselves are the e2ee
 // service's; this file only reads them.
 
-func (s *Service) deviceListPosition(ctx context.Context) (int64, error) {
-	return s.db.MaxDeviceListStream(ctx)
-}
-
 func (s *Service) e2eeSection(ctx context.Context, req *Request, since, cur Token, resp *mautrix.RespSync) error {
 	if req.Device != "" {
 		counts, err := s.db.OneTimeKeyCounts(ctx, req.User, req.Device)

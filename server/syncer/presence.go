@@ -28,10 +28,6 @@ const (
 	presenceRefresh = time.Minute
 )
 
-func (s *Service) presencePosition(ctx context.Context) (int64, error) {
-	return s.db.MaxPresenceStream(ctx)
-}
-
 // SetPresence sets a user's presence from PUT /presence (explicit=true) or
 // from a sync's set_presence. A change of state or status message takes a
 // new stream position and wakes everyone sharing a room with the user;

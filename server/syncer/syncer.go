@@ -108,28 +108,14 @@ func (s *Service) onRoomEvent(evs []*rooms.Event) {
 
 // Current returns the newest position of every stream.
 func (s *Service) Current(ctx context.Context) (Token, error) {
-	var t Token
-	var err error
-	if t.Events, err = s.db.MaxStreamPos(ctx); err != nil {
-		return t, err
+	p, err := s.db.StreamPositions(ctx)
+	if err != nil {
+		return Token{}, err
 	}
-	if t.AccountData, err = s.db.MaxAccountDataStream(ctx); err != nil {
-		return t, err
-	}
-	if t.Receipts, err = s.db.MaxReceiptStream(ctx); err != nil {
-		return t, err
-	}
-	t.Typing = s.typingPosition()
-	if t.ToDevice, err = s.toDevicePosition(ctx); err != nil {
-		return t, err
-	}
-	if t.DeviceLists, err = s.deviceListPosition(ctx); err != nil {
-		return t, err
-	}
-	if t.Presence, err = s.presencePosition(ctx); err != nil {
-		return t, err
-	}
-	return t, nil
+	return Token{
+		Events: p.Events, AccountData: p.AccountData, Receipts: p.Receipts,
+		Typing: s.typingPosition(), ToDevice: p.ToDevice, DeviceLists: p.DeviceLists, Presence: p.Presence,
+	}, nil
 }
 
 // Request is one /sync call.

@@ -12,10 +12,6 @@ import (
 // one, so the next sync returns at once with the rest.
 const toDeviceLimit = 100
 
-func (s *Service) toDevicePosition(ctx context.Context) (int64, error) {
-	return s.db.MaxToDeviceStream(ctx)
-}
-
 // toDeviceSection delivers the syncing device's pending messages. A sync
 // with a since token acknowledges every message up to the token's
 // to-device position, which are deleted; the others stay until a later
