@@ -1,6 +1,7 @@
 package accounts
 
 import (
+	"runtime/metrics"
 	"slices"
 	"testing"
 	"time"
@@ -30,6 +31,30 @@ func TestHashAndVerifyPassword(t *testing.T) {
 	if p.MemoryKiB < 19*1024 || p.Time < 2 || p.Threads < 1 {
 		t.Fatalf("argon2id parameters below OWASP's minimum: %+v", p)
 	}
+}
+
+// TestHashLeavesHeapSmall: after a password is hashed or checked, the
+// collector's next goal follows what is really live, not the hash's 19 MiB
+// of scratch memory (which a collection during the hash counts as live,
+// letting the heap double to over 40 MB before the next one).
+func TestHashLeavesHeapSmall(t *testing.T) {
+	goal := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	check := func(what string) {
+		t.Helper()
+		metrics.Read(goal)
+		if g := goal[0].Value.Uint64(); g >= 19<<20 {
+			t.Errorf("after %s the heap goal is %.1f MiB, want under 19", what, float64(g)/(1<<20))
+		}
+	}
+	h, err := HashPassword("hunter2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("hashing")
+	if _, err := VerifyPassword(h, "hunter2"); err != nil {
+		t.Fatal(err)
+	}
+	check("verifying")
 }
 
 // BenchmarkHashPassword measures one argon2id hash, the cost of every
