@@ -22,21 +22,12 @@ func TestLeanEventWritesMigration(t *testing.T) {
 	db, path := openBefore(t, "lean_event_writes")
 	oldSchemaEvent(t, db, 1, "m.room.create", `{}`)
 	ev2 := oldSchemaEvent(t, db, 2, "m.room.message", `{"body":"hi"}`)
-	for _, q := range []string{
+	execSQL(t, db,
 		`INSERT INTO event_txns (user_id, device_id, room_id, endpoint, txn_id, event_id, created_ts) VALUES ('@alice:x', 'PHONE', '!room:x', 'send/m.room.message', 'txn1', '$ev2', 5)`,
 		`INSERT INTO forward_extremities (room_id, event_id) VALUES ('!room:x', '$ev2')`,
 		`INSERT INTO push_actions (user_id, room_id, stream_pos, event_id, thread_id, notify, highlight, actions, ts) VALUES ('@bob:x', '!room:x', 2, '$ev2', '', 1, 0, '["notify"]', 7)`,
-	} {
-		if _, err := db.writer.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
-	db, err := Open(ctx, path, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	)
+	db = reopen(t, db, path)
 
 	if got, err := db.TxnEvent(ctx, "@alice:x", "PHONE", "!room:x", "send/m.room.message", "txn1"); err != nil || got != ev2 {
 		t.Fatalf("retry after the migration found %q, %v; want %s", got, err, ev2)

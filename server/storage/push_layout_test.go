@@ -20,24 +20,15 @@ func TestPushActionsByEvent(t *testing.T) {
 	}
 	// Before: bob and carol notified by $ev2 (main timeline) and $ev3 (a
 	// thread, highlighting bob).
-	for _, q := range []string{
+	execSQL(t, db,
 		`INSERT INTO push_actions (user_id, room_id, stream_pos, event_id, thread_id, notify, highlight, actions, ts) VALUES ('@bob:x', '!room:x', 2, '$ev2', '', 1, 0, '["notify"]', 2)`,
 		`INSERT INTO push_actions (user_id, room_id, stream_pos, event_id, thread_id, notify, highlight, actions, ts) VALUES ('@carol:x', '!room:x', 2, '$ev2', '', 1, 0, '["notify"]', 2)`,
 		`INSERT INTO push_actions (user_id, room_id, stream_pos, event_id, thread_id, notify, highlight, actions, ts) VALUES ('@bob:x', '!room:x', 3, '$ev3', '$ev2', 1, 1, '["notify"]', 3)`,
 		`INSERT INTO push_actions (user_id, room_id, stream_pos, event_id, thread_id, notify, highlight, actions, ts) VALUES ('@carol:x', '!room:x', 3, '$ev3', '$ev2', 1, 0, '["notify"]', 3)`,
 		`INSERT INTO current_state (room_id, type, state_key, event_id, membership) VALUES ('!room:x', 'm.room.member', '@bob:x', '$ev1', 'join')`,
 		`INSERT INTO current_state (room_id, type, state_key, event_id, membership) VALUES ('!other:x', 'm.room.member', '@bob:x', '$ev1', 'invite')`,
-	} {
-		if _, err := db.writer.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
-	db, err := Open(ctx, path, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	)
+	db = reopen(t, db, path)
 
 	// After: $ev4 in the main timeline notifies both, stored as an event's
 	// rows are.

@@ -22,12 +22,7 @@ func TestRoomListColumns(t *testing.T) {
 	if _, err := db.writer.ExecContext(ctx, `INSERT INTO current_state (room_id, type, state_key, event_id, membership) VALUES ('!room:x', 'm.room.member', '@alice:x', '$ev2', 'join')`); err != nil {
 		t.Fatal(err)
 	}
-	db.Close()
-	db, err := Open(ctx, path, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db = reopen(t, db, path)
 	e := onlyEntry(t, db)
 	if e.BumpPos != 3 || e.LastPos != 4 || e.RoomType != "m.space" || e.Encrypted || e.Membership != "join" || e.MemberEvent != "$ev2" || e.MemberPos != 2 {
 		t.Fatalf("backfilled entry %+v, want bump 3, last 4, m.space, joined by $ev2", e)

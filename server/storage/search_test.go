@@ -49,6 +49,30 @@ func openBefore(t *testing.T, migration string) (*DB, string) {
 	return db, path
 }
 
+// reopen closes a database opened by openBefore and opens it again, which
+// applies the migrations it lacked.
+func reopen(t *testing.T, db *DB, path string) *DB {
+	t.Helper()
+	db.Close()
+	db, err := Open(context.Background(), path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// execSQL runs statements on the writer, for tests that lay out data as an
+// older version wrote it.
+func execSQL(t *testing.T, db *DB, statements ...string) {
+	t.Helper()
+	for _, q := range statements {
+		if _, err := db.writer.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 // oldSchemaEvent inserts event n of room !room:x with plain SQL, for
 // tests of a migration over a database written by an older version.
 func oldSchemaEvent(t *testing.T, db *DB, n int, evType, content string) id.EventID {
@@ -161,12 +185,7 @@ func TestSearchIndexBackfill(t *testing.T) {
 	// later migrations added).
 	oldSchemaEvent(t, db, 1, "m.room.create", `{}`)
 	old := oldSchemaEvent(t, db, 2, "m.room.message", `{"body":"before the index existed"}`)
-	db.Close()
-	db, err := Open(context.Background(), path, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db = reopen(t, db, path)
 	if got := searchIDs(t, db, `"existed"`); !slices.Equal(got, []id.EventID{old}) {
 		t.Fatalf("backfill: %v", got)
 	}
@@ -200,12 +219,7 @@ func TestSearchIndexFollowsEvents(t *testing.T) {
 		t.Fatalf("indexed %d more, %v", got, err)
 	}
 	more := searchTestEvent(t, db, &n, "m.room.message", nil, `{"msgtype":"m.text","body":"orca"}`)
-	db.Close()
-	db, err = Open(ctx, path, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db = reopen(t, db, path)
 	if got, err := db.IndexPendingSearch(ctx); err != nil || got != 1 {
 		t.Fatalf("after a restart indexed %d, %v; want the 1 left", got, err)
 	}

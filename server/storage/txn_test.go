@@ -20,12 +20,7 @@ func TestTxnScopeMigration(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db.Close()
-	db, err := Open(ctx, path, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db = reopen(t, db, path)
 	for _, c := range []struct {
 		endpoint, txn string
 		want          id.EventID
