@@ -2,10 +2,13 @@ package clientapi_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
 )
@@ -75,5 +78,73 @@ func TestTxnIDScopedToPath(t *testing.T) {
 	other, err := bob2.SendMessageEvent(ctx, roomA, event.EventMessage, msg, mautrix.ReqSendEvent{TransactionID: "same"})
 	if err != nil || other.EventID == inA.EventID {
 		t.Fatalf("another device's txn: %v, %v; want a new event", other, err)
+	}
+}
+
+// TestTxnIDRememberedForADay: a retry is answered with the first event,
+// across restarts, for a day, as Synapse keeps transaction IDs; after that
+// the same ID sends a new event (the old record does not get in its way),
+// whether the server restarted meanwhile or forgot the ID by itself.
+func TestTxnIDRememberedForADay(t *testing.T) {
+	ts, _, bob, roomID := pairInRoom(t, "R")
+	ctx := context.Background()
+	var now atomic.Int64
+	now.Store(time.Now().UnixMilli())
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	ts.Rooms().Now = clock
+	later := func(d time.Duration) { now.Add(d.Milliseconds()) }
+	restart := func() {
+		ts.Restart()
+		ts.Rooms().Now = clock
+		bob.HomeserverURL = mustParse(t, ts.URL)
+	}
+	send := func(txn string) id.EventID {
+		t.Helper()
+		resp, err := bob.SendMessageEvent(ctx, roomID, event.EventMessage, map[string]any{"msgtype": "m.text", "body": txn}, mautrix.ReqSendEvent{TransactionID: txn})
+		if err != nil {
+			t.Fatalf("send %s: %v", txn, err)
+		}
+		return resp.EventID
+	}
+
+	first := send("t1")
+	later(23 * time.Hour)
+	restart()
+	if again := send("t1"); again != first {
+		t.Fatalf("retry 23 hours on, after a restart: %s, want the first event %s", again, first)
+	}
+	later(2 * time.Hour)
+	restart()
+	second := send("t1")
+	if second == first {
+		t.Fatal("a retry 25 hours on, after a restart, was answered with the first event")
+	}
+	if again := send("t1"); again != second {
+		t.Fatalf("retry of the new event: %s, want %s", again, second)
+	}
+
+	// No restart: the server forgets old transactions when it goes quiet.
+	later(25 * time.Hour)
+	send("t2")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evID, err := ts.DB().TxnEvent(ctx, bob.UserID, bob.DeviceID, roomID, "send/"+event.EventMessage.Type, "t1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if evID == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a transaction 25 hours old is still recorded")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if third := send("t1"); third == second || third == first {
+		t.Fatalf("a retry 25 hours on was answered with an earlier event %s", third)
+	}
+	// What the server forgot is only what the window let go.
+	if again := send("t2"); again == "" {
+		t.Fatal("no event")
 	}
 }

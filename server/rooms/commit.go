@@ -282,8 +282,14 @@ func (c *committer) finish(b *pendingBatch, err error) {
 		}
 	}
 	s.cache.unpin(b.built, err == nil)
+	now := s.Now().UnixMilli()
 	for _, ne := range b.events {
 		if ne.TxnID != "" {
+			// Known as recorded before it stops being pending, so a retry
+			// finds it in one or the other.
+			if err == nil {
+				s.recentTxns.add(txnKeyOf(ne), now)
+			}
 			s.pendingTxns.remove(txnKeyOf(ne), b)
 		}
 	}
@@ -412,7 +418,7 @@ func (s *Service) repeatedTxn(ctx context.Context, r *room, protos []*proto) (*q
 		// request's to call.
 		return &queued{built: []*Event{t.ev}, batches: []*pendingBatch{t.batch}, repeat: true}, true, nil
 	}
-	evID, err := s.db.TxnEvent(ctx, p.Sender, p.TxnDevice, r.ID, p.TxnEndpoint, p.TxnID)
+	evID, err := s.storedTxn(ctx, k)
 	if err != nil || evID == "" {
 		return nil, false, err
 	}

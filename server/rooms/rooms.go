@@ -71,6 +71,7 @@ type Service struct {
 	prepare     []Preparer
 	tails       roomTails
 	pendingTxns pendingTxns
+	recentTxns  recentTxns
 	joined      joinedCache
 }
 
@@ -86,6 +87,7 @@ func New(db *storage.DB, serverName string, key *federation.SigningKey, log *slo
 		cache:      newCache(),
 	}
 	s.committer = newCommitter(s)
+	s.WhenIdle(s.pruneTxns)
 	return s
 }
 

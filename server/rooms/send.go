@@ -124,7 +124,7 @@ func sameJSON(a, b []byte) bool {
 // redact power level redact; senders may redact their own events.
 func (s *Service) Redact(ctx context.Context, sender id.UserID, device id.DeviceID, roomID id.RoomID, target id.EventID, reason, txnID string) (id.EventID, error) {
 	endpoint := "redact/" + string(target)
-	if evID, err := s.db.TxnEvent(ctx, sender, device, roomID, endpoint, txnID); err != nil || evID != "" {
+	if evID, err := s.storedTxn(ctx, txnKey{sender, device, roomID, endpoint, txnID}); err != nil || evID != "" {
 		return evID, err
 	}
 	r, err := s.room(ctx, roomID)

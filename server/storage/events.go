@@ -341,7 +341,10 @@ ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_i
 		}
 	}
 	if ev.TxnID != "" {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO event_txns (user_id, device_id, room_id, endpoint, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		// A transaction older than the rooms service remembers (a day) may
+		// still be here, not yet pruned: the new event takes its place.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO event_txns (user_id, device_id, room_id, endpoint, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (user_id, device_id, room_id, endpoint, txn_id) DO UPDATE SET event_id = excluded.event_id, created_ts = excluded.created_ts`,
 			ev.TxnUserID, ev.TxnDeviceID, ev.RoomID, ev.TxnEndpoint, ev.TxnID, ev.EventID, nowTS); err != nil {
 			return fmt.Errorf("record transaction: %w", err)
 		}

@@ -168,6 +168,65 @@ func (db *DB) TxnEvent(ctx context.Context, userID id.UserID, deviceID id.Device
 	return ev, nil
 }
 
+// Txn is a client transaction recorded with its event (see TxnEvent).
+type Txn struct {
+	UserID    id.UserID
+	DeviceID  id.DeviceID
+	RoomID    id.RoomID
+	Endpoint  string
+	TxnID     string
+	CreatedTS int64
+}
+
+// TxnsSince calls fn with every client transaction recorded at or after
+// sinceTS (ms).
+func (db *DB) TxnsSince(ctx context.Context, sinceTS int64, fn func(Txn)) error {
+	rows, err := db.reader.QueryContext(ctx, `SELECT user_id, device_id, room_id, endpoint, txn_id, created_ts FROM event_txns WHERE created_ts >= $1`, sinceTS)
+	if err != nil {
+		return fmt.Errorf("list transactions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t Txn
+		if err := rows.Scan(&t.UserID, &t.DeviceID, &t.RoomID, &t.Endpoint, &t.TxnID, &t.CreatedTS); err != nil {
+			return fmt.Errorf("list transactions: %w", err)
+		}
+		fn(t)
+	}
+	return rows.Err()
+}
+
+// pruneTxnsChunk is how many transactions one write transaction of
+// PruneTxns forgets.
+const pruneTxnsChunk = 1000
+
+// PruneTxns forgets the client transactions recorded before beforeTS (ms),
+// in at most chunks write transactions of pruneTxnsChunk, so that the first
+// prune of a long history never holds the writer for long; done reports
+// that none is left.
+func (db *DB) PruneTxns(ctx context.Context, beforeTS int64, chunks int) (done bool, err error) {
+	for range chunks {
+		var n int64
+		// Transactions change no session or account.
+		err := db.writeTx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM event_txns WHERE (user_id, device_id, room_id, endpoint, txn_id) IN
+(SELECT user_id, device_id, room_id, endpoint, txn_id FROM event_txns WHERE created_ts < $1 LIMIT $2)`, beforeTS, pruneTxnsChunk)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return false, fmt.Errorf("prune transactions: %w", err)
+		}
+		if n < pruneTxnsChunk {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // MoveAliases points every local alias of one room at another (room upgrades).
 func (db *DB) MoveAliases(ctx context.Context, from, to id.RoomID) error {
 	if _, err := db.exec(ctx, `UPDATE room_aliases SET room_id = $2 WHERE room_id = $1`, from, to); err != nil {

@@ -2,6 +2,9 @@ package storage
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
+	"slices"
 	"testing"
 
 	"maunium.net/go/mautrix/id"
@@ -34,5 +37,46 @@ func TestTxnScopeMigration(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("%s %s: %q, %v; want %q", c.endpoint, c.txn, got, err, c.want)
 		}
+	}
+}
+
+// TestPruneTxns: transactions before the cutoff are forgotten a bounded
+// number of thousands at a time, until done; later ones stay and are
+// listed.
+func TestPruneTxns(t *testing.T) {
+	db, _ := openTemp(t)
+	ctx := context.Background()
+	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+		for i := range 2503 {
+			ts := int64(100) // before the cutoff
+			if i >= 2500 {
+				ts = 300
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO event_txns (user_id, device_id, room_id, endpoint, txn_id, event_id, created_ts) VALUES ('@u:x', 'D', '!r:x', 'send/m.room.message', $1, $2, $3)`,
+				fmt.Sprint("t", i), fmt.Sprint("$e", i), ts); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done, err := db.PruneTxns(ctx, 200, 2); err != nil || done {
+		t.Fatalf("two chunks of 2,500: done %v, %v; want more left", done, err)
+	}
+	if done, err := db.PruneTxns(ctx, 200, 2); err != nil || !done {
+		t.Fatalf("the rest: done %v, %v", done, err)
+	}
+	var left []string
+	if err := db.TxnsSince(ctx, 0, func(tx Txn) { left = append(left, tx.TxnID) }); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(left)
+	if !slices.Equal(left, []string{"t2500", "t2501", "t2502"}) {
+		t.Fatalf("left %v", left)
+	}
+	if ev, err := db.TxnEvent(ctx, "@u:x", "D", "!r:x", "send/m.room.message", "t2501"); err != nil || ev != "$e2501" {
+		t.Fatalf("a later transaction: %q %v", ev, err)
 	}
 }
