@@ -122,6 +122,10 @@ type roomHead struct {
 	// pending is the queued batch the head's latest event belongs to, until
 	// it is committed: events built on this head fail if it does.
 	pending *pendingBatch
+	// chosen is set on a head a caller chose (sendEventsOn, which forks
+	// the room): once committed it is not the room's head, which merges
+	// the forks, so it is not kept (roomTails).
+	chosen bool
 }
 
 func (s *Service) head(ctx context.Context, r *room) (*roomHead, error) {
@@ -287,6 +291,7 @@ type queued struct {
 func (s *Service) queueEvents(ctx context.Context, r *room, protos []*proto, h *roomHead, creating bool) (*queued, error) {
 	if h != nil {
 		defer s.locks.lock(r.ID)()
+		h.chosen = true
 	} else if creating {
 		// A new room: nobody else knows its ID yet; it is locked below, once
 		// the create event has named it.

@@ -311,8 +311,12 @@ func (s *Service) Close() { s.committer.close() }
 
 // roomTails are the heads of rooms whose latest events are still queued:
 // the next event of such a room builds on them rather than on what the
-// database holds. A tail is dropped when its batch is committed (the
-// database is then up to date) or fails.
+// database holds. When a tail's batch is committed, the tail stays as the
+// room's committed head (pending nil), so the room's next message needs no
+// read of its forward extremities (the first read after an idle moment is
+// the slowest step before the commit); any other batch of the room (an
+// event from another server, a join) and any failure drop it, and the head
+// is read from the database again. At most maxCommittedHeads are kept.
 type roomTails struct {
 	mu    sync.Mutex
 	heads map[id.RoomID]*roomHead
@@ -329,10 +333,35 @@ func (s *Service) setTail(roomID id.RoomID, h *roomHead) {
 	s.tails.heads[roomID] = h
 }
 
+// maxCommittedHeads bounds the committed heads kept (each holds its
+// room's state map, which the state cache may have let go).
+const maxCommittedHeads = 256
+
+// dropTail settles a room's tail once its batch b is finished.
 func (s *Service) dropTail(b *pendingBatch) {
 	s.tails.mu.Lock()
 	defer s.tails.mu.Unlock()
-	if h := s.tails.heads[b.room]; h != nil && h.pending == b {
+	h := s.tails.heads[b.room]
+	switch {
+	case h == nil:
+	case h.pending == b && b.err == nil && !h.chosen && (h.stateOf == nil || h.stateOf.StateAfter > 0):
+		c := *h
+		if c.stateOf != nil {
+			c.stateGroup = c.stateOf.StateAfter
+		}
+		c.stateOf, c.pending = nil, nil
+		s.tails.heads[b.room] = &c
+		if len(s.tails.heads) > maxCommittedHeads {
+			for roomID, other := range s.tails.heads {
+				if other.pending == nil && roomID != b.room {
+					delete(s.tails.heads, roomID)
+					break
+				}
+			}
+		}
+	case h.pending == b || h.pending == nil:
+		// b failed or forked the room, or b is not the tail's chain (or
+		// its state group is unknown here): the database knows.
 		delete(s.tails.heads, b.room)
 	}
 }
