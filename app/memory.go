@@ -61,16 +61,27 @@ func ReleaseMemory() {
 type releaser struct {
 	lastAllocs uint64
 	started    bool
+	// settled is set once the server was first quiet after starting.
+	settled bool
 }
 
 // shouldRelease reports whether to hand memory back now: the server
 // allocated less than quietAllocBytes since the last check and holds more
-// than releaseAboveBytes of freed heap.
+// than releaseAboveBytes of freed heap, or it is quiet for the first time
+// since it started. Then the code that its first clients ran (a single
+// request brings back megabytes of it, the kernel mapping code 64 KiB at a
+// time) is dropped again, however little heap is held: once, so the
+// resident size a family sees after start is the idle one.
 func (r *releaser) shouldRelease(allocs, heldFree uint64) bool {
 	since := allocs - r.lastAllocs
 	first := !r.started
 	r.lastAllocs, r.started = allocs, true
-	return !first && since < quietAllocBytes && heldFree > releaseAboveBytes
+	quiet := !first && since < quietAllocBytes
+	if quiet && !r.settled {
+		r.settled = true
+		return true
+	}
+	return quiet && heldFree > releaseAboveBytes
 }
 
 // memoryLimit is the soft limit for a live heap and stacks of the given

@@ -33,7 +33,9 @@ func TestReleaserHandsBackOnlyWhenQuiet(t *testing.T) {
 		why          string
 	}{
 		{100 * mib, 50 * mib, false, "first check: nothing to compare with"},
-		{180 * mib, 50 * mib, false, "busy: 80 MiB allocated in a second"},
+		{180 * mib, 2 * mib, false, "busy: 80 MiB allocated in a second"},
+		{180*mib + 5<<10, 2 * mib, true, "quiet for the first time since start: settle, however little is held"},
+		{180*mib + 8<<10, 2 * mib, false, "quiet again, little held"},
 		{180*mib + 10<<10, 50 * mib, true, "quiet with 50 MiB held: hand it back"},
 		{180*mib + 20<<10, 2 * mib, false, "quiet, little held"},
 		{181*mib + 20<<10, 30 * mib, false, "1 MiB in a second is work"},
