@@ -133,6 +133,9 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		db.Close()
 		return nil, err
 	}
+	if err := db.ReserveWAL(ctx); err != nil {
+		log.Warn("could not grow the database's write-ahead log ahead of use; commits are slower until it has grown", "error", err)
+	}
 	s := &Server{cfg: cfg, dataDir: dataDir, log: log, db: db, key: key}
 	s.accounts = accounts.New(db, cfg, log)
 	s.rooms = rooms.New(db, cfg.ServerName, key, log)

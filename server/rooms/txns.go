@@ -90,13 +90,12 @@ func (r *recentTxns) load(ctx context.Context, s *Service) error {
 	if done {
 		return nil
 	}
-	var found []storage.Txn
 	since := s.Now().Add(-txnWindow).UnixMilli()
-	if err := s.db.TxnsSince(ctx, since, func(t storage.Txn) { found = append(found, t) }); err != nil {
-		return err
-	}
-	for _, t := range found {
+	err := s.db.TxnsSince(ctx, since, func(t storage.Txn) {
 		r.add(txnKey{t.UserID, t.DeviceID, t.RoomID, t.Endpoint, t.TxnID}, t.CreatedTS)
+	})
+	if err != nil {
+		return err
 	}
 	r.mu.Lock()
 	r.loaded = true

@@ -71,12 +71,6 @@ func open(ctx context.Context, path string, readers, migrateTo int) (*DB, error)
 	reader.SetMaxOpenConns(readers)
 	reader.SetMaxIdleConns(readers)
 	db.reader = newReadPool(reader)
-	// Only speed depends on it (walreserve.go): a full disk or a read-only
-	// file still leaves a working database.
-	var pageSize int64
-	if err := db.reader.DB.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageSize); err == nil {
-		_ = db.reserveWAL(ctx, pageSize)
-	}
 	return db, nil
 }
 

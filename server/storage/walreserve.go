@@ -6,13 +6,15 @@ import (
 	"os"
 )
 
-// walReserveFrames is how many frames the WAL file is grown to, with zeros,
-// when the database opens: a little more than SQLite's automatic checkpoint
+// walReserveFrames is how many frames ReserveWAL grows the WAL file to,
+// with zeros: a little more than SQLite's automatic checkpoint
 // threshold (1,000 pages), after which a completed checkpoint makes the next
 // write restart the log at its start.
 const walReserveFrames = 1100
 
-// reserveWAL grows the WAL file ahead of use. A server that has run a while
+// ReserveWAL grows the WAL file ahead of use; the server calls it when it
+// starts (a command that opens the database for one change does not
+// need it). A server that has run a while
 // rewrites the same few megabytes of WAL in place, but after each start
 // (Close truncates the WAL) every commit appended to it until the first
 // checkpoint, and an fsync of a file that grew must also make the new size
@@ -24,13 +26,17 @@ const walReserveFrames = 1100
 // frame while each one's salt (random, chosen at every restart of the log)
 // and cumulative checksum match, and an all-zero header or frame matches
 // none. The write lock is held while the file grows, so no commit writes
-// frames meanwhile; the file is written only past its end. A failure is
-// only slower commits, so the caller logs nothing and goes on.
-func (db *DB) reserveWAL(ctx context.Context, pageSize int64) error {
-	want := 32 + walReserveFrames*(24+pageSize) // header, then frames of header and page
+// frames meanwhile; the file is written only past its end. A failure
+// costs only speed (a full disk, a read-only file).
+func (db *DB) ReserveWAL(ctx context.Context) error {
 	// The write transaction holds the write lock (BEGIN IMMEDIATE) and
 	// writes nothing: an empty commit adds no frame.
-	return db.writeTx(ctx, func(*sql.Tx) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		var pageSize int64
+		if err := tx.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageSize); err != nil {
+			return err
+		}
+		want := 32 + walReserveFrames*(24+pageSize) // header, then frames of header and page
 		// SQLite opened (and if needed created) the WAL when the
 		// transaction began; it never takes locks on it, so opening and
 		// closing another descriptor here cannot drop any of SQLite's.
