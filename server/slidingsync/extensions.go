@@ -151,16 +151,12 @@ func (b *builder) e2ee(ctx context.Context, resp *Response) error {
 	out := &E2EEResult{DeviceOneTimeKeysCount: map[id.KeyAlgorithm]int{id.KeyAlgorithmSignedCurve25519: 0}, DeviceUnusedFallbackKeyTypes: []id.KeyAlgorithm{}}
 	resp.Extensions.E2EE = out
 	if b.who.Device != "" {
-		counts, err := b.s.db.OneTimeKeyCounts(ctx, b.who.User, b.who.Device)
+		counts, types, err := b.s.db.DeviceKeyCounts(ctx, b.who.User, b.who.Device)
 		if err != nil {
 			return err
 		}
 		for alg, n := range counts {
 			out.DeviceOneTimeKeysCount[id.KeyAlgorithm(alg)] = n
-		}
-		types, err := b.s.db.UnusedFallbackKeyTypes(ctx, b.who.User, b.who.Device)
-		if err != nil {
-			return err
 		}
 		for _, t := range types {
 			out.DeviceUnusedFallbackKeyTypes = append(out.DeviceUnusedFallbackKeyTypes, id.KeyAlgorithm(t))

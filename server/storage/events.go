@@ -142,8 +142,13 @@ type EventBatch struct {
 // the transaction's own, when nothing was stored.
 func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS int64) error {
 	defer db.writeStmts.prepareWanted(ctx)
-	// Events change no session or account, so cached token lookups stand.
-	err := db.writeTx(ctx, func(sqlTx *sql.Tx) error {
+	// Events change no session or account, so cached token lookups stand;
+	// the cached stream positions move with them (eventsStored).
+	var gen uint64
+	err := db.commitTx(ctx, func(sqlTx *sql.Tx) error {
+		// Read once the writer is held: a write committed before this one
+		// moves the generation past it, at the latest when it is done.
+		gen = db.positions.generation()
 		tx := cachedTx{sqlTx, &db.writeStmts}
 		// A lone batch (one sender) is the whole transaction: its failure
 		// rolls the transaction back, and it needs no savepoint.
@@ -183,11 +188,28 @@ func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS i
 		}
 		return nil
 	})
-	if errors.Is(err, errBatchFailed) {
-		// The batch's own error is in its Err; the others' (none) stand.
-		return nil
+	if err != nil {
+		db.positions.invalidate()
+		if errors.Is(err, errBatchFailed) {
+			// The batch's own error is in its Err; the others' (none) stand.
+			return nil
+		}
+		return err
 	}
-	return err
+	var last, lastMember int64
+	for _, b := range batches {
+		if b.Err != nil {
+			continue
+		}
+		for _, ev := range b.Events {
+			last = max(last, ev.StreamPos)
+			if ev.Type == "m.room.member" {
+				lastMember = max(lastMember, ev.StreamPos)
+			}
+		}
+	}
+	db.positions.eventsStored(gen, last, lastMember)
+	return nil
 }
 
 // errBatchFailed rolls back a transaction of one batch whose Err says why.

@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -160,15 +164,39 @@ func oneTimeKeyCounts(ctx context.Context, q rowsQueryer, userID id.UserID, devi
 	return out, rows.Err()
 }
 
+// DeviceKeyCounts returns what every sync tells a device about its own
+// keys: how many unclaimed one-time keys it has, per algorithm, and the
+// algorithms of its fallback keys that no claim has used yet. They are
+// kept in memory between writes (keyCountsCache), so a long-poll woken by
+// a message reads neither again.
+func (db *DB) DeviceKeyCounts(ctx context.Context, userID id.UserID, deviceID id.DeviceID) (map[string]int, []string, error) {
+	k := keyCountsKey{userID, deviceID}
+	if e, ok := db.keyCounts.get(k); ok {
+		return e.otk, e.fallback, nil
+	}
+	gen := db.keyCounts.generation()
+	otk, err := oneTimeKeyCounts(ctx, db.reader, userID, deviceID)
+	if err != nil {
+		return nil, nil, err
+	}
+	fallback, err := db.unusedFallbackKeyTypes(ctx, userID, deviceID)
+	if err != nil {
+		return nil, nil, err
+	}
+	db.keyCounts.put(k, keyCountsEntry{otk: otk, fallback: fallback}, gen)
+	return maps.Clone(otk), slices.Clone(fallback), nil
+}
+
 // OneTimeKeyCounts returns how many unclaimed one-time keys a device has,
 // per algorithm.
 func (db *DB) OneTimeKeyCounts(ctx context.Context, userID id.UserID, deviceID id.DeviceID) (map[string]int, error) {
-	return oneTimeKeyCounts(ctx, db.reader, userID, deviceID)
+	otk, _, err := db.DeviceKeyCounts(ctx, userID, deviceID)
+	return otk, err
 }
 
-// UnusedFallbackKeyTypes lists the algorithms for which a device has a
+// unusedFallbackKeyTypes lists the algorithms for which a device has a
 // fallback key that no claim has used yet.
-func (db *DB) UnusedFallbackKeyTypes(ctx context.Context, userID id.UserID, deviceID id.DeviceID) ([]string, error) {
+func (db *DB) unusedFallbackKeyTypes(ctx context.Context, userID id.UserID, deviceID id.DeviceID) ([]string, error) {
 	rows, err := db.reader.QueryContext(ctx, `SELECT algorithm FROM fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = 0 ORDER BY algorithm`, userID, deviceID)
 	if err != nil {
 		return nil, fmt.Errorf("fallback keys: %w", err)
@@ -183,6 +211,63 @@ func (db *DB) UnusedFallbackKeyTypes(ctx context.Context, userID id.UserID, devi
 		out = append(out, alg)
 	}
 	return out, rows.Err()
+}
+
+// keyCountsCache keeps DeviceKeyCounts' answers under the same rule as
+// the token cache: every write but event persistence moves its generation
+// once committed (claims by other users included), and an answer read
+// while a write was committing is never served.
+type keyCountsCache struct {
+	gen atomic.Uint64
+	mu  sync.Mutex
+	m   map[keyCountsKey]keyCountsEntry
+}
+
+type keyCountsKey struct {
+	user   id.UserID
+	device id.DeviceID
+}
+
+type keyCountsEntry struct {
+	otk      map[string]int
+	fallback []string
+	gen      uint64
+}
+
+// maxCachedKeyCounts bounds the cache: one entry a syncing device.
+const maxCachedKeyCounts = 4096
+
+func (c *keyCountsCache) generation() uint64 { return c.gen.Load() }
+
+// get returns copies: callers may change theirs.
+func (c *keyCountsCache) get(k keyCountsKey) (keyCountsEntry, bool) {
+	g := c.gen.Load()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || e.gen != g {
+		return keyCountsEntry{}, false
+	}
+	return keyCountsEntry{otk: maps.Clone(e.otk), fallback: slices.Clone(e.fallback)}, true
+}
+
+func (c *keyCountsCache) put(k keyCountsKey, e keyCountsEntry, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen.Load() != gen {
+		return
+	}
+	if c.m == nil || len(c.m) >= maxCachedKeyCounts {
+		c.m = map[keyCountsKey]keyCountsEntry{}
+	}
+	e.gen = gen
+	c.m[k] = e
+}
+
+func (c *keyCountsCache) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen.Add(1)
 }
 
 // KeyClaim asks for one key of a device.
@@ -598,7 +683,7 @@ const memberBefore = `COALESCE((SELECT p.membership FROM events p WHERE p.room_i
 // OwnMemberDeltas returns how user's own memberships changed in the
 // stream range (from, to].
 func (db *DB) OwnMemberDeltas(ctx context.Context, userID id.UserID, from, to int64) ([]MemberDelta, error) {
-	if from >= to {
+	if from >= to || !db.positions.membershipAfter(from) {
 		return nil, nil
 	}
 	rows, err := db.reader.QueryContext(ctx, `SELECT e.room_id, e.state_key, `+memberBefore+`, COALESCE(e.membership, '') FROM events e
@@ -613,7 +698,7 @@ ORDER BY e.stream_pos`, userID, from, to)
 // RoomMemberDeltas returns how other users' memberships changed in the
 // stream range (from, to] in the rooms user is joined to now.
 func (db *DB) RoomMemberDeltas(ctx context.Context, userID id.UserID, from, to int64) ([]MemberDelta, error) {
-	if from >= to {
+	if from >= to || !db.positions.membershipAfter(from) {
 		return nil, nil
 	}
 	rows, err := db.reader.QueryContext(ctx, `SELECT e.room_id, e.state_key, `+memberBefore+`, COALESCE(e.membership, '') FROM events e

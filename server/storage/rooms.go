@@ -207,8 +207,9 @@ const pruneTxnsChunk = 1000
 func (db *DB) PruneTxns(ctx context.Context, beforeTS int64, chunks int) (done bool, err error) {
 	for range chunks {
 		var n int64
-		// Transactions change no session or account.
-		err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		// Transactions change no session or account, move no stream and
+		// touch no keys: nothing cached is invalidated (quiet-time work).
+		err := db.commitTx(ctx, func(tx *sql.Tx) error {
 			res, err := tx.ExecContext(ctx, `DELETE FROM event_txns WHERE (user_id, device_id, room_id, endpoint, txn_id) IN
 (SELECT user_id, device_id, room_id, endpoint, txn_id FROM event_txns WHERE created_ts < $1 LIMIT $2)`, beforeTS, pruneTxnsChunk)
 			if err != nil {

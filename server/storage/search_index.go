@@ -38,8 +38,11 @@ func (db *DB) IndexPendingSearch(ctx context.Context) (int, error) {
 
 func (db *DB) indexSearchChunk(ctx context.Context) (int, error) {
 	var n int
-	// Indexing changes nothing a token lookup reads.
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	// Indexing changes nothing a token lookup reads, moves no stream and
+	// touches no keys, so nothing cached is invalidated: it runs when the
+	// server goes quiet, and the next message's sync still finds the
+	// positions in memory.
+	err := db.commitTx(ctx, func(tx *sql.Tx) error {
 		var from int64
 		if err := tx.QueryRowContext(ctx, `SELECT stream_pos FROM search_indexed WHERE id = 1`).Scan(&from); err != nil {
 			return err

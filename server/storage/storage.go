@@ -29,6 +29,11 @@ type DB struct {
 	// ignoreLists caches users' m.ignored_user_list, under the token
 	// cache's generation.
 	ignoreLists ignoreListCache
+	// positions caches the stream positions (positions.go) and keyCounts
+	// devices' key counts (keys.go); every write but event persistence
+	// invalidates both once it has committed (wrote).
+	positions positionsCache
+	keyCounts keyCountsCache
 }
 
 // Open opens (creating if needed) the SQLite database at path and applies
@@ -161,9 +166,23 @@ func (db *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return db.writeTx(ctx, fn)
 }
 
-// writeTx is WriteTx for writes that change nothing a token lookup reads
-// (events).
+// writeTx is WriteTx for writes that change nothing a token lookup reads.
 func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	defer db.wrote()
+	return db.commitTx(ctx, fn)
+}
+
+// wrote invalidates what is cached between writes. Called after a write
+// has committed: positions or counts read meanwhile carry an older
+// generation, so they are never served.
+func (db *DB) wrote() {
+	db.positions.invalidate()
+	db.keyCounts.invalidate()
+}
+
+// commitTx runs fn in one write transaction; its callers say what the
+// write invalidates.
+func (db *DB) commitTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -185,7 +204,10 @@ func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 }
 
 // writes is the writer connection for statements outside a transaction:
-// each one invalidates the token cache (tokencache.go). Code in this
+// each one invalidates the token cache (tokencache.go) and the caches
+// wrote clears. Writes whose effect shows only when their rows are read
+// (RETURNING through QueryContext) may invalidate before they commit, so
+// writes to stream tables or keys use ExecContext or a transaction. Code in this
 // package writes through it, WriteTx or exec, never db.writer itself
 // (TestWritesInvalidateTokenCache checks).
 func (db *DB) writes() invalidatingWriter { return invalidatingWriter{db} }
@@ -194,16 +216,19 @@ type invalidatingWriter struct{ db *DB }
 
 func (w invalidatingWriter) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	defer w.db.tokens.invalidate()
+	defer w.db.wrote()
 	return w.db.writer.ExecContext(ctx, query, args...)
 }
 
 func (w invalidatingWriter) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	defer w.db.tokens.invalidate()
+	defer w.db.wrote()
 	return w.db.writer.QueryContext(ctx, query, args...)
 }
 
 func (w invalidatingWriter) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	defer w.db.tokens.invalidate()
+	defer w.db.wrote()
 	return w.db.writer.QueryRowContext(ctx, query, args...)
 }
 

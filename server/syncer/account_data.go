@@ -39,6 +39,9 @@ func (s *Service) accountDataSection(ctx context.Context, req *Request, since, c
 	if req.Since == nil || req.FullState {
 		from = 0
 	}
+	if from >= cur.AccountData {
+		return nil // nothing changed (a long-poll woken by a message)
+	}
 	items, err := s.db.AccountDataSince(ctx, req.User, from, cur.AccountData)
 	if err != nil {
 		return err

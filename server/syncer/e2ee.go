@@ -16,17 +16,13 @@ import (
 
 func (s *Service) e2eeSection(ctx context.Context, req *Request, since, cur Token, resp *mautrix.RespSync) error {
 	if req.Device != "" {
-		counts, err := s.db.OneTimeKeyCounts(ctx, req.User, req.Device)
+		counts, types, err := s.db.DeviceKeyCounts(ctx, req.User, req.Device)
 		if err != nil {
 			return err
 		}
 		resp.DeviceOTKCount = mautrix.OTKCount{
 			SignedCurve25519: counts[string(id.KeyAlgorithmSignedCurve25519)],
 			Curve25519:       counts[string(id.KeyAlgorithmCurve25519)],
-		}
-		types, err := s.db.UnusedFallbackKeyTypes(ctx, req.User, req.Device)
-		if err != nil {
-			return err
 		}
 		resp.FallbackKeys = make([]id.KeyAlgorithm, 0, len(types))
 		for _, t := range types {

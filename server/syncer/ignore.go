@@ -3,13 +3,10 @@ package syncer
 import (
 	"context"
 	"encoding/json"
-	"errors"
 
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/rooms"
-	"github.com/palpo-im/palpo-desktop/server/storage"
 )
 
 // Ignoring users (spec: "Ignoring Users"): a user's m.ignored_user_list
@@ -21,12 +18,14 @@ import (
 // IgnoredUsers returns the users a user ignores (nil when none). A
 // malformed list ignores nobody.
 func (s *Service) IgnoredUsers(ctx context.Context, user id.UserID) (map[id.UserID]bool, error) {
-	raw, err := s.db.GetAccountData(ctx, user, "", event.AccountDataIgnoredUserList.Type)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	}
+	// Cached by storage between writes: every sync and message asks.
+	lists, err := s.db.IgnoredUserLists(ctx, []id.UserID{user})
 	if err != nil {
 		return nil, err
+	}
+	raw, ok := lists[user]
+	if !ok {
+		return nil, nil
 	}
 	var c struct {
 		IgnoredUsers map[id.UserID]json.RawMessage `json:"ignored_users"`

@@ -132,6 +132,9 @@ type Request struct {
 
 	// ignored is the user's ignore list, read once per response (ignore.go).
 	ignored map[id.UserID]bool
+	// toDeviceAcked is set once the since token's to-device messages are
+	// deleted (todevice.go).
+	toDeviceAcked bool
 }
 
 // Sync answers a /sync: at once when there is news (or for an initial

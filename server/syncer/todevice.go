@@ -24,9 +24,16 @@ func (s *Service) toDeviceSection(ctx context.Context, req *Request, since, cur 
 	var from int64
 	if req.Since != nil {
 		from = since.ToDevice
-		if err := s.db.AckToDevice(ctx, req.User, req.Device, from); err != nil {
-			return err
+		// Once a request: a long-poll builds again each time it is woken.
+		if !req.toDeviceAcked {
+			if err := s.db.AckToDevice(ctx, req.User, req.Device, from); err != nil {
+				return err
+			}
+			req.toDeviceAcked = true
 		}
+	}
+	if from >= cur.ToDevice {
+		return nil
 	}
 	msgs, more, err := s.db.ToDeviceEvents(ctx, req.User, req.Device, from, cur.ToDevice, toDeviceLimit)
 	if err != nil || len(msgs) == 0 {
