@@ -296,6 +296,9 @@ func (c *committer) finish(b *pendingBatch, err error) {
 	s.dropTail(b)
 	if err == nil {
 		s.membersChanged(b)
+		for _, l := range s.committed {
+			l(b.built)
+		}
 	}
 	close(b.done)
 }
@@ -473,6 +476,15 @@ type joinedCache struct {
 
 // JoinedUsers lists the users joined to a room now. The list is shared:
 // never change it (appending to it copies).
+// CachedJoinedUsers is JoinedUsers when it is known without a read.
+func (s *Service) CachedJoinedUsers(roomID id.RoomID) ([]id.UserID, bool) {
+	c := &s.joined
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.rooms[roomID]
+	return m, ok
+}
+
 func (s *Service) JoinedUsers(ctx context.Context, roomID id.RoomID) ([]id.UserID, error) {
 	c := &s.joined
 	c.mu.Lock()

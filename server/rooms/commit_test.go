@@ -283,6 +283,58 @@ func TestCommittedEventReadBeforeFinish(t *testing.T) {
 	}
 }
 
+// TestOnCommittedHearsFirst: a committed batch's events reach OnCommitted's
+// listeners complete (stream position set) before the sender's OnEvent
+// listeners hear of them, and a batch that failed reaches neither.
+func TestOnCommittedHearsFirst(t *testing.T) {
+	s := newTestService(t)
+	ctx := context.Background()
+	roomID, err := s.CreateRoom(ctx, "@alice:localhost", &CreateRoomRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var heard []string
+	hear := func(what string) Listener {
+		return func(evs []*Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, ev := range evs {
+				if ev.StreamPos == 0 {
+					what += " (no stream position)"
+				}
+				heard = append(heard, what+" "+string(ev.ID))
+			}
+		}
+	}
+	s.OnCommitted(hear("committed"))
+	s.OnEvent(hear("event"))
+	evID, err := s.Send(ctx, "@alice:localhost", "D", roomID, "m.room.message", message(1), "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if want := []string{"committed " + string(evID), "event " + string(evID)}; !slices.Equal(heard, want) {
+		t.Fatalf("heard %q, want %q", heard, want)
+	}
+	heard = nil
+	mu.Unlock()
+
+	s.committer.mu.Lock()
+	s.committer.testHook = func(group []*pendingBatch) map[*pendingBatch]error {
+		return map[*pendingBatch]error{group[0]: errors.New("disk on fire")}
+	}
+	s.committer.mu.Unlock()
+	if _, err := s.Send(ctx, "@alice:localhost", "D", roomID, "m.room.message", message(2), "two"); err == nil {
+		t.Fatal("a failed batch's send succeeded")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(heard) != 0 {
+		t.Fatalf("a failed batch was heard of: %q", heard)
+	}
+}
+
 // TestCommitGroupsShareTheWriter: a room's long batch (queued as many
 // chunks at once) goes one chunk a commit, with other rooms' batches
 // queued behind it in the first commit; each room's order is kept.

@@ -65,6 +65,8 @@ type Service struct {
 	listen []Listener
 	// discard hears of prepared events that were not stored.
 	discard []Listener
+	// committed hears of stored events on the committer (OnCommitted).
+	committed []Listener
 
 	// Group commit (commit.go).
 	committer   *committer
@@ -94,6 +96,14 @@ func New(db *storage.DB, serverName string, key *federation.SigningKey, log *slo
 // OnEvent registers a listener for new events. Register listeners before
 // the server starts serving.
 func (s *Service) OnEvent(l Listener) { s.listen = append(s.listen, l) }
+
+// OnCommitted registers a listener told of each batch of events on the
+// committer, as soon as it is committed: before the request that sent them
+// wakes, a goroutine switch sooner than OnEvent's listeners. It must be
+// quick and must not block (the next commit waits for it); the sync engine
+// wakes long-polls with it. OnEvent's listeners still hear of the events.
+// Register before the server serves.
+func (s *Service) OnCommitted(l Listener) { s.committed = append(s.committed, l) }
 
 // OnDiscard registers a listener for events that were prepared (see
 // OnPrepare) but could not be stored; it runs on the committer, so it must

@@ -64,7 +64,22 @@ func New(db *storage.DB, roomsSvc *rooms.Service, log *slog.Logger) *Service {
 	s := &Service{db: db, rooms: roomsSvc, notifier: NewNotifier(), log: log,
 		builds: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
 	roomsSvc.OnEvent(s.onRoomEvent)
+	roomsSvc.OnCommitted(s.onCommitted)
 	return s
+}
+
+// onCommitted wakes the long-polls of a room's members as soon as its
+// events are committed, on the committer, when the members are known
+// without a read (the committer must not wait); onRoomEvent wakes them,
+// and the users a membership names, a goroutine switch later anyway.
+func (s *Service) onCommitted(evs []*rooms.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	s.notifier.WakeRoom(evs[0].RoomID)
+	if users, ok := s.rooms.CachedJoinedUsers(evs[0].RoomID); ok {
+		s.notifier.Wake(users...)
+	}
 }
 
 // Start runs the engine's background work (marking idle users offline)
