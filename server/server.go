@@ -147,8 +147,9 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 	s.accounts.Rooms = s.rooms
 	s.accounts.Profiles = s.rooms
 	s.rooms.Profiles = s.accounts
-	// The push service subscribes to new events before the sync engine,
-	// so an event's notification counts are stored before syncs wake.
+	// An event's notification counts are stored in its own transaction
+	// (the push service's preparer), so syncs woken by its commit read
+	// them.
 	s.push = push.New(db, s.rooms, cfg.ServerName, log)
 	s.sync = syncer.New(db, s.rooms, log)
 	s.push.AccountData = s.sync

@@ -62,11 +62,10 @@ type Service struct {
 	marks readMarks
 }
 
-// New builds the push service and subscribes it to new room events. Build
-// it before the sync engine: listeners run in the order they subscribe,
-// and the notification counts of an event must be stored before the sync
-// engine wakes anyone to read them (the spec wants the new count in the
-// same sync response as the event).
+// New builds the push service and subscribes it to new room events. An
+// event's notifications are worked out before it is stored (OnPrepare) and
+// stored in its own transaction, so a sync woken once it is committed
+// reads the new counts with it, as the spec wants.
 func New(db *storage.DB, roomsSvc *rooms.Service, serverName string, log *slog.Logger) *Service {
 	s := &Service{db: db, rooms: roomsSvc, serverName: serverName, log: log, Now: time.Now, cache: map[id.UserID]*compiled{}, gen: map[id.UserID]uint64{}}
 	s.delivery = newDelivery(s)
