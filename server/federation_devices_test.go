@@ -265,7 +265,7 @@ func TestFederationDeviceKeys(t *testing.T) {
 	if len(claimed) != 2 {
 		t.Fatalf("the same one-time key was handed out twice: %v", claimed)
 	}
-	if counts, err := a.DB().OneTimeKeyCounts(ctx, alice.UserID, alice.DeviceID); err != nil || counts["signed_curve25519"] != 0 {
+	if counts, _, err := a.DB().DeviceKeyCounts(ctx, alice.UserID, alice.DeviceID); err != nil || counts["signed_curve25519"] != 0 {
 		t.Fatalf("alice's one-time keys left: %v %v", counts, err)
 	}
 

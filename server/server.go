@@ -133,9 +133,6 @@ func New(ctx context.Context, cfg *config.Config, dataDir string, log *slog.Logg
 		db.Close()
 		return nil, err
 	}
-	if err := db.ReserveWAL(ctx); err != nil {
-		log.Warn("could not grow the database's write-ahead log ahead of use; commits are slower until it has grown", "error", err)
-	}
 	s := &Server{cfg: cfg, dataDir: dataDir, log: log, db: db, key: key}
 	s.accounts = accounts.New(db, cfg, log)
 	s.rooms = rooms.New(db, cfg.ServerName, key, log)
@@ -402,6 +399,11 @@ func (s *Server) Start() error {
 	}
 	if err := s.push.Start(); err != nil {
 		return fmt.Errorf("start push delivery: %w", err)
+	}
+	// Only a serving server needs its commits fast: a command that builds
+	// the server to change one thing (palpo user add) writes no 4 MB here.
+	if err := s.db.ReserveWAL(context.Background()); err != nil {
+		s.log.Warn("could not grow the database's write-ahead log ahead of use; commits are slower until it has grown", "error", err)
 	}
 	// What a failed start has opened so far is closed again.
 	var lns []net.Listener

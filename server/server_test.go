@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -186,6 +187,38 @@ func TestBusyPortIsAClearError(t *testing.T) {
 	err = srv.Start()
 	if err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestWALGrownOnlyWhenServing: a server built but not started (what an
+// admin command does while no server runs) leaves the write-ahead log
+// small; starting to serve grows it ahead of use (storage.ReserveWAL).
+func TestWALGrownOnlyWhenServing(t *testing.T) {
+	cfg := config.Default()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	dir := t.TempDir()
+	srv, err := server.New(context.Background(), cfg, dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	walSize := func() int64 {
+		t.Helper()
+		info, err := os.Stat(srv.DB().Path() + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Size()
+	}
+	const reserved = 4 << 20 // ReserveWAL grows it to about 4.5 MB
+	if n := walSize(); n >= reserved {
+		t.Fatalf("WAL is %d bytes before the server serves", n)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if n := walSize(); n < reserved {
+		t.Fatalf("WAL is %d bytes once serving, want it grown ahead of use", n)
 	}
 }
 

@@ -474,8 +474,6 @@ type joinedCache struct {
 	gen   map[id.RoomID]uint64
 }
 
-// JoinedUsers lists the users joined to a room now. The list is shared:
-// never change it (appending to it copies).
 // CachedJoinedUsers is JoinedUsers when it is known without a read.
 func (s *Service) CachedJoinedUsers(roomID id.RoomID) ([]id.UserID, bool) {
 	c := &s.joined
@@ -485,6 +483,8 @@ func (s *Service) CachedJoinedUsers(roomID id.RoomID) ([]id.UserID, bool) {
 	return m, ok
 }
 
+// JoinedUsers lists the users joined to a room now. The list is shared:
+// never change it (appending to it copies).
 func (s *Service) JoinedUsers(ctx context.Context, roomID id.RoomID) ([]id.UserID, error) {
 	c := &s.joined
 	c.mu.Lock()

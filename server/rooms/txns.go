@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/palpo-im/palpo-desktop/server/storage"
@@ -35,9 +36,11 @@ type recentTxns struct {
 	mu       sync.Mutex
 	seed     maphash.Seed
 	at       map[uint64]int64 // when each was recorded, ms
-	loaded   bool
 	prunedAt int64
-	loading  sync.Mutex
+	// loaded is set once the window was read; loading serialises the
+	// read (a failed one is tried again at the next send).
+	loaded  atomic.Bool
+	loading sync.Mutex
 }
 
 // hash is the key's hash; r.mu is held.
@@ -76,18 +79,12 @@ func (r *recentTxns) mayHave(ctx context.Context, s *Service, k txnKey) (bool, e
 // load reads the transactions recorded within the window, once. Commits
 // meanwhile add theirs as usual; both only insert, so none is missed.
 func (r *recentTxns) load(ctx context.Context, s *Service) error {
-	r.mu.Lock()
-	done := r.loaded
-	r.mu.Unlock()
-	if done {
+	if r.loaded.Load() {
 		return nil
 	}
 	r.loading.Lock()
 	defer r.loading.Unlock()
-	r.mu.Lock()
-	done = r.loaded
-	r.mu.Unlock()
-	if done {
+	if r.loaded.Load() {
 		return nil
 	}
 	since := s.Now().Add(-txnWindow).UnixMilli()
@@ -97,9 +94,7 @@ func (r *recentTxns) load(ctx context.Context, s *Service) error {
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	r.loaded = true
-	r.mu.Unlock()
+	r.loaded.Store(true)
 	return nil
 }
 

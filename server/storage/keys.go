@@ -187,13 +187,6 @@ func (db *DB) DeviceKeyCounts(ctx context.Context, userID id.UserID, deviceID id
 	return maps.Clone(otk), slices.Clone(fallback), nil
 }
 
-// OneTimeKeyCounts returns how many unclaimed one-time keys a device has,
-// per algorithm.
-func (db *DB) OneTimeKeyCounts(ctx context.Context, userID id.UserID, deviceID id.DeviceID) (map[string]int, error) {
-	otk, _, err := db.DeviceKeyCounts(ctx, userID, deviceID)
-	return otk, err
-}
-
 // unusedFallbackKeyTypes lists the algorithms for which a device has a
 // fallback key that no claim has used yet.
 func (db *DB) unusedFallbackKeyTypes(ctx context.Context, userID id.UserID, deviceID id.DeviceID) ([]string, error) {

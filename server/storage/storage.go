@@ -207,9 +207,9 @@ func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 // each one invalidates the token cache (tokencache.go) and the caches
 // wrote clears. Writes whose effect shows only when their rows are read
 // (RETURNING through QueryContext) may invalidate before they commit, so
-// writes to stream tables or keys use ExecContext or a transaction. Code in this
-// package writes through it, WriteTx or exec, never db.writer itself
-// (TestWritesInvalidateTokenCache checks).
+// writes to stream tables or keys use ExecContext or a transaction. Code
+// in this package writes through it, WriteTx or exec, never db.writer
+// itself (TestWritesInvalidateTokenCache checks).
 func (db *DB) writes() invalidatingWriter { return invalidatingWriter{db} }
 
 type invalidatingWriter struct{ db *DB }

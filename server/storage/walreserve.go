@@ -13,8 +13,8 @@ import (
 const walReserveFrames = 1100
 
 // ReserveWAL grows the WAL file ahead of use; the server calls it when it
-// starts (a command that opens the database for one change does not
-// need it). A server that has run a while
+// starts serving (a command that opens the database, or builds the server,
+// to change one thing does not need it). A server that has run a while
 // rewrites the same few megabytes of WAL in place, but after each start
 // (Close truncates the WAL) every commit appended to it until the first
 // checkpoint, and an fsync of a file that grew must also make the new size
