@@ -107,6 +107,9 @@ type NewEvent struct {
 	// read markers it sets, stored with it (their StreamPos is the event's).
 	PushActions []PushAction
 	PushSent    []PushSent
+	// pushStored is set once they are (not for a hidden or backfilled
+	// event): a commit adds them to the cached unread counts.
+	pushStored bool
 }
 
 // Outlier kinds (Event.Outlier).
@@ -145,6 +148,7 @@ func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS i
 	// Events change no session or account, so cached token lookups stand;
 	// the cached stream positions move with them (eventsStored).
 	var gen uint64
+	db.unread.commitStarting()
 	err := db.commitTx(ctx, func(sqlTx *sql.Tx) error {
 		// Read once the writer is held: a write committed before this one
 		// moves the generation past it, at the latest when it is done.
@@ -190,6 +194,8 @@ func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS i
 	})
 	if err != nil {
 		db.positions.invalidate()
+		db.unread.commitEnded()
+		db.unread.invalidate()
 		if errors.Is(err, errBatchFailed) {
 			// The batch's own error is in its Err; the others' (none) stand.
 			return nil
@@ -209,6 +215,7 @@ func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS i
 		}
 	}
 	db.positions.eventsStored(gen, last, lastMember)
+	db.unread.eventsCommitted(batches)
 	return nil
 }
 
@@ -217,6 +224,7 @@ var errBatchFailed = errors.New("the batch failed")
 
 // persistEvent stores one event, setting its StreamPos and state groups.
 func persistEvent(ctx context.Context, tx execer, ev *NewEvent, nowTS int64) error {
+	ev.pushStored = false
 	if ev.StateBeforeOf != nil {
 		ev.StateBefore = ev.StateBeforeOf.StateAfter
 	}
@@ -320,6 +328,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		if err := insertPushActions(ctx, tx, ev.PushActions, ev.PushSent); err != nil {
 			return err
 		}
+		ev.pushStored = true
 	}
 	if ev.Relation != nil {
 		if err := indexRelation(ctx, tx, ev, pos); err != nil {

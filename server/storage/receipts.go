@@ -29,7 +29,11 @@ type Receipt struct {
 // out of order cannot rewind what other members (and unread counts) see.
 func (db *DB) PutReceipt(ctx context.Context, r Receipt, eventPos int64) (int64, error) {
 	var pos int64
-	err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+	// A receipt moves the receipts stream and its user's read position in
+	// its room; it ends no session and changes no one else's counts.
+	defer db.unread.drop(r.UserID, r.RoomID)
+	defer db.streamsMoved()
+	err := db.commitTx(ctx, func(tx *sql.Tx) error {
 		var existing sql.NullInt64
 		err := tx.QueryRowContext(ctx, `SELECT e.stream_pos FROM receipts r JOIN events e ON e.event_id = r.event_id
 WHERE r.room_id = $1 AND r.user_id = $2 AND r.receipt_type = $3 AND r.thread_id = $4`,

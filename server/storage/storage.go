@@ -34,6 +34,10 @@ type DB struct {
 	// invalidates both once it has committed (wrote).
 	positions positionsCache
 	keyCounts keyCountsCache
+	// unread caches users' unread counts per room (unread.go): wrote drops
+	// them all, a receipt its user's, and a commit of events adds its
+	// notifications to them.
+	unread unreadCache
 }
 
 // Open opens (creating if needed) the SQLite database at path and applies
@@ -176,6 +180,13 @@ func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // has committed: positions or counts read meanwhile carry an older
 // generation, so they are never served.
 func (db *DB) wrote() {
+	db.streamsMoved()
+	db.unread.invalidate()
+}
+
+// streamsMoved is wrote for a write that changes no unread count but those
+// it drops itself (a receipt: its user's, in its room).
+func (db *DB) streamsMoved() {
 	db.positions.invalidate()
 	db.keyCounts.invalidate()
 }

@@ -45,16 +45,12 @@ func (s *Service) unreadCounts(ctx context.Context, req *Request, resp *mautrix.
 	}
 	var threads ThreadCounts
 	for roomID, jr := range resp.Rooms.Join {
-		rp, err := s.db.UserReadPositions(ctx, roomID, req.User)
+		unread, err := s.db.UnreadNotifications(ctx, roomID, req.User)
 		if err != nil {
 			return nil, err
 		}
-		main, byThread, err := s.db.UnreadPushActions(ctx, roomID, req.User, rp)
-		if err != nil {
-			return nil, err
-		}
-		counts := &mautrix.UnreadNotificationCounts{NotificationCount: main.Notify, HighlightCount: main.Highlight}
-		for thread, c := range byThread {
+		counts := &mautrix.UnreadNotificationCounts{NotificationCount: unread.Main.Notify, HighlightCount: unread.Main.Highlight}
+		for thread, c := range unread.Threads {
 			if !perThread {
 				counts.NotificationCount += c.Notify
 				counts.HighlightCount += c.Highlight
@@ -167,16 +163,12 @@ func (s *Service) PushRulesEvent(ctx context.Context, user id.UserID) (*event.Ev
 // room, threads included (sliding sync has one count per room).
 func (s *Service) UnreadCounts(ctx context.Context, user id.UserID, roomID id.RoomID) (mautrix.UnreadNotificationCounts, error) {
 	var out mautrix.UnreadNotificationCounts
-	rp, err := s.db.UserReadPositions(ctx, roomID, user)
+	unread, err := s.db.UnreadNotifications(ctx, roomID, user)
 	if err != nil {
 		return out, err
 	}
-	main, byThread, err := s.db.UnreadPushActions(ctx, roomID, user, rp)
-	if err != nil {
-		return out, err
-	}
-	out.NotificationCount, out.HighlightCount = main.Notify, main.Highlight
-	for _, c := range byThread {
+	out.NotificationCount, out.HighlightCount = unread.Main.Notify, unread.Main.Highlight
+	for _, c := range unread.Threads {
 		out.NotificationCount += c.Notify
 		out.HighlightCount += c.Highlight
 	}
