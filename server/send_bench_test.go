@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/palpo-im/palpo-desktop/server/internal/testserver"
 )
@@ -80,4 +81,71 @@ func BenchmarkSendHTTP(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
 	}
+}
+
+// BenchmarkWakeUp measures, as a client sees it, the time from the start
+// of a send to the return of another member's long-polling /sync that
+// carries the message (the load driver's wake-up figure, but back to back:
+// without its idle pause, so it shows the server's work rather than the
+// machine's wake from idle). Each sync starts from the previous one's
+// next_batch, as a client's does.
+func BenchmarkWakeUp(b *testing.B) {
+	ts := testserver.New(b)
+	alice := ts.RegisterUser("alice")
+	bob := ts.RegisterUser("bob")
+	ctx := context.Background()
+	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bob.UserID}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
+		b.Fatal(err)
+	}
+	first, err := alice.SyncRequest(ctx, 0, "", "", false, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	since := first.NextBatch
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		type synced struct {
+			next string
+			err  error
+		}
+		woke := make(chan synced, 1)
+		parked := make(chan struct{})
+		go func(since string) {
+			close(parked)
+			for {
+				resp, err := alice.SyncRequest(ctx, 30000, since, "", false, "")
+				if err != nil {
+					woke <- synced{err: err}
+					return
+				}
+				since = resp.NextBatch
+				if jr := resp.Rooms.Join[room.RoomID]; jr != nil && len(jr.Timeline.Events) > 0 {
+					woke <- synced{next: since}
+					return
+				}
+			}
+		}(since)
+		<-parked
+		// Let the long-poll reach the server and park there.
+		time.Sleep(2 * time.Millisecond)
+		start := time.Now()
+		if _, err := bob.SendText(ctx, room.RoomID, fmt.Sprintf("wake %d", i)); err != nil {
+			b.Fatal(err)
+		}
+		s := <-woke
+		if s.err != nil {
+			b.Fatal(s.err)
+		}
+		lat = append(lat, time.Since(start))
+		since = s.next
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*9/10].Microseconds())/1000, "p90-ms")
 }

@@ -199,3 +199,57 @@ func (db *DB) mustEventID(t *testing.T, pos int) id.EventID {
 	}
 	return evID
 }
+
+// BenchmarkUnreadCounts: a sync's unread counts for a member of a room of
+// ten who has not read its last 2,000 messages, counted from the database
+// (as every sync did before unreadCache) and as a woken sync finds them.
+func BenchmarkUnreadCounts(b *testing.B) {
+	ctx := context.Background()
+	path := b.TempDir() + "/palpo.db"
+	db, err := Open(ctx, path, 2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	members := make([]id.UserID, 10)
+	for i := range members {
+		members[i] = id.UserID(fmt.Sprintf("@u%d:x", i))
+	}
+	n := 0
+	create := &NewEvent{Event: Event{EventID: "$ev1", RoomID: "!room:x", Type: "m.room.create", StateKey: new(string), Sender: members[0], Depth: 1,
+		PDU: []byte(`{}`)}, NewRoom: &Room{RoomID: "!room:x", RoomVersion: "12", Creator: members[0]}}
+	n++
+	if _, err := db.PersistEvents(ctx, []*NewEvent{create}, 0); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 2000 {
+		sender := members[1+i%9]
+		var others []id.UserID
+		for _, m := range members {
+			if m != sender {
+				others = append(others, m)
+			}
+		}
+		if _, err := db.PersistEvents(ctx, []*NewEvent{unreadTestEvent(&n, sender, "", others)}, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("counted", func(b *testing.B) {
+		for b.Loop() {
+			rp, err := db.UserReadPositions(ctx, "!room:x", members[0])
+			if err != nil {
+				b.Fatal(err)
+			}
+			if m, _, err := db.UnreadPushActions(ctx, "!room:x", members[0], rp); err != nil || m.Notify != 2000 {
+				b.Fatal(m, err)
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		for b.Loop() {
+			if c, err := db.UnreadNotifications(ctx, "!room:x", members[0]); err != nil || c.Main.Notify != 2000 {
+				b.Fatal(c, err)
+			}
+		}
+	})
+}
