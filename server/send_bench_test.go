@@ -88,18 +88,31 @@ func BenchmarkSendHTTP(b *testing.B) {
 // carries the message (the load driver's wake-up figure, but back to back:
 // without its idle pause, so it shows the server's work rather than the
 // machine's wake from idle). Each sync starts from the previous one's
-// next_batch, as a client's does.
+// next_batch, as a client's does. The receiver is in one room, or in 20
+// (a family member's room list) with the messages in one of them.
 func BenchmarkWakeUp(b *testing.B) {
+	for _, rooms := range []int{1, 20} {
+		b.Run(fmt.Sprintf("rooms=%d", rooms), func(b *testing.B) {
+			benchmarkWakeUp(b, rooms)
+		})
+	}
+}
+
+func benchmarkWakeUp(b *testing.B, nRooms int) {
 	ts := testserver.New(b)
 	alice := ts.RegisterUser("alice")
 	bob := ts.RegisterUser("bob")
 	ctx := context.Background()
-	room, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bob.UserID}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := bob.JoinRoomByID(ctx, room.RoomID); err != nil {
-		b.Fatal(err)
+	var room id.RoomID
+	for range nRooms {
+		created, err := alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bob.UserID}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := bob.JoinRoomByID(ctx, created.RoomID); err != nil {
+			b.Fatal(err)
+		}
+		room = created.RoomID
 	}
 	first, err := alice.SyncRequest(ctx, 0, "", "", false, "")
 	if err != nil {
@@ -124,7 +137,7 @@ func BenchmarkWakeUp(b *testing.B) {
 					return
 				}
 				since = resp.NextBatch
-				if jr := resp.Rooms.Join[room.RoomID]; jr != nil && len(jr.Timeline.Events) > 0 {
+				if jr := resp.Rooms.Join[room]; jr != nil && len(jr.Timeline.Events) > 0 {
 					woke <- synced{next: since}
 					return
 				}
@@ -134,7 +147,7 @@ func BenchmarkWakeUp(b *testing.B) {
 		// Let the long-poll reach the server and park there.
 		time.Sleep(2 * time.Millisecond)
 		start := time.Now()
-		if _, err := bob.SendText(ctx, room.RoomID, fmt.Sprintf("wake %d", i)); err != nil {
+		if _, err := bob.SendText(ctx, room, fmt.Sprintf("wake %d", i)); err != nil {
 			b.Fatal(err)
 		}
 		s := <-woke

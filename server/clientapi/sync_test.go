@@ -773,3 +773,57 @@ func TestSyncJoinAndLeaveInOneBatch(t *testing.T) {
 		t.Fatalf("state of a room joined and left in one batch: %v", room)
 	}
 }
+
+// TestSyncOnlyRoomsWithNews: an incremental sync carries the rooms with
+// events in its range (a message, a state change) and not the others; a
+// full_state sync carries every room again.
+func TestSyncOnlyRoomsWithNews(t *testing.T) {
+	_, alice, bob, roomA := pairInRoom(t, "A")
+	ctx := context.Background()
+	roomB := sharedRoom(t, alice, bob, "B")
+	roomC := sharedRoom(t, alice, bob, "C")
+	rooms := func(resp *mautrix.RespSync) []id.RoomID {
+		var out []id.RoomID
+		for r := range resp.Rooms.Join {
+			out = append(out, r)
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := func(step string, got []id.RoomID, ids ...id.RoomID) {
+		t.Helper()
+		slices.Sort(ids)
+		if !slices.Equal(got, ids) {
+			t.Fatalf("%s: rooms %v, want %v", step, got, ids)
+		}
+	}
+	first := syncOnce(t, alice, "", "", 0)
+	want("initial", rooms(first), roomA, roomB, roomC)
+
+	if _, err := bob.SendText(ctx, roomB, "in B"); err != nil {
+		t.Fatal(err)
+	}
+	second := syncOnce(t, alice, first.NextBatch, "", 0)
+	want("a message in B", rooms(second), roomB)
+	if got := timelineBodies(second, roomB); len(got) != 1 || got[0] != "in B" {
+		t.Fatalf("B's timeline %v", got)
+	}
+
+	if _, err := alice.SendStateEvent(ctx, roomC, event.StateTopic, "", map[string]any{"topic": "news"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.SendText(ctx, roomA, "in A"); err != nil {
+		t.Fatal(err)
+	}
+	third := syncOnce(t, alice, second.NextBatch, "", 0)
+	want("a topic in C and a message in A", rooms(third), roomA, roomC)
+	if evs := third.Rooms.Join[roomC].Timeline.Events; len(evs) != 1 || evs[0].Type != event.StateTopic {
+		t.Fatalf("C's timeline %+v", evs)
+	}
+
+	full, err := alice.FullSyncRequest(ctx, mautrix.ReqSync{Since: third.NextBatch, FullState: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want("full state", rooms(full), roomA, roomB, roomC)
+}

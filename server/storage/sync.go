@@ -53,6 +53,11 @@ type MembershipEvent struct {
 	EventID    id.EventID
 	Membership string
 	StreamPos  int64
+	// RoomLastPos is the stream position of the room's latest event
+	// (rooms.last_pos, read with the membership; math.MaxInt64 when none
+	// was recorded there): a sync skips a room with no event in its range
+	// without reading its timeline.
+	RoomLastPos int64
 }
 
 // MembershipsAt returns, for every room the user ever had a membership
@@ -60,9 +65,11 @@ type MembershipEvent struct {
 func (db *DB) MembershipsAt(ctx context.Context, userID id.UserID, pos int64) ([]MembershipEvent, error) {
 	// SQLite returns the row holding MAX() for the bare columns of an
 	// aggregate query; PostgreSQL will need DISTINCT ON here.
-	rows, err := db.reader.QueryContext(ctx, `SELECT room_id, event_id, COALESCE(membership, ''), MAX(stream_pos) FROM events
-WHERE type = 'm.room.member' AND state_key = $1 AND stream_pos <= $2 AND rejected = 0
-GROUP BY room_id`, userID, pos)
+	rows, err := db.reader.QueryContext(ctx, `SELECT m.room_id, m.event_id, m.membership, m.pos, COALESCE(NULLIF(r.last_pos, 0), 9223372036854775807) FROM (
+	SELECT room_id, event_id, COALESCE(membership, '') AS membership, MAX(stream_pos) AS pos FROM events
+	WHERE type = 'm.room.member' AND state_key = $1 AND stream_pos <= $2 AND rejected = 0
+	GROUP BY room_id) m
+LEFT JOIN rooms r ON r.room_id = m.room_id`, userID, pos)
 	if err != nil {
 		return nil, fmt.Errorf("memberships of %s: %w", userID, err)
 	}
@@ -70,7 +77,7 @@ GROUP BY room_id`, userID, pos)
 	var out []MembershipEvent
 	for rows.Next() {
 		var m MembershipEvent
-		if err := rows.Scan(&m.RoomID, &m.EventID, &m.Membership, &m.StreamPos); err != nil {
+		if err := rows.Scan(&m.RoomID, &m.EventID, &m.Membership, &m.StreamPos, &m.RoomLastPos); err != nil {
 			return nil, err
 		}
 		out = append(out, m)
