@@ -159,3 +159,47 @@ func addDevices(t *testing.T, db *DB, devices ...string) {
 		t.Fatal(err)
 	}
 }
+
+// TestPresenceRefreshKeepsCaches: a sync's once-a-minute "last synced"
+// refresh stores the new time and leaves the caches every sync reads; a
+// presence change moves the stream and drops them.
+func TestPresenceRefreshKeepsCaches(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTemp(t)
+	n := 0
+	searchTestEvent(t, db, &n, "m.room.create", new(string), `{}`)
+	p := &Presence{UserID: "@alice:x", State: "online", LastActiveTS: 1, LastSyncTS: 1}
+	if err := db.PutPresence(ctx, p, true); err != nil {
+		t.Fatal(err)
+	}
+	before, err := db.StreamPositions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.UnreadNotifications(ctx, "!room:x", "@alice:x"); err != nil {
+		t.Fatal(err)
+	}
+	p.LastSyncTS = 60001
+	if err := db.PutPresence(ctx, p, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.GetPresence(ctx, "@alice:x"); err != nil || got.LastSyncTS != 60001 || got.StreamID != p.StreamID {
+		t.Fatalf("after the refresh: %+v, %v", got, err)
+	}
+	if _, ok := db.positions.get(); !ok {
+		t.Fatal("a refresh dropped the cached positions")
+	}
+	if _, ok := db.unread.get(unreadKey{"@alice:x", "!room:x"}); !ok {
+		t.Fatal("a refresh dropped the cached unread counts")
+	}
+	p.State = "unavailable"
+	if err := db.PutPresence(ctx, p, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := db.positions.get(); ok {
+		t.Fatal("a presence change left the positions cached")
+	}
+	if after, err := db.StreamPositions(ctx); err != nil || after.Presence <= before.Presence {
+		t.Fatalf("presence position %d after a change, %d before (%v)", after.Presence, before.Presence, err)
+	}
+}

@@ -62,12 +62,20 @@ func (db *DB) GetPresence(ctx context.Context, userID id.UserID) (*Presence, err
 // PutPresence writes a presence row. With bump it takes a new stream
 // position (a change others must hear of); without, only timestamps move.
 func (db *DB) PutPresence(ctx context.Context, p *Presence, bump bool) error {
-	return db.WriteTx(ctx, func(tx *sql.Tx) error {
+	bump = bump || p.StreamID == 0
+	commit := db.writeTx
+	if !bump {
+		// A sync refreshing its user's "last synced" time, once a minute:
+		// no stream position, key or count that a cache keeps moves, so
+		// the caches every sync reads stay (wrote would drop them all).
+		commit = db.commitTx
+	}
+	return commit(ctx, func(tx *sql.Tx) error {
 		var pos int64
 		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_id), 0) FROM presence`).Scan(&pos); err != nil {
 			return err
 		}
-		if bump || p.StreamID == 0 {
+		if bump {
 			p.StreamID = pos + 1
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO presence (user_id, state, status_msg, last_active_ts, last_sync_ts, stream_id)
