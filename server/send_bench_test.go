@@ -127,9 +127,7 @@ func benchmarkWakeUp(b *testing.B, nRooms int) {
 			err  error
 		}
 		woke := make(chan synced, 1)
-		parked := make(chan struct{})
 		go func(since string) {
-			close(parked)
 			for {
 				resp, err := alice.SyncRequest(ctx, 30000, since, "", false, "")
 				if err != nil {
@@ -143,7 +141,6 @@ func benchmarkWakeUp(b *testing.B, nRooms int) {
 				}
 			}
 		}(since)
-		<-parked
 		// Let the long-poll reach the server and park there.
 		time.Sleep(2 * time.Millisecond)
 		start := time.Now()

@@ -164,6 +164,19 @@ func TestSyncLongPollWakes(t *testing.T) {
 	if inv == nil || len(inv.State.Events) == 0 {
 		t.Fatalf("invite: %+v", r.resp.Rooms)
 	}
+	// A join wakes the room's members: the join changes who they are, so
+	// the list is read afresh rather than taken from the cache.
+	since = syncOnce(t, alice, since, "", 0).NextBatch // past the invite
+	ch = poll(alice, since)
+	waitForWaiters(t, ts, 1)
+	if _, err := carol.JoinRoomByID(ctx, roomID); err != nil {
+		t.Fatal(err)
+	}
+	r = <-ch
+	jr := r.resp.Rooms.Join[roomID]
+	if jr == nil || len(jr.Timeline.Events) != 1 || jr.Timeline.Events[0].GetStateKey() != carol.UserID.String() || r.took > 10*time.Second {
+		t.Fatalf("join wake after %v: %+v", r.took, r.resp.Rooms.Join)
+	}
 }
 
 // waitForWaiters waits until n users have a long-poll registered, so a

@@ -168,13 +168,11 @@ func TestGroupCommitFailedBatch(t *testing.T) {
 	// Hold the committer until both sends are queued, then fail the first.
 	held, release := make(chan struct{}), make(chan struct{})
 	boom := errors.New("disk on fire")
-	s.committer.mu.Lock()
-	s.committer.testHook = func(group []*pendingBatch) map[*pendingBatch]error {
+	setCommitHook(s, func(group []*pendingBatch) map[*pendingBatch]error {
 		close(held)
 		<-release
 		return map[*pendingBatch]error{group[0]: boom}
-	}
-	s.committer.mu.Unlock()
+	})
 	results := make(chan error, 2)
 	go func() {
 		_, err := s.Send(ctx, "@alice:localhost", "D", roomID, "m.room.message", message(1), "one")
@@ -186,9 +184,7 @@ func TestGroupCommitFailedBatch(t *testing.T) {
 		results <- err
 	}()
 	waitQueued(t, s, 1)
-	s.committer.mu.Lock()
-	s.committer.testHook = nil
-	s.committer.mu.Unlock()
+	setCommitHook(s, nil)
 	close(release)
 	for range 2 {
 		if err := <-results; err == nil {
@@ -320,11 +316,9 @@ func TestOnCommittedHearsFirst(t *testing.T) {
 	heard = nil
 	mu.Unlock()
 
-	s.committer.mu.Lock()
-	s.committer.testHook = func(group []*pendingBatch) map[*pendingBatch]error {
+	setCommitHook(s, func(group []*pendingBatch) map[*pendingBatch]error {
 		return map[*pendingBatch]error{group[0]: errors.New("disk on fire")}
-	}
-	s.committer.mu.Unlock()
+	})
 	if _, err := s.Send(ctx, "@alice:localhost", "D", roomID, "m.room.message", message(2), "two"); err == nil {
 		t.Fatal("a failed batch's send succeeded")
 	}
@@ -398,4 +392,12 @@ func TestIdleWork(t *testing.T) {
 	if n := runs.Load() - before; n < 3 {
 		t.Fatalf("idle work ran %d times during 40 events without a pause; want at least 3", n)
 	}
+}
+
+// setCommitHook sets the committer's test hook (nil: none), which decides
+// which batches of a group fail instead of storing them.
+func setCommitHook(s *Service, hook func(group []*pendingBatch) map[*pendingBatch]error) {
+	s.committer.mu.Lock()
+	defer s.committer.mu.Unlock()
+	s.committer.testHook = hook
 }

@@ -194,8 +194,7 @@ func (db *DB) PersistBatches(ctx context.Context, batches []*EventBatch, nowTS i
 	})
 	if err != nil {
 		db.positions.invalidate()
-		db.unread.commitEnded()
-		db.unread.invalidate()
+		db.unread.commitFailed()
 		if errors.Is(err, errBatchFailed) {
 			// The batch's own error is in its Err; the others' (none) stand.
 			return nil

@@ -126,7 +126,7 @@ func (c *unreadCache) drop(user id.UserID, room id.RoomID) {
 }
 
 // commitStarting is called before a commit of events, and eventsCommitted
-// (or, when nothing was stored, invalidate after commitEnded) after it.
+// or (when nothing was stored) commitFailed after it.
 func (c *unreadCache) commitStarting() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -134,11 +134,13 @@ func (c *unreadCache) commitStarting() {
 	c.committing++
 }
 
-func (c *unreadCache) commitEnded() {
+// commitFailed ends a commit that stored nothing, dropping every count.
+func (c *unreadCache) commitFailed() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++
 	c.committing--
+	c.m = nil
 }
 
 // eventsCommitted applies the committed batches' notifications and read

@@ -9,9 +9,9 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// unreadTestEvent stores a message of sender in !room:x (in a thread when
-// thread is set) that notifies each of notify, highlighting those in
-// highlight, as a batch of its own or beside others (batches).
+// unreadTestEvent is a message of sender in !room:x (in a thread when
+// thread is set), to store, that notifies each of notify, highlighting
+// those in highlight.
 func unreadTestEvent(n *int, sender id.UserID, thread string, notify []id.UserID, highlight ...id.UserID) *NewEvent {
 	*n++
 	evID := id.EventID(fmt.Sprintf("$ev%d", *n))
@@ -60,8 +60,8 @@ func TestUnreadCountsFollowWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 		same := func(a, b UnreadCounts) bool { return a.Main == b.Main && maps.Equal(a.Threads, b.Threads) }
-		if db := (UnreadCounts{Main: main, Threads: threads}); !same(got, db) || !same(got, want) {
-			t.Fatalf("%s: %s has %+v, the database %+v, want %+v", step, user, got, db, want)
+		if counted := (UnreadCounts{Main: main, Threads: threads}); !same(got, counted) || !same(got, want) {
+			t.Fatalf("%s: %s has %+v, the database %+v, want %+v", step, user, got, counted, want)
 		}
 	}
 	cached := func(step string, user id.UserID, want bool) {
@@ -71,13 +71,15 @@ func TestUnreadCountsFollowWrites(t *testing.T) {
 		}
 	}
 
-	persist(unreadTestEvent(&n, alice, "", []id.UserID{bob, carol}))
+	first := unreadTestEvent(&n, alice, "", []id.UserID{bob, carol})
+	persist(first)
 	check("one message", bob, UnreadCounts{Main: NotificationCounts{1, 0}})
 	check("one message", carol, UnreadCounts{Main: NotificationCounts{1, 0}})
 	cached("read once", bob, true)
 
-	root := string(db.mustEventID(t, n))
-	persist(unreadTestEvent(&n, alice, "", []id.UserID{bob, carol}, carol), unreadTestEvent(&n, alice, root, []id.UserID{bob}, bob))
+	root := string(first.EventID)
+	mention := unreadTestEvent(&n, alice, "", []id.UserID{bob, carol}, carol)
+	persist(mention, unreadTestEvent(&n, alice, root, []id.UserID{bob}, bob))
 	cached("after a message", bob, true)
 	cached("after a message", carol, true)
 	threads := map[string]NotificationCounts{root: {1, 1}}
@@ -85,7 +87,7 @@ func TestUnreadCountsFollowWrites(t *testing.T) {
 	check("a mention and a thread", carol, UnreadCounts{Main: NotificationCounts{2, 1}})
 
 	// Bob reads the main timeline up to the mention: only his counts go.
-	if _, err := db.PutReceipt(ctx, Receipt{RoomID: "!room:x", UserID: bob, Type: "m.read", ThreadID: "main", EventID: db.mustEventID(t, n-1)}, int64(n-1)); err != nil {
+	if _, err := db.PutReceipt(ctx, Receipt{RoomID: "!room:x", UserID: bob, Type: "m.read", ThreadID: "main", EventID: mention.EventID}, mention.StreamPos); err != nil {
 		t.Fatal(err)
 	}
 	cached("after bob's receipt", bob, false)
@@ -169,7 +171,7 @@ func TestUnreadCountsNotStoredAcrossACommit(t *testing.T) {
 	if _, ok := db.unread.get(unreadKey{"@bob:x", "!room:x"}); ok {
 		t.Fatal("counts read during a commit were kept")
 	}
-	db.unread.commitEnded()
+	db.unread.commitFailed()
 	if _, err := db.UnreadNotifications(ctx, "!room:x", "@bob:x"); err != nil {
 		t.Fatal(err)
 	}
@@ -188,16 +190,6 @@ func TestUnreadCountsNotStoredAcrossACommit(t *testing.T) {
 	if db.unread.committing != 0 {
 		t.Fatalf("%d commits still in flight", db.unread.committing)
 	}
-}
-
-// mustEventID is the ID of the event at stream position pos.
-func (db *DB) mustEventID(t *testing.T, pos int) id.EventID {
-	t.Helper()
-	var evID id.EventID
-	if err := db.reader.QueryRowContext(context.Background(), `SELECT event_id FROM events WHERE stream_pos = $1`, pos).Scan(&evID); err != nil {
-		t.Fatal(err)
-	}
-	return evID
 }
 
 // BenchmarkUnreadCounts: a sync's unread counts for a member of a room of

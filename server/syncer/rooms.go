@@ -33,15 +33,16 @@ func (s *Service) roomsSection(ctx context.Context, req *Request, since, cur Tok
 		changed := m.StreamPos > since.Events // the membership changed in this range
 		switch event.Membership(m.Membership) {
 		case event.MembershipJoin:
+			full := initial || req.FullState || changed
 			// No event of the room in the range: an incremental entry
 			// would be empty (typing, receipts, account data and counts
 			// add the room in their own sections). Reading its timeline
 			// and state to find so cost two statements per room on every
 			// sync, in a room list of dozens.
-			if !initial && !req.FullState && !changed && m.RoomLastPos <= since.Events {
+			if !full && m.RoomLastPos <= since.Events {
 				continue
 			}
-			jr, err := s.joinedRoom(ctx, req, m, since, cur, initial || req.FullState || changed)
+			jr, err := s.joinedRoom(ctx, req, m, since, cur, full)
 			if err != nil {
 				return err
 			}

@@ -68,18 +68,29 @@ func New(db *storage.DB, roomsSvc *rooms.Service, log *slog.Logger) *Service {
 	return s
 }
 
-// onCommitted wakes the long-polls of a room's members as soon as its
-// events are committed, on the committer, when the members are known
-// without a read (the committer must not wait); onRoomEvent wakes them,
-// and the users a membership names, a goroutine switch later anyway.
+// onCommitted wakes, as soon as a room's events are committed, the
+// long-polls of its members and of the users its membership events name
+// (an invited user is not a member yet; a kicked one no longer is). It
+// runs on the committer, which must not wait: members not in the cache
+// are read, and woken, on a goroutine of their own.
 func (s *Service) onCommitted(evs []*rooms.Event) {
 	if len(evs) == 0 {
 		return
 	}
-	s.notifier.WakeRoom(evs[0].RoomID)
-	if users, ok := s.rooms.CachedJoinedUsers(evs[0].RoomID); ok {
-		s.notifier.Wake(users...)
+	roomID := evs[0].RoomID
+	var targets []id.UserID
+	for _, ev := range evs {
+		if ev.PDU.Type == event.StateMember.Type {
+			targets = append(targets, id.UserID(ev.StateKey()))
+		}
 	}
+	s.notifier.WakeRoom(roomID)
+	s.notifier.Wake(targets...)
+	if users, ok := s.rooms.CachedJoinedUsers(roomID); ok {
+		s.notifier.Wake(users...)
+		return
+	}
+	go s.wakeRoom(context.Background(), roomID)
 }
 
 // Start runs the engine's background work (marking idle users offline)
@@ -102,20 +113,9 @@ func (s *Service) Stop() {
 // streams (account data, to-device, typing, receipts).
 func (s *Service) Notifier() *Notifier { return s.notifier }
 
-// onRoomEvent wakes the room's members, and the target of a membership
-// change (an invited user is not a member yet; a kicked one no longer is).
+// onRoomEvent stops the typing of users who left (onCommitted has woken
+// the long-polls already).
 func (s *Service) onRoomEvent(evs []*rooms.Event) {
-	if len(evs) == 0 {
-		return
-	}
-	s.wakeRoom(context.Background(), evs[0].RoomID)
-	var targets []id.UserID
-	for _, ev := range evs {
-		if ev.PDU.Type == event.StateMember.Type {
-			targets = append(targets, id.UserID(ev.StateKey()))
-		}
-	}
-	s.notifier.Wake(targets...)
 	for _, ev := range evs {
 		s.typingMembershipChanged(ev)
 	}
