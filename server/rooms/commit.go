@@ -170,14 +170,15 @@ func (c *committer) run() {
 			for _, b := range group {
 				c.sinceIdle += len(b.events)
 			}
-		}
-		if c.sinceIdle > 0 && c.hasIdleWork() {
-			if c.sinceIdle >= c.idleEvery {
+			// Checked after each commit, not once the queue is empty:
+			// senders that keep it full would otherwise hold the work off.
+			if c.sinceIdle >= c.idleEvery && c.hasIdleWork() {
 				idle.Stop()
 				c.runIdleWork()
-			} else {
-				idle.Reset(idleAfter)
 			}
+		}
+		if c.sinceIdle > 0 && c.hasIdleWork() {
+			idle.Reset(idleAfter)
 		}
 	}
 }
